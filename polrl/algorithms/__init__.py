@@ -1,0 +1,17 @@
+"""Algorithms as nouns: each returns a ``polrl.core.Algorithm`` built from shared transforms.
+
+Configs name them by attribute (``getattr(polrl.algorithms, name)``); there is no second
+string registry.
+"""
+from polrl.algorithms.policy_gradient import grpo, ppo
+from polrl.algorithms.preference import dpo
+from polrl.algorithms.supervised import sft
+
+__all__ = ["dpo", "grpo", "ppo", "sft"]
+
+
+def get(name: str):
+    """Returns the algorithm noun called ``name``, with an error listing the valid names."""
+    if name not in __all__:
+        raise ValueError(f"unknown algorithm {name!r}; polrl.algorithms has {__all__}")
+    return globals()[name]

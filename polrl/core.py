@@ -1,0 +1,245 @@
+"""The core contract: PolicyState, Batch, Transform, chain, named_chain, Algorithm.
+
+Everything in polrl is built from these five things.
+
+* ``PolicyState`` — one pytree with everything a run needs to resume: parameters, optimizer
+  state, the frozen reference, per-transform states and the RNG. Static things (the model's
+  graphdef, the config) never live in it.
+* ``Batch`` — what flows through transforms. Field names carry their shape (``_b`` per
+  sequence, ``_bt`` per response token, ``_bp`` per prompt token). Optional fields are ``None``
+  when unused.
+* ``Transform`` — an optax-style ``(init, apply)`` pair built by a factory that binds the
+  hyper-parameters: ``apply(batch, state, **extra) -> (batch, state)``. ``extra`` carries
+  ``step``, ``rng`` …; transforms ignore extras they do not use. A transform also *declares*
+  what the trainer must compute for it (``needs``, e.g. ``{"ref_logp"}``), so the model is never
+  run inside a transform and the union of needs is computed once.
+* ``chain`` / ``named_chain`` compose transforms like ``optax.chain``.
+* ``Algorithm`` — ``(prepare, objective, optimizer)`` plus the static shape of the update loop
+  (epochs × minibatches). ``prepare`` runs once per rollout batch outside the gradient
+  (advantages, filters, weights); ``objective`` runs inside ``value_and_grad`` on each minibatch,
+  after the scoring forward has filled ``logp_bt`` (and ``entropy_bt``/``value_bt``), adds named
+  per-token loss terms to ``batch.terms`` and ends with an explicit aggregation that turns them
+  into scalars in ``batch.losses``. The loss is ``Σ batch.losses``.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+Array = jax.Array
+
+# What a transform may ask the trainer to compute before ``prepare`` (outside the gradient):
+#   "ref_logp" — log-probs of the response under the frozen reference parameters;
+#   "values"   — the value head at rollout time (``old_value_bt``) and during the update
+#                (``value_bt``).
+KNOWN_NEEDS = frozenset({"ref_logp", "values"})
+
+
+@flax.struct.dataclass
+class PolicyState:
+    """Everything a run needs to resume, as one pytree.
+
+    Attributes:
+      step: int32 scalar, number of update iterations applied so far.
+      rng: PRNG key, split every iteration.
+      params: ``nnx.State`` of the policy's parameters (the model's graphdef is static and lives
+        outside the state).
+      opt_state: the optax state for ``params``.
+      ref_params: frozen reference/anchor parameters (``None`` when no transform needs them).
+      prepare_state: state of ``Algorithm.prepare`` (e.g. running statistics).
+      objective_state: state of ``Algorithm.objective`` (e.g. an adaptive KL coefficient).
+    """
+
+    step: Array
+    rng: Array
+    params: Any
+    opt_state: Any
+    ref_params: Any = None
+    prepare_state: Any = None
+    objective_state: Any = None
+
+
+@flax.struct.dataclass
+class Batch:
+    """One batch of sequences, as it flows through transforms.
+
+    Sequences are ``prompt_bp`` (left-padded, ``prompt_valid_bp`` marks real tokens) followed by
+    ``response_bt`` (right-padded). Every per-token field (``_bt``) is aligned with
+    ``response_bt``: ``logp_bt[b, t] = log π(response_bt[b, t] | prompt, response_bt[b, :t])``.
+
+    Rollout fields: ``reward_b`` (scalar reward), ``group_b`` (int32 group id in ``[0, B)``,
+    e.g. the prompt index; DPO pairs are groups of two), ``behavior_logp_bt`` (the sampler's
+    log-probs), ``old_value_bt`` (value head at rollout time).
+    Prepare fields: ``old_logp_bt`` (recomputed π_old; ``None`` means "the parameters have not
+    moved since the rollout", and the objective uses ``stop_gradient(logp_bt)``),
+    ``ref_logp_bt``, ``adv_bt``, ``return_bt``.
+    Score fields (filled by the scoring forward inside the gradient): ``logp_bt``,
+    ``entropy_bt``, ``value_bt``.
+    Objective fields: ``terms`` (name → per-token loss ``[B, T]``, waiting for aggregation),
+    ``losses`` (name → scalar), ``metrics`` (name → scalar, logged).
+    """
+
+    prompt_bp: Array
+    prompt_valid_bp: Array
+    response_bt: Array
+    mask_bt: Array
+    reward_b: Array | None = None
+    group_b: Array | None = None
+    behavior_logp_bt: Array | None = None
+    old_value_bt: Array | None = None
+    old_logp_bt: Array | None = None
+    ref_logp_bt: Array | None = None
+    adv_bt: Array | None = None
+    return_bt: Array | None = None
+    logp_bt: Array | None = None
+    entropy_bt: Array | None = None
+    value_bt: Array | None = None
+    terms: dict = flax.struct.field(default_factory=dict)
+    losses: dict = flax.struct.field(default_factory=dict)
+    metrics: dict = flax.struct.field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        return self.response_bt.shape[0]
+
+    def require(self, *names: str, by: str) -> None:
+        """Raises a clear error when a field a transform reads is missing."""
+        missing = [n for n in names if getattr(self, n) is None]
+        if missing:
+            raise ValueError(
+                f"{by} needs Batch field(s) {missing}, which are None. Fill them before this "
+                f"transform (the trainer fills ref_logp_bt / old_value_bt when the algorithm "
+                f"declares the need; reward_b and group_b come from the rollout)."
+            )
+
+    def add_term(self, name: str, loss_bt: Array) -> "Batch":
+        if name in self.terms or name in self.losses:
+            raise ValueError(f"loss term {name!r} is added twice; give the second one another name")
+        return self.replace(terms={**self.terms, name: loss_bt})
+
+    def add_loss(self, name: str, loss: Array) -> "Batch":
+        if name in self.terms or name in self.losses:
+            raise ValueError(f"loss {name!r} is added twice; give the second one another name")
+        return self.replace(losses={**self.losses, name: loss})
+
+    def add_metrics(self, **metrics: Array) -> "Batch":
+        return self.replace(metrics={**self.metrics, **metrics})
+
+
+class Transform(NamedTuple):
+    """An optax-style pair of pure functions over a Batch.
+
+    Attributes:
+      init: ``() -> state``.
+      apply: ``(batch, state, **extra) -> (batch, state)``.
+      needs: what the trainer must compute for this transform (subset of ``KNOWN_NEEDS``).
+    """
+
+    init: Callable[[], Any]
+    apply: Callable[..., tuple[Batch, Any]]
+    needs: frozenset = frozenset()
+
+
+def _no_state() -> tuple:
+    return ()
+
+
+def stateless(fn: Callable[..., Batch], needs=()) -> Transform:
+    """Builds a Transform from ``fn(batch, **extra) -> batch`` that keeps no state.
+
+    ``fn`` may take any of the extras as keyword-only arguments; extras it does not name are
+    dropped here, so every transform ignores unknown extras.
+    """
+    params = inspect.signature(fn).parameters
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    wanted = {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+    def apply(batch, state, **extra):
+        kwargs = extra if takes_all else {k: v for k, v in extra.items() if k in wanted}
+        return fn(batch, **kwargs), state
+
+    unknown = set(needs) - KNOWN_NEEDS
+    if unknown:
+        raise ValueError(f"unknown needs {sorted(unknown)}; known: {sorted(KNOWN_NEEDS)}")
+    return Transform(_no_state, apply, frozenset(needs))
+
+
+def chain(*transforms: Transform) -> Transform:
+    """Applies ``transforms`` in order, threading the batch; the state is a tuple of states."""
+
+    def init():
+        return tuple(t.init() for t in transforms)
+
+    def apply(batch, state, **extra):
+        new_state = []
+        for t, s in zip(transforms, state):
+            batch, s = t.apply(batch, s, **extra)
+            new_state.append(s)
+        return batch, tuple(new_state)
+
+    needs = frozenset().union(*(t.needs for t in transforms))
+    return Transform(init, apply, needs)
+
+
+def named_chain(*named: tuple[str, Transform]) -> Transform:
+    """Like ``chain``; the state is a dict keyed by the given names (readable checkpoints)."""
+    names = [n for n, _ in named]
+    if len(set(names)) != len(names):
+        raise ValueError(f"named_chain got duplicate names {names}")
+
+    def init():
+        return {n: t.init() for n, t in named}
+
+    def apply(batch, state, **extra):
+        new_state = {}
+        for n, t in named:
+            batch, new_state[n] = t.apply(batch, state[n], **extra)
+        return batch, new_state
+
+    needs = frozenset().union(*(t.needs for _, t in named))
+    return Transform(init, apply, needs)
+
+
+class Algorithm(NamedTuple):
+    """A policy-optimization method: what to compute once per batch, what to minimize, how.
+
+    Attributes:
+      prepare: Transform run once per rollout batch, outside the gradient.
+      objective: Transform run on each minibatch inside ``value_and_grad``; it must leave every
+        per-token term aggregated (``batch.terms`` empty) and the scalar losses in
+        ``batch.losses``.
+      optimizer: the optax transformation for the policy parameters.
+      num_epochs: passes over each rollout batch.
+      num_minibatches: minibatches per pass (the batch size must be divisible by it).
+    """
+
+    prepare: Transform
+    objective: Transform
+    optimizer: optax.GradientTransformation
+    num_epochs: int = 1
+    num_minibatches: int = 1
+
+    @property
+    def needs(self) -> frozenset:
+        return self.prepare.needs | self.objective.needs
+
+    @property
+    def updates_per_batch(self) -> int:
+        return self.num_epochs * self.num_minibatches
+
+
+def total_loss(batch: Batch) -> Array:
+    """Σ of the scalar losses; errors if a per-token term was never aggregated."""
+    if batch.terms:
+        raise ValueError(
+            f"loss terms {sorted(batch.terms)} were never aggregated: end the objective with "
+            f"polrl.objectives.aggregate(mode)"
+        )
+    if not batch.losses:
+        raise ValueError("the objective produced no loss")
+    return sum(batch.losses.values(), jnp.zeros((), jnp.float32))

@@ -1,0 +1,24 @@
+"""The optimizer every algorithm noun builds: AdamW with warm-up, gradient clipping."""
+from __future__ import annotations
+
+import optax
+
+
+def adamw(
+    learning_rate: float,
+    *,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.0,
+    max_grad_norm: float | None = 1.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+) -> optax.GradientTransformation:
+    """``clip_by_global_norm(max_grad_norm) → adamw`` with a linear warm-up to ``learning_rate``."""
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    schedule = (
+        optax.linear_schedule(0.0, learning_rate, warmup_steps) if warmup_steps else learning_rate
+    )
+    parts = [optax.clip_by_global_norm(max_grad_norm)] if max_grad_norm else []
+    parts.append(optax.adamw(schedule, b1=b1, b2=b2, weight_decay=weight_decay))
+    return optax.chain(*parts)

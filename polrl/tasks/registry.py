@@ -1,0 +1,165 @@
+"""`Task`: everything a trainer needs about one task; factories and `get_task`.
+
+A factory named `<name>_task` in this module makes the task called `<name>`;
+`get_task(name, **kwargs)` finds it by that attribute name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import sys
+from collections.abc import Callable, Sequence
+
+import jax
+import numpy as np
+
+from polrl.tasks.arithmetic import Arithmetic, ArithmeticConfig
+from polrl.tasks.countdown import Countdown, CountdownConfig
+from polrl.tasks.data import decode_example, load_split
+from polrl.tasks.rewards import countdown_reward, exact_match, token_exact_match
+from polrl.tasks.tokenizer import CharTokenizer
+
+HostReward = Callable[[list[str], list[dict]], np.ndarray]
+DeviceReward = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One verifiable task.
+
+    Attributes:
+      name: the task's name (what `get_task` takes).
+      tokenizer: encodes prompts/answers and decodes completions.
+      max_prompt_len: longest prompt in tokens, BOS included.
+      max_answer_len: longest reference answer in tokens, EOS included.
+      train, test: random-access data sources of example dicts.
+      host_reward: (completions, examples) -> float32 [B]; completions are decoded
+        strings (text before EOS), examples the dicts they answer.
+      device_reward: optional jittable
+        (response_bt, mask_bt, answer_ba, answer_valid_ba) -> float32 [B].
+    """
+
+    name: str
+    tokenizer: CharTokenizer
+    max_prompt_len: int
+    max_answer_len: int
+    train: Sequence[dict]
+    test: Sequence[dict]
+    host_reward: HostReward
+    device_reward: DeviceReward | None = None
+
+
+def _check_lengths(completions: list[str], examples: list[dict], source: str):
+    if len(completions) != len(examples):
+        raise ValueError(
+            f"{source}: got {len(completions)} completions for {len(examples)} "
+            "examples; pass one completion per example."
+        )
+
+
+def arithmetic_host_reward(completions: list[str], examples: list[dict]) -> np.ndarray:
+    """float32 [B]: `exact_match(completion, example["answer"])` per row."""
+    _check_lengths(completions, examples, "arithmetic_host_reward")
+    answers = [decode_example(e)["answer"] for e in examples]
+    return np.array([exact_match(c, a) for c, a in zip(completions, answers)], np.float32)
+
+
+def countdown_host_reward(completions: list[str], examples: list[dict]) -> np.ndarray:
+    """float32 [B]: `countdown_reward(completion, numbers, target)` per row."""
+    _check_lengths(completions, examples, "countdown_host_reward")
+    examples = [decode_example(e) for e in examples]
+    return np.array(
+        [
+            countdown_reward(c, e["numbers"], e["target"])
+            for c, e in zip(completions, examples)
+        ],
+        np.float32,
+    )
+
+
+def arithmetic_task(
+    *,
+    data_dir: str,
+    num_digits: int = 2,
+    num_operands: int = 2,
+    ops: str = "+",
+    num_train: int = 20_000,
+    num_test: int = 1_000,
+    seed: int = 0,
+) -> Task:
+    """The arithmetic task (see `polrl.tasks.arithmetic`), data under `data_dir`."""
+    knobs = dict(
+        num_digits=num_digits,
+        num_operands=num_operands,
+        ops=ops,
+        num_train=num_train,
+        num_test=num_test,
+        seed=seed,
+    )
+    config = ArithmeticConfig(**knobs)
+    return Task(
+        name="arithmetic",
+        tokenizer=CharTokenizer(),
+        max_prompt_len=1 + config.max_prompt_chars,
+        max_answer_len=config.max_answer_chars + 1,
+        train=load_split(Arithmetic, "train", data_dir=data_dir, **knobs),
+        test=load_split(Arithmetic, "test", data_dir=data_dir, **knobs),
+        host_reward=arithmetic_host_reward,
+        device_reward=token_exact_match,
+    )
+
+
+def countdown_task(
+    *,
+    data_dir: str,
+    min_numbers: int = 3,
+    max_numbers: int = 4,
+    max_number: int = 25,
+    max_target: int = 100,
+    num_train: int = 20_000,
+    num_test: int = 1_000,
+    seed: int = 0,
+) -> Task:
+    """The countdown task (see `polrl.tasks.countdown`), data under `data_dir`.
+
+    There is no device reward: many expressions are correct, so rewards are
+    checked on the host with `countdown_reward`.
+    """
+    knobs = dict(
+        min_numbers=min_numbers,
+        max_numbers=max_numbers,
+        max_number=max_number,
+        max_target=max_target,
+        num_train=num_train,
+        num_test=num_test,
+        seed=seed,
+    )
+    config = CountdownConfig(**knobs)
+    return Task(
+        name="countdown",
+        tokenizer=CharTokenizer(),
+        max_prompt_len=1 + config.max_prompt_chars,
+        max_answer_len=config.max_answer_chars + 1,
+        train=load_split(Countdown, "train", data_dir=data_dir, **knobs),
+        test=load_split(Countdown, "test", data_dir=data_dir, **knobs),
+        host_reward=countdown_host_reward,
+    )
+
+
+def task_names() -> list[str]:
+    """Names `get_task` accepts: `<name>` for each `<name>_task` factory here."""
+    module = sys.modules[__name__]
+    return sorted(
+        attr.removesuffix("_task")
+        for attr, value in vars(module).items()
+        if attr.endswith("_task") and attr != "get_task" and inspect.isfunction(value)
+    )
+
+
+def get_task(name: str, **kwargs) -> Task:
+    """`<name>_task(**kwargs)`, e.g. `get_task("arithmetic", data_dir=d, ops="+-")`."""
+    if name not in task_names():
+        raise ValueError(
+            f"get_task: unknown task {name!r}; valid names are {task_names()}."
+        )
+    return getattr(sys.modules[__name__], f"{name}_task")(**kwargs)

@@ -1,0 +1,104 @@
+"""Where metrics go: ``WORKDIR/metrics.jsonl`` (one JSON object per line), TensorBoard, and a PNG
+of the learning curves at the end of a run."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Mapping
+
+import numpy as np
+
+
+def to_python(metrics: Mapping) -> dict:
+    """Host floats/ints from device scalars (one transfer for the whole dict)."""
+    out = {}
+    for k, v in metrics.items():
+        v = np.asarray(v) if not isinstance(v, (str, int, float)) else v
+        if isinstance(v, np.ndarray):
+            v = v.item()
+        out[k] = v
+    return out
+
+
+class MetricWriter:
+    """Appends metric records to ``metrics.jsonl`` and TensorBoard under ``workdir``.
+
+    A record is a dict with at least ``step`` (global step) and ``phase``. Appending keeps the
+    file valid line by line, so a killed run leaves every finished line readable.
+    """
+
+    def __init__(self, workdir: str, *, tensorboard: bool = True):
+        os.makedirs(workdir, exist_ok=True)
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._tb = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, record: Mapping) -> None:
+        record = to_python(record)
+        self._file.write(json.dumps(record, allow_nan=True) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            step = record["step"]
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
+                    self._tb.add_scalar(k if "/" in k else f"{record['phase']}/{k}", v, step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(workdir_or_path: str) -> list[dict]:
+    path = workdir_or_path
+    if os.path.isdir(path):
+        path = os.path.join(path, "metrics.jsonl")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+CURVES = (
+    ("reward_mean", "train reward"),
+    ("eval/accuracy", "held-out accuracy"),
+    ("kl", "KL to reference"),
+    ("entropy", "entropy"),
+    ("response_length", "response length"),
+    ("loss", "loss"),
+)
+
+
+def plot_curves(records: list[dict], path: str) -> str | None:
+    """Writes a PNG grid of the standard curves (one colour per phase); returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [(k, t) for k, t in CURVES if any(k in r for r in records)]
+    if not present:
+        return None
+    cols = min(3, len(present))
+    rows = math.ceil(len(present) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    phases = list(dict.fromkeys(r["phase"] for r in records))
+    for ax, (key, title) in zip(axes.flat, present):
+        for phase in phases:
+            pts = [(r["step"], r[key]) for r in records if r["phase"] == phase and key in r]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker="o" if key.startswith("eval/") else None, ms=3, label=phase)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend()
+    for ax in list(axes.flat)[len(present):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

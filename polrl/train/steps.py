@@ -1,0 +1,152 @@
+"""Pure step functions: scoring forward, prepare, and the epochs × minibatches update.
+
+Nothing here calls ``jit``, ``device_put`` or mesh APIs; the trainer does. The model's graphdef
+is static and passed by closure (``functools.partial``); parameters travel in ``PolicyState``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from polrl import ops
+from polrl.core import Algorithm, Batch, PolicyState, total_loss
+
+
+def sequence_inputs(prompt_bp, prompt_valid_bp, response_bt):
+    """The model inputs for ``prompt ++ response``: tokens, RoPE positions, key validity."""
+    tokens = jnp.concatenate([prompt_bp, response_bt], axis=1)
+    valid = jnp.concatenate([prompt_valid_bp, jnp.ones(response_bt.shape, bool)], axis=1)
+    positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0).astype(jnp.int32)
+    return tokens, positions, valid
+
+
+def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: bool = False) -> dict:
+    """One forward over ``prompt ++ response``: per-response-token log-prob, entropy, value.
+
+    The LM head runs only on the positions that predict response tokens (hidden states
+    P−1 … P+T−2), so no logits are computed for the prompt. Log-probs use
+    ``log_softmax(logits / temperature)``, the sampler's convention.
+    """
+    model = nnx.merge(graphdef, params)
+    tokens, positions, valid = sequence_inputs(batch.prompt_bp, batch.prompt_valid_bp, batch.response_bt)
+    hidden, _ = model.forward(tokens, positions, valid)
+    p = batch.prompt_bp.shape[1]
+    h = hidden[:, p - 1 : -1]
+    logits = model.logits(h) / temperature
+    out = {
+        "logp_bt": ops.log_softmax_at(logits, batch.response_bt),
+        "entropy_bt": ops.entropy_from_logits(logits),
+    }
+    if values:
+        out["value_bt"] = model.value(h)
+    return out
+
+
+def prepare(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, temperature: float = 1.0):
+    """Fills what the algorithm declared it needs, then runs ``algorithm.prepare``.
+
+    * ``ref_logp`` → one reference forward;
+    * ``values`` → the value head at rollout parameters (``old_value_bt``);
+    * more than one update per batch → recomputed ``old_logp_bt`` (else π_old = π_θ and the
+      objective uses ``stop_gradient(logp)``, no forward pass).
+    Returns ``(batch, prepare_state)``.
+    """
+    needs = algorithm.needs
+    if "ref_logp" in needs:
+        if state.ref_params is None:
+            raise ValueError("the algorithm needs reference log-probs but PolicyState.ref_params is None")
+        ref = score(graphdef, state.ref_params, batch, temperature=temperature)
+        batch = batch.replace(ref_logp_bt=ref["logp_bt"])
+    want_values = "values" in needs
+    if want_values or algorithm.updates_per_batch > 1:
+        cur = score(graphdef, state.params, batch, temperature=temperature, values=want_values)
+        if algorithm.updates_per_batch > 1:
+            batch = batch.replace(old_logp_bt=cur["logp_bt"])
+        if want_values:
+            batch = batch.replace(old_value_bt=cur["value_bt"] * batch.mask_bt)
+    batch = jax.tree.map(jax.lax.stop_gradient, batch)
+    return algorithm.prepare.apply(batch, state.prepare_state, step=state.step)
+
+
+def _row_fields(batch: Batch) -> Batch:
+    """The batch with scores and objective outputs cleared (what a minibatch slices)."""
+    return batch.replace(logp_bt=None, entropy_bt=None, value_bt=None, terms={}, losses={}, metrics={})
+
+
+def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, temperature: float = 1.0):
+    """``num_epochs`` passes of ``num_minibatches`` gradient steps over a prepared batch.
+
+    Minibatches are random row partitions, drawn anew each epoch from the state's RNG. Returns
+    ``(state, metrics)`` with metrics averaged over the minibatch steps: every loss, every
+    objective metric, ``loss``, ``grad_norm`` and the mean token ``entropy``.
+    """
+    n = batch.batch_size
+    k = algorithm.num_minibatches
+    if n % k:
+        raise ValueError(f"batch size {n} is not divisible by num_minibatches={k}")
+    rows = _row_fields(batch)
+    want_values = "values" in algorithm.needs
+    rng, perm_rng = jax.random.split(state.rng)
+
+    def loss_fn(params, objective_state, mb: Batch, step):
+        scores = score(graphdef, params, mb, temperature=temperature, values=want_values)
+        mb = mb.replace(**scores)
+        mb, objective_state = algorithm.objective.apply(mb, objective_state, step=step)
+        loss = total_loss(mb)
+        entropy = ops.masked_mean(jax.lax.stop_gradient(mb.entropy_bt), mb.mask_bt)
+        metrics = {**mb.losses, **mb.metrics, "loss": loss, "entropy": entropy}
+        return loss, (objective_state, metrics)
+
+    grad_fn = jax.grad(loss_fn, has_aux=True)
+
+    def minibatch_step(carry, idx):
+        params, opt_state, objective_state = carry
+        mb = jax.tree.map(lambda x: x[idx], rows)
+        grads, (objective_state, metrics) = grad_fn(params, objective_state, mb, state.step)
+        updates, opt_state = algorithm.optimizer.update(grads, opt_state, params)
+        params = jax.tree.map(lambda p, u: p + u, params, updates)
+        metrics = {**metrics, "grad_norm": optax.global_norm(grads)}
+        return (params, opt_state, objective_state), metrics
+
+    def epoch_step(carry, epoch_rng):
+        order = jax.random.permutation(epoch_rng, n) if k > 1 else jnp.arange(n)
+        return jax.lax.scan(minibatch_step, carry, order.reshape(k, n // k))
+
+    carry = (state.params, state.opt_state, state.objective_state)
+    carry, metrics = jax.lax.scan(epoch_step, carry, jax.random.split(perm_rng, algorithm.num_epochs))
+    params, opt_state, objective_state = carry
+    metrics = jax.tree.map(jnp.mean, metrics)
+    new_state = state.replace(
+        step=state.step + 1, rng=rng, params=params, opt_state=opt_state, objective_state=objective_state
+    )
+    return new_state, metrics
+
+
+def train_on_batch(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, temperature: float = 1.0):
+    """``prepare`` then ``update``: one full algorithm iteration on a rollout batch."""
+    batch, prepare_state = prepare(state, batch, algorithm=algorithm, graphdef=graphdef, temperature=temperature)
+    state = state.replace(prepare_state=prepare_state)
+    state, metrics = update(state, batch, algorithm=algorithm, graphdef=graphdef, temperature=temperature)
+    return state, {**batch.metrics, **metrics}
+
+
+def init_state(params: Any, algorithm: Algorithm, rng, *, ref_params: Any = None) -> PolicyState:
+    """A fresh PolicyState for ``algorithm`` (reference kept only when a transform needs it).
+
+    The reference is a copy, so the state never holds one buffer twice (it is donated to jit).
+    """
+    if "ref_logp" in algorithm.needs:
+        ref_params = jax.tree.map(jnp.copy, ref_params)
+    return PolicyState(
+        step=jnp.zeros((), jnp.int32),
+        rng=rng,
+        params=params,
+        opt_state=algorithm.optimizer.init(params),
+        ref_params=ref_params if "ref_logp" in algorithm.needs else None,
+        prepare_state=algorithm.prepare.init(),
+        objective_state=algorithm.objective.init(),
+    )
