@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiments/NAME.py[:arg]", lock_config=True)
@@ -19,6 +19,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)
     from polrl.train.build import build_spec
     from polrl.train.trainer import Trainer
 

@@ -1,0 +1,24 @@
+"""polrl: policy optimization across the on-policy ↔ off-policy spectrum, in JAX.
+
+The core contract (``PolicyState``, ``Batch``, ``Transform``, ``chain``, ``named_chain``,
+``Algorithm``) is re-exported here; kernels live in ``polrl.ops``, transforms in
+``polrl.advantages`` / ``polrl.objectives``, algorithm nouns in ``polrl.algorithms``.
+"""
+from polrl import advantages, algorithms, objectives, ops
+from polrl.core import Algorithm, Batch, PolicyState, Transform, chain, named_chain, stateless, total_loss
+
+__all__ = [
+    "Algorithm",
+    "Batch",
+    "PolicyState",
+    "Transform",
+    "advantages",
+    "algorithms",
+    "chain",
+    "named_chain",
+    "objectives",
+    "ops",
+    "stateless",
+    "total_loss",
+]
+__version__ = "0.1.0"

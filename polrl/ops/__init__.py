@@ -1,0 +1,55 @@
+"""polrl.ops: pure array kernels of policy optimization (returns, advantages, KL, losses).
+
+Every function is a pure, jittable function of arrays with its shapes asserted at entry.
+Suffixes give shapes: ``_b`` per sequence [B], ``_bt`` per token [B, T], ``_btv`` per token per
+vocabulary entry [B, T, V]; ``mask_bt`` is 1 on loss-bearing tokens, rows are right-padded.
+"""
+from polrl.ops.aggregation import AGGREGATION_MODES, aggregate
+from polrl.ops.distributions import entropy_from_logits, log_softmax_at, token_logp_and_entropy
+from polrl.ops.group import (
+    GROUP_SCALES,
+    group_advantages,
+    group_stats,
+    leave_one_out_baseline,
+    zero_variance_groups,
+)
+from polrl.ops.kl import kl_k1, kl_k2, kl_k3
+from polrl.ops.returns import discounted_returns, gae, gae_bt
+from polrl.ops.stats import (
+    masked_max,
+    masked_mean,
+    masked_min,
+    masked_sum,
+    masked_var,
+    masked_whiten,
+    safe_div,
+)
+from polrl.ops.surrogates import clipped_surrogate, log_ratio
+
+__all__ = (
+    "AGGREGATION_MODES",
+    "GROUP_SCALES",
+    "aggregate",
+    "clipped_surrogate",
+    "discounted_returns",
+    "entropy_from_logits",
+    "gae",
+    "gae_bt",
+    "group_advantages",
+    "group_stats",
+    "kl_k1",
+    "kl_k2",
+    "kl_k3",
+    "leave_one_out_baseline",
+    "log_ratio",
+    "log_softmax_at",
+    "masked_max",
+    "masked_mean",
+    "masked_min",
+    "masked_sum",
+    "masked_var",
+    "masked_whiten",
+    "safe_div",
+    "token_logp_and_entropy",
+    "zero_variance_groups",
+)

@@ -1,0 +1,1 @@
+"""Pure steps (``steps``), batch builders (``rollouts``), the trainer loop, checkpoints, metrics."""
