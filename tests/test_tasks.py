@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from polrl.tasks.data import draw_splits
 from polrl.tasks import arithmetic, countdown
 from polrl.tasks.arithmetic import Arithmetic, ArithmeticConfig
 from polrl.tasks.countdown import CountdownConfig
@@ -52,13 +53,20 @@ def test_arithmetic_deterministic_sizes_and_correct():
     assert any(e["answer"].startswith("-") for e in splits["train"])
 
 
-def test_arithmetic_test_prompts_distinct_and_not_in_train():
-    # 2-digit, 2-operand addition has 10,000 prompts, so collisions are common.
-    config = ArithmeticConfig(num_digits=2, num_train=3000, num_test=500)
+def test_arithmetic_test_prompts_held_out_with_same_difficulty_mix():
+    # 2-digit, 2-operand addition has 10,000 prompts, 100 of them one-digit sums.
+    config = ArithmeticConfig(num_digits=2, num_train=3000, num_test=1000)
     splits = arithmetic.make_splits(config)
-    test_prompts = [e["prompt"] for e in splits["test"]]
-    assert len(set(test_prompts)) == len(test_prompts)
-    assert not set(test_prompts) & {e["prompt"] for e in splits["train"]}
+    test_prompts = {e["prompt"] for e in splits["test"]}
+    assert not test_prompts & {e["prompt"] for e in splits["train"]}
+
+    def one_digit_sums(split):
+        return np.mean([max(_operand_digits(e["prompt"])) == 1 for e in splits[split]])
+
+    # Both splits draw 1+1-digit problems at the sampler's rate, 1/4 (binomial sd ≈ 0.014
+    # for 1000 draws); holding out the first distinct draws would empty train of them.
+    assert abs(one_digit_sums("train") - 0.25) < 0.05
+    assert abs(one_digit_sums("test") - 0.25) < 0.05
 
 
 def test_arithmetic_digit_knob_changes_digit_distribution():
@@ -80,8 +88,11 @@ def test_arithmetic_config_errors():
         ArithmeticConfig(ops="+/")
     with pytest.raises(ValueError, match="num_operands=1; it must be an int >= 2"):
         ArithmeticConfig(num_operands=1)
+    # A one-problem space lies wholly in train or wholly in test: the other split can't fill.
+    one = lambda rng, n: [{"prompt": "1+1=", "answer": "2"}] * n
     with pytest.raises(ValueError, match="problem space is too small.*raise num_digits"):
-        arithmetic.make_splits(ArithmeticConfig(num_digits=1, num_train=10, num_test=101))
+        draw_splits(one, key=lambda e: e["prompt"], num_train=5, num_test=5, seed=0,
+                    what="one", harder_hint="raise num_digits")
 
 
 # --- countdown generation ---------------------------------------------------------
@@ -104,7 +115,6 @@ def test_countdown_answers_valid_and_splits_disjoint():
         return tuple(sorted(e["numbers"])), e["target"]
 
     test_keys = [key(e) for e in splits["test"]]
-    assert len(set(test_keys)) == len(test_keys)
     assert not set(test_keys) & {key(e) for e in splits["train"]}
     assert {len(e["numbers"]) for e in splits["train"]} == {3, 4}
 

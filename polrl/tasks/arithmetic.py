@@ -8,8 +8,9 @@ equally common whatever num_digits is. The answer is the exact value under the
 usual precedence (* before + and -, left to right), written as a base-10 integer
 with a leading "-" when negative.
 
-Splits come from `draw_splits`: the test prompts are distinct and none of them
-appears in train (train may repeat a prompt). The data is a pure function of the
+Splits come from `draw_splits`: a fixed 10% of the problem space (by a hash of
+the prompt) is held out for test, so no test prompt appears in train while both
+splits keep the same mix of difficulties. The data is a pure function of the
 config; change VERSION whenever the generator's output changes.
 """
 from __future__ import annotations
@@ -117,8 +118,8 @@ def make_splits(config: ArithmeticConfig) -> dict[str, list[dict]]:
 class Arithmetic(tfds.core.GeneratorBasedBuilder):
     """TFDS builder for the arithmetic task; features "prompt" and "answer" (Text)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release.", "1.1.0": "Hash-partitioned held-out problems."}
     BUILDER_CONFIGS = [ArithmeticConfig()]
 
     def _info(self) -> tfds.core.DatasetInfo:

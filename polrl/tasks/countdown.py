@@ -155,8 +155,8 @@ def make_splits(config: CountdownConfig) -> dict[str, list[dict]]:
 class Countdown(tfds.core.GeneratorBasedBuilder):
     """TFDS builder for the countdown task (features: see the module docstring)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release.", "1.1.0": "Hash-partitioned held-out problems."}
     BUILDER_CONFIGS = [CountdownConfig()]
 
     def _info(self) -> tfds.core.DatasetInfo:

@@ -1,7 +1,7 @@
 """Getting task data: drawing held-out splits, loading TFDS splits, batching.
 
-* `draw_splits` turns a problem sampler into train/test lists with no test problem
-  in train (used by the synthetic TFDS builders).
+* `draw_splits` turns a problem sampler into train/test lists from disjoint parts
+  of the problem space (used by the synthetic TFDS builders).
 * `load_split` builds a TFDS dataset as array_record files once and returns a
   random-access data source; it needs no TensorFlow.
 * `encode_prompts` / `encode_answers` / `task_batch` turn examples into padded id
@@ -10,6 +10,9 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import os
+import hashlib
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +25,17 @@ if TYPE_CHECKING:
     from polrl.tasks.registry import Task
 
 
+def held_out(key: Hashable, seed: int, fraction: float) -> bool:
+    """Whether problem `key` belongs to the held-out part of the problem space.
+
+    A stable hash of (seed, key) picks a fixed `fraction` of all problems, the
+    same fraction of every difficulty class, so train and test follow the same
+    distribution while no test problem ever appears in train.
+    """
+    digest = hashlib.blake2b(repr((seed, key)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") < fraction * 2**64
+
+
 def draw_splits(
     sample: Callable[[np.random.Generator, int], list[dict]],
     key: Callable[[dict], Hashable],
@@ -31,21 +45,27 @@ def draw_splits(
     seed: int,
     what: str,
     harder_hint: str,
+    test_fraction: float = 0.1,
 ) -> dict[str, list[dict]]:
     """Draws {"test": [...], "train": [...]} from one `np.random.default_rng(seed)`.
 
-    `sample(rng, n)` returns n candidate examples. Test is drawn first: the first
-    `num_test` candidates with distinct `key`s. Train then takes, in order, the next
-    `num_train` candidates whose key is not a test key (train may repeat a problem;
-    tiny problem spaces need that). So the test split depends only on the sampler,
-    `num_test` and `seed`. If the problem space is too small to fill a split within
-    10 * (num_train + num_test) + 10_000 candidates, raises ValueError naming `what`
-    and suggesting `harder_hint`.
+    The problem space is partitioned by `held_out(key, seed, test_fraction)`;
+    candidates from `sample(rng, n)` go to test when held out and to train
+    otherwise, in order, until both splits are full. Both splits are i.i.d.
+    draws from the sampler's distribution restricted to their part (problems may
+    repeat, in proportion to their probability), so every difficulty class is
+    represented in both and no test problem appears in train. (Holding out the
+    first distinct draws instead would put all of a small class, e.g. the 100
+    one-digit sums, in test and none in train.) If the budget of
+    10 * (num_train + num_test) / min(f, 1 - f) + 10_000 candidates runs out,
+    raises ValueError naming `what` and suggesting `harder_hint`.
     """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"{what}: test_fraction={test_fraction} must be in (0, 1).")
     rng = np.random.default_rng(seed)
-    budget = 10 * (num_train + num_test) + 10_000
+    budget = int(10 * (num_train + num_test) / min(test_fraction, 1 - test_fraction)) + 10_000
     drawn = 0
-    test: dict[Hashable, dict] = {}
+    test: list[dict] = []
     train: list[dict] = []
     while len(test) < num_test or len(train) < num_train:
         if drawn >= budget:
@@ -55,21 +75,19 @@ def draw_splits(
                 else ("train", len(train), num_train)
             )
             raise ValueError(
-                f"{what}: found only {have} of {want} {split} problems (distinct "
-                f"test problems, train problems not in test) after {drawn} draws; "
-                f"the problem space is too small. Lower num_test / num_train or "
-                f"{harder_hint}."
+                f"{what}: found only {have} of {want} {split} problems after "
+                f"{drawn} draws; the problem space is too small. Lower num_test / "
+                f"num_train or {harder_hint}."
             )
-        missing = (num_test - len(test)) + (num_train - len(train))
-        chunk = min(budget - drawn, max(1024, missing + missing // 4))
+        chunk = min(budget - drawn, 4096)
         for example in sample(rng, chunk):
-            k = key(example)
-            if len(test) < num_test:
-                test.setdefault(k, example)
-            elif len(train) < num_train and k not in test:
+            if held_out(key(example), seed, test_fraction):
+                if len(test) < num_test:
+                    test.append(example)
+            elif len(train) < num_train:
                 train.append(example)
         drawn += chunk
-    return {"train": train, "test": list(test.values())}
+    return {"train": train, "test": test}
 
 
 def load_split(
@@ -92,9 +110,17 @@ def load_split(
         builder_cls = tfds.builder_cls(builder_cls_or_name)
     else:
         builder_cls = builder_cls_or_name
-    builder = builder_cls(data_dir=data_dir, config=_config(builder_cls, config_kwargs))
+    config = _config(builder_cls, config_kwargs)
+    builder = builder_cls(data_dir=data_dir, config=config)
     if not builder.is_prepared():
-        builder.download_and_prepare(file_format="array_record")
+        # Processes on one machine that build the same dataset take turns; the later
+        # ones find it prepared and only read it.
+        os.makedirs(data_dir, exist_ok=True)
+        with open(os.path.join(data_dir, ".polrl-build.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            builder = builder_cls(data_dir=data_dir, config=config)
+            if not builder.is_prepared():
+                builder.download_and_prepare(file_format="array_record")
     return builder.as_data_source(split)
 
 
