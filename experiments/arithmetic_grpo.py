@@ -18,7 +18,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 50
     c.log_every = 1
 
-    c.task = ml_collections.ConfigDict(dict(name="arithmetic", data_dir="", num_digits=2, num_operands=2, ops="+", num_train=20_000, num_test=1_000, seed=0))
+    c.task = ml_collections.ConfigDict(dict(name="arithmetic", data_dir="", num_digits=2, num_operands=2, ops="+", num_train=20_000, num_test=1_000, seed=0, reverse_answer=False))
     c.model = ml_collections.ConfigDict(dict(d_model=128, num_layers=2, num_heads=4, num_kv_heads=2, mlp_dim=384, max_len=64))
     c.demos = ml_collections.ConfigDict(dict(num=300, batch_size=64))
     c.warmup = ml_collections.ConfigDict(dict(steps=200, learning_rate=2e-3))

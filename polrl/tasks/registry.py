@@ -86,6 +86,7 @@ def arithmetic_task(
     num_train: int = 20_000,
     num_test: int = 1_000,
     seed: int = 0,
+    reverse_answer: bool = False,
 ) -> Task:
     """The arithmetic task (see `polrl.tasks.arithmetic`), data under `data_dir`."""
     knobs = dict(
@@ -95,6 +96,7 @@ def arithmetic_task(
         num_train=num_train,
         num_test=num_test,
         seed=seed,
+        reverse_answer=reverse_answer,
     )
     config = ArithmeticConfig(**knobs)
     return Task(
