@@ -10,7 +10,8 @@ Config layout (every experiment in ``experiments/`` follows it)::
   warmup:     steps (SFT warm start on the demos; 0 skips it), learning_rate
   algorithm:  a noun in polrl.algorithms ("grpo", "ppo", "dpo", "sft"); algorithm_kwargs
   batches:    "demonstrations" | "rollouts" | "preference_pairs"
-  rollout:    prompts_per_step, group_size, max_new_tokens (0 → the task's longest answer),
+  rollout:    batch_size (sequences per step = prompts × group_size), group_size,
+              max_new_tokens (0 → the task's longest answer),
               temperature, top_k, top_p
   eval:       num_examples, batch_size
 """
@@ -50,6 +51,16 @@ def demonstrations(task, num: int, seed: int) -> list[dict]:
     return [task.train[int(i)] for i in idx]
 
 
+def prompts_per_step(rollout) -> int:
+    """Prompts per step: ``rollout.batch_size`` sequences in groups of ``rollout.group_size``."""
+    if rollout.group_size < 1 or rollout.batch_size % rollout.group_size:
+        raise ValueError(
+            f"rollout.batch_size={rollout.batch_size} is not divisible by rollout.group_size="
+            f"{rollout.group_size}; make batch_size a multiple of group_size (prompts × samples per prompt)"
+        )
+    return rollout.batch_size // rollout.group_size
+
+
 def build_spec(config, *, progress: bool = True) -> RunSpec:
     """Resolves names to real objects and validates what can be checked without compiling."""
     algo_fn = algorithms.get(config.algorithm)
@@ -65,7 +76,7 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
     main_is_sft = config.batches == "demonstrations"
     phases.append(Phase(
         PHASE_NAMES[config.batches], main, config.batches, config.total_steps,
-        config.demos.batch_size if main_is_sft else config.rollout.prompts_per_step,
+        config.demos.batch_size if main_is_sft else prompts_per_step(config.rollout),
         demos if main_is_sft else task.train,
     ))
     if config.batches == "preference_pairs" and not config.warmup.steps:

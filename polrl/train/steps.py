@@ -109,7 +109,7 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
         grads, (objective_state, metrics) = grad_fn(params, objective_state, mb, state.step)
         updates, opt_state = algorithm.optimizer.update(grads, opt_state, params)
         params = jax.tree.map(lambda p, u: p + u, params, updates)
-        metrics = {**metrics, "grad_norm": optax.global_norm(grads)}
+        metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
         return (params, opt_state, objective_state), metrics
 
     def epoch_step(carry, epoch_rng):

@@ -240,7 +240,10 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict:
-        """Runs (or resumes) every phase; returns the last eval metrics of each phase."""
+        """Runs (or resumes) every phase; returns the last eval metrics of each phase.
+
+        The final parameters are kept in ``self.params`` (e.g. to sample from the model).
+        """
         spec = self.spec
         params = spec.init_params
         global_step = 0
@@ -249,6 +252,7 @@ class Trainer:
         for index, phase in enumerate(spec.phases):
             rng, phase_rng = jax.random.split(rng)
             params, global_step, summary[phase.name] = self._run_phase(phase, index, params, global_step, phase_rng)
+        self.params = params
         records = metrics_lib.read_metrics(self.writer.path)
         metrics_lib.plot_curves(records, os.path.join(self.workdir, "curves.png"))
         self.writer.close()
