@@ -82,6 +82,10 @@ class Batch:
     ``entropy_bt``, ``value_bt``.
     Objective fields: ``terms`` (name → per-token loss ``[B, T]``, waiting for aggregation),
     ``losses`` (name → scalar), ``metrics`` (name → scalar, logged).
+
+    ``group_size`` (static) says that rows ``[k·G, (k+1)·G)`` form group k; minibatches then
+    keep whole groups together and renumber ``group_b`` within the minibatch, so objectives that
+    compare rows of a group (DPO pairs) see complete groups. 1 means rows are independent.
     """
 
     prompt_bp: Array
@@ -102,6 +106,7 @@ class Batch:
     terms: dict = flax.struct.field(default_factory=dict)
     losses: dict = flax.struct.field(default_factory=dict)
     metrics: dict = flax.struct.field(default_factory=dict)
+    group_size: int = flax.struct.field(pytree_node=False, default=1)
 
     @property
     def batch_size(self) -> int:
@@ -163,21 +168,29 @@ def stateless(fn: Callable[..., Batch], needs=()) -> Transform:
         kwargs = extra if takes_all else {k: v for k, v in extra.items() if k in wanted}
         return fn(batch, **kwargs), state
 
-    unknown = set(needs) - KNOWN_NEEDS
-    if unknown:
-        raise ValueError(f"unknown needs {sorted(unknown)}; known: {sorted(KNOWN_NEEDS)}")
-    return Transform(_no_state, apply, frozenset(needs))
+    transform = Transform(_no_state, apply, frozenset(needs))
+    _check_needs([transform])
+    return transform
+
+
+def _check_needs(transforms) -> None:
+    for t in transforms:
+        unknown = set(t.needs) - KNOWN_NEEDS
+        if unknown:
+            raise ValueError(f"unknown needs {sorted(unknown)}; known: {sorted(KNOWN_NEEDS)}")
 
 
 def chain(*transforms: Transform) -> Transform:
     """Applies ``transforms`` in order, threading the batch; the state is a tuple of states."""
+
+    _check_needs(transforms)
 
     def init():
         return tuple(t.init() for t in transforms)
 
     def apply(batch, state, **extra):
         new_state = []
-        for t, s in zip(transforms, state):
+        for t, s in zip(transforms, state, strict=True):
             batch, s = t.apply(batch, s, **extra)
             new_state.append(s)
         return batch, tuple(new_state)
@@ -189,6 +202,7 @@ def chain(*transforms: Transform) -> Transform:
 def named_chain(*named: tuple[str, Transform]) -> Transform:
     """Like ``chain``; the state is a dict keyed by the given names (readable checkpoints)."""
     names = [n for n, _ in named]
+    _check_needs([t for _, t in named])
     if len(set(names)) != len(names):
         raise ValueError(f"named_chain got duplicate names {names}")
 

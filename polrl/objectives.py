@@ -34,7 +34,8 @@ def clipped_policy_gradient(
         L_t = max(−A_t ρ_t, −A_t clip(ρ_t, 1−ε_low, 1+ε_high))
         dual clip (Ye et al. 2020), for A_t < 0:  L_t = min(L_t, −c A_t)
 
-    Logs ``clip_frac`` (clipped tokens), ``ratio_mean`` and ``ratio_max`` over valid tokens.
+    Logs ``clip_frac`` (clipped tokens), ``ratio_mean`` and ``ratio_max`` over valid tokens, and
+    ``dual_clip_frac`` (A < 0 and ρ > c) when the dual clip is on.
     """
 
     def fn(batch: Batch) -> Batch:
@@ -45,11 +46,15 @@ def clipped_policy_gradient(
         )
         m = batch.mask_bt
         sg_ratio = jax.lax.stop_gradient(ratio)
-        return batch.add_term("pg", loss_bt).add_metrics(
+        metrics = dict(
             clip_frac=ops.masked_mean(clipped_bt, m),
             ratio_mean=ops.masked_mean(sg_ratio, m),
             ratio_max=ops.masked_max(sg_ratio, m),
         )
+        if dual_clip is not None:
+            dual = ((batch.adv_bt < 0) & (sg_ratio > dual_clip)).astype(jnp.float32)
+            metrics["dual_clip_frac"] = ops.masked_mean(dual, m)
+        return batch.add_term("pg", loss_bt).add_metrics(**metrics)
 
     return stateless(fn)
 

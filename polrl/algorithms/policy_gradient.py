@@ -34,14 +34,15 @@ def grpo(
     with k3 = exp(d) − d − 1, d = log π_ref − log π_θ, β = ``kl_coef`` (paper: 0.04), ε = 0.2
     and the paper's ``seq_mean_token_mean`` aggregation. ``filter_zero_variance=True`` masks
     groups whose rewards are all equal (DAPO's filter); ``scale="none"`` gives Dr.GRPO's
-    advantage. With one update per batch (``num_epochs = num_minibatches = 1``) π_old = π_θ and
+    advantage. ``kl_coef=0`` drops the KL term and the reference forward pass. With one update per batch (``num_epochs = num_minibatches = 1``) π_old = π_θ and
     no extra forward pass is run.
     """
     prepare = [advantages.group_advantage(scale=scale, ddof=ddof)]
     if filter_zero_variance:
         prepare.append(advantages.drop_zero_variance_groups())
     objective = [objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high)]
-    objective.append(objectives.kl_penalty(coef=kl_coef, estimator=kl_estimator))
+    if kl_coef:
+        objective.append(objectives.kl_penalty(coef=kl_coef, estimator=kl_estimator))
     if entropy_coef:
         objective.append(objectives.entropy_bonus(coef=entropy_coef))
     objective.append(objectives.aggregate(aggregation, max_len=max_len))

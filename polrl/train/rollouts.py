@@ -50,6 +50,7 @@ def group_rollout(params, data: dict, rng, *, graphdef, sampling: SamplingConfig
         reward_b=reward_b,
         group_b=jnp.arange(n, dtype=jnp.int32) // group_size,
         behavior_logp_bt=out.logp_bt,
+        group_size=group_size,
     )
 
 
@@ -63,7 +64,7 @@ def preference_pairs(batch: Batch, *, group_size: int) -> Batch:
     base = jnp.arange(r.shape[0]) * group_size
     rows = jnp.stack([base + jnp.argmax(r, axis=1), base + jnp.argmin(r, axis=1)], axis=1).reshape(-1)
     pairs = jax.tree.map(lambda x: x[rows], batch.replace(group_b=None))
-    return pairs.replace(group_b=jnp.arange(rows.shape[0], dtype=jnp.int32) // 2)
+    return pairs.replace(group_b=jnp.arange(rows.shape[0], dtype=jnp.int32) // 2, group_size=2)
 
 
 def rollout_metrics(batch: Batch) -> dict:

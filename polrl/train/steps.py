@@ -80,17 +80,21 @@ def _row_fields(batch: Batch) -> Batch:
 def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, temperature: float = 1.0):
     """``num_epochs`` passes of ``num_minibatches`` gradient steps over a prepared batch.
 
-    Minibatches are random row partitions, drawn anew each epoch from the state's RNG. Returns
+    Minibatches are random partitions into whole groups (``batch.group_size`` consecutive rows),
+    drawn anew each epoch from the state's RNG. Returns
     ``(state, metrics)`` with metrics averaged over the minibatch steps: every loss, every
     objective metric, ``loss``, ``grad_norm`` and the mean token ``entropy``.
     """
-    n = batch.batch_size
-    k = algorithm.num_minibatches
-    if n % k:
-        raise ValueError(f"batch size {n} is not divisible by num_minibatches={k}")
+    n, k, g = batch.batch_size, algorithm.num_minibatches, batch.group_size
+    if n % (k * g):
+        raise ValueError(
+            f"batch size {n} does not split into num_minibatches={k} minibatches of whole groups "
+            f"of {g}; make the number of groups ({n // g}) divisible by num_minibatches"
+        )
     rows = _row_fields(batch)
     want_values = "values" in algorithm.needs
     rng, perm_rng = jax.random.split(state.rng)
+    local_group_b = jnp.arange(n // k, dtype=jnp.int32) // g
 
     def loss_fn(params, objective_state, mb: Batch, step):
         scores = score(graphdef, params, mb, temperature=temperature, values=want_values)
@@ -106,6 +110,8 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
     def minibatch_step(carry, idx):
         params, opt_state, objective_state = carry
         mb = jax.tree.map(lambda x: x[idx], rows)
+        if g > 1 and mb.group_b is not None:
+            mb = mb.replace(group_b=local_group_b)  # whole groups, renumbered 0 … n/(k·g) − 1
         grads, (objective_state, metrics) = grad_fn(params, objective_state, mb, state.step)
         updates, opt_state = algorithm.optimizer.update(grads, opt_state, params)
         params = jax.tree.map(lambda p, u: p + u, params, updates)
@@ -113,7 +119,8 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
         return (params, opt_state, objective_state), metrics
 
     def epoch_step(carry, epoch_rng):
-        order = jax.random.permutation(epoch_rng, n) if k > 1 else jnp.arange(n)
+        groups = jax.random.permutation(epoch_rng, n // g) if k > 1 else jnp.arange(n // g)
+        order = (groups[:, None] * g + jnp.arange(g)).reshape(-1)
         return jax.lax.scan(minibatch_step, carry, order.reshape(k, n // k))
 
     carry = (state.params, state.opt_state, state.objective_state)
