@@ -317,3 +317,35 @@ def test_train_on_batch_prepares_then_applies_the_optimizer_to_the_objective_gra
     ent = np.asarray(_score(params, batch)["entropy_bt"])
     m = prepared.mask_bt
     np.testing.assert_allclose(metrics["entropy"], (ent * m).sum() / m.sum(), rtol=1e-5)
+
+
+def test_score_with_shared_prompts_equals_full_forward():
+    """Groups sharing a prompt encode it once; log-probs, entropy and gradients are unchanged."""
+    from flax import nnx
+
+    from polrl.models import Transformer, TransformerConfig
+
+    cfg = TransformerConfig(vocab_size=32, d_model=32, num_layers=2, num_heads=4, num_kv_heads=2,
+                            mlp_dim=64, max_len=32, value_head=True)
+    graphdef, params = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)), nnx.Param)
+    rng = np.random.default_rng(0)
+    p, t, g, k = 5, 4, 3, 2
+    prompt = rng.integers(3, 32, (k, p))
+    valid = np.ones((k, p), bool)
+    valid[0, :2] = False  # a left-padded prompt
+    prompt[0, :2] = 0
+    grouped = Batch(prompt_bp=jnp.repeat(prompt, g, 0), prompt_valid_bp=jnp.repeat(valid, g, 0),
+                    response_bt=jnp.asarray(rng.integers(3, 32, (k * g, t))),
+                    mask_bt=jnp.ones((k * g, t)), group_size=g)
+    flat = grouped.replace(group_size=1)
+    shared = steps.score(graphdef, params, grouped, values=True)
+    full = steps.score(graphdef, params, flat, values=True)
+    for key in ("logp_bt", "entropy_bt", "value_bt"):
+        np.testing.assert_allclose(shared[key], full[key], atol=1e-5)
+
+    def total(batch):
+        return lambda prm: steps.score(graphdef, prm, batch)["logp_bt"].sum()
+
+    for a, b in zip(jax.tree.leaves(jax.grad(total(grouped))(params)),
+                    jax.tree.leaves(jax.grad(total(flat))(params))):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)

@@ -14,6 +14,7 @@ from flax import nnx
 
 from polrl import ops
 from polrl.core import Algorithm, Batch, PolicyState, total_loss
+from polrl.models import init_cache
 
 
 def sequence_inputs(prompt_bp, prompt_valid_bp, response_bt):
@@ -24,18 +25,46 @@ def sequence_inputs(prompt_bp, prompt_valid_bp, response_bt):
     return tokens, positions, valid
 
 
+def _hidden_full(model, batch: Batch):
+    """Hidden states predicting each response token, from one forward over prompt ++ response."""
+    tokens, positions, valid = sequence_inputs(batch.prompt_bp, batch.prompt_valid_bp, batch.response_bt)
+    hidden, _ = model.forward(tokens, positions, valid)
+    return hidden[:, batch.prompt_bp.shape[1] - 1 : -1]
+
+
+def _hidden_shared_prompt(model, batch: Batch):
+    """The same hidden states, running each group's (shared) prompt once.
+
+    Rows ``[k·G, (k+1)·G)`` answer one prompt, and a prompt's hidden states and keys/values do
+    not depend on the responses (causal attention), so the prompt is encoded once per group into
+    a KV cache, the cache is repeated G times, and only the response tokens run per row. The
+    gradient reaches the prompt's keys/values through the repeat (summed over the group).
+    """
+    g = batch.group_size
+    prompt_bp, valid_bp = batch.prompt_bp[::g], batch.prompt_valid_bp[::g]
+    (b, p), t = batch.response_bt.shape[0:1] + prompt_bp.shape[1:], batch.response_bt.shape[1]
+    cache = init_cache(model.config, b // g, p + t - 1)
+    positions_bp = jnp.maximum(jnp.cumsum(valid_bp, axis=1, dtype=jnp.int32) - 1, 0)
+    hidden_p, cache = model.forward(prompt_bp, positions_bp, valid_bp, cache)
+    cache = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0) if x.ndim else x, cache)
+    last = jnp.repeat(hidden_p[:, -1:], g, axis=0)
+    if t == 1:
+        return last
+    positions_bt = jnp.repeat(positions_bp[:, -1:], g, axis=0) + 1 + jnp.arange(t - 1, dtype=jnp.int32)
+    hidden_r, _ = model.forward(batch.response_bt[:, :-1], positions_bt, jnp.ones((b, t - 1), bool), cache)
+    return jnp.concatenate([last, hidden_r], axis=1)
+
+
 def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: bool = False) -> dict:
-    """One forward over ``prompt ++ response``: per-response-token log-prob, entropy, value.
+    """One forward: per-response-token log-prob, entropy and (optionally) value.
 
     The LM head runs only on the positions that predict response tokens (hidden states
-    P−1 … P+T−2), so no logits are computed for the prompt. Log-probs use
+    P−1 … P+T−2), so no logits are computed for the prompt; when rows come in groups sharing a
+    prompt (``batch.group_size > 1``) the prompt is encoded once per group. Log-probs use
     ``log_softmax(logits / temperature)``, the sampler's convention.
     """
     model = nnx.merge(graphdef, params)
-    tokens, positions, valid = sequence_inputs(batch.prompt_bp, batch.prompt_valid_bp, batch.response_bt)
-    hidden, _ = model.forward(tokens, positions, valid)
-    p = batch.prompt_bp.shape[1]
-    h = hidden[:, p - 1 : -1]
+    h = _hidden_shared_prompt(model, batch) if batch.group_size > 1 else _hidden_full(model, batch)
     logits = model.logits(h) / temperature
     out = {
         "logp_bt": ops.log_softmax_at(logits, batch.response_bt),
