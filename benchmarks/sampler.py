@@ -1,0 +1,124 @@
+"""Sampler throughput on a fixed small Llama shape, optionally against HF ``generate``.
+
+    python benchmarks/sampler.py [--vs hf] [--repeats 5]
+
+Shape: vocab 512, d_model 256, 4 layers, 8 heads / 2 KV heads, MLP 688, batch 32, prompt
+16, 64 new tokens, temperature 1, random weights. EOS is disabled by ``eos_id = vocab``
+(never sampled), so every row generates exactly 64 tokens. Each side is warmed up
+(compiled) first; the time is the median of ``--repeats`` runs. The last line printed
+is one JSON object.
+
+    tokens_per_s       = batch · new_tokens / median time
+    model_flops_per_s  = (prefill + decode FLOPs, benchmarks.flops estimate) / median time
+    flop_utilization   = model_flops_per_s / matmul_peak_flops_per_s
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from benchmarks.flops import matmul_peak_flops, transformer_forward_flops  # noqa: E402
+from polrl.models import Transformer, TransformerConfig  # noqa: E402
+from polrl.rollout import SamplingConfig, make_sampler  # noqa: E402
+
+BATCH, PROMPT, NEW = 32, 16, 64
+CONFIG = TransformerConfig(vocab_size=512, d_model=256, num_layers=4, num_heads=8,
+                           num_kv_heads=2, mlp_dim=688, max_len=PROMPT + NEW)
+
+
+def median_seconds(run, repeats: int) -> float:
+    """Median wall time of ``run()`` (which must block until its result is ready)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def polrl_seconds(repeats: int) -> float:
+    graphdef, params = nnx.split(Transformer(CONFIG, rngs=nnx.Rngs(0)), nnx.Param)
+    sampler = make_sampler(graphdef, SamplingConfig(max_new_tokens=NEW, eos_id=CONFIG.vocab_size,
+                                                    temperature=1.0))
+    prompt = jax.random.randint(jax.random.key(1), (BATCH, PROMPT), 0, CONFIG.vocab_size)
+    valid = jnp.ones((BATCH, PROMPT), bool)
+    keys = iter(jax.random.split(jax.random.key(2), repeats + 1))
+
+    def run():
+        out = jax.block_until_ready(sampler(params, prompt, valid, next(keys)))
+        assert int(out.length_b.min()) == NEW, out.length_b
+
+    run()
+    return median_seconds(run, repeats)
+
+
+def hf_seconds(repeats: int) -> tuple[float, int]:
+    """Median seconds of HF ``generate`` on the same shape, and torch's thread count."""
+    try:
+        import torch
+        import transformers
+    except ImportError as err:
+        sys.exit(f"--vs hf needs torch and transformers ({err}); install them with "
+                 "`pip install torch==2.13.0` (CPU wheel) then `pip install transformers`.")
+    torch.manual_seed(0)
+    hf_config = transformers.LlamaConfig(
+        vocab_size=CONFIG.vocab_size, hidden_size=CONFIG.d_model,
+        intermediate_size=CONFIG.mlp_dim, num_hidden_layers=CONFIG.num_layers,
+        num_attention_heads=CONFIG.num_heads, num_key_value_heads=CONFIG.num_kv_heads,
+        max_position_embeddings=CONFIG.max_len, rms_norm_eps=CONFIG.norm_eps,
+        rope_theta=CONFIG.rope_theta, tie_word_embeddings=True, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2)
+    model = transformers.LlamaForCausalLM(hf_config).to(torch.float32).eval()
+    prompt = torch.randint(0, CONFIG.vocab_size, (BATCH, PROMPT))
+    mask = torch.ones_like(prompt)
+
+    def run():
+        with torch.no_grad():
+            out = model.generate(prompt, attention_mask=mask, do_sample=True, temperature=1.0,
+                                 top_k=0, top_p=1.0, max_new_tokens=NEW, min_new_tokens=NEW,
+                                 pad_token_id=0)
+        assert out.shape == (BATCH, PROMPT + NEW), out.shape
+
+    run()
+    return median_seconds(run, repeats), torch.get_num_threads()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vs", choices=["hf"], help="also time HF transformers generate")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    seconds = polrl_seconds(args.repeats)
+    flops = (transformer_forward_flops(CONFIG, BATCH * PROMPT, (PROMPT + 1) / 2)
+             + transformer_forward_flops(CONFIG, BATCH * (NEW - 1), PROMPT + NEW / 2))
+    peak = matmul_peak_flops()
+    result = {
+        "benchmark": "sampler", "device": str(jax.devices()[0]), "batch": BATCH,
+        "prompt_len": PROMPT, "new_tokens": NEW, "seconds": seconds,
+        "tokens_per_s": BATCH * NEW / seconds, "model_flops_per_s": flops / seconds,
+        "matmul_peak_flops_per_s": peak, "flop_utilization": flops / seconds / peak,
+        "load_avg_1m": os.getloadavg()[0],  # other work on the machine skews every number
+    }
+    print(f"polrl: {result['tokens_per_s']:.0f} tokens/s, {seconds * 1e3:.1f} ms per batch")
+    if args.vs == "hf":
+        hf, result["hf_torch_threads"] = hf_seconds(args.repeats)
+        result["hf_tokens_per_s"] = BATCH * NEW / hf
+        result["speedup_vs_hf"] = hf / seconds
+        print(f"hf:    {result['hf_tokens_per_s']:.0f} tokens/s, {hf * 1e3:.1f} ms per batch")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Building blocks of the decoder: RMSNorm, RoPE, GQA attention, SwiGLU MLP.
+
+Every parameter is created through :func:`param`, which attaches logical axis names
+(see the table in :mod:`polrl.models.transformer`) with ``eager_sharding=False``: the
+names are metadata only, so a model can be built without a mesh and sharded later by
+mapping logical names to mesh axes (``nnx.get_partition_spec`` + axis rules).
+
+Shape suffixes: b batch, t query tokens, s key slots, d model width, h query heads,
+k kv heads, g query heads per kv head (h = k·g), e head dim, f mlp width.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Initializer = Any
+
+
+def param(rngs: nnx.Rngs, init: Initializer, shape: tuple[int, ...], names: tuple[str, ...],
+          dtype: Any) -> nnx.Param:
+    """An ``nnx.Param`` of ``shape`` drawn from ``init``, annotated with logical axis ``names``."""
+    assert len(shape) == len(names), (shape, names)
+    annotated = nnx.with_partitioning(init, names, eager_sharding=False)
+    return nnx.Param(annotated(rngs.params(), shape, dtype))
+
+
+def fan_in_normal(fan_in: int) -> Initializer:
+    """N(0, 1/fan_in): unit-variance outputs for unit-variance inputs, any kernel rank."""
+    return nnx.initializers.normal(stddev=1.0 / math.sqrt(fan_in))
+
+
+class RMSNorm(nnx.Module):
+    """y = x / sqrt(mean(x², -1) + eps) · scale, computed in float32, returned in ``dtype``."""
+
+    def __init__(self, dim: int, *, eps: float, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
+        self.eps = eps
+        self.dtype = dtype
+        self.scale = param(rngs, nnx.initializers.ones, (dim,), ("norm",), param_dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        assert x.shape[-1] == self.scale.shape[0], (x.shape, self.scale.shape)
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (normed * self.scale[...].astype(jnp.float32)).astype(self.dtype)
+
+
+def rope_tables(positions_bt: jax.Array, head_dim: int, theta: float
+                ) -> tuple[jax.Array, jax.Array]:
+    """cos a, sin a [b, t, 1, e/2] with a_i = position · theta^(−2i/e), i < e/2 (float32).
+
+    Computed once per forward and shared by every layer's queries and keys; the barrier
+    keeps XLA from fusing (re-evaluating) cos/sin into each of their 2·layers consumers.
+    """
+    assert head_dim % 2 == 0, head_dim
+    inv_freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+    angle_bti = positions_bt.astype(jnp.float32)[..., None] * inv_freq
+    return jax.lax.optimization_barrier((jnp.cos(angle_bti)[:, :, None, :],
+                                         jnp.sin(angle_bti)[:, :, None, :]))
+
+
+def rope(x_bthe: jax.Array, cos_bt1i: jax.Array, sin_bt1i: jax.Array) -> jax.Array:
+    """Rotary position embedding, rotate-half convention (HF Llama / Qwen2).
+
+    With e = head_dim, i < e/2 and the angles a_i of :func:`rope_tables`:
+      y[..., i]       = x[..., i] cos a_i − x[..., i + e/2] sin a_i
+      y[..., i + e/2] = x[..., i + e/2] cos a_i + x[..., i] sin a_i
+    so ⟨rope(q, m), rope(k, n)⟩ depends on m − n only. Computed in float32.
+    """
+    b, t, _, e = x_bthe.shape
+    assert cos_bt1i.shape == (b, t, 1, e // 2), (cos_bt1i.shape, x_bthe.shape)
+    x = x_bthe.astype(jnp.float32)
+    x1, x2 = x[..., : e // 2], x[..., e // 2:]
+    y = jnp.concatenate([x1 * cos_bt1i - x2 * sin_bt1i, x2 * cos_bt1i + x1 * sin_bt1i], axis=-1)
+    return y.astype(x_bthe.dtype)
+
+
+class Attention(nnx.Module):
+    """Grouped-query attention with RoPE.
+
+    q = x Wq (+bq) ∈ [b,t,h,e], k = x Wk (+bk), v = x Wv (+bv) ∈ [b,t,k,e]; query head
+    j reads kv head j // g. With a boolean visibility mask M[b,t,s]:
+      A = softmax_s( q·kᵀ / sqrt(e)  masked to −inf where ¬M ),  out = (A v) Wo.
+    Scores and softmax are in float32. A query that sees no key (a left pad) gets a
+    finite, meaningless output; no real token ever reads it.
+
+    Keys are kept as [b,k,e,s] and values as [b,k,s,e] (the cache layout): both attention
+    matmuls then batch over (b, k) with plain row-major operands, no transpose of the cache.
+    """
+
+    def __init__(self, cfg, *, rngs: nnx.Rngs):
+        d, h, k, e = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        pd = cfg.param_dtype
+        self.dtype = cfg.dtype
+        self.wq = param(rngs, fan_in_normal(d), (d, h, e), ("embed", "q_heads", "head_dim"), pd)
+        self.wk = param(rngs, fan_in_normal(d), (d, k, e), ("embed", "kv_heads", "head_dim"), pd)
+        self.wv = param(rngs, fan_in_normal(d), (d, k, e), ("embed", "kv_heads", "head_dim"), pd)
+        self.wo = param(rngs, fan_in_normal(h * e), (h, e, d), ("q_heads", "head_dim", "embed"), pd)
+        if cfg.qkv_bias:
+            zeros = nnx.initializers.zeros
+            self.bq = param(rngs, zeros, (h, e), ("q_heads", "head_dim"), pd)
+            self.bk = param(rngs, zeros, (k, e), ("kv_heads", "head_dim"), pd)
+            self.bv = param(rngs, zeros, (k, e), ("kv_heads", "head_dim"), pd)
+        self.qkv_bias = cfg.qkv_bias
+
+    def _project(self, x_btd: jax.Array, name: str) -> jax.Array:
+        """x W_name (+ b_name): [b,t,d] → [b,t,heads,e]."""
+        y = jnp.einsum("btd,dhe->bthe", x_btd, getattr(self, "w" + name)[...].astype(self.dtype))
+        if self.qkv_bias:
+            y = y + getattr(self, "b" + name)[...].astype(self.dtype)
+        return y
+
+    def project_kv(self, x_btd: jax.Array, rope_cs) -> tuple[jax.Array, jax.Array]:
+        """Rotated keys [b,k,e,t] and values [b,k,t,e] of the new tokens."""
+        k = rope(self._project(x_btd, "k"), *rope_cs)
+        return k.transpose(0, 2, 3, 1), self._project(x_btd, "v").transpose(0, 2, 1, 3)
+
+    def __call__(self, x_btd: jax.Array, rope_cs, k_bkes: jax.Array, v_bkse: jax.Array,
+                 visible_bts: jax.Array) -> jax.Array:
+        """Attend the queries of ``x_btd`` to keys [b,k,e,s] / values [b,k,s,e] where visible."""
+        b, t, _ = x_btd.shape
+        nk, e, s = k_bkes.shape[1:]
+        assert v_bkse.shape == (b, nk, s, e), (v_bkse.shape, k_bkes.shape)
+        assert visible_bts.shape == (b, t, s), (visible_bts.shape, (b, t, s))
+        q = rope(self._project(x_btd, "q"), *rope_cs)
+        q_bkgte = q.reshape(b, t, nk, -1, e).transpose(0, 2, 3, 1, 4)
+        scores = jnp.einsum("bkgte,bkes->bkgts", q_bkgte, k_bkes,
+                            preferred_element_type=jnp.float32) / math.sqrt(e)
+        scores = jnp.where(visible_bts[:, None, None], scores, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
+        out_bkgte = jnp.einsum("bkgts,bkse->bkgte", probs, v_bkse)
+        # One 2-D matmul over the flattened (head, head_dim) axis: XLA keeps wo as is.
+        out_bt_he = out_bkgte.transpose(0, 3, 1, 2, 4).reshape(b, t, -1)
+        return out_bt_he @ self.wo[...].astype(self.dtype).reshape(out_bt_he.shape[-1], -1)
+
+
+class MLP(nnx.Module):
+    """SwiGLU: y = (silu(x W_gate) ⊙ (x W_up)) W_down."""
+
+    def __init__(self, cfg, *, rngs: nnx.Rngs):
+        d, f, pd = cfg.d_model, cfg.mlp_dim, cfg.param_dtype
+        self.dtype = cfg.dtype
+        self.w_gate = param(rngs, fan_in_normal(d), (d, f), ("embed", "mlp"), pd)
+        self.w_up = param(rngs, fan_in_normal(d), (d, f), ("embed", "mlp"), pd)
+        self.w_down = param(rngs, fan_in_normal(f), (f, d), ("mlp", "embed"), pd)
+
+    def __call__(self, x_btd: jax.Array) -> jax.Array:
+        gate = x_btd @ self.w_gate[...].astype(self.dtype)
+        up = x_btd @ self.w_up[...].astype(self.dtype)
+        return (jax.nn.silu(gate) * up) @ self.w_down[...].astype(self.dtype)

@@ -1,0 +1,241 @@
+"""Decoder-only transformer (Llama / Qwen2 family) in Flax NNX, with a KV cache.
+
+    x₀ = E[tokens]
+    xₗ₊₁ = xₗ' + MLP(RMSNorm(xₗ')),   xₗ' = xₗ + Attn(RMSNorm(xₗ))      (pre-norm)
+    hidden = RMSNorm(x_L),  logits = hidden · Eᵀ (tied) or hidden · W_head (float32)
+
+Attention is causal by array position and masked by ``valid``: query t sees key s iff
+s ≤ t and valid[s]. Prompts are LEFT-padded and the caller passes RoPE positions
+``cumsum(valid) − 1``, so a padded row computes exactly what its unpadded prompt does.
+
+Logical axis names of the parameters (metadata only; map them to mesh axes with rules):
+
+    =========  ==========================================  ==========================
+    name       meaning                                      used by
+    =========  ==========================================  ==========================
+    vocab      token id                                     embedding, untied LM head
+    embed      model width d_model                          every projection, value_w
+    q_heads    query heads                                  wq, wo, bq
+    kv_heads   key/value heads (GQA groups)                 wk, wv, bk, bv
+    head_dim   per-head width                               wq, wk, wv, wo, biases
+    mlp        SwiGLU hidden width                          w_gate, w_up, w_down
+    norm       RMSNorm scale                                every RMSNorm
+    =========  ==========================================  ==========================
+
+Parameters (d model, V vocab, h/k query/kv heads, e head_dim, f mlp_dim):
+    embed [V,d]; layers[i].attn: wq [d,h,e], wk wv [d,k,e], wo [h,e,d], bq [h,e], bk bv [k,e]
+    (qkv_bias); layers[i].mlp: w_gate w_up [d,f], w_down [f,d]; layers[i].attn_norm,
+    mlp_norm, final_norm: scale [d]; lm_head [d,V] (untied); value_w [d], value_b [].
+    Kernels are [in, out] (transpose of torch.nn.Linear.weight).
+
+Functional use: ``graphdef, params = nnx.split(model, nnx.Param)`` once (the model holds
+nothing but Params), then ``nnx.merge(graphdef, params).forward(...)`` inside ``jax.jit``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from polrl.models.layers import MLP, Attention, RMSNorm, param, rope_tables
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Shape and numerics of the model.
+
+    ``head_dim=None`` is resolved to d_model // num_heads at construction, so
+    ``config.head_dim`` is always an int (and ``dataclasses.replace`` keeps it: pass
+    ``head_dim=None`` again when changing d_model or num_heads).
+    """
+
+    vocab_size: int
+    d_model: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    mlp_dim: int
+    head_dim: int | None = None
+    max_len: int = 2048
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+    tie_embeddings: bool = True
+    qkv_bias: bool = False
+    value_head: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads",
+                     "mlp_dim", "max_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"TransformerConfig.{name} must be a positive int, got {value!r}.")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"TransformerConfig.num_heads ({self.num_heads}) must be a multiple of "
+                f"num_kv_heads ({self.num_kv_heads}): pick num_kv_heads among the divisors "
+                "of num_heads.")
+        if self.head_dim is None:
+            if self.d_model % self.num_heads:
+                raise ValueError(
+                    f"TransformerConfig.d_model ({self.d_model}) is not divisible by num_heads "
+                    f"({self.num_heads}): set head_dim explicitly or change num_heads.")
+            object.__setattr__(self, "head_dim", self.d_model // self.num_heads)
+        if not isinstance(self.head_dim, int) or self.head_dim <= 0 or self.head_dim % 2:
+            raise ValueError(
+                f"TransformerConfig.head_dim must be a positive even int (RoPE rotates pairs), "
+                f"got {self.head_dim!r}.")
+        if self.rope_theta <= 0:
+            raise ValueError(f"TransformerConfig.rope_theta must be > 0, got {self.rope_theta}.")
+        if self.norm_eps <= 0:
+            raise ValueError(f"TransformerConfig.norm_eps must be > 0, got {self.norm_eps}.")
+
+
+@flax.struct.dataclass
+class KVCache:
+    """Rotated keys and values of past tokens, one array per layer.
+
+    k:         tuple (one entry per layer) of [B, kv_heads, head_dim, S] (keys transposed)
+    v:         tuple (one entry per layer) of [B, kv_heads, S, head_dim]
+               One buffer per layer, so a decode step updates each in place without
+               slicing a stack; these layouts make q·kᵀ and A·v plain batched matmuls over
+               (B, kv_heads), with no per-step transpose of the cache.
+    valid_bs:  bool [B, S], slot holds a real token (False for pads and unwritten slots).
+    index:     int32 scalar, next slot to write. Writes past S are the caller's bug
+               (``dynamic_update_slice`` would clamp them).
+    """
+
+    k: tuple[jax.Array, ...]
+    v: tuple[jax.Array, ...]
+    valid_bs: jax.Array
+    index: jax.Array
+
+
+def init_cache(config: TransformerConfig, batch: int, length: int, dtype: Any = None) -> KVCache:
+    """An empty cache of ``length`` slots (≤ config.max_len); dtype defaults to config.dtype."""
+    if not 0 < length <= config.max_len:
+        raise ValueError(f"cache length {length} must be in [1, max_len={config.max_len}]; "
+                         "raise TransformerConfig.max_len or shorten prompt + response.")
+    dtype = config.dtype if dtype is None else dtype
+    k_shape = (batch, config.num_kv_heads, config.head_dim, length)
+    v_shape = (batch, config.num_kv_heads, length, config.head_dim)
+    layers = range(config.num_layers)
+    return KVCache(k=tuple(jnp.zeros(k_shape, dtype) for _ in layers),
+                   v=tuple(jnp.zeros(v_shape, dtype) for _ in layers),
+                   valid_bs=jnp.zeros((batch, length), bool), index=jnp.zeros((), jnp.int32))
+
+
+class Block(nnx.Module):
+    """One pre-norm decoder layer: x += Attn(norm(x)); x += MLP(norm(x))."""
+
+    def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+        norm = dict(eps=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
+        self.attn_norm = RMSNorm(cfg.d_model, **norm)
+        self.attn = Attention(cfg, rngs=rngs)
+        self.mlp_norm = RMSNorm(cfg.d_model, **norm)
+        self.mlp = MLP(cfg, rngs=rngs)
+
+    def __call__(self, x_btd, rope_cs, visible_bts, cached_kv, index):
+        """Returns the new residual stream and the keys/values attended to (cache if given)."""
+        h = self.attn_norm(x_btd)
+        k, v = self.attn.project_kv(h, rope_cs)
+        if cached_kv is not None:
+            k_cache, v_cache = cached_kv
+            k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), (0, 0, 0, index))
+            v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, 0, index, 0))
+        x_btd = x_btd + self.attn(h, rope_cs, k, v, visible_bts)
+        return x_btd + self.mlp(self.mlp_norm(x_btd)), (k, v)
+
+
+class Transformer(nnx.Module):
+    """Decoder-only LM; see the module docstring for the math and the axis-name table."""
+
+    def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
+        cfg = config
+        self.config = cfg
+        # Embedding std 1/sqrt(d): with a tied head, unit-RMS hidden states give unit-scale logits.
+        embed_init = nnx.initializers.normal(stddev=cfg.d_model ** -0.5)
+        self.embed = param(rngs, embed_init, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"),
+                           cfg.param_dtype)
+        self.layers = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+        self.final_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, dtype=cfg.dtype,
+                                  param_dtype=cfg.param_dtype, rngs=rngs)
+        if not cfg.tie_embeddings:
+            self.lm_head = param(rngs, embed_init, (cfg.d_model, cfg.vocab_size),
+                                 ("embed", "vocab"), cfg.param_dtype)
+        if cfg.value_head:
+            zeros = nnx.initializers.zeros
+            self.value_w = param(rngs, zeros, (cfg.d_model,), ("embed",), cfg.param_dtype)
+            self.value_b = param(rngs, zeros, (), (), cfg.param_dtype)
+
+    def forward(self, tokens_bt: jax.Array, positions_bt: jax.Array, valid_bt: jax.Array,
+                cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+        """Hidden states after the final norm [B, T, d] and the advanced cache (or None).
+
+        Without a cache, query t sees key s iff s ≤ t and valid[s]. With a cache, the new
+        keys/values go to slots index … index+T−1, validity is recorded there, and query t
+        (slot index+t) sees every cached slot s ≤ index+t that is valid.
+        """
+        cfg = self.config
+        b, t = tokens_bt.shape
+        assert positions_bt.shape == (b, t), (positions_bt.shape, tokens_bt.shape)
+        assert valid_bt.shape == (b, t) and valid_bt.dtype == jnp.bool_, (valid_bt.shape,
+                                                                            valid_bt.dtype)
+        assert jnp.issubdtype(tokens_bt.dtype, jnp.integer), tokens_bt.dtype
+        x = jnp.take(self.embed[...], tokens_bt, axis=0).astype(cfg.dtype)
+        if cache is None:
+            assert t <= cfg.max_len, (t, cfg.max_len)
+            causal_ts = jnp.tril(jnp.ones((t, t), bool))
+            visible = valid_bt[:, None, :] & causal_ts[None]
+            index, kv = None, [None] * cfg.num_layers
+        else:
+            s = cache.valid_bs.shape[1]
+            assert cache.valid_bs.shape[0] == b and len(cache.k) == cfg.num_layers, (
+                cache.valid_bs.shape, b, len(cache.k))
+            index = cache.index
+            valid_bs = jax.lax.dynamic_update_slice(cache.valid_bs, valid_bt, (0, index))
+            slot_t = index + jnp.arange(t)
+            visible = valid_bs[:, None, :] & (jnp.arange(s)[None, :] <= slot_t[:, None])[None]
+            kv = list(zip(cache.k, cache.v))
+        rope_cs = rope_tables(positions_bt, cfg.head_dim, cfg.rope_theta)
+        new_kv = []
+        for layer, layer_kv in zip(self.layers, kv):
+            x, out_kv = layer(x, rope_cs, visible, layer_kv, index)
+            new_kv.append(out_kv)
+        hidden = self.final_norm(x)
+        if cache is None:
+            return hidden, None
+        ks, vs = zip(*new_kv)
+        return hidden, KVCache(k=tuple(ks), v=tuple(vs), valid_bs=valid_bs, index=index + t)
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """LM head in float32: [..., d] → [..., V]."""
+        assert hidden.shape[-1] == self.config.d_model, hidden.shape
+        h = hidden.astype(jnp.float32)
+        if self.config.tie_embeddings:
+            return jnp.einsum("...d,vd->...v", h, self.embed[...].astype(jnp.float32))
+        return h @ self.lm_head[...].astype(jnp.float32)
+
+    def value(self, hidden: jax.Array) -> jax.Array:
+        """Scalar value head in float32: [..., d] → [...], v = hidden · w + b."""
+        if not self.config.value_head:
+            raise ValueError("Transformer.value needs TransformerConfig(value_head=True).")
+        assert hidden.shape[-1] == self.config.d_model, hidden.shape
+        w = self.value_w[...].astype(jnp.float32)
+        return hidden.astype(jnp.float32) @ w + self.value_b[...].astype(jnp.float32)
+
+    def __call__(self, tokens_bt: jax.Array, positions_bt: jax.Array | None = None,
+                 valid_bt: jax.Array | None = None) -> jax.Array:
+        """Logits [B, T, V] (float32); positions default to arange(T), valid to all-true."""
+        b, t = tokens_bt.shape
+        if positions_bt is None:
+            positions_bt = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+        if valid_bt is None:
+            valid_bt = jnp.ones((b, t), bool)
+        hidden, _ = self.forward(tokens_bt, positions_bt, valid_bt)
+        return self.logits(hidden)
