@@ -1,11 +1,29 @@
-"""GRPO on embedded multi-digit arithmetic, from an SFT warm start (the main job).
+"""GRPO on embedded arithmetic from an SFT warm start (the main job).
 
-Launch (CPU, a few minutes):
-  python -m polrl.launch --config experiments/arithmetic_grpo.py --workdir /tmp/polrl/arithmetic_grpo
+Task: sums of three one-digit numbers ("3+5+9=" → "17"), a TFDS dataset generated in-repo; 10%
+of the problem space (by a hash of the prompt) is held out as the test split, so every
+evaluation is on problems the run never trains on. Recipe:
+  1. SFT warm start: 300 labelled demonstrations, 200 steps of batch 64 (≈43 epochs — trained to
+     convergence on them; more SFT does not help, see below).
+  2. GRPO from prompts only and the exact-match verifier: 3000 steps of 32 prompts × 8 samples,
+     lr 3e-4, k3 KL β = 0.01 to the warm start, zero-variance groups masked out, one update per
+     batch (π_old = π_θ, no extra forward pass).
+Model: 2-layer decoder, d_model 128, 4 heads / 2 KV heads, MLP 384, the 64-entry char vocabulary.
+
+Launch (CPU):
+  python -m polrl.launch --config experiments/arithmetic_grpo.py --workdir runs/arithmetic_grpo
 Smoke (seconds, run by the test suite):
   python -m polrl.launch --config experiments/arithmetic_grpo.py:smoke --workdir /tmp/polrl/smoke
 
-Expected result: TBD
+Expected result (measured on the 2-core CPU development machine, held-out greedy exact match on
+500 test prompts; "SFT-only" trains the same demonstrations for the same 3200 steps):
+
+  seed | SFT warm start | after GRPO | gain    | SFT-only, 3200 steps
+  0    | 28.4%          | 72.2%      | +43.8   | 35.8%
+  1    | 36.0%          | 71.4%      | +35.4   | 39.2%
+  2    | 32.0%          | 67.0%      | +35.0   | 36.8%
+
+Wall time: WALLTIME on the 2-core CPU machine, run alone.
 """
 import ml_collections
 
@@ -13,9 +31,9 @@ import ml_collections
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.total_steps = 1000
-    c.eval_every = 50
-    c.checkpoint_every = 200
+    c.total_steps = 3000
+    c.eval_every = 100
+    c.checkpoint_every = 500
     c.log_every = 1
 
     c.task = ml_collections.ConfigDict(dict(name="arithmetic", data_dir="", num_digits=1, num_operands=3, ops="+", num_train=5_000, num_test=500, seed=0, reverse_answer=False))

@@ -5,7 +5,13 @@ Launch:
 Smoke (run by the test suite):
   python -m polrl.launch --config experiments/arithmetic_ppo.py:smoke --workdir /tmp/polrl/ppo_smoke
 
-Expected result: TBD
+Recipe: the arithmetic_grpo warm start and prompts (32 × 8 samples per step, 3000 steps), then
+PPO with a value head (zero-initialized on the warm model), token-level GAE (γ = 1, λ = 0.95) of
+the sequence reward, whitened advantages, clip 0.2 with dual clip 3, clipped value loss, k3 KL
+β = 0.01, 2 epochs × 2 minibatches per batch (π_old recomputed once per batch).
+
+Expected result (2-core CPU, seed 0, held-out greedy exact match): 28.4% after the SFT warm
+start → 70.6% after 3000 PPO steps (GRPO from the same start: 72.2%).
 """
 import ml_collections
 

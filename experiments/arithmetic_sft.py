@@ -5,7 +5,11 @@ Launch:
 Smoke (run by the test suite):
   python -m polrl.launch --config experiments/arithmetic_sft.py:smoke --workdir /tmp/polrl/sft_smoke
 
-Expected result: TBD
+Expected result (2-core CPU, held-out greedy exact match; the SFT phase of arithmetic_grpo is
+this run's first 200 steps): 300 demonstrations are memorized within ~200 steps and held-out
+accuracy saturates — seed 0: 28.4% at step 200, 35.8% at step 3200; seed 1: 36.0% → 39.2%;
+seed 2: 32.0% → 36.8%. GRPO from the step-200 model reaches 67–72% (see arithmetic_grpo).
+About 15 s of training after data generation and compilation.
 """
 import ml_collections
 

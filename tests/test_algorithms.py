@@ -314,9 +314,9 @@ def test_grpo_two_epochs_recomputes_old_logp():
 
 def test_dpo_minibatches_keep_pairs_together():
     alg = algorithms.dpo(num_minibatches=4)  # 4 pairs → one pair per minibatch of 2 rows
-    state = _init(alg, _bigram)
+    state = _init(alg)
     for seed in range(3):
-        _, metrics = _train_fn(alg, _bigram)(state.replace(rng=jax.random.key(seed)), _pair_batch())
+        _, metrics = _train_fn(alg)(state.replace(rng=jax.random.key(seed)), _pair_batch())
         # every minibatch holds exactly one whole pair, at the reference: L = log 2
         assert float(metrics["pref_pairs"]) == 1.0, (seed, metrics["pref_pairs"])
         np.testing.assert_allclose(metrics["dpo"], 0.693147, rtol=1e-3)

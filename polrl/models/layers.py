@@ -48,18 +48,20 @@ class RMSNorm(nnx.Module):
         return (normed * self.scale[...].astype(jnp.float32)).astype(self.dtype)
 
 
-def rope_tables(positions_bt: jax.Array, head_dim: int, theta: float
+def rope_tables(positions_bt: jax.Array, head_dim: int, theta: float, max_len: int
                 ) -> tuple[jax.Array, jax.Array]:
     """cos a, sin a [b, t, 1, e/2] with a_i = position · theta^(−2i/e), i < e/2 (float32).
 
-    Computed once per forward and shared by every layer's queries and keys; the barrier
-    keeps XLA from fusing (re-evaluating) cos/sin into each of their 2·layers consumers.
+    Looked up in a [max_len, e/2] table that depends on no input, so XLA computes it once
+    (hoisted out of a decode loop) instead of re-evaluating cos/sin inside every fused
+    rotation. Positions must lie in [0, max_len); pads' positions are clipped.
     """
     assert head_dim % 2 == 0, head_dim
     inv_freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
-    angle_bti = positions_bt.astype(jnp.float32)[..., None] * inv_freq
-    return jax.lax.optimization_barrier((jnp.cos(angle_bti)[:, :, None, :],
-                                         jnp.sin(angle_bti)[:, :, None, :]))
+    angle_li = jnp.arange(max_len, dtype=jnp.float32)[:, None] * inv_freq
+    cos = jnp.take(jnp.cos(angle_li), positions_bt, axis=0, mode="clip")
+    sin = jnp.take(jnp.sin(angle_li), positions_bt, axis=0, mode="clip")
+    return cos[:, :, None, :], sin[:, :, None, :]
 
 
 def rope(x_bthe: jax.Array, cos_bt1i: jax.Array, sin_bt1i: jax.Array) -> jax.Array:

@@ -202,7 +202,7 @@ class Transformer(nnx.Module):
             slot_t = index + jnp.arange(t)
             visible = valid_bs[:, None, :] & (jnp.arange(s)[None, :] <= slot_t[:, None])[None]
             kv = list(zip(cache.k, cache.v))
-        rope_cs = rope_tables(positions_bt, cfg.head_dim, cfg.rope_theta)
+        rope_cs = rope_tables(positions_bt, cfg.head_dim, cfg.rope_theta, cfg.max_len)
         new_kv = []
         for layer, layer_kv in zip(self.layers, kv):
             x, out_kv = layer(x, rope_cs, visible, layer_kv, index)

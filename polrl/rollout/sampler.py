@@ -132,22 +132,32 @@ def _draw(logits_bv: jax.Array, uniform_b: jax.Array, config: SamplingConfig):
 
 
 def sample(graphdef: nnx.GraphDef, params: nnx.State, prompt_bp: jax.Array,
-           prompt_valid_bp: jax.Array, rng: jax.Array, config: SamplingConfig) -> SampleOutput:
+           prompt_valid_bp: jax.Array, rng: jax.Array, config: SamplingConfig,
+           num_samples: int = 1) -> SampleOutput:
     """Sample ``config.max_new_tokens`` tokens after LEFT-padded prompts. Pure and jittable.
 
     Every row needs at least one valid prompt token (its last column is the last real one).
+    With ``num_samples`` = G > 1 each prompt is prefilled once and its cache repeated, giving
+    B·G rows ordered like ``jnp.repeat(prompt_bp, G, axis=0)`` (the same samples as passing
+    the repeated prompts, without G-fold prefill work).
     """
     b, p = prompt_bp.shape
     n = config.max_new_tokens
     assert prompt_valid_bp.shape == (b, p) and prompt_valid_bp.dtype == jnp.bool_, (
         prompt_valid_bp.shape, prompt_valid_bp.dtype)
+    assert num_samples >= 1, num_samples
     model = nnx.merge(graphdef, params)
     cache = init_cache(model.config, b, p + n)
     positions_bp = jnp.maximum(jnp.cumsum(prompt_valid_bp, axis=1, dtype=jnp.int32) - 1, 0)
     hidden, cache = model.forward(prompt_bp.astype(jnp.int32), positions_bp, prompt_valid_bp, cache)
-    uniform_nb = jax.random.uniform(rng, (n, b))  # all randomness drawn up front
-    token_b, logp_b = _draw(model.logits(hidden[:, -1]), uniform_nb[0], config)
+    logits_bv = model.logits(hidden[:, -1])
     next_pos_b = positions_bp[:, -1] + 1
+    if num_samples > 1:
+        repeat = lambda x: jnp.repeat(x, num_samples, axis=0) if x.ndim else x
+        cache, logits_bv, next_pos_b = jax.tree.map(repeat, (cache, logits_bv, next_pos_b))
+        b *= num_samples
+    uniform_nb = jax.random.uniform(rng, (n, b))  # all randomness drawn up front
+    token_b, logp_b = _draw(logits_bv, uniform_nb[0], config)
 
     def record(i, token_b, logp_b, done_b, out):
         """Write step i; a row already done emits pad with mask 0."""
@@ -182,8 +192,9 @@ def sample(graphdef: nnx.GraphDef, params: nnx.State, prompt_bp: jax.Array,
                         length_b=mask.sum(axis=1).astype(jnp.int32))
 
 
-def make_sampler(graphdef: nnx.GraphDef, config: SamplingConfig
+def make_sampler(graphdef: nnx.GraphDef, config: SamplingConfig, num_samples: int = 1
                  ) -> Callable[[nnx.State, jax.Array, jax.Array, jax.Array], SampleOutput]:
-    """``sample`` with graphdef and config bound, jitted once: (params, prompt, valid, rng)."""
+    """``sample`` with graphdef, config and num_samples bound, jitted once:
+    (params, prompt, valid, rng) → SampleOutput."""
     return jax.jit(lambda params, prompt_bp, prompt_valid_bp, rng: sample(
-        graphdef, params, prompt_bp, prompt_valid_bp, rng, config))
+        graphdef, params, prompt_bp, prompt_valid_bp, rng, config, num_samples))

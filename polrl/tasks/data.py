@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
+import tempfile
 import hashlib
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -115,8 +116,8 @@ def load_split(
     if not builder.is_prepared():
         # Processes on one machine that build the same dataset take turns; the later
         # ones find it prepared and only read it.
-        os.makedirs(data_dir, exist_ok=True)
-        with open(os.path.join(data_dir, ".polrl-build.lock"), "w") as lock:
+        key = hashlib.blake2b(os.path.abspath(data_dir).encode(), digest_size=8).hexdigest()
+        with open(os.path.join(tempfile.gettempdir(), f"polrl-build-{key}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             builder = builder_cls(data_dir=data_dir, config=config)
             if not builder.is_prepared():

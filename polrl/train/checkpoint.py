@@ -27,7 +27,8 @@ class PhaseCheckpointer:
         return self._manager.latest_step()
 
     def save(self, step: int, state, *, position: int, global_step: int) -> None:
-        item = {"state": state, "position": np.int64(position), "global_step": np.int64(global_step)}
+        item = {"state": state, "position": np.asarray(position, np.int64),
+                "global_step": np.asarray(global_step, np.int64)}
         self._manager.save(step, args=ocp.args.StandardSave(item))
         self._manager.wait_until_finished()
 
@@ -36,8 +37,8 @@ class PhaseCheckpointer:
         step = self._manager.latest_step()
         abstract = {
             "state": jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state),
-            "position": np.int64(0),
-            "global_step": np.int64(0),
+            "position": jax.ShapeDtypeStruct((), np.int64),
+            "global_step": jax.ShapeDtypeStruct((), np.int64),
         }
         item = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
         return item["state"], int(item["position"]), int(item["global_step"])
