@@ -1,6 +1,10 @@
 """Sampler throughput on a fixed small Llama shape, optionally against HF ``generate``.
 
     python benchmarks/sampler.py [--vs hf] [--repeats 5]
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 python benchmarks/sampler.py ...
+
+The batch is sharded over all local devices (data parallel); on a 2-core CPU the second
+form gives XLA one device per core (HF's torch uses its default threads either way).
 
 Shape: vocab 512, d_model 256, 4 layers, 8 heads / 2 KV heads, MLP 688, batch 32, prompt
 16, 64 new tokens, temperature 1, random weights. EOS is disabled by ``eos_id = vocab``
@@ -26,7 +30,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 
 from benchmarks.flops import matmul_peak_flops, transformer_forward_flops  # noqa: E402
 from polrl.models import Transformer, TransformerConfig  # noqa: E402
@@ -48,11 +54,16 @@ def median_seconds(run, repeats: int) -> float:
 
 
 def polrl_seconds(repeats: int) -> float:
+    """Median seconds per batch, the batch sharded over all local devices."""
     graphdef, params = nnx.split(Transformer(CONFIG, rngs=nnx.Rngs(0)), nnx.Param)
     sampler = make_sampler(graphdef, SamplingConfig(max_new_tokens=NEW, eos_id=CONFIG.vocab_size,
                                                     temperature=1.0))
-    prompt = jax.random.randint(jax.random.key(1), (BATCH, PROMPT), 0, CONFIG.vocab_size)
-    valid = jnp.ones((BATCH, PROMPT), bool)
+    mesh = Mesh(np.array(jax.devices()), ("batch",))
+    params = jax.device_put(params, NamedSharding(mesh, P()))
+    rows = NamedSharding(mesh, P("batch"))
+    prompt = jax.device_put(
+        jax.random.randint(jax.random.key(1), (BATCH, PROMPT), 0, CONFIG.vocab_size), rows)
+    valid = jax.device_put(jnp.ones((BATCH, PROMPT), bool), rows)
     keys = iter(jax.random.split(jax.random.key(2), repeats + 1))
 
     def run():
@@ -105,7 +116,8 @@ def main():
              + transformer_forward_flops(CONFIG, BATCH * (NEW - 1), PROMPT + NEW / 2))
     peak = matmul_peak_flops()
     result = {
-        "benchmark": "sampler", "device": str(jax.devices()[0]), "batch": BATCH,
+        "benchmark": "sampler", "device": str(jax.devices()[0]), "devices": jax.device_count(),
+        "batch": BATCH,
         "prompt_len": PROMPT, "new_tokens": NEW, "seconds": seconds,
         "tokens_per_s": BATCH * NEW / seconds, "model_flops_per_s": flops / seconds,
         "matmul_peak_flops_per_s": peak, "flop_utilization": flops / seconds / peak,

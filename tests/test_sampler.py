@@ -157,3 +157,20 @@ def test_draw_frequencies_match_the_truncated_softmax(top_k, top_p, support):
     freq = np.bincount(np.asarray(token), minlength=10) / rows
     np.testing.assert_allclose(freq, expected, atol=0.015)
     assert set(np.unique(np.asarray(token))) <= set(kept.tolist())
+
+
+def test_num_samples_prefills_once_and_equals_repeated_prompts():
+    """G samples per prompt from one prefill are the samples of the G-times repeated prompts."""
+    from polrl.rollout import sample
+
+    config = SamplingConfig(max_new_tokens=N, eos_id=3, temperature=1.0)
+    graphdef, params = model_parts()
+    key = jax.random.key(4)
+    grouped = jax.jit(lambda p: sample(graphdef, p, PROMPT, VALID, key, config, num_samples=4))(params)
+    repeated = jax.jit(lambda p: sample(graphdef, p, jnp.repeat(PROMPT, 4, 0), jnp.repeat(VALID, 4, 0), key,
+                                        config))(params)
+    assert grouped.response_bt.shape == (12, N)
+    np.testing.assert_array_equal(grouped.response_bt, repeated.response_bt)
+    np.testing.assert_allclose(grouped.logp_bt, repeated.logp_bt, atol=1e-5)
+    np.testing.assert_array_equal(grouped.mask_bt, repeated.mask_bt)
+    assert len({tuple(r) for r in np.asarray(grouped.response_bt[:4])}) > 1  # samples differ

@@ -167,7 +167,7 @@ def test_rope_depends_on_relative_position():
 
     @jax.jit
     def dot(m, n):
-        rotated = lambda x, p: rope(x, *rope_tables(jnp.reshape(p, (1, 1)), 8, 10000.0))
+        rotated = lambda x, p: rope(x, *rope_tables(jnp.reshape(p, (1, 1)), 8, 10000.0, 16))
         return jnp.sum(rotated(q, m) * rotated(k, n)), jnp.linalg.norm(rotated(q, m))
 
     assert float(dot(3, 1)[0]) == pytest.approx(float(dot(12, 10)[0]), abs=1e-5)
