@@ -23,7 +23,9 @@ Expected result (measured on the 2-core CPU development machine, held-out greedy
   1    | 36.0%          | 71.4%      | +35.4   | 39.2%
   2    | 32.0%          | 67.0%      | +35.0   | 36.8%
 
-Wall time: WALLTIME on the 2-core CPU machine, run alone.
+Wall time: 160 s for the whole run (data generation, compilation, both phases, evaluations) on
+the 2-core CPU machine, run alone; peak memory 1.2 GB. The run is deterministic: seed 0 gives
+72.2% again on a second run.
 """
 import ml_collections
 
