@@ -13,15 +13,16 @@ import re
 def notebook_from_py(source: str) -> dict:
     """Cells split at ``# %%`` lines; ``# %% [markdown]`` cells have their ``# `` stripped."""
     cells = []
-    for chunk in re.split(r"^# %%", source, flags=re.M)[1:]:
+    for index, chunk in enumerate(re.split(r"^# %%", source, flags=re.M)[1:]):
         header, _, body = chunk.partition("\n")
         body = body.strip("\n")
         if header.strip() == "[markdown]":
             text = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in body.splitlines())
-            cells.append({"cell_type": "markdown", "metadata": {}, "source": text.splitlines(keepends=True)})
+            cells.append({"cell_type": "markdown", "id": f"cell-{index}", "metadata": {},
+                          "source": text.splitlines(keepends=True)})
         else:
-            cells.append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-                          "source": body.splitlines(keepends=True)})
+            cells.append({"cell_type": "code", "id": f"cell-{index}", "metadata": {}, "execution_count": None,
+                          "outputs": [], "source": body.splitlines(keepends=True)})
     return {
         "cells": cells,
         "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
