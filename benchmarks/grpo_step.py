@@ -17,7 +17,6 @@ policy forward/backward → update) with the state donated. The time is the medi
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import pathlib
 import statistics
@@ -29,7 +28,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from benchmarks.flops import matmul_peak_flops, transformer_forward_flops  # noqa: E402

@@ -1,6 +1,5 @@
 """The Colab notebooks: in sync with their paired .py, and they run (smoke setting)."""
 import json
-import os
 import pathlib
 import sys
 

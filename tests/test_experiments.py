@@ -2,7 +2,6 @@
 configs fail with a clear message before anything compiles."""
 import importlib
 import json
-import os
 import pathlib
 
 import jax.numpy as jnp

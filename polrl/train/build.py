@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 
-import jax
 import numpy as np
 from flax import nnx
 
@@ -111,7 +110,3 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
         log_every=config.get("log_every", 1),
         progress=progress,
     )
-
-
-def param_count(params) -> int:
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))

@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from polrl.core import Algorithm, Batch
+from polrl.core import Algorithm
 from polrl.rollout import SamplingConfig, make_sampler
 from polrl.tasks import BatchIterator, Task, check_rewards, task_batch
 from polrl.train import checkpoint, metrics as metrics_lib, rollouts, steps
@@ -299,7 +299,7 @@ class Trainer:
                 record.update(last_eval)
             if (s + 1) % spec.log_every == 0 or done or "eval/accuracy" in record:
                 self.writer.write(record)
-            bar.set_postfix({k: f"{record[k]:.3g}" for k in ("reward_mean", "loss", "eval/accuracy") if k in record})
+            bar.set_postfix({k: f"{record[k]:.3g}" for k in ("reward_mean", "loss", "eval/accuracy") if k in record}, refresh=False)
             if done or (spec.checkpoint_every and (s + 1) % spec.checkpoint_every == 0):
                 ckpt.save(s + 1, state, position=data_iter.position, global_step=global_step)
         bar.close()
