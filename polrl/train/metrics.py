@@ -86,16 +86,29 @@ def plot_curves(records: list[dict], path: str) -> str | None:
     rows = math.ceil(len(present) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     phases = list(dict.fromkeys(r["phase"] for r in records))
+    colors = {phase: f"C{i}" for i, phase in enumerate(phases)}
     for ax, (key, title) in zip(axes.flat, present):
         for phase in phases:
             pts = [(r["step"], r[key]) for r in records if r["phase"] == phase and key in r]
-            if pts:
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, marker="o" if key.startswith("eval/") else None, ms=3, label=phase)
+            if not pts:
+                continue
+            xs, ys = map(np.asarray, zip(*pts))
+            if key.startswith("eval/"):
+                ax.plot(xs, ys, marker="o", ms=3, color=colors[phase], label=phase)
+                continue
+            ax.plot(xs, ys, color=colors[phase], alpha=0.25, lw=0.6)
+            window = max(1, len(ys) // 50)
+            if window > 1:  # a moving average over ~2% of the phase, drawn on top of the raw steps
+                smooth = np.convolve(ys, np.ones(window) / window, mode="valid")
+                xs = xs[window - 1:]
+            else:
+                smooth = ys
+            ax.plot(xs, smooth, color=colors[phase], label=phase)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    axes.flat[0].legend()
+    handles = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
+    axes.flat[0].legend(handles.values(), handles.keys())
     for ax in list(axes.flat)[len(present):]:
         ax.axis("off")
     fig.tight_layout()
