@@ -129,3 +129,27 @@ def test_metrics_jsonl_lines_are_json(tmp_path):
     writer.close()
     (line,) = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert json.loads(line) == {"step": 1, "phase": "rl", "loss": 0.5}
+
+
+@pytest.mark.slow
+def test_relaunch_resumes_mid_phase_exactly(tmp_path):
+    """Stop after 2 of 3 RL steps (checkpoint at 2), relaunch: step 3 equals the straight run's."""
+    config = smoke_config("arithmetic_grpo")
+    config.checkpoint_every = 1
+    straight = tmp_path / "straight"
+    Trainer(build_spec(config, progress=False), str(straight)).run()
+
+    resumed = tmp_path / "resumed"
+    config.total_steps = 2  # the "killed" run: its last checkpoint is RL step 2
+    Trainer(build_spec(config, progress=False), str(resumed)).run()
+    config.total_steps = 3
+    Trainer(build_spec(config, progress=False), str(resumed)).run()
+
+    def last_rl(path):
+        rows = [r for r in metrics_lib.read_metrics(str(path)) if r["phase"] == "rl" and "loss" in r]
+        return rows[-1]
+
+    a, b = last_rl(straight), last_rl(resumed)
+    assert a["phase_step"] == b["phase_step"] == 3 and a["step"] == b["step"]
+    for key in ("loss", "reward_mean", "entropy", "grad_norm", "response_length"):
+        assert a[key] == b[key], key
