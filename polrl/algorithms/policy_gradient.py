@@ -5,6 +5,17 @@ from polrl import advantages, objectives, optim
 from polrl.core import Algorithm, chain
 
 
+def _regularized(*terms, kl_coef, kl_estimator, entropy_coef, aggregation, max_len):
+    """``terms`` + β·KL (when β ≠ 0) − c_H·H (when c_H ≠ 0), then the aggregation."""
+    parts = list(terms)
+    if kl_coef:
+        parts.append(objectives.kl_penalty(coef=kl_coef, estimator=kl_estimator))
+    if entropy_coef:
+        parts.append(objectives.entropy_bonus(coef=entropy_coef))
+    parts.append(objectives.aggregate(aggregation, max_len=max_len))
+    return chain(*parts)
+
+
 def grpo(
     *,
     learning_rate: float = 1e-6,
@@ -40,15 +51,14 @@ def grpo(
     prepare = [advantages.group_advantage(scale=scale, ddof=ddof)]
     if filter_zero_variance:
         prepare.append(advantages.drop_zero_variance_groups())
-    objective = [objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high)]
-    if kl_coef:
-        objective.append(objectives.kl_penalty(coef=kl_coef, estimator=kl_estimator))
-    if entropy_coef:
-        objective.append(objectives.entropy_bonus(coef=entropy_coef))
-    objective.append(objectives.aggregate(aggregation, max_len=max_len))
+    objective = _regularized(
+        objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
+        kl_coef=kl_coef, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
+        aggregation=aggregation, max_len=max_len,
+    )
     return Algorithm(
         prepare=chain(*prepare),
-        objective=chain(*objective),
+        objective=objective,
         optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
         num_epochs=num_epochs,
         num_minibatches=num_minibatches,
@@ -89,18 +99,15 @@ def ppo(
     prepare = [advantages.gae_advantage(gamma=gamma, lambda_=lambda_)]
     if whiten:
         prepare.append(advantages.whiten_advantage())
-    objective = [
+    objective = _regularized(
         objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip),
         objectives.value_loss(coef=value_coef, clip=value_clip),
-    ]
-    if kl_coef:
-        objective.append(objectives.kl_penalty(coef=kl_coef, estimator=kl_estimator))
-    if entropy_coef:
-        objective.append(objectives.entropy_bonus(coef=entropy_coef))
-    objective.append(objectives.aggregate(aggregation, max_len=max_len))
+        kl_coef=kl_coef, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
+        aggregation=aggregation, max_len=max_len,
+    )
     return Algorithm(
         prepare=chain(*prepare),
-        objective=chain(*objective),
+        objective=objective,
         optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
         num_epochs=num_epochs,
         num_minibatches=num_minibatches,

@@ -21,7 +21,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from polrl.tasks.data import draw_splits
+from polrl.tasks.data import GeneratedSplits, draw_splits
 from polrl.tasks.rewards import parse_expression
 
 _OP_NAMES = {"+": "add", "-": "sub", "*": "mul"}
@@ -130,7 +130,7 @@ def make_splits(config: ArithmeticConfig) -> dict[str, list[dict]]:
     )
 
 
-class Arithmetic(tfds.core.GeneratorBasedBuilder):
+class Arithmetic(GeneratedSplits, tfds.core.GeneratorBasedBuilder):
     """TFDS builder for the arithmetic task; features "prompt" and "answer" (Text)."""
 
     VERSION = tfds.core.Version("1.1.0")
@@ -146,10 +146,5 @@ class Arithmetic(tfds.core.GeneratorBasedBuilder):
             ),
         )
 
-    def _split_generators(self, dl_manager):
-        del dl_manager  # Nothing to download: the data is generated.
-        splits = make_splits(self.builder_config)
-        return {name: self._generate_examples(rows) for name, rows in splits.items()}
-
-    def _generate_examples(self, rows):
-        yield from enumerate(rows)
+    def make_splits(self, config):
+        return make_splits(config)

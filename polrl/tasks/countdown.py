@@ -25,7 +25,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from polrl.tasks.data import draw_splits
+from polrl.tasks.data import GeneratedSplits, draw_splits
 
 _OPS = "+-*"
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2}
@@ -152,7 +152,7 @@ def make_splits(config: CountdownConfig) -> dict[str, list[dict]]:
     )
 
 
-class Countdown(tfds.core.GeneratorBasedBuilder):
+class Countdown(GeneratedSplits, tfds.core.GeneratorBasedBuilder):
     """TFDS builder for the countdown task (features: see the module docstring)."""
 
     VERSION = tfds.core.Version("1.1.0")
@@ -173,10 +173,5 @@ class Countdown(tfds.core.GeneratorBasedBuilder):
             ),
         )
 
-    def _split_generators(self, dl_manager):
-        del dl_manager  # Nothing to download: the data is generated.
-        splits = make_splits(self.builder_config)
-        return {name: self._generate_examples(rows) for name, rows in splits.items()}
-
-    def _generate_examples(self, rows):
-        yield from enumerate(rows)
+    def make_splits(self, config):
+        return make_splits(config)

@@ -91,6 +91,19 @@ def draw_splits(
     return {"train": train, "test": test}
 
 
+class GeneratedSplits:
+    """Builder mixin for generated tasks: the builder defines ``make_splits(config) ->
+    {split: [example, ...]}`` and every split is written from it."""
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # Nothing to download: the data is generated.
+        splits = self.make_splits(self.builder_config)
+        return {name: self._generate_examples(rows) for name, rows in splits.items()}
+
+    def _generate_examples(self, rows):
+        yield from enumerate(rows)
+
+
 def load_split(
     builder_cls_or_name: type[tfds.core.DatasetBuilder] | str,
     split: str,
