@@ -13,9 +13,10 @@ from flax import nnx
 
 from polrl import algorithms, ops
 from polrl.core import Algorithm, Batch, Transform, chain, total_loss
-from polrl.models import Transformer, TransformerConfig
+from polrl.models import TransformerConfig
 from polrl.rollout import SamplingConfig
 from polrl.train import rollouts, steps
+from tiny_models import tiny_params
 
 V = 8
 EOS = 7
@@ -27,27 +28,8 @@ CFG = TransformerConfig(
 
 @functools.lru_cache(maxsize=None)
 def _model():
-    """(graphdef, params) of the tiny Transformer, its parameters drawn with numpy following the
-    model's own initializers (so no initializer is compiled; the value head is random)."""
-    abstract = nnx.eval_shape(lambda: Transformer(CFG, rngs=nnx.Rngs(0)))
-    graphdef, shapes = nnx.split(abstract, nnx.Param)
-    rng = np.random.default_rng(0)
-
-    def draw(path, leaf):
-        name = jax.tree_util.keystr(path)
-        if "scale" in name:
-            return np.ones(leaf.shape, leaf.dtype)
-        if "value_b" in name:
-            return np.zeros(leaf.shape, leaf.dtype)
-        if "embed" in name or "lm_head" in name:
-            std = CFG.d_model ** -0.5  # as the model's own embedding init
-        elif "wo" in name:
-            std = (leaf.shape[0] * leaf.shape[1]) ** -0.5  # fan-in = heads × head_dim
-        else:
-            std = leaf.shape[0] ** -0.5  # fan-in; the value head too (not 0, unlike the model)
-        return np.asarray(rng.normal(0.0, std, leaf.shape), leaf.dtype)
-
-    return graphdef, jax.device_put(jax.tree_util.tree_map_with_path(draw, shapes))
+    """(graphdef, params) of the tiny Transformer (see tests/tiny_models.py)."""
+    return tiny_params(CFG)
 
 
 class _Bigram(nnx.Module):
