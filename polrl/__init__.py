@@ -5,11 +5,15 @@ The core contract (``PolicyState``, ``Batch``, ``Transform``, ``chain``, ``named
 ``polrl.advantages`` / ``polrl.objectives``, algorithm nouns in ``polrl.algorithms``.
 """
 from polrl import advantages, algorithms, objectives, ops
-from polrl.core import Algorithm, Batch, PolicyState, Transform, chain, named_chain, stateless, total_loss
+from polrl.core import EXPERT, ON_POLICY, REPLAY, Algorithm, Batch, BatchSpec, PolicyState, Transform, chain, named_chain, stateless, total_loss
 
 __all__ = [
+    "EXPERT",
+    "ON_POLICY",
+    "REPLAY",
     "Algorithm",
     "Batch",
+    "BatchSpec",
     "PolicyState",
     "Transform",
     "advantages",

@@ -34,10 +34,16 @@ import optax
 Array = jax.Array
 
 # What a transform may ask the trainer to compute before ``prepare`` (outside the gradient):
-#   "ref_logp" — log-probs of the response under the frozen reference parameters;
-#   "values"   — the value head at rollout time (``old_value_bt``) and during the update
-#                (``value_bt``).
-KNOWN_NEEDS = frozenset({"ref_logp", "values"})
+#   "ref_logp"        — log-probs of the response under the frozen reference parameters;
+#   "values"          — the value head at rollout time (``old_value_bt``) and during the update
+#                       (``value_bt``);
+#   "old_logp"        — π_old recomputed by the trainer (``old_logp_bt``) even with one update per
+#                       batch (importance corrections between sampler and trainer, replay);
+#   "greedy_baseline" — the reward of one greedy response per prompt (``baseline_b``, ReMax).
+KNOWN_NEEDS = frozenset({"ref_logp", "values", "old_logp", "greedy_baseline"})
+
+# Where a row of a Batch comes from (``Batch.source_b``).
+ON_POLICY, EXPERT, REPLAY = 0, 1, 2
 
 
 @flax.struct.dataclass
@@ -73,8 +79,13 @@ class Batch:
     ``response_bt``: ``logp_bt[b, t] = log π(response_bt[b, t] | prompt, response_bt[b, :t])``.
 
     Rollout fields: ``reward_b`` (scalar reward), ``group_b`` (int32 group id in ``[0, B)``,
-    e.g. the prompt index; DPO pairs are groups of two), ``behavior_logp_bt`` (the sampler's
-    log-probs), ``old_value_bt`` (value head at rollout time).
+    e.g. the prompt index; DPO pairs are groups of two), ``behavior_logp_bt`` (the log-probs of
+    the policy that produced the row: the sampler's for on-policy rows, the stored ones for
+    replayed rows, 0 for expert rows whose policy is unknown), ``old_value_bt`` (value head at
+    rollout time), ``source_b`` (``ON_POLICY`` / ``EXPERT`` / ``REPLAY``; ``None`` = all
+    on-policy), ``version_b`` (``PolicyState.step`` of the policy that produced the row; the
+    staleness of a row is ``step − version_b``), ``baseline_b`` (a per-row reward baseline
+    from a separate rollout, e.g. ReMax's greedy reward).
     Prepare fields: ``old_logp_bt`` (recomputed π_old; ``None`` means "the parameters have not
     moved since the rollout", and the objective uses ``stop_gradient(logp_bt)``),
     ``ref_logp_bt``, ``adv_bt``, ``return_bt``.
@@ -96,6 +107,9 @@ class Batch:
     group_b: Array | None = None
     behavior_logp_bt: Array | None = None
     old_value_bt: Array | None = None
+    source_b: Array | None = None
+    version_b: Array | None = None
+    baseline_b: Array | None = None
     old_logp_bt: Array | None = None
     ref_logp_bt: Array | None = None
     adv_bt: Array | None = None
@@ -140,7 +154,9 @@ class Transform(NamedTuple):
     """An optax-style pair of pure functions over a Batch.
 
     Attributes:
-      init: ``() -> state``.
+      init: ``(example=None) -> state``. ``example`` is a Batch (arrays or
+        ``jax.ShapeDtypeStruct``) shaped like the rollout batches the transform will see; only
+        transforms whose state depends on shapes (a replay buffer) read it.
       apply: ``(batch, state, **extra) -> (batch, state)``.
       needs: what the trainer must compute for this transform (subset of ``KNOWN_NEEDS``).
     """
@@ -150,7 +166,8 @@ class Transform(NamedTuple):
     needs: frozenset = frozenset()
 
 
-def _no_state() -> tuple:
+def _no_state(example=None) -> tuple:
+    del example
     return ()
 
 
@@ -185,8 +202,8 @@ def chain(*transforms: Transform) -> Transform:
 
     _check_needs(transforms)
 
-    def init():
-        return tuple(t.init() for t in transforms)
+    def init(example=None):
+        return tuple(t.init(example) for t in transforms)
 
     def apply(batch, state, **extra):
         new_state = []
@@ -206,8 +223,8 @@ def named_chain(*named: tuple[str, Transform]) -> Transform:
     if len(set(names)) != len(names):
         raise ValueError(f"named_chain got duplicate names {names}")
 
-    def init():
-        return {n: t.init() for n, t in named}
+    def init(example=None):
+        return {n: t.init(example) for n, t in named}
 
     def apply(batch, state, **extra):
         new_state = {}
@@ -217,6 +234,21 @@ def named_chain(*named: tuple[str, Transform]) -> Transform:
 
     needs = frozenset().union(*(t.needs for _, t in named))
     return Transform(init, apply, needs)
+
+
+class BatchSpec(NamedTuple):
+    """How the trainer composes each rollout batch for an algorithm (static).
+
+    Attributes:
+      expert_per_group: the last k rows of every group are the prompt's labelled answer
+        (``source_b = EXPERT``, ``behavior_logp_bt = 0``) instead of policy samples — the
+        on-policy/expert mixed groups of RL-PLUS, CHORD's expert rows.
+      oversample: dynamic sampling (DAPO): draw ``oversample ×`` as many prompts, keep the groups
+        whose rewards are not all equal first (in draw order), up to the batch's group count.
+    """
+
+    expert_per_group: int = 0
+    oversample: int = 1
 
 
 class Algorithm(NamedTuple):
@@ -230,6 +262,7 @@ class Algorithm(NamedTuple):
       optimizer: the optax transformation for the policy parameters.
       num_epochs: passes over each rollout batch.
       num_minibatches: minibatches per pass (the batch size must be divisible by it).
+      batch: how rollout batches are composed (expert rows, dynamic sampling).
     """
 
     prepare: Transform
@@ -237,6 +270,7 @@ class Algorithm(NamedTuple):
     optimizer: optax.GradientTransformation
     num_epochs: int = 1
     num_minibatches: int = 1
+    batch: BatchSpec = BatchSpec()
 
     @property
     def needs(self) -> frozenset:

@@ -267,7 +267,7 @@ def test_dr_grpo_advantage_is_rescaled_rloo():
 def _ratio_recorder(num_updates: int) -> Transform:
     """Objective transform that stores each minibatch step's ``ratio_mean`` in its state."""
 
-    def init():
+    def init(example=None):
         return jnp.zeros((), jnp.int32), jnp.zeros((num_updates,), jnp.float32)
 
     def apply(batch, state, **extra):

@@ -31,7 +31,7 @@ def _tagger(tag: int) -> Transform:
     """A stateful transform: appends its tag to the metric ``trace`` (trace·10 + tag) and adds
     ``tag`` to its state (a call counter scaled by the tag); records the ``step`` extra it saw."""
 
-    def init():
+    def init(example=None):
         return jnp.zeros((), jnp.int32)
 
     def apply(batch, state, **extra):

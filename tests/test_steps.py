@@ -197,7 +197,7 @@ def _recorder(n: int, k: int, epochs: int) -> Transform:
     """Objective transform that records each minibatch's row ids (stored in reward_b) in its
     state, and logs the minibatch size."""
 
-    def init():
+    def init(example=None):
         return jnp.zeros((), jnp.int32), jnp.full((epochs * k, n // k), -1.0)
 
     def apply(batch, state, **extra):

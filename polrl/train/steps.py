@@ -12,9 +12,14 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from polrl import ops
+from polrl import diagnostics, ops
 from polrl.core import Algorithm, Batch, PolicyState, total_loss
 from polrl.models import init_cache
+
+
+# RNG streams folded out of ``PolicyState.rng`` for transforms (their ``rng`` extra); folding
+# leaves the splits the update itself draws unchanged.
+_PREPARE_STREAM, _OBJECTIVE_STREAM = 1, 2
 
 
 def sequence_inputs(prompt_bp, prompt_valid_bp, response_bt):
@@ -80,8 +85,9 @@ def prepare(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef,
 
     * ``ref_logp`` → one reference forward;
     * ``values`` → the value head at rollout parameters (``old_value_bt``);
-    * more than one update per batch → recomputed ``old_logp_bt`` (else π_old = π_θ and the
-      objective uses ``stop_gradient(logp)``, no forward pass).
+    * more than one update per batch, or the ``old_logp`` need → recomputed ``old_logp_bt``
+      (else π_old = π_θ and the objective uses ``stop_gradient(logp)``, no forward pass).
+    Then logs the on/off-policy diagnostics of the batch (``polrl.diagnostics``).
     Returns ``(batch, prepare_state)``.
     """
     needs = algorithm.needs
@@ -91,14 +97,18 @@ def prepare(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef,
         ref = score(graphdef, state.ref_params, batch, temperature=temperature)
         batch = batch.replace(ref_logp_bt=ref["logp_bt"])
     want_values = "values" in needs
-    if want_values or algorithm.updates_per_batch > 1:
+    want_old = algorithm.updates_per_batch > 1 or "old_logp" in needs
+    if want_values or want_old:
         cur = score(graphdef, state.params, batch, temperature=temperature, values=want_values)
-        if algorithm.updates_per_batch > 1:
+        if want_old:
             batch = batch.replace(old_logp_bt=cur["logp_bt"])
         if want_values:
             batch = batch.replace(old_value_bt=cur["value_bt"] * batch.mask_bt)
     batch = jax.tree.map(jax.lax.stop_gradient, batch)
-    return algorithm.prepare.apply(batch, state.prepare_state, step=state.step)
+    batch = batch.add_metrics(**diagnostics.batch_diagnostics(batch, state.step))
+    return algorithm.prepare.apply(
+        batch, state.prepare_state, step=state.step, rng=jax.random.fold_in(state.rng, _PREPARE_STREAM)
+    )
 
 
 def _row_fields(batch: Batch) -> Batch:
@@ -125,35 +135,41 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
     rng, perm_rng = jax.random.split(state.rng)
     local_group_b = jnp.arange(n // k, dtype=jnp.int32) // g
 
-    def loss_fn(params, objective_state, mb: Batch, step):
+    def loss_fn(params, objective_state, mb: Batch, step, rng):
         scores = score(graphdef, params, mb, temperature=temperature, values=want_values)
         mb = mb.replace(**scores)
-        mb, objective_state = algorithm.objective.apply(mb, objective_state, step=step)
+        mb, objective_state = algorithm.objective.apply(mb, objective_state, step=step, rng=rng)
         loss = total_loss(mb)
         entropy = ops.masked_mean(jax.lax.stop_gradient(mb.entropy_bt), mb.mask_bt)
-        metrics = {**mb.losses, **mb.metrics, "loss": loss, "entropy": entropy}
+        metrics = {**mb.losses, **mb.metrics, **diagnostics.ratio_diagnostics(mb), "loss": loss, "entropy": entropy}
         return loss, (objective_state, metrics)
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
-    def minibatch_step(carry, idx):
+    objective_rng = jax.random.fold_in(state.rng, _OBJECTIVE_STREAM)
+
+    def minibatch_step(carry, xs):
+        idx, update_index = xs
         params, opt_state, objective_state = carry
         mb = jax.tree.map(lambda x: x[idx], rows)
         if g > 1 and mb.group_b is not None:
             mb = mb.replace(group_b=local_group_b)  # whole groups, renumbered 0 … n/(k·g) − 1
-        grads, (objective_state, metrics) = grad_fn(params, objective_state, mb, state.step)
+        mb_rng = jax.random.fold_in(objective_rng, update_index)
+        grads, (objective_state, metrics) = grad_fn(params, objective_state, mb, state.step, mb_rng)
         updates, opt_state = algorithm.optimizer.update(grads, opt_state, params)
         params = jax.tree.map(lambda p, u: p + u, params, updates)
         metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
         return (params, opt_state, objective_state), metrics
 
-    def epoch_step(carry, epoch_rng):
+    def epoch_step(carry, xs):
+        epoch_rng, epoch = xs
         groups = jax.random.permutation(epoch_rng, n // g) if k > 1 else jnp.arange(n // g)
         order = (groups[:, None] * g + jnp.arange(g)).reshape(-1)
-        return jax.lax.scan(minibatch_step, carry, order.reshape(k, n // k))
+        return jax.lax.scan(minibatch_step, carry, (order.reshape(k, n // k), epoch * k + jnp.arange(k)))
 
     carry = (state.params, state.opt_state, state.objective_state)
-    carry, metrics = jax.lax.scan(epoch_step, carry, jax.random.split(perm_rng, algorithm.num_epochs))
+    epochs = (jax.random.split(perm_rng, algorithm.num_epochs), jnp.arange(algorithm.num_epochs))
+    carry, metrics = jax.lax.scan(epoch_step, carry, epochs)
     params, opt_state, objective_state = carry
     metrics = jax.tree.map(jnp.mean, metrics)
     new_state = state.replace(
@@ -170,10 +186,12 @@ def train_on_batch(state: PolicyState, batch: Batch, *, algorithm: Algorithm, gr
     return state, {**batch.metrics, **metrics}
 
 
-def init_state(params: Any, algorithm: Algorithm, rng, *, ref_params: Any = None) -> PolicyState:
+def init_state(params: Any, algorithm: Algorithm, rng, *, ref_params: Any = None, example: Batch | None = None) -> PolicyState:
     """A fresh PolicyState for ``algorithm`` (reference kept only when a transform needs it).
 
     The reference is a copy, so the state never holds one buffer twice (it is donated to jit).
+    ``example`` (a Batch of arrays or shape structs like the rollout batches) is handed to the
+    transforms' ``init`` for those whose state depends on shapes (replay buffers).
     """
     if "ref_logp" in algorithm.needs:
         ref_params = jax.tree.map(jnp.copy, ref_params)
@@ -183,6 +201,6 @@ def init_state(params: Any, algorithm: Algorithm, rng, *, ref_params: Any = None
         params=params,
         opt_state=algorithm.optimizer.init(params),
         ref_params=ref_params if "ref_logp" in algorithm.needs else None,
-        prepare_state=algorithm.prepare.init(),
-        objective_state=algorithm.objective.init(),
+        prepare_state=algorithm.prepare.init(example),
+        objective_state=algorithm.objective.init(example),
     )

@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from polrl.core import Algorithm
+from polrl.core import Algorithm, Batch
 from polrl.rollout import SamplingConfig, make_sampler
 from polrl.tasks import BatchIterator, Task, check_rewards, task_batch
 from polrl.train import checkpoint, metrics as metrics_lib, rollouts, steps
@@ -105,7 +105,33 @@ def validate(spec: RunSpec) -> None:
         if ph.batches != "demonstrations" and spec.group_size < 2:
             raise ValueError(f"phase {ph.name!r}: rollout.group_size must be >= 2 for group-relative batches")
         if ph.batches == "rollouts" and task.device_reward is not None:
-            _check_device_reward(task, rows, sampling.max_new_tokens)
+            _check_device_reward(task, rows * ph.algorithm.batch.oversample, sampling.max_new_tokens)
+        _check_batch_composition(ph, task, spec.group_size)
+
+
+def _check_batch_composition(phase: Phase, task: Task, group_size: int) -> None:
+    """The algorithm's ``BatchSpec`` / needs against the phase's batches and the task."""
+    compose, needs = phase.algorithm.batch, phase.algorithm.needs
+    special = compose.expert_per_group or compose.oversample > 1 or "greedy_baseline" in needs
+    if not special:
+        return
+    if phase.batches != "rollouts":
+        raise ValueError(
+            f"phase {phase.name!r}: expert rows, dynamic sampling and greedy baselines apply to "
+            f"batches='rollouts', not {phase.batches!r}"
+        )
+    if task.device_reward is None:
+        raise ValueError(
+            f"phase {phase.name!r}: expert rows, dynamic sampling and greedy baselines need a task "
+            f"with a device reward; task {task.name!r} has only a host reward"
+        )
+    if not 0 <= compose.expert_per_group < group_size:
+        raise ValueError(
+            f"phase {phase.name!r}: the algorithm's expert_per_group={compose.expert_per_group} must be "
+            f"below rollout.group_size={group_size} (at least one policy sample per group)"
+        )
+    if compose.oversample < 1:
+        raise ValueError(f"phase {phase.name!r}: the algorithm's oversample={compose.oversample} must be >= 1")
 
 
 def _model_max_len(spec: RunSpec) -> int:
@@ -189,6 +215,7 @@ class Trainer:
         rollout = functools.partial(
             rollouts.group_rollout, graphdef=graphdef, sampling=spec.sampling, group_size=spec.group_size
         )
+        compose = algo.batch
         if phase.batches == "preference_pairs":
             reward_fn = spec.task.device_reward
             if reward_fn is None:
@@ -209,9 +236,17 @@ class Trainer:
             def rl_step(state, data):
                 rng, sample_rng = jax.random.split(state.rng)
                 state = state.replace(rng=rng)
-                batch = rollout(state.params, data, sample_rng, reward_fn=spec.task.device_reward)
+                batch = rollout(
+                    state.params, data, sample_rng, reward_fn=spec.task.device_reward,
+                    expert_per_group=compose.expert_per_group, version=state.step,
+                    greedy_baseline="greedy_baseline" in algo.needs,
+                )
+                m = rollouts.rollout_metrics(batch)
+                if compose.oversample > 1:
+                    batch, dm = rollouts.keep_informative_groups(batch, phase.prompts_per_step)
+                    m = {**m, **dm}
                 state, tm = train(state, batch)
-                return state, {**rollouts.rollout_metrics(batch), **tm}
+                return state, {**m, **tm}
 
             return _ignore_examples(jax.jit(rl_step, donate_argnums=0))
 
@@ -238,6 +273,24 @@ class Trainer:
 
         return host_step
 
+    def _example_batch(self, phase: Phase) -> Batch:
+        """Shapes of the batches the phase's transforms see (for shape-dependent states)."""
+        spec = self.spec
+        rows = phase.prompts_per_step * (1 if phase.batches == "demonstrations" else spec.group_size)
+        width = spec.task.max_answer_len if phase.batches == "demonstrations" else spec.sampling.max_new_tokens
+        if phase.batches == "preference_pairs":
+            rows = 2 * phase.prompts_per_step
+        f32, i32 = jnp.float32, jnp.int32
+        bt = lambda dtype: jax.ShapeDtypeStruct((rows, width), dtype)
+        b = lambda dtype: jax.ShapeDtypeStruct((rows,), dtype)
+        return Batch(
+            prompt_bp=jax.ShapeDtypeStruct((rows, spec.task.max_prompt_len), i32),
+            prompt_valid_bp=jax.ShapeDtypeStruct((rows, spec.task.max_prompt_len), jnp.bool_),
+            response_bt=bt(i32), mask_bt=bt(f32), reward_b=b(f32), group_b=b(i32),
+            behavior_logp_bt=bt(f32), source_b=b(i32), version_b=b(i32),
+            group_size=1 if phase.batches == "demonstrations" else (2 if phase.batches == "preference_pairs" else spec.group_size),
+        )
+
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict:
         """Runs (or resumes) every phase; returns the last eval metrics of each phase.
@@ -260,7 +313,7 @@ class Trainer:
 
     def _run_phase(self, phase: Phase, index: int, params, global_step: int, rng):
         spec = self.spec
-        state = steps.init_state(params, phase.algorithm, rng, ref_params=params)
+        state = steps.init_state(params, phase.algorithm, rng, ref_params=params, example=self._example_batch(phase))
         ckpt = checkpoint.PhaseCheckpointer(os.path.join(self.workdir, "checkpoints", phase.name))
         position, start = 0, 0
         if ckpt.latest_step() is not None:
@@ -270,7 +323,8 @@ class Trainer:
                 ckpt.close()
                 return state.params, global_step, {"resumed_complete": True}
         data_iter = BatchIterator(
-            phase.source, phase.prompts_per_step, task=spec.task, seed=spec.seed + 1000 * index, position=position
+            phase.source, phase.prompts_per_step * phase.algorithm.batch.oversample, task=spec.task,
+            seed=spec.seed + 1000 * index, position=position,
         )
         step_fn = self._step_fn(phase)
         last_eval = {}

@@ -1,0 +1,82 @@
+"""On/off-policy diagnostics, logged with every step's metrics (keys ``offpolicy/…``).
+
+Two pure functions the update step calls for every algorithm (no per-algorithm code):
+
+* ``batch_diagnostics(batch, step)`` once per rollout batch, before ``prepare``:
+    - ``zero_variance_frac``: fraction of groups whose rewards are all equal (no learning signal
+      for group-relative advantages);
+    - ``staleness_mean`` / ``staleness_max``: policy versions behind, ``step − version_b``, over
+      non-expert rows (0 for fresh rollouts, > 0 for replayed rows);
+    - ``mismatch_k1`` / ``mismatch_abs``: sampler vs trainer log-probs of the same tokens,
+      mean of ``behavior_logp − old_logp`` and of its absolute value, on non-expert rows (needs
+      the trainer's ``old_logp_bt``; the sampler and the training forward differ only by
+      numerics for fresh rows, by the policy change for replayed ones);
+    - ``expert_frac`` / ``replay_frac``: row mix by ``source_b``.
+* ``ratio_diagnostics(batch)`` per minibatch inside the update, for the importance ratio of the
+  current policy to the behaviour policy, ``w_t = π_θ(y_t)/μ(y_t)`` (``μ`` = ``behavior_logp_bt``),
+  on non-expert rows:
+    - ``is_ratio_mean`` / ``is_ratio_max`` / ``is_ratio_min`` over tokens;
+    - ``ess``: the normalised effective sample size of the sequence weights
+      ``W_b = exp(Σ_t log w_t)``,  ``ESS/N = (Σ_b W_b)² / (N Σ_b W_b²)`` ∈ (0, 1] (Kong 1992),
+      computed in log space: ``exp(2·lse(log W) − lse(2·log W) − log N)``. 1 means on-policy.
+
+Clip and gate fractions come from the objectives themselves (``clip_frac``, ``gate_frac`` …).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from polrl import ops
+from polrl.core import EXPERT, REPLAY, Batch
+
+PREFIX = "offpolicy/"
+
+
+def _learner_rows(batch: Batch) -> jax.Array:
+    """1 for rows produced by a policy (on-policy or replayed), 0 for expert rows, as [B]."""
+    if batch.source_b is None:
+        return jnp.ones((batch.batch_size,), jnp.float32)
+    return (batch.source_b != EXPERT).astype(jnp.float32)
+
+
+def batch_diagnostics(batch: Batch, step) -> dict:
+    """Per-batch diagnostics (see the module docstring); keys present only when computable."""
+    out = {}
+    rows_b = _learner_rows(batch)
+    if batch.reward_b is not None and batch.group_b is not None and batch.group_size > 1:
+        n = batch.batch_size
+        zero_b = ops.zero_variance_groups(batch.reward_b, batch.group_b, n).astype(jnp.float32)
+        out["zero_variance_frac"] = zero_b.mean()
+    if batch.version_b is not None:
+        stale_b = (step - batch.version_b).astype(jnp.float32)
+        out["staleness_mean"] = ops.masked_mean(stale_b, rows_b)
+        out["staleness_max"] = ops.masked_max(stale_b, rows_b)
+    if batch.behavior_logp_bt is not None and batch.old_logp_bt is not None:
+        m = batch.mask_bt * rows_b[:, None]
+        d = batch.behavior_logp_bt - batch.old_logp_bt
+        out["mismatch_k1"] = ops.masked_mean(d, m)
+        out["mismatch_abs"] = ops.masked_mean(jnp.abs(d), m)
+    if batch.source_b is not None:
+        out["expert_frac"] = (batch.source_b == EXPERT).mean()
+        out["replay_frac"] = (batch.source_b == REPLAY).mean()
+    return {PREFIX + k: v for k, v in out.items()}
+
+
+def ratio_diagnostics(batch: Batch) -> dict:
+    """Importance-ratio distribution and ESS of π_θ against the behaviour log-probs."""
+    if batch.behavior_logp_bt is None or batch.logp_bt is None:
+        return {}
+    rows_b = _learner_rows(batch)
+    m = batch.mask_bt * rows_b[:, None]
+    log_w = ops.log_ratio(jax.lax.stop_gradient(batch.logp_bt), batch.behavior_logp_bt)
+    w = jnp.exp(log_w)
+    log_w_b = jnp.where(rows_b > 0, (log_w * m).sum(-1), -jnp.inf)
+    num_rows = jnp.maximum(rows_b.sum(), 1.0)
+    log_ess = 2 * jax.nn.logsumexp(log_w_b) - jax.nn.logsumexp(2 * log_w_b) - jnp.log(num_rows)
+    return {
+        PREFIX + "is_ratio_mean": ops.masked_mean(w, m),
+        PREFIX + "is_ratio_max": ops.masked_max(w, m),
+        PREFIX + "is_ratio_min": ops.masked_min(w, m),
+        PREFIX + "ess": jnp.exp(log_ess),
+    }
