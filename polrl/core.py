@@ -39,8 +39,10 @@ Array = jax.Array
 #                       (``value_bt``);
 #   "old_logp"        — π_old recomputed by the trainer (``old_logp_bt``) even with one update per
 #                       batch (importance corrections between sampler and trainer, replay);
-#   "greedy_baseline" — the reward of one greedy response per prompt (``baseline_b``, ReMax).
-KNOWN_NEEDS = frozenset({"ref_logp", "values", "old_logp", "greedy_baseline"})
+#   "greedy_baseline" — the reward of one greedy response per prompt (``baseline_b``, ReMax);
+#   "logits"          — the full next-token logits at each response position in the update
+#                       (``logits_btv``, differentiable; objectives over the whole vocabulary).
+KNOWN_NEEDS = frozenset({"ref_logp", "values", "old_logp", "greedy_baseline", "logits"})
 
 # Where a row of a Batch comes from (``Batch.source_b``).
 ON_POLICY, EXPERT, REPLAY = 0, 1, 2
@@ -90,7 +92,8 @@ class Batch:
     moved since the rollout", and the objective uses ``stop_gradient(logp_bt)``),
     ``ref_logp_bt``, ``adv_bt``, ``return_bt``.
     Score fields (filled by the scoring forward inside the gradient): ``logp_bt``,
-    ``entropy_bt``, ``value_bt``.
+    ``entropy_bt``, ``value_bt``, and ``logits_btv`` (temperature-scaled logits, only when a
+    transform needs ``logits``).
     Objective fields: ``terms`` (name → per-token loss ``[B, T]``, waiting for aggregation),
     ``losses`` (name → scalar), ``metrics`` (name → scalar, logged).
 
@@ -117,6 +120,7 @@ class Batch:
     logp_bt: Array | None = None
     entropy_bt: Array | None = None
     value_bt: Array | None = None
+    logits_btv: Array | None = None
     terms: dict = flax.struct.field(default_factory=dict)
     losses: dict = flax.struct.field(default_factory=dict)
     metrics: dict = flax.struct.field(default_factory=dict)
