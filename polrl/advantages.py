@@ -9,10 +9,12 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from polrl import ops
-from polrl.core import Batch, Transform, stateless
+from polrl.core import EXPERT, Batch, Transform, stateless
 
 
-def group_advantage(*, scale: str = "std", ddof: int = 1, eps: float = 1e-6) -> Transform:
+def group_advantage(
+    *, scale: str = "std", ddof: int = 1, eps: float = 1e-6, exclude_expert: bool = False
+) -> Transform:
     """Group-relative advantage (GRPO; Dr.GRPO with ``scale="none"``), broadcast over tokens.
 
         A_i = (r_i − mean_g r) / (std_g r + ε)     (scale="std",  GRPO, Shao et al. 2024)
@@ -20,13 +22,23 @@ def group_advantage(*, scale: str = "std", ddof: int = 1, eps: float = 1e-6) -> 
 
     ``std`` is unbiased (``ddof=1``) as in verl/Trinity; groups of one get advantage 0. Group ids
     are ``batch.group_b`` in ``[0, B)``.
+
+    ``exclude_expert=True`` takes the group statistics over the policy's own rows only (mixed
+    groups of CHORD / RL-PLUS): rows with ``source_b == EXPERT`` neither enter mean and std nor
+    get an advantage (0). Without ``source_b`` every row is the policy's.
     """
 
     def fn(batch: Batch) -> Batch:
         batch.require("reward_b", "group_b", by="group_advantage")
+        n, group_b = batch.batch_size, batch.group_b
+        expert_b = None if not exclude_expert or batch.source_b is None else batch.source_b == EXPERT
+        if expert_b is not None:
+            group_b = jnp.where(expert_b, group_b + n, group_b)  # expert rows: groups of their own
         adv_b = ops.group_advantages(
-            batch.reward_b, batch.group_b, batch.batch_size, scale=scale, ddof=ddof, eps=eps
+            batch.reward_b, group_b, n if expert_b is None else 2 * n, scale=scale, ddof=ddof, eps=eps
         )
+        if expert_b is not None:
+            adv_b = jnp.where(expert_b, 0.0, adv_b)
         return batch.replace(adv_bt=adv_b[:, None] * batch.mask_bt)
 
     return stateless(fn)
