@@ -112,7 +112,7 @@ def validate(spec: RunSpec) -> None:
 def _check_batch_composition(phase: Phase, task: Task, group_size: int) -> None:
     """The algorithm's ``BatchSpec`` / needs against the phase's batches and the task."""
     compose, needs = phase.algorithm.batch, phase.algorithm.needs
-    special = compose.expert_per_group or compose.oversample > 1 or "greedy_baseline" in needs
+    special = compose.expert_per_group or compose.oversample != 1 or "greedy_baseline" in needs
     if not special:
         return
     if phase.batches != "rollouts":
