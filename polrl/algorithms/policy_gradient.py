@@ -1,15 +1,22 @@
 """Policy-gradient methods with a clipped surrogate: GRPO and PPO."""
 from __future__ import annotations
 
-from polrl import advantages, objectives, optim
+from polrl import advantages, kl_control, objectives, optim
 from polrl.core import Algorithm, chain
 
 
-def _regularized(*terms, kl_coef, kl_estimator, entropy_coef, aggregation, max_len):
-    """``terms`` + β·KL (when β ≠ 0) − c_H·H (when c_H ≠ 0), then the aggregation."""
+def _regularized(*terms, kl_coef, kl_estimator, entropy_coef, aggregation, max_len, kl_in="loss", kl_target=None):
+    """``terms`` + β·KL (when β ≠ 0 and ``kl_in="loss"``; β adapted toward ``kl_target`` when set,
+    ``polrl.kl_control``) − c_H·H (when c_H ≠ 0), then the aggregation. With ``kl_in="reward"``
+    the KL goes to the prepare side instead (``kl_control.kl_in_reward``)."""
+    if kl_in not in kl_control.KL_PLACEMENTS:
+        raise ValueError(f"kl_in={kl_in!r}; use one of {kl_control.KL_PLACEMENTS}")
     parts = list(terms)
-    if kl_coef:
-        parts.append(objectives.kl_penalty(coef=kl_coef, estimator=kl_estimator))
+    if kl_coef and kl_in == "loss":
+        if kl_target is None:
+            parts.append(objectives.kl_penalty(coef=kl_coef, estimator=kl_estimator))
+        else:
+            parts.append(kl_control.adaptive_kl_penalty(coef=kl_coef, target=kl_target, estimator=kl_estimator))
     if entropy_coef:
         parts.append(objectives.entropy_bonus(coef=entropy_coef))
     parts.append(objectives.aggregate(aggregation, max_len=max_len))
