@@ -25,6 +25,8 @@ setuptools.setup(
         "tqdm",
         "tensorboardX",
         "matplotlib",
+        "safetensors",
+        "tokenizers",
     ],
     extras_require={
         "test": ["pytest>=8", "nbformat", "nbclient", "ipykernel"],

@@ -1,4 +1,4 @@
-"""Building blocks of the decoder: RMSNorm, RoPE, GQA attention, SwiGLU MLP.
+"""Building blocks of the decoder: RMSNorm, RoPE, GQA attention, gated MLP (SwiGLU / GeGLU).
 
 Every parameter is created through :func:`param`, which attaches logical axis names
 (see the table in :mod:`polrl.models.transformer`) with ``eager_sharding=False``: the
@@ -6,7 +6,11 @@ names are metadata only, so a model can be built without a mesh and sharded late
 mapping logical names to mesh axes (``nnx.get_partition_spec`` + axis rules).
 
 Shape suffixes: b batch, t query tokens, s key slots, d model width, h query heads,
-k kv heads, g query heads per kv head (h = k·g), e head dim, f mlp width.
+k kv heads, g query heads per kv head (h = k·g), e head dim, f mlp width, r LoRA rank.
+
+Every projection ``y = x W`` also adds a low-rank update ``s · (x A) B`` when the module
+carries a LoRA adapter for ``W`` (attributes ``<W>_lora_a``, ``<W>_lora_b`` and the scale
+``lora_scale``, attached by :func:`polrl.models.lora.apply_lora`); see :func:`lora_update`.
 """
 from __future__ import annotations
 
@@ -34,30 +38,65 @@ def fan_in_normal(fan_in: int) -> Initializer:
 
 
 class RMSNorm(nnx.Module):
-    """y = x / sqrt(mean(x², -1) + eps) · scale, computed in float32, returned in ``dtype``."""
+    """y = x / sqrt(mean(x², -1) + eps) · (offset + scale), in float32, returned in ``dtype``.
 
-    def __init__(self, dim: int, *, eps: float, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
+    ``offset`` is 0 for Llama / Qwen2 and 1 for Gemma (which stores ``scale − 1``); the
+    parameter is initialised to ``1 − offset`` so a fresh norm multiplies by 1 either way.
+    """
+
+    def __init__(self, dim: int, *, eps: float, dtype: Any, param_dtype: Any, rngs: nnx.Rngs,
+                 offset: float = 0.0):
         self.eps = eps
         self.dtype = dtype
-        self.scale = param(rngs, nnx.initializers.ones, (dim,), ("norm",), param_dtype)
+        self.offset = offset
+        init = nnx.initializers.constant(1.0 - offset)
+        self.scale = param(rngs, init, (dim,), ("norm",), param_dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         assert x.shape[-1] == self.scale.shape[0], (x.shape, self.scale.shape)
         x32 = x.astype(jnp.float32)
         normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return (normed * self.scale[...].astype(jnp.float32)).astype(self.dtype)
+        return (normed * (self.offset + self.scale[...].astype(jnp.float32))).astype(self.dtype)
 
 
-def rope_tables(positions_bt: jax.Array, head_dim: int, theta: float, max_len: int
-                ) -> tuple[jax.Array, jax.Array]:
-    """cos a, sin a [b, t, 1, e/2] with a_i = position · theta^(−2i/e), i < e/2 (float32).
+def rope_inv_freq(head_dim: int, theta: float, scaling=None) -> jax.Array:
+    """Rotation frequencies ω_i = theta^(−2i/e), i < e/2 (float32), optionally rescaled.
+
+    ``scaling`` (a :class:`polrl.models.transformer.RopeScaling` or None) stretches the
+    context as in HF ``modeling_rope_utils``:
+      * ``"linear"`` (position interpolation, arXiv:2306.15595): ω_i / factor;
+      * ``"llama3"`` (Llama 3.1, arXiv:2407.21783): with wavelength λ_i = 2π/ω_i,
+        L = original_max_len, λ_lo = L / low_freq_factor, λ_hi = L / high_freq_factor:
+        λ_i < λ_hi keeps ω_i; λ_i > λ_lo gives ω_i / factor; in between
+        ω_i · ((1 − m)/factor + m) with m = (L/λ_i − low_freq_factor) /
+        (high_freq_factor − low_freq_factor).
+    """
+    assert head_dim % 2 == 0, head_dim
+    inv_freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+    if scaling is None:
+        return inv_freq
+    if scaling.kind == "linear":
+        return inv_freq / scaling.factor
+    assert scaling.kind == "llama3", scaling.kind
+    wavelen = 2 * math.pi / inv_freq
+    old_len = scaling.original_max_len
+    low, high = scaling.low_freq_factor, scaling.high_freq_factor
+    smooth = (old_len / wavelen - low) / (high - low)
+    medium = (1 - smooth) * inv_freq / scaling.factor + smooth * inv_freq
+    scaled = jnp.where(wavelen > old_len / low, inv_freq / scaling.factor, inv_freq)
+    is_medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+    return jnp.where(is_medium, medium, scaled)
+
+
+def rope_tables(positions_bt: jax.Array, head_dim: int, theta: float, max_len: int,
+                scaling=None) -> tuple[jax.Array, jax.Array]:
+    """cos a, sin a [b, t, 1, e/2] with a_i = position · ω_i (float32, ω of :func:`rope_inv_freq`).
 
     Looked up in a [max_len, e/2] table that depends on no input, so XLA computes it once
     (hoisted out of a decode loop) instead of re-evaluating cos/sin inside every fused
     rotation. Positions must lie in [0, max_len); pads' positions are clipped.
     """
-    assert head_dim % 2 == 0, head_dim
-    inv_freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+    inv_freq = rope_inv_freq(head_dim, theta, scaling)
     angle_li = jnp.arange(max_len, dtype=jnp.float32)[:, None] * inv_freq
     cos = jnp.take(jnp.cos(angle_li), positions_bt, axis=0, mode="clip")
     sin = jnp.take(jnp.sin(angle_li), positions_bt, axis=0, mode="clip")
@@ -78,6 +117,30 @@ def rope(x_bthe: jax.Array, cos_bt1i: jax.Array, sin_bt1i: jax.Array) -> jax.Arr
     x1, x2 = x[..., : e // 2], x[..., e // 2:]
     y = jnp.concatenate([x1 * cos_bt1i - x2 * sin_bt1i, x2 * cos_bt1i + x1 * sin_bt1i], axis=-1)
     return y.astype(x_bthe.dtype)
+
+
+def lora_update(module: nnx.Module, name: str, x: jax.Array) -> jax.Array | None:
+    """s · (x A) B for the LoRA adapter of weight ``name`` (arXiv:2106.09685), None without one.
+
+    ``x`` [..., n_in] holds the inputs the weight contracts, flattened (d for wq, h·e for wo);
+    A is ``<name>_lora_a`` [in…, r] and B is ``<name>_lora_b`` [r, out…], so the result has
+    shape [..., out…] and ``x W + lora_update`` equals ``x (W + s · A B)``. s is the module's
+    ``lora_scale`` (alpha / r). Computed in ``module.dtype`` like the base projection.
+    """
+    a = getattr(module, name + "_lora_a", None)
+    if a is None:
+        return None
+    b = getattr(module, name + "_lora_b")
+    rank = a.shape[-1]
+    a_ir = a[...].astype(module.dtype).reshape(-1, rank)
+    b_ro = b[...].astype(module.dtype).reshape(rank, -1)
+    assert x.shape[-1] == a_ir.shape[0], (name, x.shape, a.shape)
+    y = (x @ a_ir) @ b_ro * jnp.asarray(module.lora_scale, module.dtype)
+    return y.reshape(*x.shape[:-1], *b.shape[1:])
+
+
+def _plus(y: jax.Array, update: jax.Array | None) -> jax.Array:
+    return y if update is None else y + update
 
 
 class Attention(nnx.Module):
@@ -109,8 +172,9 @@ class Attention(nnx.Module):
         self.qkv_bias = cfg.qkv_bias
 
     def _project(self, x_btd: jax.Array, name: str) -> jax.Array:
-        """x W_name (+ b_name): [b,t,d] → [b,t,heads,e]."""
+        """x W_name (+ b_name) (+ LoRA update): [b,t,d] → [b,t,heads,e]."""
         y = jnp.einsum("btd,dhe->bthe", x_btd, getattr(self, "w" + name)[...].astype(self.dtype))
+        y = _plus(y, lora_update(self, "w" + name, x_btd))
         if self.qkv_bias:
             y = y + getattr(self, "b" + name)[...].astype(self.dtype)
         return y
@@ -136,20 +200,34 @@ class Attention(nnx.Module):
         out_bkgte = jnp.einsum("bkgts,bkse->bkgte", probs, v_bkse)
         # One 2-D matmul over the flattened (head, head_dim) axis: XLA keeps wo as is.
         out_bt_he = out_bkgte.transpose(0, 3, 1, 2, 4).reshape(b, t, -1)
-        return out_bt_he @ self.wo[...].astype(self.dtype).reshape(out_bt_he.shape[-1], -1)
+        out = out_bt_he @ self.wo[...].astype(self.dtype).reshape(out_bt_he.shape[-1], -1)
+        return _plus(out, lora_update(self, "wo", out_bt_he))
+
+
+ACTIVATIONS = {
+    "silu": jax.nn.silu,
+    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+}
 
 
 class MLP(nnx.Module):
-    """SwiGLU: y = (silu(x W_gate) ⊙ (x W_up)) W_down."""
+    """Gated MLP: y = (act(x W_gate) ⊙ (x W_up)) W_down.
+
+    act = silu gives SwiGLU (Llama, Qwen2); act = gelu_tanh, the tanh approximation
+    0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))), gives GeGLU (Gemma); arXiv:2002.05202.
+    """
 
     def __init__(self, cfg, *, rngs: nnx.Rngs):
         d, f, pd = cfg.d_model, cfg.mlp_dim, cfg.param_dtype
         self.dtype = cfg.dtype
+        self.activation = cfg.activation
         self.w_gate = param(rngs, fan_in_normal(d), (d, f), ("embed", "mlp"), pd)
         self.w_up = param(rngs, fan_in_normal(d), (d, f), ("embed", "mlp"), pd)
         self.w_down = param(rngs, fan_in_normal(f), (f, d), ("mlp", "embed"), pd)
 
     def __call__(self, x_btd: jax.Array) -> jax.Array:
-        gate = x_btd @ self.w_gate[...].astype(self.dtype)
-        up = x_btd @ self.w_up[...].astype(self.dtype)
-        return (jax.nn.silu(gate) * up) @ self.w_down[...].astype(self.dtype)
+        gate = _plus(x_btd @ self.w_gate[...].astype(self.dtype), lora_update(self, "w_gate", x_btd))
+        up = _plus(x_btd @ self.w_up[...].astype(self.dtype), lora_update(self, "w_up", x_btd))
+        hidden = ACTIVATIONS[self.activation](gate) * up
+        return _plus(hidden @ self.w_down[...].astype(self.dtype),
+                     lora_update(self, "w_down", hidden))

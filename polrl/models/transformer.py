@@ -1,8 +1,15 @@
-"""Decoder-only transformer (Llama / Qwen2 family) in Flax NNX, with a KV cache.
+"""Decoder-only transformer (Llama / Qwen2 / Gemma family) in Flax NNX, with a KV cache.
 
-    x₀ = E[tokens]
+    x₀ = E[tokens]  (· √d_model when scale_embeddings, Gemma)
     xₗ₊₁ = xₗ' + MLP(RMSNorm(xₗ')),   xₗ' = xₗ + Attn(RMSNorm(xₗ))      (pre-norm)
     hidden = RMSNorm(x_L),  logits = hidden · Eᵀ (tied) or hidden · W_head (float32)
+
+Numerics: parameters are stored in ``param_dtype`` (the optimizer's master copy, float32 by
+default) and cast to ``dtype`` where they are used, so bfloat16 compute keeps float32 master
+weights, gradients and optimizer state. Norms, RoPE, attention scores/softmax and the LM head
+run in float32 whatever ``dtype`` is. ``remat=True`` rematerializes each block in the backward
+pass (``nnx.remat``): activation memory O(L·B·T·d) for the block inputs only, at the cost of
+one more forward per block.
 
 Attention is causal by array position and masked by ``valid``: query t sees key s iff
 s ≤ t and valid[s]. Prompts are LEFT-padded and the caller passes RoPE positions
@@ -18,7 +25,7 @@ Logical axis names of the parameters (metadata only; map them to mesh axes with 
     q_heads    query heads                                  wq, wo, bq
     kv_heads   key/value heads (GQA groups)                 wk, wv, bk, bv
     head_dim   per-head width                               wq, wk, wv, wo, biases
-    mlp        SwiGLU hidden width                          w_gate, w_up, w_down
+    mlp        gated-MLP hidden width                       w_gate, w_up, w_down
     norm       RMSNorm scale                                every RMSNorm
     =========  ==========================================  ==========================
 
@@ -44,6 +51,36 @@ from flax import nnx
 from polrl.models.layers import MLP, Attention, RMSNorm, param, rope_tables
 
 
+ROPE_SCALING_KINDS = ("linear", "llama3")
+ACTIVATION_NAMES = ("silu", "gelu_tanh")
+
+
+@dataclasses.dataclass(frozen=True)
+class RopeScaling:
+    """Context-extension rescaling of the RoPE frequencies (see ``layers.rope_inv_freq``).
+
+    kind: "linear" (ω / factor) or "llama3" (Llama 3.1's frequency-dependent blend, which
+    also reads low_freq_factor, high_freq_factor and original_max_len; HF defaults 1, 4, 8192).
+    """
+
+    kind: str
+    factor: float
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_len: int = 8192
+
+    def __post_init__(self):
+        if self.kind not in ROPE_SCALING_KINDS:
+            raise ValueError(f"RopeScaling.kind={self.kind!r} is not supported; use one of "
+                             f"{ROPE_SCALING_KINDS}.")
+        if self.factor <= 0:
+            raise ValueError(f"RopeScaling.factor must be > 0, got {self.factor}.")
+        if self.kind == "llama3" and not 0 < self.low_freq_factor < self.high_freq_factor:
+            raise ValueError(
+                "RopeScaling: llama3 needs 0 < low_freq_factor < high_freq_factor, got "
+                f"{self.low_freq_factor}, {self.high_freq_factor}.")
+
+
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig:
     """Shape and numerics of the model.
@@ -51,6 +88,12 @@ class TransformerConfig:
     ``head_dim=None`` is resolved to d_model // num_heads at construction, so
     ``config.head_dim`` is always an int (and ``dataclasses.replace`` keeps it: pass
     ``head_dim=None`` again when changing d_model or num_heads).
+
+    Family switches (defaults give Llama): ``qkv_bias`` (Qwen2), ``activation`` "silu"
+    (SwiGLU) or "gelu_tanh" (GeGLU, Gemma), ``norm_offset`` (RMSNorm multiplies by
+    offset + scale; 1.0 for Gemma), ``scale_embeddings`` (x₀ = E[tokens]·√d_model, Gemma),
+    ``rope_scaling`` (None or a :class:`RopeScaling`). ``dtype`` is the compute dtype,
+    ``param_dtype`` the storage dtype; ``remat`` rematerializes every block in the backward pass.
     """
 
     vocab_size: int
@@ -68,6 +111,11 @@ class TransformerConfig:
     value_head: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    activation: str = "silu"
+    norm_offset: float = 0.0
+    scale_embeddings: bool = False
+    rope_scaling: RopeScaling | None = None
+    remat: bool = False
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads",
@@ -94,6 +142,12 @@ class TransformerConfig:
             raise ValueError(f"TransformerConfig.rope_theta must be > 0, got {self.rope_theta}.")
         if self.norm_eps <= 0:
             raise ValueError(f"TransformerConfig.norm_eps must be > 0, got {self.norm_eps}.")
+        if self.activation not in ACTIVATION_NAMES:
+            raise ValueError(f"TransformerConfig.activation={self.activation!r}; use one of "
+                             f"{ACTIVATION_NAMES}.")
+        if self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
+            raise ValueError("TransformerConfig.rope_scaling must be None or a RopeScaling, got "
+                             f"{self.rope_scaling!r}.")
 
 
 @flax.struct.dataclass
@@ -134,7 +188,8 @@ class Block(nnx.Module):
     """One pre-norm decoder layer: x += Attn(norm(x)); x += MLP(norm(x))."""
 
     def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
-        norm = dict(eps=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
+        norm = dict(eps=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs,
+                    offset=cfg.norm_offset)
         self.attn_norm = RMSNorm(cfg.d_model, **norm)
         self.attn = Attention(cfg, rngs=rngs)
         self.mlp_norm = RMSNorm(cfg.d_model, **norm)
@@ -164,7 +219,7 @@ class Transformer(nnx.Module):
                            cfg.param_dtype)
         self.layers = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
         self.final_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, dtype=cfg.dtype,
-                                  param_dtype=cfg.param_dtype, rngs=rngs)
+                                  param_dtype=cfg.param_dtype, rngs=rngs, offset=cfg.norm_offset)
         if not cfg.tie_embeddings:
             self.lm_head = param(rngs, embed_init, (cfg.d_model, cfg.vocab_size),
                                  ("embed", "vocab"), cfg.param_dtype)
@@ -188,6 +243,8 @@ class Transformer(nnx.Module):
                                                                             valid_bt.dtype)
         assert jnp.issubdtype(tokens_bt.dtype, jnp.integer), tokens_bt.dtype
         x = jnp.take(self.embed[...], tokens_bt, axis=0).astype(cfg.dtype)
+        if cfg.scale_embeddings:  # the multiplier is rounded to the compute dtype, as in Gemma
+            x = x * jnp.asarray(cfg.d_model ** 0.5, cfg.dtype)
         if cache is None:
             assert t <= cfg.max_len, (t, cfg.max_len)
             causal_ts = jnp.tril(jnp.ones((t, t), bool))
@@ -202,10 +259,12 @@ class Transformer(nnx.Module):
             slot_t = index + jnp.arange(t)
             visible = valid_bs[:, None, :] & (jnp.arange(s)[None, :] <= slot_t[:, None])[None]
             kv = list(zip(cache.k, cache.v))
-        rope_cs = rope_tables(positions_bt, cfg.head_dim, cfg.rope_theta, cfg.max_len)
+        rope_cs = rope_tables(positions_bt, cfg.head_dim, cfg.rope_theta, cfg.max_len,
+                              cfg.rope_scaling)
+        block = nnx.remat(Block.__call__) if cfg.remat else Block.__call__
         new_kv = []
         for layer, layer_kv in zip(self.layers, kv):
-            x, out_kv = layer(x, rope_cs, visible, layer_kv, index)
+            x, out_kv = block(layer, x, rope_cs, visible, layer_kv, index)
             new_kv.append(out_kv)
         hidden = self.final_norm(x)
         if cache is None:
