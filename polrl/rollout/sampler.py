@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from polrl import sharding
 from polrl.models import init_cache
 
 
@@ -131,6 +132,13 @@ def _draw(logits_bv: jax.Array, uniform_b: jax.Array, config: SamplingConfig):
     return token_b, logp_b
 
 
+def _constrain_rows(cache):
+    """The KV cache split over the batch axes (and KV heads over ``tensor``) under a mesh."""
+    heads = lambda x: sharding.constrain(x, ("batch", "kv_heads", None, None), rollout=True)
+    return cache.replace(k=tuple(map(heads, cache.k)), v=tuple(map(heads, cache.v)),
+                         valid_bs=sharding.constrain_batch(cache.valid_bs, rollout=True))
+
+
 def sample(graphdef: nnx.GraphDef, params: nnx.State, prompt_bp: jax.Array,
            prompt_valid_bp: jax.Array, rng: jax.Array, config: SamplingConfig,
            num_samples: int = 1) -> SampleOutput:
@@ -146,7 +154,9 @@ def sample(graphdef: nnx.GraphDef, params: nnx.State, prompt_bp: jax.Array,
     assert prompt_valid_bp.shape == (b, p) and prompt_valid_bp.dtype == jnp.bool_, (
         prompt_valid_bp.shape, prompt_valid_bp.dtype)
     assert num_samples >= 1, num_samples
-    model = nnx.merge(graphdef, params)
+    # Under a mesh: weights in the rollout layout, rows split over the batch axes.
+    model = nnx.merge(graphdef, sharding.reshard_for_rollout(params))
+    prompt_bp, prompt_valid_bp = sharding.constrain_batch((prompt_bp, prompt_valid_bp), rollout=True)
     cache = init_cache(model.config, b, p + n)
     positions_bp = jnp.maximum(jnp.cumsum(prompt_valid_bp, axis=1, dtype=jnp.int32) - 1, 0)
     hidden, cache = model.forward(prompt_bp.astype(jnp.int32), positions_bp, prompt_valid_bp, cache)
@@ -156,6 +166,7 @@ def sample(graphdef: nnx.GraphDef, params: nnx.State, prompt_bp: jax.Array,
         repeat = lambda x: jnp.repeat(x, num_samples, axis=0) if x.ndim else x
         cache, logits_bv, next_pos_b = jax.tree.map(repeat, (cache, logits_bv, next_pos_b))
         b *= num_samples
+    cache, logits_bv = _constrain_rows(cache), sharding.constrain_batch(logits_bv, rollout=True)
     uniform_nb = jax.random.uniform(rng, (n, b))  # all randomness drawn up front
     token_b, logp_b = _draw(logits_bv, uniform_nb[0], config)
 
@@ -182,6 +193,7 @@ def sample(graphdef: nnx.GraphDef, params: nnx.State, prompt_bp: jax.Array,
         i, token_b, done_b, cache, out = state
         hidden, cache = model.forward(token_b[:, None], (next_pos_b + i - 1)[:, None],
                                       jnp.ones((b, 1), bool), cache)
+        cache = _constrain_rows(cache)
         token_b, logp_b = _draw(model.logits(hidden[:, 0]), uniform_nb[i], config)
         token_b, done_b, out = record(i, token_b, logp_b, done_b, out)
         return i + 1, token_b, done_b, cache, out

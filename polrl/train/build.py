@@ -9,20 +9,32 @@ Config layout (every experiment in ``experiments/`` follows it)::
   demos:      num (size of the fixed labelled set drawn from train), batch_size
   warmup:     steps (SFT warm start on the demos; 0 skips it), learning_rate
   algorithm:  a noun in polrl.algorithms ("grpo", "ppo", "dpo", "sft"); algorithm_kwargs
+  then:       optional follow-up phase on the same batches: algorithm, algorithm_kwargs,
+              switch_fraction (the main phase runs round(f · total_steps) steps, the follow-up
+              the rest), name (default "<main phase>_then"); it starts from the main phase's
+              final parameters, which also become its reference (ReMix's policy reincarnation)
   batches:    "demonstrations" | "rollouts" | "preference_pairs"
   rollout:    batch_size (sequences per step = prompts × group_size), group_size,
               max_new_tokens (0 → the task's longest answer),
               temperature, top_k, top_p
   eval:       num_examples, batch_size
+  mesh:       optional; data, fsdp, tensor (-1 fills; 1 × 1 × 1 or no section = one device, no
+              mesh), update_rules / rollout_rules (default polrl.sharding.UPDATE_RULES /
+              ROLLOUT_RULES)
+  guards:     optional; max_nonfinite_steps (default 5): consecutive steps whose updates were
+              skipped for a non-finite loss or gradient before the run stops
+
+``model.dtype`` / ``model.param_dtype`` may be "float32" or "bfloat16".
 """
 from __future__ import annotations
 
 import os
 
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from polrl import algorithms
+from polrl import algorithms, sharding
 from polrl.models import Transformer, TransformerConfig
 from polrl.rollout import SamplingConfig
 from polrl.tasks import get_task
@@ -60,8 +72,53 @@ def prompts_per_step(rollout) -> int:
     return rollout.batch_size // rollout.group_size
 
 
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DEFAULT_MAX_NONFINITE_STEPS = 5
+
+
+def model_kwargs(model) -> dict:
+    """``config.model`` as TransformerConfig keywords, dtype names resolved (float32 / bfloat16)."""
+    kwargs = dict(model)
+    for field in ("dtype", "param_dtype"):
+        if field not in kwargs:
+            continue
+        value = kwargs[field]
+        name = value if isinstance(value, str) else jnp.dtype(value).name
+        if name not in DTYPES:
+            raise ValueError(f"model.{field}={value!r}; use one of {sorted(DTYPES)}")
+        kwargs[field] = DTYPES[name]
+    return kwargs
+
+
+def max_nonfinite_steps(config) -> int:
+    """``guards.max_nonfinite_steps`` (default 5), checked to be a positive int."""
+    value = config.get("guards", {}).get("max_nonfinite_steps", DEFAULT_MAX_NONFINITE_STEPS)
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"guards.max_nonfinite_steps={value!r} must be a positive int")
+    return value
+
+
+def split_steps(config) -> tuple[int, int]:
+    """(main phase steps, follow-up steps): ``config.total_steps`` split at ``then.switch_fraction``."""
+    then = config.get("then")
+    if not then:
+        return config.total_steps, 0
+    f = then.switch_fraction
+    main_steps = round(f * config.total_steps)
+    if not 0 < f < 1 or not 0 < main_steps < config.total_steps:
+        raise ValueError(
+            f"then.switch_fraction={f} with total_steps={config.total_steps} leaves "
+            f"{main_steps} main and {config.total_steps - main_steps} follow-up steps; choose a "
+            f"fraction in (0, 1) that gives both phases at least one step"
+        )
+    return main_steps, config.total_steps - main_steps
+
+
 def build_spec(config, *, progress: bool = True) -> RunSpec:
     """Resolves names to real objects and validates what can be checked without compiling."""
+    layout = sharding.layout_from_config(config.get("mesh"))  # mesh vs devices, first
+    guard_steps = max_nonfinite_steps(config)
+    model_kw = model_kwargs(config.model)
     algo_fn = algorithms.get(config.algorithm)
     main = algo_fn(**dict(config.algorithm_kwargs))
     if config.batches not in PHASE_NAMES:
@@ -73,16 +130,20 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
         warm = algorithms.sft(learning_rate=config.warmup.learning_rate)
         phases.append(Phase("sft_warmup", warm, "demonstrations", config.warmup.steps, config.demos.batch_size, demos))
     main_is_sft = config.batches == "demonstrations"
-    phases.append(Phase(
-        PHASE_NAMES[config.batches], main, config.batches, config.total_steps,
-        config.demos.batch_size if main_is_sft else prompts_per_step(config.rollout),
-        demos if main_is_sft else task.train,
-    ))
+    main_steps, follow_steps = split_steps(config)
+    per_step = config.demos.batch_size if main_is_sft else prompts_per_step(config.rollout)
+    source = demos if main_is_sft else task.train
+    phases.append(Phase(PHASE_NAMES[config.batches], main, config.batches, main_steps, per_step, source))
+    if follow_steps:
+        then = config.then
+        follow = algorithms.get(then.algorithm)(**dict(then.get("algorithm_kwargs", {})))
+        name = then.get("name") or f"{PHASE_NAMES[config.batches]}_then"
+        phases.append(Phase(name, follow, config.batches, follow_steps, per_step, source))
     if config.batches == "preference_pairs" and not config.warmup.steps:
         raise ValueError("batches='preference_pairs' samples pairs from the warm model: set warmup.steps > 0")
 
     needs_values = any("values" in ph.algorithm.needs for ph in phases)
-    model_cfg = TransformerConfig(vocab_size=task.tokenizer.vocab_size, value_head=needs_values, **dict(config.model))
+    model_cfg = TransformerConfig(vocab_size=task.tokenizer.vocab_size, value_head=needs_values, **model_kw)
     model = Transformer(model_cfg, rngs=nnx.Rngs(config.seed))
     graphdef, params = nnx.split(model, nnx.Param)
 
@@ -109,4 +170,6 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
         eval_batch_size=config.eval.batch_size,
         log_every=config.get("log_every", 1),
         progress=progress,
+        layout=layout,
+        max_nonfinite_steps=guard_steps,
     )

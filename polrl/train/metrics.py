@@ -24,32 +24,66 @@ def to_python(metrics: Mapping) -> dict:
 class MetricWriter:
     """Appends metric records to ``metrics.jsonl`` and TensorBoard under ``workdir``.
 
-    A record is a dict with at least ``step`` (global step) and ``phase``. Appending keeps the
-    file valid line by line, so a killed run leaves every finished line readable.
+    A record is a dict with at least ``step`` (global step) and ``phase``. Each record is one
+    ``write(2)`` of a whole line to a file opened with ``O_APPEND``, so a killed run leaves only
+    complete lines (at worst a partial last one, which ``truncate`` and ``read_metrics`` drop).
+    ``lines`` counts the complete lines in the file; checkpoints store it, and a resumed run
+    ``truncate``s the file back to it, so no record is ever duplicated.
+
+    ``active=False`` (every process but the first of a multi-host run) writes nothing.
     """
 
-    def __init__(self, workdir: str, *, tensorboard: bool = True):
-        os.makedirs(workdir, exist_ok=True)
+    def __init__(self, workdir: str, *, tensorboard: bool = True, active: bool = True):
         self.path = os.path.join(workdir, "metrics.jsonl")
-        self._file = open(self.path, "a", encoding="utf-8")
+        self.active = active
+        self._fd = None
         self._tb = None
+        self.lines = 0
+        if not active:
+            return
+        os.makedirs(workdir, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        with open(self.path, "rb") as f:
+            self.lines = f.read().count(b"\n")
         if tensorboard:
             from tensorboardX import SummaryWriter
 
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def write(self, record: Mapping) -> None:
+        if not self.active:
+            return
         record = to_python(record)
-        self._file.write(json.dumps(record, allow_nan=True) + "\n")
-        self._file.flush()
+        line = (json.dumps(record, allow_nan=True) + "\n").encode("utf-8")
+        if os.write(self._fd, line) != len(line):
+            raise OSError(f"short write to {self.path}")
+        self.lines += 1
         if self._tb is not None:
             step = record["step"]
             for k, v in record.items():
                 if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
                     self._tb.add_scalar(k if "/" in k else f"{record['phase']}/{k}", v, step)
 
+    def truncate(self, lines: int) -> None:
+        """Keeps the first ``lines`` complete lines of the file and drops everything after."""
+        if not self.active:
+            return
+        with open(self.path, "rb") as f:
+            data = f.read()
+        end = 0
+        for _ in range(lines):
+            nl = data.find(b"\n", end)
+            if nl < 0:
+                raise ValueError(f"{self.path} has fewer than {lines} complete lines; it does not belong "
+                                 f"to the checkpoints of this workdir")
+            end = nl + 1
+        os.ftruncate(self._fd, end)
+        self.lines = lines
+
     def close(self) -> None:
-        self._file.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._tb is not None:
             self._tb.close()
 
@@ -59,7 +93,7 @@ def read_metrics(workdir_or_path: str) -> list[dict]:
     if os.path.isdir(path):
         path = os.path.join(path, "metrics.jsonl")
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [json.loads(line) for line in f if line.endswith("\n") and line.strip()]
 
 
 CURVES = (

@@ -1,6 +1,7 @@
 """Pure step functions: scoring forward, prepare, and the epochs × minibatches update.
 
-Nothing here calls ``jit``, ``device_put`` or mesh APIs; the trainer does. The model's graphdef
+Nothing here calls ``jit``, ``device_put`` or mesh APIs; the trainer does (batch axes are
+constrained through ``polrl.sharding.constrain_batch``, an identity without a mesh). The model's graphdef
 is static and passed by closure (``functools.partial``); parameters travel in ``PolicyState``.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from polrl import diagnostics, ops
+from polrl import diagnostics, ops, sharding
 from polrl.core import Algorithm, Batch, PolicyState, total_loss
 from polrl.models import init_cache
 
@@ -60,23 +61,36 @@ def _hidden_shared_prompt(model, batch: Batch):
     return jnp.concatenate([last, hidden_r], axis=1)
 
 
-def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: bool = False) -> dict:
-    """One forward: per-response-token log-prob, entropy and (optionally) value.
+def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: bool = False, full_logits: bool = False,
+          chunk_size: int | None = None) -> dict:
+    """One forward: per-response-token log-prob, entropy and (optionally) value and logits.
 
     The LM head runs only on the positions that predict response tokens (hidden states
     P−1 … P+T−2), so no logits are computed for the prompt; when rows come in groups sharing a
     prompt (``batch.group_size > 1``) the prompt is encoded once per group. Log-probs use
     ``log_softmax(logits / temperature)``, the sampler's convention.
+
+    ``chunk_size`` (None → ``model.config.logits_chunk_size``; 0 → off) runs the LM head on that
+    many positions at a time (``ops.token_logp_and_entropy``), so [B, T, V] float32 logits never
+    exist; same values and gradients. Ignored when ``full_logits`` asks for the whole array.
     """
     model = nnx.merge(graphdef, params)
     h = _hidden_shared_prompt(model, batch) if batch.group_size > 1 else _hidden_full(model, batch)
-    logits = model.logits(h) / temperature
-    out = {
-        "logp_bt": ops.log_softmax_at(logits, batch.response_bt),
-        "entropy_bt": ops.entropy_from_logits(logits),
-    }
+    chunk_size = model.config.logits_chunk_size if chunk_size is None else chunk_size
+    if chunk_size and not full_logits:
+        logp, entropy = ops.token_logp_and_entropy(
+            h, model.logits, batch.response_bt, chunk_size=chunk_size, temperature=temperature)
+        out = {"logp_bt": logp, "entropy_bt": entropy}
+    else:
+        logits = model.logits(h) / temperature
+        out = {
+            "logp_bt": ops.log_softmax_at(logits, batch.response_bt),
+            "entropy_bt": ops.entropy_from_logits(logits),
+        }
     if values:
         out["value_bt"] = model.value(h)
+    if full_logits:
+        out["logits_btv"] = logits
     return out
 
 
@@ -113,7 +127,7 @@ def prepare(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef,
 
 def _row_fields(batch: Batch) -> Batch:
     """The batch with scores and objective outputs cleared (what a minibatch slices)."""
-    return batch.replace(logp_bt=None, entropy_bt=None, value_bt=None, terms={}, losses={}, metrics={})
+    return batch.replace(logp_bt=None, entropy_bt=None, value_bt=None, logits_btv=None, terms={}, losses={}, metrics={})
 
 
 def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, temperature: float = 1.0):
@@ -123,6 +137,11 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
     drawn anew each epoch from the state's RNG. Returns
     ``(state, metrics)`` with metrics averaged over the minibatch steps: every loss, every
     objective metric, ``loss``, ``grad_norm`` and the mean token ``entropy``.
+
+    Non-finite guard: a minibatch whose loss or gradient norm is NaN/inf is skipped — params,
+    optimizer state and objective state stay as they were (selected with ``jnp.where``, so
+    nothing leaves the jitted step) — and ``skipped_nonfinite`` is the fraction of minibatch
+    updates skipped. ``step`` and the RNG still advance (the batch counts as consumed).
     """
     n, k, g = batch.batch_size, algorithm.num_minibatches, batch.group_size
     if n % (k * g):
@@ -131,12 +150,12 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
             f"of {g}; make the number of groups ({n // g}) divisible by num_minibatches"
         )
     rows = _row_fields(batch)
-    want_values = "values" in algorithm.needs
+    want_values, want_logits = "values" in algorithm.needs, "logits" in algorithm.needs
     rng, perm_rng = jax.random.split(state.rng)
     local_group_b = jnp.arange(n // k, dtype=jnp.int32) // g
 
     def loss_fn(params, objective_state, mb: Batch, step, rng):
-        scores = score(graphdef, params, mb, temperature=temperature, values=want_values)
+        scores = score(graphdef, params, mb, temperature=temperature, values=want_values, full_logits=want_logits)
         mb = mb.replace(**scores)
         mb, objective_state = algorithm.objective.apply(mb, objective_state, step=step, rng=rng)
         loss = total_loss(mb)
@@ -151,15 +170,20 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
     def minibatch_step(carry, xs):
         idx, update_index = xs
         params, opt_state, objective_state = carry
-        mb = jax.tree.map(lambda x: x[idx], rows)
+        mb = sharding.constrain_batch(jax.tree.map(lambda x: x[idx], rows))
         if g > 1 and mb.group_b is not None:
             mb = mb.replace(group_b=local_group_b)  # whole groups, renumbered 0 … n/(k·g) − 1
         mb_rng = jax.random.fold_in(objective_rng, update_index)
-        grads, (objective_state, metrics) = grad_fn(params, objective_state, mb, state.step, mb_rng)
-        updates, opt_state = algorithm.optimizer.update(grads, opt_state, params)
-        params = jax.tree.map(lambda p, u: p + u, params, updates)
-        metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
-        return (params, opt_state, objective_state), metrics
+        grads, (new_objective_state, metrics) = grad_fn(params, objective_state, mb, state.step, mb_rng)
+        grad_norm = optax.tree.norm(grads)
+        updates, new_opt_state = algorithm.optimizer.update(grads, opt_state, params)
+        new_params = jax.tree.map(lambda p, u: p + u, params, updates)
+        # Guard: a non-finite loss or gradient leaves params, optimizer and objective state as they were.
+        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+        carry = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                             (new_params, new_opt_state, new_objective_state), (params, opt_state, objective_state))
+        metrics = {**metrics, "grad_norm": grad_norm, "skipped_nonfinite": 1.0 - finite.astype(jnp.float32)}
+        return carry, metrics
 
     def epoch_step(carry, xs):
         epoch_rng, epoch = xs
@@ -180,6 +204,7 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
 
 def train_on_batch(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, temperature: float = 1.0):
     """``prepare`` then ``update``: one full algorithm iteration on a rollout batch."""
+    batch = sharding.constrain_batch(batch)
     batch, prepare_state = prepare(state, batch, algorithm=algorithm, graphdef=graphdef, temperature=temperature)
     state = state.replace(prepare_state=prepare_state)
     state, metrics = update(state, batch, algorithm=algorithm, graphdef=graphdef, temperature=temperature)

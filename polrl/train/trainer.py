@@ -8,12 +8,30 @@ complete checkpoint of the unfinished phase and reuses the final parameters of f
 Per step, everything runs in one jitted call (rollout → reward → reference log-probs →
 prepare → epochs × minibatches of updates) when the task has a device reward; with a host
 reward the rollout and the update are two jitted calls with the verifier in between.
+
+Scale (``RunSpec.layout``, a ``polrl.sharding.Layout``; ``None`` = one device, as before):
+the state lives in the update layout (FSDP × tensor), every jitted step has explicit in/out
+shardings and donates the state, and the sampler reshards the weights to the rollout layout
+inside the step. Multi-host: each process reads its own slice of every batch
+(``BatchIterator`` shards) and the global batch is assembled with
+``jax.make_array_from_process_local_data``; only process 0 writes metrics and plots.
+
+Fault tolerance: checkpoints hold everything a phase's future depends on (see
+``polrl.train.checkpoint``), so ``kill -9`` then relaunch reproduces an uninterrupted run step
+for step, and ``metrics.jsonl`` is cut back to the restored checkpoint. SIGTERM saves a
+checkpoint at the next step boundary and stops cleanly. Updates with a non-finite loss or
+gradient are skipped inside the jitted step (``skipped_nonfinite``); ``max_nonfinite_steps``
+such steps in a row stop the run (the streak restarts at 0 after a relaunch).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
+import signal
+import sys
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -23,8 +41,9 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from polrl import sharding
 from polrl.core import Algorithm, Batch
-from polrl.rollout import SamplingConfig, make_sampler
+from polrl.rollout import SamplingConfig, make_sampler, sample
 from polrl.tasks import BatchIterator, Task, check_rewards, task_batch
 from polrl.train import checkpoint, metrics as metrics_lib, rollouts, steps
 
@@ -77,6 +96,8 @@ class RunSpec:
     eval_batch_size: int
     log_every: int = 1
     progress: bool = True
+    layout: sharding.Layout | None = None  # mesh + rules; None = one device, no mesh
+    max_nonfinite_steps: int = 5  # consecutive steps with skipped non-finite updates that stop the run
 
 
 def validate(spec: RunSpec) -> None:
@@ -107,6 +128,29 @@ def validate(spec: RunSpec) -> None:
         if ph.batches == "rollouts" and task.device_reward is not None:
             _check_device_reward(task, rows * ph.algorithm.batch.oversample, sampling.max_new_tokens)
         _check_batch_composition(ph, task, spec.group_size)
+    _check_layout(spec)
+    if spec.max_nonfinite_steps < 1:
+        raise ValueError(f"guards.max_nonfinite_steps={spec.max_nonfinite_steps} must be >= 1")
+
+
+def _check_layout(spec: RunSpec) -> None:
+    """Under a mesh, every per-step batch (and the eval batch) splits evenly over the batch axes."""
+    if spec.layout is None:
+        return
+    shards = spec.layout.batch_shards
+    for ph in spec.phases:
+        prompts = ph.prompts_per_step * ph.algorithm.batch.oversample
+        if prompts % shards:
+            field = "demos.batch_size" if ph.batches == "demonstrations" else "rollout.batch_size / rollout.group_size"
+            raise ValueError(
+                f"phase {ph.name!r}: {prompts} prompts per step do not split over mesh.data × mesh.fsdp = "
+                f"{shards} batch shards; make {field} a multiple of {shards} or change the mesh"
+            )
+    if spec.eval_batch_size % shards:
+        raise ValueError(
+            f"eval.batch_size={spec.eval_batch_size} does not split over mesh.data × mesh.fsdp = {shards} "
+            f"batch shards; make it a multiple of {shards}"
+        )
 
 
 def _check_batch_composition(phase: Phase, task: Task, group_size: int) -> None:
@@ -155,10 +199,6 @@ def _check_device_reward(task: Task, rows: int, n: int) -> None:
         )
 
 
-def _device_data(data: dict) -> dict:
-    return {k: jnp.asarray(v) for k, v in data.items() if k != "examples"}
-
-
 class Trainer:
     """Runs the phases of a ``RunSpec`` in ``workdir``."""
 
@@ -167,9 +207,18 @@ class Trainer:
         self.spec = spec
         self.workdir = os.path.abspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
-        self.writer = metrics_lib.MetricWriter(self.workdir)
-        sampling = spec.sampling
-        self._greedy = make_sampler(spec.graphdef, dataclasses.replace(sampling, temperature=0.0))
+        self.layout = spec.layout
+        self.is_chief = jax.process_index() == 0  # the process that writes metrics and plots
+        self.writer = metrics_lib.MetricWriter(self.workdir, active=self.is_chief)
+        self.preempted = False
+        self._stop_requested = False
+        greedy = dataclasses.replace(spec.sampling, temperature=0.0)
+        if self.layout is None:
+            self._greedy = make_sampler(spec.graphdef, greedy)
+        else:
+            self._greedy = self.layout.jit(
+                lambda params, prompt_bp, valid_bp, rng: sample(spec.graphdef, params, prompt_bp, valid_bp, rng, greedy),
+                ("params", "batch", "batch", "replicated"), "batch")
         self._eval_data = task_batch(spec.task, [spec.task.test[i] for i in range(min(spec.eval_examples, len(spec.task.test)))])
 
     # ---------------------------------------------------------------- evaluation
@@ -183,11 +232,14 @@ class Trainer:
             chunk = {k: v[start : start + bs] for k, v in data.items()}
             size = len(chunk["examples"])
             padded = {k: np.concatenate([v, np.repeat(v[-1:], bs - size, 0)]) for k, v in chunk.items() if k != "examples"}
-            out = self._greedy(params, jnp.asarray(padded["prompt_bp"]), jnp.asarray(padded["prompt_valid_bp"]), jax.random.PRNGKey(0))
+            prompts = (padded["prompt_bp"], padded["prompt_valid_bp"])
+            prompts = jax.tree.map(jnp.asarray, prompts) if self.layout is None else self.layout.from_global(prompts)
+            out = self._greedy(params, *prompts, jax.random.PRNGKey(0))
+            response_bt, mask_bt = sharding.to_host((out.response_bt, out.mask_bt))
             if task.device_reward is not None:
-                r = np.asarray(task.device_reward(out.response_bt, out.mask_bt, jnp.asarray(padded["answer_ba"]), jnp.asarray(padded["answer_valid_ba"])))
+                r = np.asarray(task.device_reward(response_bt, mask_bt, jnp.asarray(padded["answer_ba"]), jnp.asarray(padded["answer_valid_ba"])))
             else:
-                r = task.host_reward(task.tokenizer.decode_batch(np.asarray(out.response_bt)), chunk["examples"] + [chunk["examples"][-1]] * (bs - size))
+                r = task.host_reward(task.tokenizer.decode_batch(response_bt), chunk["examples"] + [chunk["examples"][-1]] * (bs - size))
             rewards.append(np.asarray(r)[:size])
         r = np.concatenate(rewards)
         return {"eval/accuracy": float((r >= 1.0).mean()), "eval/reward": float(r.mean())}
@@ -210,7 +262,7 @@ class Trainer:
                 m["response_tokens"] = batch.mask_bt.sum()
                 return state, m
 
-            return _ignore_examples(jax.jit(sft_step, donate_argnums=0))
+            return _ignore_examples(self._jit(sft_step))
 
         rollout = functools.partial(
             rollouts.group_rollout, graphdef=graphdef, sampling=spec.sampling, group_size=spec.group_size
@@ -229,7 +281,7 @@ class Trainer:
                 state, tm = train(state, rollouts.preference_pairs(batch, group_size=spec.group_size))
                 return state, {**m, **tm}
 
-            return _ignore_examples(jax.jit(pair_step, donate_argnums=0))
+            return _ignore_examples(self._jit(pair_step))
 
         if spec.task.device_reward is not None:
 
@@ -248,7 +300,7 @@ class Trainer:
                 state, tm = train(state, batch)
                 return state, {**m, **tm}
 
-            return _ignore_examples(jax.jit(rl_step, donate_argnums=0))
+            return _ignore_examples(self._jit(rl_step))
 
         # Host verifier: rollout (jit) → rewards on the host → train (jit).
         def sample_step(state, data):
@@ -259,17 +311,18 @@ class Trainer:
             state, tm = train(state, batch)
             return state, {**rollouts.rollout_metrics(batch), **tm}
 
-        sample_jit = jax.jit(sample_step, donate_argnums=0)
-        update_jit = jax.jit(update_step, donate_argnums=0)
+        sample_jit = self._jit(sample_step, out_kinds=("state", "batch"))
+        update_jit = self._jit(update_step)
         task = spec.task
 
         def host_step(state, data, examples):
             state, batch = sample_jit(state, data)
-            completions = task.tokenizer.decode_batch(np.asarray(batch.response_bt))
+            # This process's rows answer its own examples (the batch is split by process, in order).
+            completions = task.tokenizer.decode_batch(self._local_rows(batch.response_bt))
             rep = [e for e in examples for _ in range(spec.group_size)]
             reward = np.asarray(task.host_reward(completions, rep), np.float32)
-            check_rewards(reward, batch.batch_size, getattr(task.host_reward, "__name__", "host_reward"))
-            return update_jit(state, batch.replace(reward_b=jnp.asarray(reward)))
+            check_rewards(reward, len(rep), getattr(task.host_reward, "__name__", "host_reward"))
+            return update_jit(state, batch.replace(reward_b=self._global_rows(reward, batch.batch_size)))
 
         return host_step
 
@@ -291,52 +344,112 @@ class Trainer:
             group_size=1 if phase.batches == "demonstrations" else (2 if phase.batches == "preference_pairs" else spec.group_size),
         )
 
+    # ---------------------------------------------------------------- devices and hosts
+    def _jit(self, step: Callable, out_kinds=("state", "replicated")) -> Callable:
+        """``step(state, batch_like) -> outs`` jitted with the state donated; under a mesh with
+        explicit shardings (state in the update layout, batch split over data × fsdp)."""
+        if self.layout is None:
+            return jax.jit(step, donate_argnums=0)
+        return self.layout.jit(step, ("state", "batch"), out_kinds, donate_argnums=(0,))
+
+    def _data_shard(self, rows: int) -> tuple[int, int]:
+        """``(shard_index, shard_count)`` of the rows of a step's batch this process reads."""
+        if self.layout is None:
+            return 0, 1
+        start, stop = self.layout.process_rows(rows)
+        return start // (stop - start), rows // (stop - start)
+
+    def _device_data(self, data: dict, rows: int) -> dict:
+        """This process's slice of the step's prompts as (global) device arrays."""
+        arrays = {k: v for k, v in data.items() if k != "examples"}
+        if self.layout is None:
+            return {k: jnp.asarray(v) for k, v in arrays.items()}
+        return self.layout.from_process_rows(arrays, rows)
+
+    def _local_rows(self, x) -> np.ndarray:
+        return np.asarray(x) if self.layout is None else self.layout.local_rows(x)
+
+    def _global_rows(self, local: np.ndarray, rows: int):
+        return jnp.asarray(local) if self.layout is None else self.layout.from_process_rows(local, rows)
+
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict:
         """Runs (or resumes) every phase; returns the last eval metrics of each phase.
 
         The final parameters are kept in ``self.params`` (e.g. to sample from the model).
+        SIGTERM (preemption) makes the run save a checkpoint at the next step boundary and
+        return early with ``self.preempted = True``; a relaunch resumes from there.
         """
         spec = self.spec
         params = spec.init_params
         global_step = 0
         summary = {}
+        self._lines_done = 0  # metrics.jsonl lines written by the phases already finished
         rng = jax.random.PRNGKey(spec.seed)
-        for index, phase in enumerate(spec.phases):
-            rng, phase_rng = jax.random.split(rng)
-            params, global_step, summary[phase.name] = self._run_phase(phase, index, params, global_step, phase_rng)
+        with self._stop_on_sigterm():
+            for index, phase in enumerate(spec.phases):
+                rng, phase_rng = jax.random.split(rng)
+                params, global_step, summary[phase.name] = self._run_phase(phase, index, params, global_step, phase_rng)
+                if self.preempted:
+                    break
         self.params = params
-        records = metrics_lib.read_metrics(self.writer.path)
-        metrics_lib.plot_curves(records, os.path.join(self.workdir, "curves.png"))
+        if self.is_chief:
+            records = metrics_lib.read_metrics(self.writer.path)
+            metrics_lib.plot_curves(records, os.path.join(self.workdir, "curves.png"))
         self.writer.close()
         return summary
+
+    @contextlib.contextmanager
+    def _stop_on_sigterm(self):
+        """While running: SIGTERM asks for a checkpoint and a clean stop at the next step boundary."""
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+
+        def request_stop(signum, frame):
+            self._stop_requested = True
+
+        previous = signal.signal(signal.SIGTERM, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def _run_phase(self, phase: Phase, index: int, params, global_step: int, rng):
         spec = self.spec
         state = steps.init_state(params, phase.algorithm, rng, ref_params=params, example=self._example_batch(phase))
+        if self.layout is not None:
+            state = self.layout.put(state, self.layout.state_shardings(state))
         ckpt = checkpoint.PhaseCheckpointer(os.path.join(self.workdir, "checkpoints", phase.name))
-        position, start = 0, 0
+        position, start, lines = 0, 0, self._lines_done
         if ckpt.latest_step() is not None:
-            state, position, global_step = ckpt.restore(state)
+            state, position, global_step, lines = ckpt.load(state)
             start = int(state.step)
             if start >= phase.steps:
                 ckpt.close()
+                self._lines_done = lines
                 return state.params, global_step, {"resumed_complete": True}
+        # Drop what was logged after the checkpoint we resume from (or by a start that never
+        # checkpointed), so a resumed run's metrics.jsonl equals an uninterrupted run's.
+        self.writer.truncate(lines)
+        prompts = phase.prompts_per_step * phase.algorithm.batch.oversample
+        shard_index, shard_count = self._data_shard(prompts)
         data_iter = BatchIterator(
-            phase.source, phase.prompts_per_step * phase.algorithm.batch.oversample, task=spec.task,
-            seed=spec.seed + 1000 * index, position=position,
+            phase.source, prompts, task=spec.task, seed=spec.seed + 1000 * index, position=position,
+            shard_index=shard_index, shard_count=shard_count,
         )
         step_fn = self._step_fn(phase)
         last_eval = {}
         if start == 0:
             last_eval = self.evaluate(state.params)
             self.writer.write({"step": global_step, "phase": phase.name, **last_eval})
-        bar = tqdm(range(start, phase.steps), desc=phase.name, disable=not spec.progress, dynamic_ncols=True)
+        bar = tqdm(range(start, phase.steps), desc=phase.name, disable=not (spec.progress and self.is_chief), dynamic_ncols=True)
+        nonfinite_streak = 0
         for s in bar:
             data = next(data_iter)
             t0 = time.perf_counter()
-            state, m = step_fn(state, _device_data(data), data["examples"])
-            m = metrics_lib.to_python(jax.device_get(m))
+            state, m = step_fn(state, self._device_data(data, prompts), data["examples"])
+            m = metrics_lib.to_python(sharding.to_host(m))
             dt = time.perf_counter() - t0
             global_step += 1
             if "reward_finite" in m:
@@ -354,10 +467,28 @@ class Trainer:
             if (s + 1) % spec.log_every == 0 or done or "eval/accuracy" in record:
                 self.writer.write(record)
             bar.set_postfix({k: f"{record[k]:.3g}" for k in ("reward_mean", "loss", "eval/accuracy") if k in record}, refresh=False)
-            if done or (spec.checkpoint_every and (s + 1) % spec.checkpoint_every == 0):
-                ckpt.save(s + 1, state, position=data_iter.position, global_step=global_step)
+            nonfinite_streak = nonfinite_streak + 1 if m.get("skipped_nonfinite", 0.0) > 0 else 0
+            if nonfinite_streak >= spec.max_nonfinite_steps:
+                raise RuntimeError(
+                    f"phase {phase.name!r} step {s + 1}: {nonfinite_streak} steps in a row had a non-finite loss "
+                    f"or gradient (their updates were skipped; guards.max_nonfinite_steps="
+                    f"{spec.max_nonfinite_steps}); lower the learning rate, check the rewards and inputs, or "
+                    f"raise guards.max_nonfinite_steps"
+                )
+            stop = self._stop_requested
+            if stop or done or (spec.checkpoint_every and (s + 1) % spec.checkpoint_every == 0):
+                ckpt.save(s + 1, state, position=data_iter.position, global_step=global_step,
+                          metrics_lines=self.writer.lines)
+            if stop:
+                self.preempted = True
+                if self.is_chief:
+                    print(f"polrl: SIGTERM received; saved phase {phase.name!r} step {s + 1} to {ckpt.directory}; "
+                          f"relaunch with the same workdir to resume", file=sys.stderr, flush=True)
+                last_eval = {**last_eval, "preempted": True}
+                break
         bar.close()
         ckpt.close()
+        self._lines_done = self.writer.lines
         return state.params, global_step, last_eval
 
 

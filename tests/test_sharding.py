@@ -1,0 +1,150 @@
+"""Sharding on the 8 fake CPU devices: rule mapping by hand, mesh errors, and sharded GRPO updates
+and sampling that reproduce the one-device numbers with a stable state layout."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from polrl import algorithms, sharding
+from polrl.core import Batch
+from polrl.models import TransformerConfig
+from polrl.rollout import SamplingConfig, sample
+from polrl.train import steps
+from tiny_models import tiny_params
+
+# Every sharded dimension divides by the largest axis size used below (8).
+CFG = TransformerConfig(vocab_size=16, d_model=16, num_layers=1, num_heads=4, num_kv_heads=2, mlp_dim=32,
+                        max_len=16)
+MESHES = [(8, 1, 1), (2, 4, 1), (2, 2, 2), (1, 4, 2)]
+B, PROMPT, T, G = 16, 4, 4, 4
+SAMPLING = SamplingConfig(max_new_tokens=4, eos_id=CFG.vocab_size, temperature=1.0)
+
+
+# ----------------------------------------------------------------------------- rules, by hand
+
+
+def test_logical_spec_takes_the_first_fitting_rule():
+    mesh = sharding.make_mesh(2, 2, 2)
+    spec = lambda names, shape, rules=sharding.UPDATE_RULES: sharding.logical_spec(names, shape, rules, mesh)
+    assert spec(("vocab", "embed"), (16, 16)) == P("tensor", "fsdp")
+    assert spec(("embed", "kv_heads", "head_dim"), (16, 2, 4)) == P("fsdp", "tensor", None)
+    assert spec(("norm",), (16,)) == P(None)  # no rule: replicated
+    assert spec(("batch", None), (8, 3)) == P(("data", "fsdp"), None)
+    # one KV head cannot split over tensor = 2: replicated instead of padded
+    assert spec(("embed", "kv_heads", "head_dim"), (16, 1, 4)) == P("fsdp", None, None)
+    # a mesh axis is used once per array: the second "mlp" finds tensor taken
+    assert spec(("mlp", "mlp"), (8, 8)) == P("tensor", None)
+    # rollout rules: weights only on tensor (replicated over data and fsdp)
+    assert spec(("vocab", "embed"), (16, 16), sharding.ROLLOUT_RULES) == P("tensor", None)
+    # ordered fallbacks: the first rule does not divide 6, the second does
+    rules = (("x", ("data", "fsdp")), ("x", "tensor"))
+    assert spec(("x",), (6,), rules) == P("tensor")
+
+
+def test_mesh_shape_fills_and_names_the_fields():
+    assert sharding.mesh_shape(-1, 2, 2, 8) == (2, 2, 2)
+    assert sharding.mesh_shape(1, -1, 1, 8) == (1, 8, 1)
+    with pytest.raises(ValueError, match=r"mesh.data × mesh.fsdp × mesh.tensor = 2 × 2 × 1 = 4.*device_count\(\) = 8"):
+        sharding.mesh_shape(2, 2, 1, 8)
+    with pytest.raises(ValueError, match=r"mesh.tensor=-1 cannot fill 8 devices"):
+        sharding.mesh_shape(3, 1, -1, 8)
+    with pytest.raises(ValueError, match=r"only one of mesh.data/fsdp/tensor may be -1"):
+        sharding.mesh_shape(-1, -1, 1, 8)
+    with pytest.raises(ValueError, match=r"mesh.fsdp=0"):
+        sharding.mesh_shape(1, 0, 1, 8)
+
+
+def test_layout_from_config_default_is_one_device():
+    assert sharding.layout_from_config(None) is None
+    assert sharding.layout_from_config(dict(data=1, fsdp=1, tensor=1)) is None
+    layout = sharding.layout_from_config(dict(data=-1, fsdp=2, tensor=1))
+    assert dict(layout.mesh.shape) == {"data": 4, "fsdp": 2, "tensor": 1} and layout.batch_shards == 8
+    with pytest.raises(ValueError, match=r"mesh.update_rules: rule .* unknown mesh axes \['model'\]"):
+        sharding.layout_from_config(dict(data=8, update_rules=(("embed", "model"),)))
+
+
+def test_helpers_are_identities_without_a_layout():
+    x = jnp.arange(8.0)
+    assert sharding.constrain(x, ("batch",)) is x
+    tree = {"a": x}
+    assert sharding.constrain_batch(tree) is tree
+    assert sharding.reshard_for_rollout(tree) is tree
+
+
+# ----------------------------------------------------------------------------- sharded == one device
+
+
+@functools.lru_cache(maxsize=None)
+def _model():
+    return tiny_params(CFG)
+
+
+def _batch() -> Batch:
+    rng = np.random.default_rng(0)
+    valid = np.ones((B, PROMPT), bool)
+    valid[::G, 0] = False  # the first prompt of every group is left-padded
+    prompt = np.repeat(np.where(valid[::G], rng.integers(1, 16, (B // G, PROMPT)), 0), G, 0).astype(np.int32)
+    mask = np.ones((B, T), np.float32)
+    mask[1, 2:] = 0.0
+    return Batch(prompt_bp=prompt, prompt_valid_bp=np.repeat(valid[::G], G, 0),
+                 response_bt=rng.integers(1, 16, (B, T)).astype(np.int32), mask_bt=mask,
+                 reward_b=rng.normal(size=B).astype(np.float32), group_b=np.arange(B, dtype=np.int32) // G,
+                 behavior_logp_bt=np.zeros((B, T), np.float32), group_size=G)
+
+
+ALGORITHM = algorithms.grpo(learning_rate=1e-2, kl_coef=0.1)
+TRAIN = functools.partial(steps.train_on_batch, algorithm=ALGORITHM, graphdef=_model()[0])
+
+
+def _state():
+    params = jax.tree.map(jnp.copy, _model()[1])  # fresh buffers: the state is donated
+    return steps.init_state(params, ALGORITHM, jax.random.key(0), ref_params=params)
+
+
+def _sample(params, prompt, valid, rng):
+    return sample(_model()[0], params, prompt, valid, rng, SAMPLING)
+
+
+@functools.lru_cache(maxsize=None)
+def _one_device():
+    state, metrics = jax.jit(TRAIN)(_state(), _batch())
+    b = _batch()
+    out = jax.jit(_sample)(_model()[1], b.prompt_bp[::2], b.prompt_valid_bp[::2], jax.random.key(5))
+    return jax.device_get((state.params, metrics, out))
+
+
+@pytest.mark.parametrize("shape", MESHES, ids=lambda s: "x".join(map(str, s)))
+def test_sharded_update_and_sampling_match_one_device(shape):
+    layout = sharding.Layout(sharding.make_mesh(*shape))
+    params1, metrics1, sampled1 = _one_device()
+
+    state = _state()
+    state = layout.put(state, layout.state_shardings(state))
+    before = jax.tree.map(lambda x: x.sharding, state)
+    update = layout.jit(TRAIN, ("state", "batch"), ("state", "replicated"), donate_argnums=(0,))
+    state, metrics = update(state, _batch())
+    for a, b in zip(jax.tree.leaves(params1), jax.tree.leaves(state.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert metrics1.keys() == metrics.keys()
+    for k in metrics1:
+        np.testing.assert_allclose(metrics1[k], metrics[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    # the parameters are really split: the embedding over tensor (vocab) and fsdp (width)
+    embed = state.params["embed"]
+    assert embed.sharding.spec == P("tensor", "fsdp")
+    assert embed.addressable_shards[0].data.shape == (16 // shape[2], 16 // shape[1])
+    state, _ = update(state, _batch())  # a second step keeps every leaf's layout
+    after = jax.tree.map(lambda x: x.sharding, state)
+    assert jax.tree.structure(before) == jax.tree.structure(after)
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+        assert a == b, (a, b)
+
+    b = _batch()
+    sampler = layout.jit(_sample, ("state", "batch", "batch", "replicated"), "batch")
+    out = sampler(layout.put(_model()[1], layout.state_shardings(_model()[1])), b.prompt_bp[::2],
+                  b.prompt_valid_bp[::2], jax.random.key(5))
+    np.testing.assert_array_equal(sampled1.response_bt, out.response_bt)
+    np.testing.assert_allclose(sampled1.logp_bt, out.logp_bt, rtol=1e-5, atol=1e-6)
+    assert out.response_bt.sharding.spec == P(("data", "fsdp"))
