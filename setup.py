@@ -25,6 +25,7 @@ setuptools.setup(
         "tqdm",
         "tensorboardX",
         "matplotlib",
+        "gymnax>=1.0",
         "safetensors",
         "tokenizers",
     ],
