@@ -1,0 +1,72 @@
+"""ReMax: REINFORCE with the greedy response's reward as the baseline."""
+from __future__ import annotations
+
+from polrl import objectives, optim
+from polrl.algorithms.policy_gradient import _regularized
+from polrl.core import Algorithm, Batch, Transform, chain, stateless
+from polrl.correction import named_correction
+from polrl.kl_control import kl_in_reward
+
+
+def greedy_baseline_advantage() -> Transform:
+    """A_i = r_i − r(ȳ), ȳ the greedy response to the row's prompt, broadcast over tokens.
+
+    The trainer fills ``baseline_b`` (one greedy, temperature-0 rollout per prompt, scored by the
+    same verifier) because this transform declares the need ``greedy_baseline``.
+    """
+
+    def fn(batch: Batch) -> Batch:
+        batch.require("reward_b", "baseline_b", by="greedy_baseline_advantage")
+        return batch.replace(adv_bt=(batch.reward_b - batch.baseline_b)[:, None] * batch.mask_bt)
+
+    return stateless(fn, needs=("greedy_baseline",))
+
+
+def remax(
+    *,
+    learning_rate: float = 1e-6,
+    eps_low: float = 0.2,
+    eps_high: float | None = None,
+    kl_coef: float = 0.0,
+    kl_estimator: str = "k1",
+    kl_in: str = "reward",
+    kl_target: float | None = None,
+    entropy_coef: float = 0.0,
+    aggregation: str = "seq_mean_token_sum",
+    max_len: int | None = None,
+    correction: str | None = None,
+    correction_threshold: float = 2.0,
+    num_epochs: int = 1,
+    num_minibatches: int = 1,
+    warmup_steps: int = 0,
+    max_grad_norm: float | None = 1.0,
+) -> Algorithm:
+    """ReMax (Li et al. 2023, arXiv 2310.10505): REINFORCE with a greedy-decoding baseline.
+
+        A_i = r(x, y_i) − r(x, ȳ),   ȳ = argmax decoding of π_θ for prompt x
+        L   = agg[ max(−A_i ρ_i,t, −A_i clip(ρ_i,t, 1−ε, 1+ε)) ]
+
+    The baseline costs one extra greedy rollout per prompt, not a value network; it comes in
+    ``batch.baseline_b`` (need ``greedy_baseline``, filled by the trainer; needs a task with a
+    device reward). With one update per batch ρ = 1 and the loss is the paper's REINFORCE
+    gradient Σ_t ∇log π(y_t) · A_i, i.e. ``seq_mean_token_sum`` (the default). The paper samples
+    one response per prompt; here every one of the group's G samples is baselined by the same
+    greedy reward. The KL sits in the reward (RLHF form, k1) with β = 0 by default.
+    """
+    prepare = chain(
+        greedy_baseline_advantage(),
+        *kl_in_reward(placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target),
+        *named_correction(correction, correction_threshold),
+    )
+    objective = _regularized(
+        objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
+        kl_coef=kl_coef, kl_estimator=kl_estimator, kl_in=kl_in, kl_target=kl_target,
+        entropy_coef=entropy_coef, aggregation=aggregation, max_len=max_len,
+    )
+    return Algorithm(
+        prepare=prepare,
+        objective=objective,
+        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
+        num_epochs=num_epochs,
+        num_minibatches=num_minibatches,
+    )

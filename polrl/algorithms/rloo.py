@@ -1,0 +1,78 @@
+"""RLOO: REINFORCE with a leave-one-out baseline."""
+from __future__ import annotations
+
+from polrl import objectives, ops, optim
+from polrl.algorithms.policy_gradient import _regularized
+from polrl.core import Algorithm, Batch, Transform, chain, stateless
+from polrl.correction import named_correction
+from polrl.kl_control import kl_in_reward
+
+
+def leave_one_out_advantage() -> Transform:
+    """A_i = r_i − (Σ_{j∈g} r_j − r_i)/(n_g − 1), broadcast over tokens (prepare transform).
+
+    The baseline is the mean reward of the OTHER rows of the group (``ops.leave_one_out_baseline``),
+    so it is independent of the row's own sample and the estimate is unbiased (Kool et al. 2019).
+    For groups of equal size G it equals G/(G−1) · (r_i − mean_g r), the Dr.GRPO advantage
+    rescaled. A group of one has no other row: its advantage is 0 (documented polrl choice, see
+    ALGORITHMS.md §19).
+    """
+
+    def fn(batch: Batch) -> Batch:
+        batch.require("reward_b", "group_b", by="leave_one_out_advantage")
+        base_b = ops.leave_one_out_baseline(batch.reward_b, batch.group_b, batch.batch_size)
+        return batch.replace(adv_bt=(batch.reward_b - base_b)[:, None] * batch.mask_bt)
+
+    return stateless(fn)
+
+
+def rloo(
+    *,
+    learning_rate: float = 1e-6,
+    eps_low: float = 0.2,
+    eps_high: float | None = None,
+    kl_coef: float = 0.0,
+    kl_estimator: str = "k1",
+    kl_in: str = "reward",
+    kl_target: float | None = None,
+    entropy_coef: float = 0.0,
+    aggregation: str = "seq_mean_token_sum",
+    max_len: int | None = None,
+    correction: str | None = None,
+    correction_threshold: float = 2.0,
+    num_epochs: int = 1,
+    num_minibatches: int = 1,
+    warmup_steps: int = 0,
+    max_grad_norm: float | None = 1.0,
+) -> Algorithm:
+    """REINFORCE Leave-One-Out (Ahmadian et al. 2024, arXiv 2402.14740; Kool et al. 2019).
+
+    For G samples of a prompt with rewards r_i:
+
+        A_i = r_i − 1/(G−1) Σ_{j≠i} r_j
+        L   = agg[ max(−A_i ρ_i,t, −A_i clip(ρ_i,t, 1−ε, 1+ε)) ]
+
+    With one update per batch ρ = 1 and the loss is REINFORCE's −A_i Σ_t log π (the clip only
+    acts with several updates per batch). Defaults: ``seq_mean_token_sum`` (the paper models
+    the whole completion as one action, so its log-prob is the SUM over tokens), ε = 0.2, and the
+    KL placed in the reward (r − β log π/π_ref, k1, as the paper's RLHF objective) with β = 0 by
+    default (RLVR; set ``kl_coef`` for RLHF). ``kl_target`` makes β adaptive; ``correction``
+    adds the sampler/trainer importance correction (``polrl.correction``).
+    """
+    prepare = chain(
+        leave_one_out_advantage(),
+        *kl_in_reward(placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target),
+        *named_correction(correction, correction_threshold),
+    )
+    objective = _regularized(
+        objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
+        kl_coef=kl_coef, kl_estimator=kl_estimator, kl_in=kl_in, kl_target=kl_target,
+        entropy_coef=entropy_coef, aggregation=aggregation, max_len=max_len,
+    )
+    return Algorithm(
+        prepare=prepare,
+        objective=objective,
+        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
+        num_epochs=num_epochs,
+        num_minibatches=num_minibatches,
+    )
