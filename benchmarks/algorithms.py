@@ -1,0 +1,212 @@
+"""Every algorithm noun on the arithmetic task, from the same SFT warm start, same budget, ≥ 3 seeds.
+
+For each seed the SFT warm start (the ``sft_warmup`` phase of ``experiments/arithmetic_grpo.py``)
+is trained once and its checkpoint is copied into every noun's run directory, so every noun
+starts from bit-identical parameters (the trainer reuses a finished phase's checkpoint). Each
+noun then runs its own ``experiments/arithmetic_<noun>.py`` config — its algorithm, its
+``algorithm_kwargs`` and rollout options — with the common budget ``--steps`` main-phase steps
+(and evaluation at the end on the 500 held-out prompts). Nouns with a value head (PPO-family)
+get their own warm start with the value head (the SFT loss does not touch it).
+
+Writes ``benchmarks/algorithms.md`` (final held-out accuracy mean ± std over seeds, its gain over
+the warm start, mean token entropy and KL over the last 10% of steps, wall time per run) and
+``benchmarks/algorithms.png`` (accuracy per noun with the seeds as dots), and keeps one JSON line
+per finished run in ``--results`` so an interrupted benchmark resumes where it stopped.
+
+Usage (from the repository root)::
+
+  python benchmarks/algorithms.py                      # every noun, seeds 0 1 2, 600 steps
+  python benchmarks/algorithms.py --nouns grpo,dapo --seeds 0 --steps 50   # a quick look
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import pathlib
+import shutil
+import statistics
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+NOUNS = (
+    "grpo", "ppo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo",
+    "chord", "opmd", "asymre", "rec", "mdpo", "lp_reg", "rover", "otr", "copg", "drpo", "rl_plus",
+    "remix", "tppo",
+)
+
+
+def _config(noun: str, seed: int, steps: int):
+    config = importlib.import_module(f"experiments.arithmetic_{noun}").get_config()
+    config.seed = seed
+    config.total_steps = steps
+    config.eval_every = 10**9  # evaluate at the start and the end of each phase only
+    config.checkpoint_every = 0
+    config.log_every = max(1, steps // 100)
+    then = config.get("then")
+    if then is not None:  # a follow-up phase (e.g. ReMix's reincarnation) shares the budget
+        first = steps * config.total_steps // max(config.total_steps + then.total_steps, 1)
+        config.total_steps, then.total_steps = max(first, 1), max(steps - first, 1)
+    return config
+
+
+def _warm_start_dir(base: pathlib.Path, seed: int, value_head: bool) -> pathlib.Path:
+    return base / f"warm_seed{seed}{'_value' if value_head else ''}"
+
+
+def _run(config, workdir: pathlib.Path):
+    from polrl.train.build import build_spec
+    from polrl.train.trainer import Trainer
+
+    spec = build_spec(config, progress=False)
+    t0 = time.perf_counter()
+    summary = Trainer(spec, str(workdir)).run()
+    return spec, summary, time.perf_counter() - t0
+
+
+def _warm_start(base: pathlib.Path, seed: int, value_head: bool) -> None:
+    """Trains the seed's SFT warm start once (a run with 0 main-phase steps)."""
+    workdir = _warm_start_dir(base, seed, value_head)
+    if (workdir / "done").exists():
+        return
+    config = _config("ppo" if value_head else "grpo", seed, 1)
+    config.total_steps = 0
+    shutil.rmtree(workdir, ignore_errors=True)
+    _run(config, workdir)
+    (workdir / "done").write_text("")
+
+
+def _last_fraction_mean(records, key: str, frac: float = 0.1):
+    rows = [r[key] for r in records if key in r and r.get("phase") != "sft_warmup"]
+    if not rows:
+        return None
+    tail = rows[-max(1, int(len(rows) * frac)):]
+    return sum(tail) / len(tail)
+
+
+def run_one(noun: str, seed: int, steps: int, base: pathlib.Path) -> dict:
+    from polrl.train import metrics as metrics_lib
+
+    config = _config(noun, seed, steps)
+    from polrl import algorithms
+
+    needs_values = "values" in algorithms.get(config.algorithm)(**dict(config.algorithm_kwargs)).needs
+    _warm_start(base, seed, needs_values)
+    workdir = base / f"{noun}_seed{seed}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    (workdir / "checkpoints").mkdir(parents=True)
+    warm_dir = _warm_start_dir(base, seed, needs_values)
+    shutil.copytree(warm_dir / "checkpoints" / "sft_warmup", workdir / "checkpoints" / "sft_warmup")
+    warm_records = [r for r in metrics_lib.read_metrics(str(warm_dir)) if r["phase"] == "sft_warmup"]
+    with open(workdir / "metrics.jsonl", "w") as f:  # the run's log starts with its warm start's
+        f.writelines(json.dumps(r) + "\n" for r in warm_records)
+    _, summary, seconds = _run(config, workdir)
+    records = metrics_lib.read_metrics(str(workdir))
+    evals = [r for r in records if "eval/accuracy" in r and r["phase"] != "sft_warmup"]  # first: the warm start
+    return {
+        "noun": noun, "seed": seed, "steps": steps,
+        "warm_accuracy": evals[0]["eval/accuracy"], "accuracy": evals[-1]["eval/accuracy"],
+        "entropy": _last_fraction_mean(records, "entropy"), "kl": _last_fraction_mean(records, "kl"),
+        "seconds": seconds,
+    }
+
+
+def _fmt(xs, scale=1.0, digits=1):
+    xs = [x * scale for x in xs if x is not None]
+    if not xs:
+        return "–"
+    if len(xs) == 1:
+        return f"{xs[0]:.{digits}f}"
+    return f"{statistics.mean(xs):.{digits}f} ± {statistics.stdev(xs):.{digits}f}"
+
+
+def write_report(results: list[dict], path_md: pathlib.Path, path_png: pathlib.Path, steps: int) -> None:
+    by_noun = {}
+    for r in results:
+        by_noun.setdefault(r["noun"], []).append(r)
+    order = sorted(by_noun, key=lambda n: -statistics.mean(r["accuracy"] for r in by_noun[n]))
+    lines = [
+        "# Algorithms on arithmetic: same warm start, same budget",
+        "",
+        f"Written by `python benchmarks/algorithms.py` ({steps} main-phase steps per run; held-out greedy",
+        "exact match on 500 test prompts; mean ± std over seeds; entropy and KL: mean over the last",
+        "10% of logged steps; wall time per run on the machine that ran it).",
+        "",
+        "| noun | seeds | warm start % | final accuracy % | gain (points) | entropy | KL | wall s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for n in order:
+        rs = by_noun[n]
+        lines.append(
+            f"| `{n}` | {len(rs)} | {_fmt([r['warm_accuracy'] for r in rs], 100)} | "
+            f"{_fmt([r['accuracy'] for r in rs], 100)} | "
+            f"{_fmt([r['accuracy'] - r['warm_accuracy'] for r in rs], 100)} | "
+            f"{_fmt([r['entropy'] for r in rs], 1, 3)} | {_fmt([r['kl'] for r in rs], 1, 4)} | "
+            f"{_fmt([r['seconds'] for r in rs], 1, 0)} |"
+        )
+    path_md.write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(order)), 4))
+    for i, n in enumerate(order):
+        accs = [100 * r["accuracy"] for r in by_noun[n]]
+        ax.bar(i, statistics.mean(accs), color="#4c72b0", alpha=0.7)
+        ax.scatter([i] * len(accs), accs, color="black", s=8, zorder=3)
+    warm = [100 * r["warm_accuracy"] for r in results]
+    ax.axhline(statistics.mean(warm), color="#c44e52", ls="--", label="SFT warm start")
+    ax.set_xticks(range(len(order)), order, rotation=60, ha="right")
+    ax.set_ylabel("held-out accuracy %")
+    ax.set_title(f"arithmetic, {steps} steps from the same warm start")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path_png, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--nouns", default=",".join(NOUNS), help="comma-separated nouns")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=600, help="main-phase steps per run")
+    p.add_argument("--workdir", default="/tmp/polrl_bench_algorithms")
+    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "algorithms.jsonl"))
+    p.add_argument("--report", default=str(ROOT / "benchmarks" / "algorithms.md"))
+    args = p.parse_args(argv)
+
+    from absl import logging
+
+    logging.set_verbosity(logging.ERROR)
+    base = pathlib.Path(args.workdir)
+    base.mkdir(parents=True, exist_ok=True)
+    results_path = pathlib.Path(args.results)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    done = []
+    if results_path.exists():
+        done = [json.loads(l) for l in results_path.read_text().splitlines() if l.strip()]
+    done = [r for r in done if r["steps"] == args.steps]
+    have = {(r["noun"], r["seed"]) for r in done}
+    nouns = [n.strip() for n in args.nouns.split(",") if n.strip()]
+    for seed in args.seeds:
+        for noun in nouns:
+            if (noun, seed) in have:
+                continue
+            r = run_one(noun, seed, args.steps, base)
+            print(json.dumps(r), flush=True)
+            with results_path.open("a") as f:
+                f.write(json.dumps(r) + "\n")
+            done.append(r)
+    report = pathlib.Path(args.report)
+    write_report([r for r in done if r["noun"] in nouns], report, report.with_suffix(".png"), args.steps)
+    print(json.dumps({"report": str(report), "runs": len(done)}))
+
+
+if __name__ == "__main__":
+    main()
