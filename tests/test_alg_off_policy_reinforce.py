@@ -10,7 +10,7 @@ import pytest
 from polrl import advantages, algorithms, objectives
 from polrl.algorithms import off_policy_reinforce as opr
 from polrl.core import Algorithm, total_loss
-from algorithm_checks import apply_transform, assert_trees_close, hand_batch, params_moved, rollout_batch, train_steps
+from alg_testing import apply, assert_trained, check_algorithm_transforms, check_transform_contract, hand_batch, scored, rollout_batch
 
 # groups: 0 = rows 0–2 (rewards 1, 0, 2), 1 = rows 3–4 (flat 3, 3), 2 = row 5 (singleton 5)
 REWARD_B = [1.0, 0.0, 2.0, 3.0, 3.0, 5.0]
@@ -19,7 +19,7 @@ MASK = [[1, 1], [1, 0], [1, 1], [1, 1], [1, 0], [1, 1]]
 
 
 def _adv_column(t, **extra):
-    out = apply_transform(t, hand_batch(MASK, reward_b=REWARD_B, group_b=GROUP_B), **extra)
+    out = apply(t, hand_batch(MASK, reward_b=REWARD_B, group_b=GROUP_B), **extra)
     np.testing.assert_array_equal(np.asarray(out.adv_bt)[np.asarray(MASK) == 0], 0.0)  # masked tokens
     return np.asarray(out.adv_bt)[:, 0]
 
@@ -79,7 +79,7 @@ def test_rec_advantage_balance_drop():
     t = opr.rec_advantage(drop="balance")
     dropped_sets = set()
     for seed in range(6):
-        out = apply_transform(t, batch, rng=jax.random.key(seed))
+        out = apply(t, batch, rng=jax.random.key(seed))
         adv = np.asarray(out.adv_bt)[:, 0]
         np.testing.assert_allclose(adv[0], 0.5, atol=1e-6)
         negatives = adv[1:4]
@@ -89,7 +89,7 @@ def test_rec_advantage_balance_drop():
         np.testing.assert_allclose(out.metrics["drop_frac"], 2 / 7, atol=1e-6)
     assert len(dropped_sets) > 1  # the dropped negatives are drawn at random
     with pytest.raises(ValueError, match="rng"):
-        apply_transform(t, batch)
+        apply(t, batch)
 
 
 # ----------------------------------------------------------------------------- objectives
@@ -117,12 +117,12 @@ def _rec_batch():
 def test_rec_clip_modes_mask_the_reinforce_term(mode):
     t = opr.rec_policy_gradient(clip_mode=mode)
     batch = _rec_batch()
-    out = apply_transform(t, batch)
+    out = apply(t, batch)
     keep = np.array(IN_RANGE[mode], np.float32)
     np.testing.assert_allclose(out.terms["pg"], -ADV * keep * LOGP, rtol=1e-6)
     np.testing.assert_allclose(out.metrics["clip_frac"], 1 - keep.mean(), rtol=1e-6)
     # the ratio is detached: d L_t / d log π_t = −A_t·1[in range]
-    grad = jax.grad(lambda lp: apply_transform(t, batch.replace(logp_bt=lp)).terms["pg"].sum())(batch.logp_bt)
+    grad = jax.grad(lambda lp: apply(t, batch.replace(logp_bt=lp)).terms["pg"].sum())(batch.logp_bt)
     np.testing.assert_allclose(grad, -ADV * keep, rtol=1e-6)
 
 
@@ -131,9 +131,9 @@ def test_rec_gspo_one_side_uses_the_sequence_ratio():
     seq = math.exp(np.log(RATIO).mean())
     np.testing.assert_allclose(seq, 1.172539, rtol=1e-6)
     # ρ̄ ≤ 1.2 keeps A ≥ 0 tokens; ρ̄ ≥ 0.8 keeps A ≤ 0 tokens → everything is in range
-    out = apply_transform(opr.rec_policy_gradient(clip_mode="gspo_one_side"), _rec_batch())
+    out = apply(opr.rec_policy_gradient(clip_mode="gspo_one_side"), _rec_batch())
     np.testing.assert_allclose(out.terms["pg"], -ADV * LOGP, rtol=1e-6)
-    w = apply_transform(opr.rec_policy_gradient(weight="gspo_importance_sampling"), _rec_batch())
+    w = apply(opr.rec_policy_gradient(weight="gspo_importance_sampling"), _rec_batch())
     np.testing.assert_allclose(w.terms["pg"], -ADV * seq * LOGP, rtol=1e-5)
 
 
@@ -144,7 +144,7 @@ def test_rec_gspo_one_side_uses_the_sequence_ratio():
 ])
 def test_rec_weights(weight, w):
     t = opr.rec_policy_gradient(weight=weight, temp=2.0)
-    out = apply_transform(t, _rec_batch())
+    out = apply(t, _rec_batch())
     np.testing.assert_allclose(out.terms["pg"], -ADV * w * LOGP, rtol=1e-5)
 
 
@@ -153,29 +153,37 @@ def test_on_policy_every_mask_and_ratio_weight_is_the_identity():
     batch = _rec_batch().replace(old_logp_bt=None)
     for mode in opr.CLIP_MODES:
         for weight in ("none", "importance_sampling", "truncated_importance_sampling", "gspo_importance_sampling"):
-            out = apply_transform(opr.rec_policy_gradient(clip_mode=mode, weight=weight), batch)
+            out = apply(opr.rec_policy_gradient(clip_mode=mode, weight=weight), batch)
             np.testing.assert_allclose(out.terms["pg"], -ADV * LOGP, rtol=1e-6, err_msg=f"{mode}/{weight}")
             np.testing.assert_allclose(out.metrics["ratio_mean"], 1.0)
 
 
 def test_rec_regularizers():
     batch = _rec_batch()
-    fkl = apply_transform(opr.rec_regularizer(kind="forward_kl", coef=0.5), batch)
+    fkl = apply(opr.rec_regularizer(kind="forward_kl", coef=0.5), batch)
     np.testing.assert_allclose(fkl.terms["reg"], -0.5 * LOGP, rtol=1e-6)
-    k2 = apply_transform(opr.rec_regularizer(kind="k2", coef=0.5), batch)
+    k2 = apply(opr.rec_regularizer(kind="k2", coef=0.5), batch)
     np.testing.assert_allclose(k2.terms["reg"], 0.5 * np.log(RATIO) ** 2, rtol=1e-5, atol=1e-7)
 
 
-def test_transforms_jit_equals_eager():
-    batch = _rec_batch()
+def test_transform_contract():
+    # jit == no-jit, state structure, no recompilation, extras ignored (tests/alg_testing.py)
     for t in (opr.rec_policy_gradient(clip_mode="ring", weight="truncated_importance_sampling"),
               opr.rec_regularizer(kind="k2", coef=0.3)):
-        assert_trees_close(apply_transform(t, batch, jit=True), apply_transform(t, batch), rtol=1e-6)
-    adv_batch = hand_batch(MASK, reward_b=REWARD_B, group_b=GROUP_B)
-    for t in (opr.shifted_baseline_advantage(baseline="logavgexp", tau=0.5, shift=-0.1),
-              opr.rec_advantage(std_normalize=True, drop="balance")):
-        key = jax.random.key(3)
-        assert_trees_close(apply_transform(t, adv_batch, jit=True, rng=key), apply_transform(t, adv_batch, rng=key), rtol=1e-6)
+        check_transform_contract(t, scored(rollout_batch(seed=0)).replace(adv_bt=jnp.ones((8, 4))),
+                                 scored(rollout_batch(seed=1)).replace(adv_bt=-jnp.ones((8, 4))))
+    for t in (opr.shifted_baseline_advantage(baseline="logavgexp", tau=0.5, shift=-0.1), opr.rec_advantage(std_normalize=True)):
+        check_transform_contract(t, rollout_batch(seed=0), rollout_batch(seed=1))
+    for alg in (algorithms.opmd(), algorithms.asymre(), algorithms.rec(clip_mode="ring", weight="importance_sampling")):
+        check_algorithm_transforms(alg)
+
+
+def test_balance_drop_jit_equals_eager():
+    t = opr.rec_advantage(drop="balance")
+    batch = hand_batch(np.ones((7, 1)), reward_b=[1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0], group_b=[0, 0, 0, 0, 1, 1, 1])
+    key = jax.random.key(3)
+    jitted = jax.jit(lambda b, k: apply(t, b, rng=k))(batch, key)
+    np.testing.assert_array_equal(jitted.adv_bt, apply(t, batch, rng=key).adv_bt)
 
 
 def test_bad_arguments_name_the_field():
@@ -198,10 +206,10 @@ def test_opmd_loss_by_hand():
     # τ = 3: L = token_mean(−A·log π)/(1 + τ) + β·token_mean(½(log π − log π_ref)²)
     alg = algorithms.opmd(tau=3.0, kl_coef=0.5)
     batch = hand_batch(MASK, reward_b=REWARD_B, group_b=GROUP_B)
-    prepared = apply_transform(alg.prepare, batch)
+    prepared = apply(alg.prepare, batch)
     logp = np.array([[-1.0, -2.0], [-0.5, -9.0], [-0.2, -0.4], [-1.0, -1.0], [-3.0, -9.0], [-0.1, -0.3]], np.float32)
     ref = logp + 0.2
-    out = apply_transform(alg.objective, prepared.replace(logp_bt=logp, ref_logp_bt=ref))
+    out = apply(alg.objective, prepared.replace(logp_bt=logp, ref_logp_bt=ref))
     m = np.asarray(MASK, np.float32)
     adv = np.array([0, -1, 1, 0, 0, 0], np.float32)[:, None] * m
     pg = (-adv * logp * m).sum() / m.sum() / 4.0  # 10 valid tokens
@@ -217,10 +225,10 @@ def test_asymre_is_shifted_reinforce():
     alg = algorithms.asymre()
     assert alg.needs == frozenset()
     batch = hand_batch(MASK, reward_b=REWARD_B, group_b=GROUP_B)
-    prepared = apply_transform(alg.prepare, batch)
+    prepared = apply(alg.prepare, batch)
     np.testing.assert_allclose(np.asarray(prepared.adv_bt)[:, 0], [0.1, -0.9, 1.1, 0.1, 0.1, 0.0], atol=1e-6)
     logp = -jnp.ones((6, 2))
-    out = apply_transform(alg.objective, prepared.replace(logp_bt=logp))
+    out = apply(alg.objective, prepared.replace(logp_bt=logp))
     m = np.asarray(MASK, np.float32)
     expected = (np.asarray(prepared.adv_bt) * m).sum() / m.sum()  # −A·(−1) = A, token mean
     np.testing.assert_allclose(total_loss(out), expected, rtol=1e-6)
@@ -234,13 +242,8 @@ def test_asymre_is_shifted_reinforce():
 def test_noun_prepare_and_update_on_a_tiny_model(name, kwargs):
     alg = getattr(algorithms, name)(**kwargs)
     assert isinstance(alg, Algorithm)
-    state, (metrics,) = train_steps(alg, rollout_batch())
-    assert int(state.step) == 1
-    for key, value in metrics.items():
-        assert np.all(np.isfinite(value)), (name, key, value)
-    assert {"pg", "loss", "grad_norm", "clip_frac"} <= set(metrics)
-    assert params_moved(state) > 1e-4
+    metrics = assert_trained(alg, expected_metrics={"pg", "loss", "grad_norm", "clip_frac", "ratio_mean"})
     if name == "rec":
-        assert "drop_frac" in metrics and "reg" in metrics
+        assert {"drop_frac", "reg"} <= set(metrics)
         # two minibatches: the second sees π_θ ≠ π_old, so the detached ratio moved off 1
         assert abs(float(metrics["ratio_mean"]) - 1.0) > 1e-6
