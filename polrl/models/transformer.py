@@ -94,6 +94,9 @@ class TransformerConfig:
     offset + scale; 1.0 for Gemma), ``scale_embeddings`` (x₀ = E[tokens]·√d_model, Gemma),
     ``rope_scaling`` (None or a :class:`RopeScaling`). ``dtype`` is the compute dtype,
     ``param_dtype`` the storage dtype; ``remat`` rematerializes every block in the backward pass.
+    ``logits_chunk_size`` > 0 makes the scoring forward (``polrl.train.steps.score``) apply the
+    LM head to that many positions at a time, so [B, T, V] float32 logits never exist (0: all
+    at once).
     """
 
     vocab_size: int
@@ -116,6 +119,7 @@ class TransformerConfig:
     scale_embeddings: bool = False
     rope_scaling: RopeScaling | None = None
     remat: bool = False
+    logits_chunk_size: int = 0
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads",
@@ -142,6 +146,9 @@ class TransformerConfig:
             raise ValueError(f"TransformerConfig.rope_theta must be > 0, got {self.rope_theta}.")
         if self.norm_eps <= 0:
             raise ValueError(f"TransformerConfig.norm_eps must be > 0, got {self.norm_eps}.")
+        if not isinstance(self.logits_chunk_size, int) or self.logits_chunk_size < 0:
+            raise ValueError("TransformerConfig.logits_chunk_size must be an int >= 0 (0 = no "
+                             f"chunking), got {self.logits_chunk_size!r}.")
         if self.activation not in ACTIVATION_NAMES:
             raise ValueError(f"TransformerConfig.activation={self.activation!r}; use one of "
                              f"{ACTIVATION_NAMES}.")

@@ -1,0 +1,168 @@
+"""Precision and memory options: bf16 compute with fp32 master weights, bf16 storage, remat,
+chunked scoring over positions."""
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from polrl import algorithms
+from polrl.core import Batch
+from polrl.models import TransformerConfig, init_cache, load_hf
+from polrl.train import steps
+from test_hf_import import fixture, reference
+from tiny_models import tiny_params
+
+V = 40
+CFG = TransformerConfig(vocab_size=V, d_model=16, num_layers=2, num_heads=4, num_kv_heads=2,
+                        mlp_dim=32, max_len=24, value_head=True)
+BF16 = dataclasses.replace(CFG, dtype=jnp.bfloat16)
+REMAT = dataclasses.replace(CFG, remat=True)
+
+
+@functools.lru_cache(maxsize=None)
+def model(config=CFG):
+    """(graphdef, params); every config shares the same numpy-drawn parameters."""
+    return tiny_params(config, seed=0)
+
+
+def batch(b=4, p=5, t=7, group_size=1, seed=0) -> Batch:
+    """Numpy-built batch; groups of ``group_size`` rows share a prompt; the second group's
+    prompt is left-padded."""
+    rng = np.random.default_rng(seed)
+    prompt = np.repeat(rng.integers(1, V, (b // group_size, p)), group_size, axis=0)
+    valid = np.ones((b, p), bool)
+    valid[group_size:2 * group_size, 0] = False
+    return Batch(
+        prompt_bp=np.where(valid, prompt, 0).astype(np.int32),
+        prompt_valid_bp=valid,
+        response_bt=rng.integers(1, V, (b, t)).astype(np.int32),
+        mask_bt=np.ones((b, t), np.float32),
+        reward_b=np.arange(b, dtype=np.float32),
+        group_b=np.arange(b, dtype=np.int32) // group_size,
+        group_size=group_size,
+    )
+
+
+def forward_logits(config, tokens):
+    graphdef, params = model(config)
+    return jax.jit(lambda p: nnx.merge(graphdef, p)(tokens))(params)
+
+
+TOKENS = jnp.asarray(np.random.default_rng(1).integers(0, V, (2, 9)), jnp.int32)
+
+
+# ----------------------------------------------------------------------------- bf16
+
+
+def test_bfloat16_compute_is_close_to_float32():
+    full, half = forward_logits(CFG, TOKENS), forward_logits(BF16, TOKENS)
+    assert half.dtype == jnp.float32  # the LM head runs in float32
+    scale = float(jnp.abs(full).max())
+    err = float(jnp.abs(half - full).max())
+    assert 0 < err <= 0.05 * scale, (err, scale)  # bf16 has an 8-bit mantissa
+
+
+def test_bfloat16_compute_keeps_float32_master_weights_and_optimizer_state():
+    graphdef, params = model(BF16)
+    alg = algorithms.sft(learning_rate=1e-2)
+    state = steps.init_state(params, alg, jax.random.key(0))
+    update = jax.jit(functools.partial(steps.update, algorithm=alg, graphdef=graphdef))
+    new_state, metrics = update(state, batch())
+    assert np.isfinite(float(metrics["loss"]))
+    for tree in (new_state.params, new_state.opt_state):
+        float_leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+        assert float_leaves and all(x.dtype == jnp.float32 for x in float_leaves)
+    moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), new_state.params, params)
+    assert max(jax.tree.leaves(moved)) > 0
+
+
+def test_bfloat16_storage_of_a_loaded_checkpoint():
+    loaded, _ = load_hf(fixture("llama"), dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+    assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(nnx.state(loaded, nnx.Param)))
+    tokens, expected = reference("llama")
+    graphdef, params = nnx.split(loaded, nnx.Param)
+    got = jax.jit(lambda p: nnx.merge(graphdef, p)(jnp.asarray(tokens)))(params)
+    assert float(jnp.abs(got - expected).max()) <= 0.05 * float(np.abs(expected).max())
+
+
+# ----------------------------------------------------------------------------- remat
+
+
+def _loss(graphdef, params, tokens):
+    logp = jax.nn.log_softmax(nnx.merge(graphdef, params)(tokens))
+    return -jnp.mean(jnp.take_along_axis(logp[:, :-1], tokens[:, 1:, None], axis=-1))
+
+
+def test_remat_gives_the_same_loss_and_gradients():
+    (g_plain, params), (g_remat, _) = model(CFG), model(REMAT)
+    assert g_plain != g_remat  # remat is part of the static structure
+    plain = jax.jit(jax.value_and_grad(functools.partial(_loss, g_plain)))(params, TOKENS)
+    remat = jax.jit(jax.value_and_grad(functools.partial(_loss, g_remat)))(params, TOKENS)
+    np.testing.assert_allclose(remat[0], plain[0], rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+                 remat[1], plain[1])
+
+
+def test_remat_forward_with_cache_matches():
+    def decode(config):
+        graphdef, params = model(config)
+
+        def run(p):
+            m = nnx.merge(graphdef, p)
+            cache = init_cache(config, 2, 9)
+            pos = jnp.broadcast_to(jnp.arange(9, dtype=jnp.int32), (2, 9))
+            valid = jnp.ones((2, 9), bool)
+            hidden, cache = m.forward(TOKENS[:, :5], pos[:, :5], valid[:, :5], cache)
+            hidden2, _ = m.forward(TOKENS[:, 5:], pos[:, 5:], valid[:, 5:], cache)
+            return jnp.concatenate([hidden, hidden2], axis=1)
+
+        return jax.jit(run)(params)
+
+    np.testing.assert_allclose(decode(REMAT), decode(CFG), rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- chunked scoring
+
+
+@pytest.mark.parametrize("group_size, chunk_size", [(1, 3), (2, 16)])
+def test_chunked_score_equals_unchunked_in_value_and_gradient(group_size, chunk_size):
+    """T = 7 response positions: chunks of 3 leave a padded tail, 16 > T is one chunk; groups
+    of 2 take the shared-prompt path."""
+    graphdef, params = model(CFG)
+    b = batch(group_size=group_size)
+
+    def scored(chunk, p):
+        out = steps.score(graphdef, p, b, temperature=0.7, values=True, chunk_size=chunk)
+        return jnp.sum(out["logp_bt"]) + 0.1 * jnp.sum(out["entropy_bt"]), out
+
+    both = jax.jit(lambda p: [jax.value_and_grad(functools.partial(scored, c), has_aux=True)(p)
+                              for c in (chunk_size, 0)])
+    ((_, chunked), g_chunked), ((_, plain), g_plain) = both(params)
+    for key in ("logp_bt", "entropy_bt", "value_bt"):
+        np.testing.assert_allclose(chunked[key], plain[key], rtol=1e-5, atol=1e-6)
+    jax.tree.map(lambda a, b_: np.testing.assert_allclose(a, b_, rtol=1e-4, atol=1e-6),
+                 g_chunked, g_plain)
+
+
+def test_config_chunk_size_is_the_default_and_never_builds_full_logits():
+    config = dataclasses.replace(CFG, logits_chunk_size=2)
+    graphdef, params = model(config)
+    b = batch()
+    chunked = jax.jit(lambda p: steps.score(graphdef, p, b))(params)
+    plain = jax.jit(lambda p: steps.score(graphdef, p, b, chunk_size=0))(params)
+    np.testing.assert_allclose(chunked["logp_bt"], plain["logp_bt"], rtol=1e-5, atol=1e-6)
+    # no [B, T, V] array anywhere in the chunked program (B = 4 rows, T = 7 response
+    # positions), only [B, 2, V] blocks; the unchunked program has the full array.
+    program = str(jax.make_jaxpr(lambda p: steps.score(graphdef, p, b))(params))
+    assert f"f32[4,7,{V}]" not in program and f"f32[4,2,{V}]" in program
+    unchunked = str(jax.make_jaxpr(lambda p: steps.score(graphdef, p, b, chunk_size=0))(params))
+    assert f"f32[4,7,{V}]" in unchunked
+
+
+def test_bad_chunk_size_raises():
+    with pytest.raises(ValueError, match="logits_chunk_size"):
+        dataclasses.replace(CFG, logits_chunk_size=-1)
