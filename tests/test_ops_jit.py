@@ -62,6 +62,9 @@ CASES = {
         lambda h, tok: ops.token_logp_and_entropy(h, lambda x: x @ W_DV, tok, chunk_size=2),
         (_f32(B, T, D), TOKENS_BT),
     ),
+    "min_p_log_prob": (
+        functools.partial(ops.min_p_log_prob, threshold=0.3), (_f32(B, T, V), TOKENS_BT),
+    ),
     "masked_sum": (ops.masked_sum, (_f32(B, T), MASK_BT)),
     "masked_mean": (functools.partial(ops.masked_mean, axis=1), (_f32(B, T), MASK_BT)),
     "masked_var": (ops.masked_var, (_f32(B, T), MASK_BT)),

@@ -25,10 +25,12 @@ from polrl.ops.stats import (
     safe_div,
 )
 from polrl.ops.surrogates import clipped_surrogate, log_ratio
+from polrl.ops.vocabulary import MIN_P_MODES, min_p_log_prob
 
 __all__ = (
     "AGGREGATION_MODES",
     "GROUP_SCALES",
+    "MIN_P_MODES",
     "aggregate",
     "clipped_surrogate",
     "discounted_returns",
@@ -49,6 +51,7 @@ __all__ = (
     "masked_sum",
     "masked_var",
     "masked_whiten",
+    "min_p_log_prob",
     "safe_div",
     "token_logp_and_entropy",
     "zero_variance_groups",
