@@ -7,6 +7,7 @@ from polrl.algorithms.off_policy_reinforce import asymre, opmd, rec
 from polrl.algorithms.dr_grpo import dr_grpo
 from polrl.algorithms.chord import chord
 from polrl.algorithms.lp_reg import lp_reg
+from polrl.algorithms.rover import rover
 from polrl.algorithms.policy_gradient import grpo, ppo
 from polrl.algorithms.remax import remax
 from polrl.algorithms.remix import remix
@@ -14,7 +15,7 @@ from polrl.algorithms.rloo import rloo
 from polrl.algorithms.preference import dpo
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "rloo", "remax", "opmd", "asymre", "rec", "remix", "chord", "lp_reg"]
+__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "rloo", "remax", "opmd", "asymre", "rec", "remix", "chord", "lp_reg", "rover"]
 
 
 def get(name: str):
