@@ -8,6 +8,7 @@ from polrl.algorithms.dr_grpo import dr_grpo
 from polrl.algorithms.chord import chord
 from polrl.algorithms.lp_reg import lp_reg
 from polrl.algorithms.rover import rover
+from polrl.algorithms.mdpo import mdpo
 from polrl.algorithms.policy_gradient import grpo, ppo
 from polrl.algorithms.remax import remax
 from polrl.algorithms.remix import remix
@@ -15,7 +16,7 @@ from polrl.algorithms.rloo import rloo
 from polrl.algorithms.preference import dpo
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "rloo", "remax", "opmd", "asymre", "rec", "remix", "chord", "lp_reg", "rover"]
+__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "rloo", "remax", "opmd", "asymre", "rec", "remix", "chord", "lp_reg", "rover", "mdpo"]
 
 
 def get(name: str):
