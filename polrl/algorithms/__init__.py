@@ -9,14 +9,19 @@ from polrl.algorithms.chord import chord
 from polrl.algorithms.lp_reg import lp_reg
 from polrl.algorithms.rover import rover
 from polrl.algorithms.mdpo import mdpo
+from polrl.algorithms.cispo import cispo
+from polrl.algorithms.dapo import dapo
+from polrl.algorithms.gspo import gspo
 from polrl.algorithms.policy_gradient import grpo, ppo
+from polrl.algorithms.reinforce_pp import reinforce_pp
 from polrl.algorithms.remax import remax
 from polrl.algorithms.remix import remix
 from polrl.algorithms.rloo import rloo
+from polrl.algorithms.sapo import sapo
 from polrl.algorithms.preference import dpo
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "rloo", "remax", "opmd", "asymre", "rec", "remix", "chord", "lp_reg", "rover", "mdpo"]
+__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "rloo", "remax", "dapo", "gspo", "cispo", "reinforce_pp", "sapo", "opmd", "asymre", "rec", "remix", "chord", "lp_reg", "rover", "mdpo"]
 
 
 def get(name: str):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from polrl import advantages, kl_control, objectives, optim
 from polrl.core import Algorithm, chain
+from polrl.correction import named_correction
 
 
 def _regularized(*terms, kl_coef, kl_estimator, entropy_coef, aggregation, max_len, kl_in="loss", kl_target=None):
@@ -30,12 +31,16 @@ def grpo(
     eps_high: float | None = None,
     kl_coef: float = 0.04,
     kl_estimator: str = "k3",
+    kl_in: str = "loss",
+    kl_target: float | None = None,
     scale: str = "std",
     ddof: int = 1,
     filter_zero_variance: bool = False,
     entropy_coef: float = 0.0,
     aggregation: str = "seq_mean_token_mean",
     max_len: int | None = None,
+    correction: str | None = None,
+    correction_threshold: float = 2.0,
     num_epochs: int = 1,
     num_minibatches: int = 1,
     warmup_steps: int = 0,
@@ -53,15 +58,19 @@ def grpo(
     and the paper's ``seq_mean_token_mean`` aggregation. ``filter_zero_variance=True`` masks
     groups whose rewards are all equal (DAPO's filter); ``scale="none"`` gives Dr.GRPO's
     advantage. ``kl_coef=0`` drops the KL term and the reference forward pass. With one update per batch (``num_epochs = num_minibatches = 1``) π_old = π_θ and
-    no extra forward pass is run.
+    no extra forward pass is run. ``kl_in="reward"`` moves the KL into the token rewards and
+    ``kl_target`` adapts β (``polrl.kl_control``); ``correction`` adds the sampler/trainer
+    importance correction (``polrl.correction``).
     """
     prepare = [advantages.group_advantage(scale=scale, ddof=ddof)]
     if filter_zero_variance:
         prepare.append(advantages.drop_zero_variance_groups())
+    prepare += kl_control.kl_in_reward(placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target)
+    prepare += named_correction(correction, correction_threshold)
     objective = _regularized(
         objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
         kl_coef=kl_coef, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
-        aggregation=aggregation, max_len=max_len,
+        aggregation=aggregation, max_len=max_len, kl_in=kl_in, kl_target=kl_target,
     )
     return Algorithm(
         prepare=chain(*prepare),
@@ -85,9 +94,13 @@ def ppo(
     whiten: bool = True,
     kl_coef: float = 0.0,
     kl_estimator: str = "k3",
+    kl_in: str = "loss",
+    kl_target: float | None = None,
     entropy_coef: float = 0.0,
     aggregation: str = "token_mean",
     max_len: int | None = None,
+    correction: str | None = None,
+    correction_threshold: float = 2.0,
     num_epochs: int = 2,
     num_minibatches: int = 2,
     warmup_steps: int = 0,
@@ -102,15 +115,22 @@ def ppo(
 
     Defaults follow verl's PPO for LLMs: γ = 1, λ = 0.95, ε = 0.2, dual clip c = 3, value
     clip 0.2, ``token_mean``. The model must have a value head (``model.value_head=True``).
+    ``kl_in="reward"`` is the PPO-RLHF placement (Ziegler et al. 2019): token rewards −β·kl_t
+    enter GAE (exactly: GAE is linear in the rewards, ``polrl.kl_control``), before whitening;
+    ``kl_target`` adapts β; ``correction`` adds the sampler/trainer importance correction.
     """
     prepare = [advantages.gae_advantage(gamma=gamma, lambda_=lambda_)]
+    prepare += kl_control.kl_in_reward(
+        placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target, discount=gamma * lambda_
+    )
     if whiten:
         prepare.append(advantages.whiten_advantage())
+    prepare += named_correction(correction, correction_threshold)
     objective = _regularized(
         objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip),
         objectives.value_loss(coef=value_coef, clip=value_clip),
         kl_coef=kl_coef, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
-        aggregation=aggregation, max_len=max_len,
+        aggregation=aggregation, max_len=max_len, kl_in=kl_in, kl_target=kl_target,
     )
     return Algorithm(
         prepare=chain(*prepare),
