@@ -10,7 +10,8 @@ the run. Per rollout batch of B = groups·G rows it
 
 1. draws ``num_replay`` (R) distinct slots uniformly among the slots filled *before* this batch
    (Gumbel top-k: no replacement; a batch never replays itself);
-2. writes the batch's groups into the ring, oldest first overwritten;
+2. writes the batch's groups into the ring, oldest first overwritten — except groups whose
+   rows are all masked (e.g. zero-variance groups a filter dropped), which carry no signal;
 3. returns the batch grown to B + R·G rows: the fresh rows, then the R replayed groups with
    ``source_b = REPLAY``, their stored advantages, rewards and version stamps, and
    ``old_logp_bt = behavior_logp_bt =`` the log-probs their policy gave them when they were
@@ -128,7 +129,7 @@ def replay_buffer(
         replayed = {f: state[f][slots].reshape((num_replay * g,) + state[f].shape[2:]) for f in fields}
         valid_b = jnp.repeat(valid_r, g)
 
-        # 2. Write the fresh groups, oldest slots first.
+        # 2. Write the fresh groups that have a valid token (in batch order), oldest slots first.
         fresh = {
             "prompt_bp": batch.prompt_bp, "prompt_valid_bp": batch.prompt_valid_bp,
             "response_bt": batch.response_bt, "mask_bt": batch.mask_bt, "reward_b": batch.reward_b,
@@ -136,13 +137,20 @@ def replay_buffer(
             "ref_logp_bt": batch.ref_logp_bt,
             "version_b": batch.version_b if batch.version_b is not None else jnp.full((n,), step, jnp.int32),
         }
+        kept_g = (batch.mask_bt.reshape(groups, -1) > 0).any(-1)
+        order = jnp.argsort(~kept_g, stable=True)  # kept groups first, in batch order
+        num_kept = kept_g.sum()
         write = (state["cursor"] + jnp.arange(groups)) % capacity
-        new_state = {
-            f: state[f].at[write].set(fresh[f].reshape((groups, g) + state[f].shape[2:]).astype(state[f].dtype))
-            for f in fields
-        }
-        new_state["filled_c"] = state["filled_c"].at[write].set(True)
-        new_state["cursor"] = (state["cursor"] + groups) % capacity
+        is_new = jnp.arange(groups) < num_kept
+
+        def store(f):
+            x = jnp.asarray(fresh[f]).reshape((groups, g) + state[f].shape[2:])[order].astype(state[f].dtype)
+            keep = is_new.reshape((groups,) + (1,) * (x.ndim - 1))
+            return state[f].at[write].set(jnp.where(keep, x, state[f][write]))
+
+        new_state = {f: store(f) for f in fields}
+        new_state["filled_c"] = state["filled_c"].at[write].set(state["filled_c"][write] | is_new)
+        new_state["cursor"] = (state["cursor"] + num_kept.astype(jnp.int32)) % capacity
 
         # 3. Fresh rows, then the replayed groups (masked where the slot was empty).
         mask_r = replayed["mask_bt"] * valid_b[:, None]

@@ -73,6 +73,20 @@ def test_storage_order_is_a_ring():
     np.testing.assert_array_equal(state["prompt_bp"][0], [[101, 101], [101, 101]])
 
 
+def test_fully_masked_groups_are_not_stored():
+    t = replay_buffer(capacity=3, num_replay=1)
+    state = t.init(_example())
+    first = _batch(0)
+    first = first.replace(mask_bt=first.mask_bt * np.array([0, 0, 1, 1], np.float32)[:, None])  # group 0 dropped
+    _, state = _apply(t, first, state, step=0)
+    np.testing.assert_array_equal(state["filled_c"], [True, False, False])
+    assert int(state["cursor"]) == 1
+    np.testing.assert_array_equal(state["reward_b"][0], [2, 3])  # the second group, in the first slot
+    _, state = _apply(t, _batch(100), state, step=1)  # both groups kept: slots 1, 2
+    np.testing.assert_array_equal(state["reward_b"], [[2, 3], [100, 101], [102, 103]])
+    assert int(state["cursor"]) == 0 and state["filled_c"].all()
+
+
 def test_first_batch_replays_nothing():
     t = replay_buffer(capacity=4, num_replay=2)
     fresh = _batch(0)

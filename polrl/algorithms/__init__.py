@@ -16,12 +16,14 @@ from polrl.algorithms.policy_gradient import grpo, ppo
 from polrl.algorithms.reinforce_pp import reinforce_pp
 from polrl.algorithms.remax import remax
 from polrl.algorithms.remix import remix
+from polrl.algorithms.otr import otr
+from polrl.algorithms.tppo import tppo
 from polrl.algorithms.rloo import rloo
 from polrl.algorithms.sapo import sapo
 from polrl.algorithms.preference import dpo
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "rloo", "remax", "dapo", "gspo", "cispo", "reinforce_pp", "sapo", "opmd", "asymre", "rec", "remix", "chord", "lp_reg", "rover", "mdpo"]
+__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "rloo", "remax", "dapo", "gspo", "cispo", "reinforce_pp", "sapo", "opmd", "asymre", "rec", "remix", "chord", "lp_reg", "rover", "mdpo", "tppo", "otr"]
 
 
 def get(name: str):

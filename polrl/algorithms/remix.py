@@ -71,8 +71,8 @@ def remix(
 
     Each rollout batch of fresh groups (advantages as GRPO, see ``advantages.group_advantage``)
     is mixed with R = ``replay_groups`` groups replayed from a buffer of the last
-    ``buffer_groups`` groups (``polrl.replay.replay_buffer``); every row keeps its own behaviour
-    log-probs, so
+    ``buffer_groups`` groups (``polrl.replay.replay_buffer``; groups the zero-variance filter
+    masked out are not stored); every row keeps its own behaviour log-probs, so
 
         ρ_i,t = π_θ(o_i,t) / π_{θ_{k−j}}(o_i,t)     (j = the row's staleness, 0 for fresh rows)
         L     = agg[ max(−A_i ρ_i,t, −A_i clip(ρ_i,t, 1−ε_low, 1+ε_high))

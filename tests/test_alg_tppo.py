@@ -1,0 +1,119 @@
+"""Tests for T-PPO (polrl.algorithms.tppo): Extended GAE by hand, one window = GAE / PPO,
+jit == no-jit, and a prepare+update on the tiny model with a value head."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from polrl import advantages, algorithms
+from polrl.algorithms.tppo import egae_advantage
+from polrl.core import Batch
+from polrl.models import TransformerConfig
+from polrl.train import steps
+from tiny_models import tiny_params
+
+
+def _batch(values, reward, mask) -> Batch:
+    mask = np.asarray(mask, np.float32)
+    b, t = mask.shape
+    return Batch(prompt_bp=np.ones((b, 1), np.int32), prompt_valid_bp=np.ones((b, 1), bool),
+                 response_bt=np.ones((b, t), np.int32), mask_bt=mask,
+                 reward_b=np.asarray(reward, np.float32), old_value_bt=np.asarray(values, np.float32) * mask)
+
+
+def test_egae_hand_values():
+    # V = [.1, .2, .3, .4], R = 1 at the last token, γ = 1, λ = 0.5, windows of 2 tokens:
+    #   δ = [.1, .1, .1, 1 − .4 = .6];  λ_t = [.5, 0, .5, 0]
+    #   Â_3 = .6, Â_2 = .1 + .5·.6 = .4, Â_1 = .1 (cut at the window end), Â_0 = .1 + .5·.1 = .15
+    # Row 2 is 3 tokens long: δ = [.1, .1, 1 − .3 = .7], Â_2 = .7, Â_1 = .1, Â_0 = .15.
+    # Value targets with λ_v = 1, γ = 1: G_t = R on every valid token.
+    batch = _batch([[.1, .2, .3, .4], [.1, .2, .3, .9]], [1.0, 1.0], [[1, 1, 1, 1], [1, 1, 1, 0]])
+    out, _ = egae_advantage(window=2, gamma=1.0, lambda_=0.5).apply(batch, ())
+    np.testing.assert_allclose(out.adv_bt, [[.15, .1, .4, .6], [.15, .1, .7, 0.0]], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(out.return_bt, [[1, 1, 1, 1], [1, 1, 1, 0]], rtol=1e-6)
+    # one window: plain GAE, Â_1 = .1 + .5·.4 = .3, Â_0 = .1 + .5·.3 = .25
+    whole, _ = egae_advantage(window=None, gamma=1.0, lambda_=0.5).apply(batch, ())
+    np.testing.assert_allclose(whole.adv_bt[0], [.25, .3, .4, .6], rtol=1e-5)
+
+
+def test_egae_discount_at_window_end():
+    # γ = 0.5, λ = 1, W = 1: every token is its own window, Â_t = δ_t = r_t + γ V_{t+1} − V_t
+    batch = _batch([[1.0, 2.0, 4.0]], [3.0], [[1, 1, 1]])
+    out, _ = egae_advantage(window=1, gamma=0.5, lambda_=1.0, value_lambda=1.0).apply(batch, ())
+    np.testing.assert_allclose(out.adv_bt, [[0.5 * 2 - 1, 0.5 * 4 - 2, 3 - 4]], rtol=1e-6)
+    # Monte-Carlo targets: G = [γ² R, γ R, R]
+    np.testing.assert_allclose(out.return_bt, [[0.75, 1.5, 3.0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("window", [None, 4, 9])
+def test_one_window_is_gae(window):
+    rng = np.random.default_rng(0)
+    mask = np.ones((3, 4), np.float32)
+    mask[1, 2:] = 0
+    batch = _batch(rng.normal(size=(3, 4)), rng.normal(size=3), mask)
+    ours, _ = egae_advantage(window=window, gamma=0.9, lambda_=0.8, value_lambda=0.8).apply(batch, ())
+    ref, _ = advantages.gae_advantage(gamma=0.9, lambda_=0.8).apply(batch, ())
+    np.testing.assert_allclose(ours.adv_bt, ref.adv_bt, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ours.return_bt, ref.return_bt, rtol=1e-6, atol=1e-7)
+
+
+def test_tppo_without_window_is_ppo():
+    """Same prepare and objective outputs as ``ppo`` when value targets use the policy's λ."""
+    rng = np.random.default_rng(1)
+    batch = _batch(rng.normal(size=(4, 3)), [1, 0, 1, 0], np.ones((4, 3)))
+    scored = lambda b: b.replace(logp_bt=jnp.asarray(rng.normal(size=(4, 3)), jnp.float32) - 1.0,
+                                 old_logp_bt=jnp.full((4, 3), -1.0), entropy_bt=jnp.ones((4, 3)),
+                                 value_bt=jnp.asarray(rng.normal(size=(4, 3)), jnp.float32))
+    t_alg, p_alg = algorithms.tppo(window=None, value_lambda=0.95), algorithms.ppo()
+    t_b, _ = t_alg.prepare.apply(batch, t_alg.prepare.init())
+    p_b, _ = p_alg.prepare.apply(batch, p_alg.prepare.init())
+    np.testing.assert_allclose(t_b.adv_bt, p_b.adv_bt, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(t_b.return_bt, p_b.return_bt, rtol=1e-6)
+    s = scored(t_b)
+    t_out, _ = t_alg.objective.apply(s, t_alg.objective.init())
+    p_out, _ = p_alg.objective.apply(s.replace(adv_bt=p_b.adv_bt, return_bt=p_b.return_bt), p_alg.objective.init())
+    assert t_out.losses.keys() == p_out.losses.keys() == {"pg", "value"}
+    for k in t_out.losses:
+        np.testing.assert_allclose(t_out.losses[k], p_out.losses[k], rtol=1e-6)
+
+
+def test_jit_matches_no_jit():
+    rng = np.random.default_rng(2)
+    batch = _batch(rng.normal(size=(3, 5)), rng.normal(size=3), np.ones((3, 5)))
+    t = egae_advantage(window=2, gamma=0.95, lambda_=0.9)
+    eager, _ = t.apply(batch, ())
+    jitted, _ = jax.jit(lambda b: t.apply(b, ()))(batch)
+    np.testing.assert_allclose(eager.adv_bt, jitted.adv_bt, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(eager.return_bt, jitted.return_bt, rtol=1e-6, atol=1e-7)
+
+
+def test_noun_and_errors():
+    alg = algorithms.tppo(window=2)
+    assert alg.needs == frozenset({"values"})
+    assert algorithms.tppo(kl_coef=0.1).needs == frozenset({"values", "ref_logp"})
+    with pytest.raises(ValueError, match="window"):
+        egae_advantage(window=0)
+
+
+def test_tiny_model_prepare_and_update():
+    cfg = TransformerConfig(vocab_size=8, d_model=16, num_layers=1, num_heads=2, num_kv_heads=1,
+                            mlp_dim=32, max_len=16, value_head=True)
+    graphdef, params = tiny_params(cfg)
+    alg = algorithms.tppo(window=2, learning_rate=1e-2)
+    rng = np.random.default_rng(3)
+    mask = np.ones((8, 3), np.float32)
+    mask[2, 2:] = 0
+    batch = Batch(prompt_bp=rng.integers(1, 7, (8, 2)).astype(np.int32), prompt_valid_bp=np.ones((8, 2), bool),
+                  response_bt=rng.integers(1, 7, (8, 3)).astype(np.int32), mask_bt=mask,
+                  reward_b=np.array([1, 0, 1, 1, 0, 0, 1, 0], np.float32),
+                  group_b=(np.arange(8) // 4).astype(np.int32), group_size=4)
+    state = steps.init_state(params, alg, jax.random.key(0))
+    train = jax.jit(functools.partial(steps.train_on_batch, algorithm=alg, graphdef=graphdef))
+    new_state, metrics = train(state, batch)
+    assert int(new_state.step) == 1
+    assert {"pg", "value", "value_error", "clip_frac"} <= set(metrics)
+    assert all(np.isfinite(np.asarray(v)).all() for v in metrics.values())
+    moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), new_state.params, params)
+    assert max(jax.tree.leaves(moved)) > 0
