@@ -12,7 +12,9 @@ What each fixture exercises:
     (the tokenizer wrapper pads with EOS);
   * qwen2: q/k/v biases, tied head, rope_theta 1e6, weights sharded over several files
     (``model.safetensors.index.json``);
-  * gemma: GeGLU, RMSNorm (1 + w), √d-scaled embeddings, head_dim 16 ≠ d_model / heads.
+  * gemma: GeGLU, RMSNorm (1 + w), √d-scaled embeddings, head_dim 16 ≠ d_model / heads;
+  * gemma2: gemma plus post-norms, soft-capped scores (cap 2) and logits (cap 5), score scale
+    1/√24, and a sliding window of 4 slots on layer 0 (the reference has 10 tokens).
 Every parameter (biases and norm weights included) is redrawn at random, so a transposed or
 misnamed tensor cannot go unnoticed.
 
@@ -56,6 +58,11 @@ def family_configs():
         "gemma": transformers.GemmaConfig(
             **COMMON, head_dim=16, pad_token_id=0, hidden_act="gelu_pytorch_tanh",
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+        "gemma2": transformers.Gemma2Config(
+            **COMMON, head_dim=16, pad_token_id=0, hidden_act="gelu_pytorch_tanh",
+            query_pre_attn_scalar=24, sliding_window=4, attn_logit_softcapping=2.0,
+            final_logit_softcapping=5.0,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
     }
 
 
@@ -75,7 +82,7 @@ def randomize(model: torch.nn.Module, model_type: str, seed: int) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:  # around the identity: w ≈ 1, or Gemma's w ≈ 0 (scale 1 + w)
-                center = 0.0 if model_type == "gemma" else 1.0
+                center = 0.0 if model_type.startswith("gemma") else 1.0
                 p.copy_(center + 0.2 * torch.randn(p.shape, generator=gen))
             else:
                 p.copy_(0.3 * torch.randn(p.shape, generator=gen))

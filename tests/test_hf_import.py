@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from polrl.models import RopeScaling, Transformer, TransformerConfig
+from polrl.models import RopeScaling, TransformerConfig, init_cache
 from polrl.models.hf import load_hf, save_hf
 from polrl.models.hf_config import config_from_hf, config_to_hf, model_type_of
 from polrl.models.hf_tokenizer import HFTokenizer
 from polrl.models.layers import rope_inv_freq
+from tiny_models import tiny_params
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "hf")
-FAMILIES = ("llama", "qwen2", "gemma")
+FAMILIES = ("llama", "qwen2", "gemma", "gemma2")
 
 
 def fixture(family):
@@ -58,12 +59,46 @@ def test_logits_match_transformers(family):
 
 
 def test_family_settings_are_read_from_config():
-    llama, qwen2, gemma = (loaded(f)[0].config for f in FAMILIES)
+    llama, qwen2, gemma, gemma2 = (loaded(f)[0].config for f in FAMILIES)
     assert llama.rope_scaling == RopeScaling("llama3", 8.0, 1.0, 4.0, 16)
     assert not llama.tie_embeddings and not llama.qkv_bias and llama.head_dim == 8
     assert qwen2.qkv_bias and qwen2.tie_embeddings and qwen2.rope_theta == 1e6
     assert (gemma.activation, gemma.norm_offset, gemma.scale_embeddings) == ("gelu_tanh", 1.0, True)
     assert gemma.head_dim == 16 and gemma.head_dim * gemma.num_heads != gemma.d_model
+    assert not gemma.post_norms and gemma.final_softcap is None and not gemma.sliding_layers
+    assert gemma2.post_norms and (gemma2.attn_softcap, gemma2.final_softcap) == (2.0, 5.0)
+    assert (gemma2.query_pre_attn_scalar, gemma2.sliding_window, gemma2.sliding_layers) == (
+        24.0, 4, (0,))
+
+
+def test_sliding_window_with_cache_and_left_padding_matches_full_forward():
+    """Gemma 2's window (4 slots on layer 0) through the KV cache, one token at a time, after a
+    left-padded prompt, gives the unpadded full forward's logits."""
+    model, _ = loaded("gemma2")
+    tokens, _ = reference("gemma2")
+    tokens = jnp.asarray(tokens)
+    full = logits_of(model, tokens)
+    graphdef, params = nnx.split(model, nnx.Param)
+
+    @jax.jit
+    def incremental(p, tokens_bt, valid_bt):
+        m = nnx.merge(graphdef, p)
+        b, t = tokens_bt.shape
+        positions = jnp.maximum(jnp.cumsum(valid_bt, axis=1) - 1, 0).astype(jnp.int32)
+        cache = init_cache(m.config, b, t)
+        prefill = t - 3  # then 3 single-token steps, each seeing only the last 4 slots on layer 0
+        hidden, cache = m.forward(tokens_bt[:, :prefill], positions[:, :prefill],
+                                  valid_bt[:, :prefill], cache)
+        out = [m.logits(hidden)]
+        for i in range(prefill, t):
+            hidden, cache = m.forward(tokens_bt[:, i:i + 1], positions[:, i:i + 1],
+                                      valid_bt[:, i:i + 1], cache)
+            out.append(m.logits(hidden))
+        return jnp.concatenate(out, axis=1)
+
+    padded = jnp.concatenate([jnp.zeros((2, 3), jnp.int32), tokens], axis=1)
+    valid = jnp.concatenate([jnp.zeros((2, 3), bool), jnp.ones(tokens.shape, bool)], axis=1)
+    np.testing.assert_allclose(incremental(params, padded, valid)[:, 3:], full, rtol=1e-5, atol=1e-5)
 
 
 def test_llama3_rope_frequencies_by_hand():
@@ -89,7 +124,7 @@ def test_legacy_rope_keys_are_read():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"model_type": "gemma2"}, "unsupported model_type 'gemma2'.*'llama', 'qwen2', 'gemma'"),
+    ({"model_type": "gemma3"}, "unsupported model_type 'gemma3'.*'llama', 'qwen2', 'gemma', 'gemma2'"),
     ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4}}, "'yarn'"),
     ({"attention_bias": True}, "attention_bias"),
     ({"hidden_act": "relu"}, "hidden_act 'relu'"),
@@ -177,8 +212,9 @@ def test_export_needs_a_matching_family():
 def test_export_refuses_unmerged_lora():
     from polrl.models.lora import apply_lora
 
-    model = Transformer(TransformerConfig(vocab_size=16, d_model=8, num_layers=1, num_heads=2,
-                                          num_kv_heads=1, mlp_dim=8), rngs=nnx.Rngs(0))
+    config = TransformerConfig(vocab_size=16, d_model=8, num_layers=1, num_heads=2, num_kv_heads=1,
+                               mlp_dim=8)
+    model = nnx.merge(*tiny_params(config))
     apply_lora(model, rank=2, rngs=nnx.Rngs(1))
     with pytest.raises(ValueError, match="merge_lora"):
         save_hf(model, model.config, "/nonexistent")

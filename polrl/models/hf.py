@@ -14,6 +14,9 @@ with the head axes split, see :mod:`polrl.models.transformer`):
     mlp.down_proj.weight [d, f]                 mlp.w_down [f, d]        Wᵀ
     input_layernorm.weight [d]                  attn_norm.scale          as is
     post_attention_layernorm.weight [d]         mlp_norm.scale           as is
+      Gemma 2: post_attention_layernorm         post_attn_norm.scale     as is
+               pre_feedforward_layernorm        mlp_norm.scale           as is
+               post_feedforward_layernorm       post_mlp_norm.scale      as is
     model.norm.weight [d]                       final_norm.scale         as is
     lm_head.weight [V, d] (untied)              lm_head [d, V]           Wᵀ
     value_head.weight [d], value_head.bias []   value_w, value_b         as is (polrl's own)
@@ -65,6 +68,14 @@ _TOP_TENSORS = {
     "value_head.weight": (("value_w",), None),
     "value_head.bias": (("value_b",), None),
 }
+# Gemma 2 names its four norms differently: its post_attention_layernorm normalises the
+# attention output (Llama's is the pre-MLP norm).
+_POST_NORM_TENSORS = {
+    "input_layernorm.weight": (("attn_norm", "scale"), None),
+    "post_attention_layernorm.weight": (("post_attn_norm", "scale"), None),
+    "pre_feedforward_layernorm.weight": (("mlp_norm", "scale"), None),
+    "post_feedforward_layernorm.weight": (("post_mlp_norm", "scale"), None),
+}
 # Buffers some checkpoints carry that hold nothing to load.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -79,8 +90,12 @@ def _name_map(config: TransformerConfig) -> dict[str, tuple[tuple, int | str | N
         if hf_name.startswith("value_head") and not config.value_head:
             continue
         names[hf_name] = (path, layout)
+    layer_tensors = dict(_LAYER_TENSORS)
+    if config.post_norms:
+        layer_tensors = {k: v for k, v in layer_tensors.items() if "layernorm" not in k}
+        layer_tensors.update(_POST_NORM_TENSORS)
     for i in range(config.num_layers):
-        for suffix, (path, layout) in _LAYER_TENSORS.items():
+        for suffix, (path, layout) in layer_tensors.items():
             if suffix.endswith(".bias") and not config.qkv_bias:
                 continue
             names[f"model.layers.{i}.{suffix}"] = (("layers", i, *path), layout)
@@ -160,7 +175,7 @@ def load_hf(path: str, *, dtype: Any = jnp.float32, param_dtype: Any = jnp.float
             ) -> tuple[Transformer, HFTokenizer | None]:
     """A :class:`Transformer` (and its tokenizer) from a local HF checkpoint directory.
 
-    Reads ``config.json`` (model_type llama, qwen2 or gemma; see
+    Reads ``config.json`` (model_type llama, qwen2, gemma or gemma2; see
     :mod:`polrl.models.hf_config`) and the weights from ``model.safetensors`` or the shards
     listed in ``model.safetensors.index.json``; tensors are cast to ``param_dtype``,
     activations run in ``dtype``. ``value_head=True`` adds a zero-initialised value head when

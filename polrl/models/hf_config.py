@@ -1,4 +1,4 @@
-"""Hugging Face ``config.json`` ↔ :class:`TransformerConfig`, for the Llama, Qwen2 and Gemma families.
+"""Hugging Face ``config.json`` ↔ :class:`TransformerConfig`, for the Llama, Qwen2, Gemma and Gemma 2 families.
 
 What each family sets (everything else is shared: GQA, RoPE rotate-half, pre-norm RMSNorm,
 scores scaled by 1/√head_dim):
@@ -9,6 +9,9 @@ scores scaled by 1/√head_dim):
     llama      SwiGLU         no           x̂ · w             E[x]         tied or untied
     qwen2      SwiGLU         yes          x̂ · w             E[x]         tied or untied
     gemma      GeGLU (tanh)   no           x̂ · (1 + w)       E[x]·√d      tied
+    gemma2     as gemma, plus post-norms on both branches, tanh soft-capping of attention
+               scores and logits, 1/√query_pre_attn_scalar score scale, sliding-window
+               attention on the layers ``layer_types`` marks "sliding_attention"
     =========  =============  ===========  ================  ===========  ====================
 
 Both ways of writing RoPE settings are read: the transformers<5 keys ``rope_theta`` /
@@ -24,7 +27,7 @@ import jax.numpy as jnp
 
 from polrl.models.transformer import RopeScaling, TransformerConfig
 
-SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "gemma")
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "gemma", "gemma2")
 
 # transformers' defaults for keys a config.json may leave out.
 _FAMILY_DEFAULTS = {
@@ -32,9 +35,15 @@ _FAMILY_DEFAULTS = {
     "qwen2": dict(tie_word_embeddings=False, max_position_embeddings=32768, hidden_act="silu"),
     "gemma": dict(tie_word_embeddings=True, max_position_embeddings=8192,
                   hidden_act="gelu_pytorch_tanh", head_dim=256),
+    "gemma2": dict(tie_word_embeddings=True, max_position_embeddings=8192,
+                   hidden_act="gelu_pytorch_tanh", head_dim=256, query_pre_attn_scalar=256,
+                   sliding_window=4096, final_logit_softcapping=30.0,
+                   attn_logit_softcapping=50.0),
 }
+# Keys where an explicit null means "off" rather than "use the default".
+_NULLABLE = ("sliding_window", "final_logit_softcapping", "attn_logit_softcapping")
 _ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
-                  "gemma": "GemmaForCausalLM"}
+                  "gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM"}
 # HF activation names → TransformerConfig.activation. Gemma's legacy "gelu" means the tanh
 # approximation (transformers rewrites it to "gelu_pytorch_tanh" with a warning).
 _ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh",
@@ -67,7 +76,7 @@ def _rope_settings(hf: dict) -> tuple[float, RopeScaling | None]:
 
 def _check_family_options(model_type: str, hf: dict) -> None:
     """Refuses options of the family that the Transformer does not implement."""
-    if model_type in ("llama", "gemma") and (hf.get("attention_bias") or hf.get("mlp_bias")):
+    if model_type != "qwen2" and (hf.get("attention_bias") or hf.get("mlp_bias")):
         raise ValueError(f"config.json: {model_type} with attention_bias / mlp_bias (biases on "
                          "o_proj or the MLP) is not supported; only Qwen2-style q/k/v biases are.")
     if hf.get("use_bidirectional_attention"):
@@ -76,7 +85,7 @@ def _check_family_options(model_type: str, hf: dict) -> None:
     if model_type == "qwen2" and hf.get("use_sliding_window"):
         raise ValueError("config.json: Qwen2 with use_sliding_window=true is not supported; set "
                          "it to false (full attention) if the context fits the window.")
-    if model_type == "gemma" and not hf.get("tie_word_embeddings", True):
+    if model_type.startswith("gemma") and not hf.get("tie_word_embeddings", True):
         raise ValueError("config.json: Gemma with tie_word_embeddings=false is not supported.")
 
 
@@ -92,17 +101,20 @@ def config_from_hf(hf: dict, *, dtype: Any = jnp.float32, param_dtype: Any = jnp
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ValueError(f"config.json: unsupported model_type {model_type!r}; polrl imports "
                          f"{SUPPORTED_MODEL_TYPES}.")
-    hf = {**_FAMILY_DEFAULTS[model_type], **{k: v for k, v in hf.items() if v is not None}}
+    hf = {**_FAMILY_DEFAULTS[model_type],
+          **{k: v for k, v in hf.items() if v is not None or k in _NULLABLE}}
     _check_family_options(model_type, hf)
     act_name = hf.get("hidden_activation") or hf["hidden_act"]
-    if model_type == "gemma" and act_name == "gelu":
+    gemma = model_type.startswith("gemma")
+    if gemma and act_name == "gelu":
         act_name = "gelu_pytorch_tanh"
     if act_name not in _ACTIVATIONS:
         raise ValueError(f"config.json: hidden_act {act_name!r} is not supported; supported: "
                          f"{sorted(_ACTIVATIONS)}.")
     theta, scaling = _rope_settings(hf)
-    gemma = model_type == "gemma"
     num_heads = int(hf["num_attention_heads"])
+    if model_type == "gemma2":
+        overrides = {**_gemma2_options(hf, int(hf["num_hidden_layers"])), **overrides}
     return TransformerConfig(
         vocab_size=int(hf["vocab_size"]),
         d_model=int(hf["hidden_size"]),
@@ -126,23 +138,52 @@ def config_from_hf(hf: dict, *, dtype: Any = jnp.float32, param_dtype: Any = jnp
     )
 
 
+def _gemma2_options(hf: dict, num_layers: int) -> dict:
+    """Gemma 2's extra TransformerConfig fields. ``layer_types`` defaults to HF's pattern:
+    even layers (0, 2, …) slide, odd ones attend to everything."""
+    layer_types = hf.get("layer_types") or [
+        "sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(num_layers)]
+    window = hf.get("sliding_window")
+    sliding = tuple(i for i, kind in enumerate(layer_types) if kind == "sliding_attention")
+    caps = {name: None if hf.get(key) is None else float(hf[key]) for name, key in
+            (("attn_softcap", "attn_logit_softcapping"),
+             ("final_softcap", "final_logit_softcapping"))}
+    return dict(post_norms=True, query_pre_attn_scalar=float(hf["query_pre_attn_scalar"]),
+                sliding_window=None if window is None else int(window),
+                sliding_layers=sliding if window is not None else (), **caps)
+
+
 def model_type_of(config: TransformerConfig) -> str:
     """The HF family that computes what ``config`` computes, or a ValueError.
 
-    Gemma: GeGLU + norm offset 1 + scaled, tied embeddings; Qwen2: q/k/v biases (Qwen2 always
+    Gemma: GeGLU + norm offset 1 + scaled, tied embeddings; Gemma 2: that plus post-norms
+    (soft-caps, score scalar and sliding window optional); Qwen2: q/k/v biases (Qwen2 always
     has them); otherwise Llama (HF Llama's ``attention_bias`` would add an o_proj bias too).
     """
     gemma_parts = (config.activation == "gelu_tanh", config.norm_offset == 1.0,
                    config.scale_embeddings)
+    gemma2_only = (config.attn_softcap is not None, config.final_softcap is not None,
+                   config.query_pre_attn_scalar is not None, bool(config.sliding_layers))
     if all(gemma_parts) and config.tie_embeddings and not config.qkv_bias:
-        return "gemma"
-    if any(gemma_parts) or config.norm_offset != 0.0:
-        raise ValueError(
-            "save_hf: no HF family matches this TransformerConfig (activation="
-            f"{config.activation!r}, norm_offset={config.norm_offset}, scale_embeddings="
-            f"{config.scale_embeddings}, tie_embeddings={config.tie_embeddings}); Gemma needs "
-            "gelu_tanh, norm_offset=1, scale_embeddings and tied embeddings, Llama/Qwen2 none.")
-    return "qwen2" if config.qkv_bias else "llama"
+        if config.post_norms:
+            return "gemma2"
+        if not any(gemma2_only):
+            return "gemma"
+    elif not (any(gemma_parts) or config.post_norms or any(gemma2_only)
+              or config.norm_offset != 0.0):
+        return "qwen2" if config.qkv_bias else "llama"
+    raise ValueError(
+        "save_hf: no HF family matches this TransformerConfig (activation="
+        f"{config.activation!r}, norm_offset={config.norm_offset}, scale_embeddings="
+        f"{config.scale_embeddings}, tie_embeddings={config.tie_embeddings}, post_norms="
+        f"{config.post_norms}); Gemma needs gelu_tanh, norm_offset=1, scale_embeddings and tied "
+        "embeddings, Gemma 2 also post_norms (the only family with soft-caps, a score scalar or "
+        "sliding layers), Llama/Qwen2 none of these.")
+
+
+def _int_if_whole(x: float) -> int | float:
+    """transformers types some float-valued fields as int (Gemma 2's query_pre_attn_scalar)."""
+    return int(x) if float(x).is_integer() else x
 
 
 def config_to_hf(config: TransformerConfig, *, torch_dtype: str = "float32",
@@ -177,11 +218,19 @@ def config_to_hf(config: TransformerConfig, *, torch_dtype: str = "float32",
         "rope_theta": config.rope_theta,
         "rope_scaling": rope_scaling,
         "tie_word_embeddings": config.tie_embeddings,
-        "hidden_act": "gelu_pytorch_tanh" if model_type == "gemma" else "silu",
+        "hidden_act": "gelu_pytorch_tanh" if model_type.startswith("gemma") else "silu",
         "torch_dtype": torch_dtype,
     }
     if model_type == "llama":
         hf.update(attention_bias=False, mlp_bias=False)
     if model_type == "qwen2":
         hf.update(use_sliding_window=False)
+    if model_type == "gemma2":
+        hf.update(
+            query_pre_attn_scalar=_int_if_whole(config.query_pre_attn_scalar or config.head_dim),
+            attn_logit_softcapping=config.attn_softcap,
+            final_logit_softcapping=config.final_softcap,
+            sliding_window=config.sliding_window if config.sliding_layers else None,
+            layer_types=["sliding_attention" if i in config.sliding_layers else "full_attention"
+                         for i in range(config.num_layers)])
     return {**hf, **extra}

@@ -148,9 +148,11 @@ class Attention(nnx.Module):
 
     q = x Wq (+bq) ∈ [b,t,h,e], k = x Wk (+bk), v = x Wv (+bv) ∈ [b,t,k,e]; query head
     j reads kv head j // g. With a boolean visibility mask M[b,t,s]:
-      A = softmax_s( q·kᵀ / sqrt(e)  masked to −inf where ¬M ),  out = (A v) Wo.
-    Scores and softmax are in float32. A query that sees no key (a left pad) gets a
-    finite, meaningless output; no real token ever reads it.
+      z = q·kᵀ / sqrt(c),   z ← cap · tanh(z / cap)  (Gemma 2's soft-capping, when set),
+      A = softmax_s( z masked to −inf where ¬M ),  out = (A v) Wo,
+    with c = query_pre_attn_scalar (default e = head_dim). Scores and softmax are in float32.
+    A query that sees no key (a left pad) gets a finite, meaningless output; no real token
+    ever reads it.
 
     Keys are kept as [b,k,e,s] and values as [b,k,s,e] (the cache layout): both attention
     matmuls then batch over (b, k) with plain row-major operands, no transpose of the cache.
@@ -160,6 +162,8 @@ class Attention(nnx.Module):
         d, h, k, e = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         pd = cfg.param_dtype
         self.dtype = cfg.dtype
+        self.score_divisor = math.sqrt(cfg.query_pre_attn_scalar or e)
+        self.softcap = cfg.attn_softcap
         self.wq = param(rngs, fan_in_normal(d), (d, h, e), ("embed", "q_heads", "head_dim"), pd)
         self.wk = param(rngs, fan_in_normal(d), (d, k, e), ("embed", "kv_heads", "head_dim"), pd)
         self.wv = param(rngs, fan_in_normal(d), (d, k, e), ("embed", "kv_heads", "head_dim"), pd)
@@ -194,7 +198,9 @@ class Attention(nnx.Module):
         q = rope(self._project(x_btd, "q"), *rope_cs)
         q_bkgte = q.reshape(b, t, nk, -1, e).transpose(0, 2, 3, 1, 4)
         scores = jnp.einsum("bkgte,bkes->bkgts", q_bkgte, k_bkes,
-                            preferred_element_type=jnp.float32) / math.sqrt(e)
+                            preferred_element_type=jnp.float32) / self.score_divisor
+        if self.softcap is not None:
+            scores = self.softcap * jnp.tanh(scores / self.softcap)
         scores = jnp.where(visible_bts[:, None, None], scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         out_bkgte = jnp.einsum("bkgts,bkse->bkgte", probs, v_bkse)

@@ -4,6 +4,13 @@
     xₗ₊₁ = xₗ' + MLP(RMSNorm(xₗ')),   xₗ' = xₗ + Attn(RMSNorm(xₗ))      (pre-norm)
     hidden = RMSNorm(x_L),  logits = hidden · Eᵀ (tied) or hidden · W_head (float32)
 
+Gemma 2 options (arXiv:2408.00118): ``post_norms`` also normalises each branch's output
+(xₗ' = xₗ + RMSNorm(Attn(RMSNorm(xₗ))), likewise for the MLP); ``final_softcap`` caps the
+logits, logits ← cap · tanh(logits / cap); ``attn_softcap`` and ``query_pre_attn_scalar``
+act on the attention scores (see ``layers.Attention``); the layers listed in
+``sliding_layers`` attend only to the last ``sliding_window`` slots (query slot − key slot <
+window; slots and positions differ by a constant per row, since pads are only on the left).
+
 Numerics: parameters are stored in ``param_dtype`` (the optimizer's master copy, float32 by
 default) and cast to ``dtype`` where they are used, so bfloat16 compute keeps float32 master
 weights, gradients and optimizer state. Norms, RoPE, attention scores/softmax and the LM head
@@ -32,8 +39,9 @@ Logical axis names of the parameters (metadata only; map them to mesh axes with 
 Parameters (d model, V vocab, h/k query/kv heads, e head_dim, f mlp_dim):
     embed [V,d]; layers[i].attn: wq [d,h,e], wk wv [d,k,e], wo [h,e,d], bq [h,e], bk bv [k,e]
     (qkv_bias); layers[i].mlp: w_gate w_up [d,f], w_down [f,d]; layers[i].attn_norm,
-    mlp_norm, final_norm: scale [d]; lm_head [d,V] (untied); value_w [d], value_b [].
-    Kernels are [in, out] (transpose of torch.nn.Linear.weight).
+    mlp_norm, final_norm (and post_attn_norm, post_mlp_norm with post_norms): scale [d];
+    lm_head [d,V] (untied); value_w [d], value_b []. LoRA adapters, when attached
+    (:mod:`polrl.models.lora`), are extra ``LoRAParam`` leaves next to the kernels. Kernels are [in, out] (transpose of torch.nn.Linear.weight).
 
 Functional use: ``graphdef, params = nnx.split(model, nnx.Param)`` once (the model holds
 nothing but Params), then ``nnx.merge(graphdef, params).forward(...)`` inside ``jax.jit``.
@@ -96,7 +104,8 @@ class TransformerConfig:
     ``param_dtype`` the storage dtype; ``remat`` rematerializes every block in the backward pass.
     ``logits_chunk_size`` > 0 makes the scoring forward (``polrl.train.steps.score``) apply the
     LM head to that many positions at a time, so [B, T, V] float32 logits never exist (0: all
-    at once).
+    at once). Gemma 2: ``post_norms``, ``attn_softcap``, ``final_softcap``,
+    ``query_pre_attn_scalar``, ``sliding_window`` + ``sliding_layers`` (see the module docstring).
     """
 
     vocab_size: int
@@ -120,6 +129,12 @@ class TransformerConfig:
     rope_scaling: RopeScaling | None = None
     remat: bool = False
     logits_chunk_size: int = 0
+    post_norms: bool = False
+    attn_softcap: float | None = None
+    final_softcap: float | None = None
+    query_pre_attn_scalar: float | None = None
+    sliding_window: int | None = None
+    sliding_layers: tuple[int, ...] = ()
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads",
@@ -149,6 +164,17 @@ class TransformerConfig:
         if not isinstance(self.logits_chunk_size, int) or self.logits_chunk_size < 0:
             raise ValueError("TransformerConfig.logits_chunk_size must be an int >= 0 (0 = no "
                              f"chunking), got {self.logits_chunk_size!r}.")
+        for name in ("attn_softcap", "final_softcap", "query_pre_attn_scalar"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"TransformerConfig.{name} must be None or > 0, got {value!r}.")
+        if not isinstance(self.sliding_layers, tuple) or not all(
+                isinstance(i, int) and 0 <= i < self.num_layers for i in self.sliding_layers):
+            raise ValueError("TransformerConfig.sliding_layers must be a tuple of layer indices in "
+                             f"[0, {self.num_layers}), got {self.sliding_layers!r}.")
+        if self.sliding_layers and not (isinstance(self.sliding_window, int) and self.sliding_window > 0):
+            raise ValueError("TransformerConfig.sliding_layers needs sliding_window, a positive int; "
+                             f"got {self.sliding_window!r}.")
         if self.activation not in ACTIVATION_NAMES:
             raise ValueError(f"TransformerConfig.activation={self.activation!r}; use one of "
                              f"{ACTIVATION_NAMES}.")
@@ -201,6 +227,10 @@ class Block(nnx.Module):
         self.attn = Attention(cfg, rngs=rngs)
         self.mlp_norm = RMSNorm(cfg.d_model, **norm)
         self.mlp = MLP(cfg, rngs=rngs)
+        if cfg.post_norms:
+            self.post_attn_norm = RMSNorm(cfg.d_model, **norm)
+            self.post_mlp_norm = RMSNorm(cfg.d_model, **norm)
+        self.post_norms = cfg.post_norms
 
     def __call__(self, x_btd, rope_cs, visible_bts, cached_kv, index):
         """Returns the new residual stream and the keys/values attended to (cache if given)."""
@@ -210,8 +240,10 @@ class Block(nnx.Module):
             k_cache, v_cache = cached_kv
             k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), (0, 0, 0, index))
             v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, 0, index, 0))
-        x_btd = x_btd + self.attn(h, rope_cs, k, v, visible_bts)
-        return x_btd + self.mlp(self.mlp_norm(x_btd)), (k, v)
+        attn = self.attn(h, rope_cs, k, v, visible_bts)
+        x_btd = x_btd + (self.post_attn_norm(attn) if self.post_norms else attn)
+        mlp = self.mlp(self.mlp_norm(x_btd))
+        return x_btd + (self.post_mlp_norm(mlp) if self.post_norms else mlp), (k, v)
 
 
 class Transformer(nnx.Module):
@@ -256,6 +288,7 @@ class Transformer(nnx.Module):
             assert t <= cfg.max_len, (t, cfg.max_len)
             causal_ts = jnp.tril(jnp.ones((t, t), bool))
             visible = valid_bt[:, None, :] & causal_ts[None]
+            query_slot, key_slot = jnp.arange(t), jnp.arange(t)
             index, kv = None, [None] * cfg.num_layers
         else:
             s = cache.valid_bs.shape[1]
@@ -265,13 +298,18 @@ class Transformer(nnx.Module):
             valid_bs = jax.lax.dynamic_update_slice(cache.valid_bs, valid_bt, (0, index))
             slot_t = index + jnp.arange(t)
             visible = valid_bs[:, None, :] & (jnp.arange(s)[None, :] <= slot_t[:, None])[None]
+            query_slot, key_slot = slot_t, jnp.arange(s)
             kv = list(zip(cache.k, cache.v))
         rope_cs = rope_tables(positions_bt, cfg.head_dim, cfg.rope_theta, cfg.max_len,
                               cfg.rope_scaling)
         block = nnx.remat(Block.__call__) if cfg.remat else Block.__call__
+        if cfg.sliding_layers:
+            near = (query_slot[:, None] - key_slot[None, :]) < cfg.sliding_window
+            visible_near = visible & near[None]
         new_kv = []
-        for layer, layer_kv in zip(self.layers, kv):
-            x, out_kv = block(layer, x, rope_cs, visible, layer_kv, index)
+        for i, (layer, layer_kv) in enumerate(zip(self.layers, kv)):
+            layer_visible = visible_near if i in cfg.sliding_layers else visible
+            x, out_kv = block(layer, x, rope_cs, layer_visible, layer_kv, index)
             new_kv.append(out_kv)
         hidden = self.final_norm(x)
         if cache is None:
@@ -280,12 +318,15 @@ class Transformer(nnx.Module):
         return hidden, KVCache(k=tuple(ks), v=tuple(vs), valid_bs=valid_bs, index=index + t)
 
     def logits(self, hidden: jax.Array) -> jax.Array:
-        """LM head in float32: [..., d] → [..., V]."""
+        """LM head in float32: [..., d] → [..., V] (soft-capped when ``final_softcap`` is set)."""
         assert hidden.shape[-1] == self.config.d_model, hidden.shape
         h = hidden.astype(jnp.float32)
         if self.config.tie_embeddings:
-            return jnp.einsum("...d,vd->...v", h, self.embed[...].astype(jnp.float32))
-        return h @ self.lm_head[...].astype(jnp.float32)
+            logits = jnp.einsum("...d,vd->...v", h, self.embed[...].astype(jnp.float32))
+        else:
+            logits = h @ self.lm_head[...].astype(jnp.float32)
+        cap = self.config.final_softcap
+        return logits if cap is None else cap * jnp.tanh(logits / cap)
 
     def value(self, hidden: jax.Array) -> jax.Array:
         """Scalar value head in float32: [..., d] → [...], v = hidden · w + b."""
