@@ -1,0 +1,25 @@
+"""ROVER (regression of Q = ρ(log π_θ − log π_old) onto the advantage) on embedded arithmetic.
+
+Launch:
+  python -m polrl.launch --config experiments/arithmetic_rover.py --workdir /tmp/polrl/arithmetic_rover
+Smoke (run by the test suite):
+  python -m polrl.launch --config experiments/arithmetic_rover.py:smoke --workdir /tmp/polrl/rover_smoke
+
+Recipe: the arithmetic_grpo task, model, SFT warm start and prompts (32 prompts × 8 samples per
+step, lr 3e-4). GRPO advantage broadcast to every token; ρ = 1; one update per batch (the Math
+recipe's single PPO epoch), where q = 0 and the next-state term vanishes, so the step is
+−2ρ·A·∇log π; no KL, no entropy; ``token_mean``. Rollouts at temperature 1 (the recipe samples
+at 0.6).
+
+Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+"""
+import ml_collections
+
+from experiments import arithmetic_grpo
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = arithmetic_grpo.get_config(arg)
+    c.algorithm = "rover"
+    c.algorithm_kwargs = ml_collections.ConfigDict(dict(learning_rate=3e-4, rho=1.0))
+    return c
