@@ -153,3 +153,22 @@ def test_adapter_state_round_trips_through_orbax(tmp_path):
         restored = ckpt.restore(tmp_path / "lora", abstract)
     assert jax.tree.structure(restored) == jax.tree.structure(lora)
     jax.tree.map(np.testing.assert_array_equal, restored, lora)
+
+
+def test_build_spec_with_lora_rank_trains_adapters_only(tmp_path, monkeypatch):
+    """``model.lora_rank`` in an experiment config: adapters in the initial parameters, and every
+    phase's optimizer keeps state for the adapters only."""
+    monkeypatch.setenv("POLRL_DATA_DIR", str(tmp_path / "data"))
+    from experiments import arithmetic_grpo
+    from polrl.train.build import build_spec
+
+    config = arithmetic_grpo.get_config("smoke")
+    config.model.lora_rank = 2
+    spec = build_spec(config, progress=False)
+    lora = nnx.state(nnx.merge(spec.graphdef, spec.init_params), LoRAParam)
+    assert len(leaves(lora)) == 2 * 7 * config.model.num_layers
+    adapter_size = sum(x.size for x in leaves(lora))
+    for phase in spec.phases:
+        opt_state = jax.eval_shape(phase.algorithm.optimizer.init, spec.init_params)
+        state_size = sum(int(np.prod(x.shape)) for x in leaves(opt_state) if x.ndim)
+        assert 0 < state_size <= 2 * adapter_size  # Adam's two moments, adapters only

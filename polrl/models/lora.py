@@ -140,3 +140,9 @@ def lora_optimizer(optimizer: optax.GradientTransformation) -> optax.GradientTra
     state for the adapters only (``optax.multi_transform`` + ``optax.set_to_zero``).
     """
     return optax.multi_transform({"lora": optimizer, "frozen": optax.set_to_zero()}, lora_labels)
+
+
+def lora_algorithm(algorithm):
+    """``algorithm`` (a :class:`polrl.core.Algorithm`) with its optimizer wrapped by
+    :func:`lora_optimizer`: the trainer then trains the adapters only."""
+    return algorithm._replace(optimizer=lora_optimizer(algorithm.optimizer))

@@ -5,7 +5,9 @@ Config layout (every experiment in ``experiments/`` follows it)::
   seed, total_steps, eval_every, checkpoint_every, log_every
   task:       name (a factory in polrl.tasks, e.g. "arithmetic") + its keyword arguments;
               data_dir ("" → $POLRL_DATA_DIR or ~/.cache/polrl/data)
-  model:      TransformerConfig fields except vocab_size (taken from the task's tokenizer)
+  model:      TransformerConfig fields except vocab_size (taken from the task's tokenizer);
+              lora_rank (0 = off) / lora_alpha (None → rank): train LoRA adapters on every
+              projection instead of the full model (polrl.models.lora)
   demos:      num (size of the fixed labelled set drawn from train), batch_size
   warmup:     steps (SFT warm start on the demos; 0 skips it), learning_rate
   algorithm:  a noun in polrl.algorithms ("grpo", "ppo", "dpo", "sft"); algorithm_kwargs
@@ -28,6 +30,7 @@ Config layout (every experiment in ``experiments/`` follows it)::
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax.numpy as jnp
@@ -36,6 +39,7 @@ from flax import nnx
 
 from polrl import algorithms, sharding
 from polrl.models import Transformer, TransformerConfig
+from polrl.models.lora import apply_lora, lora_algorithm
 from polrl.rollout import SamplingConfig
 from polrl.tasks import get_task
 from polrl.train.trainer import Phase, RunSpec
@@ -119,6 +123,7 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
     layout = sharding.layout_from_config(config.get("mesh"))  # mesh vs devices, first
     guard_steps = max_nonfinite_steps(config)
     model_kw = model_kwargs(config.model)
+    lora_rank, lora_alpha = model_kw.pop("lora_rank", 0), model_kw.pop("lora_alpha", None)
     algo_fn = algorithms.get(config.algorithm)
     main = algo_fn(**dict(config.algorithm_kwargs))
     if config.batches not in PHASE_NAMES:
@@ -145,6 +150,9 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
     needs_values = any("values" in ph.algorithm.needs for ph in phases)
     model_cfg = TransformerConfig(vocab_size=task.tokenizer.vocab_size, value_head=needs_values, **model_kw)
     model = Transformer(model_cfg, rngs=nnx.Rngs(config.seed))
+    if lora_rank:  # train LoRA adapters only: base weights get zero updates and no optimizer state
+        apply_lora(model, rank=lora_rank, alpha=lora_alpha, rngs=nnx.Rngs(config.seed + 1))
+        phases = [dataclasses.replace(ph, algorithm=lora_algorithm(ph.algorithm)) for ph in phases]
     graphdef, params = nnx.split(model, nnx.Param)
 
     r = config.rollout
