@@ -28,6 +28,7 @@ setuptools.setup(
         "gymnax>=1.0",
         "safetensors",
         "tokenizers",
+        "jinja2>=3.0",
     ],
     extras_require={
         "test": ["pytest>=8", "nbformat", "nbclient", "ipykernel"],

@@ -14,6 +14,7 @@ from polrl.tasks.registry import (
     arithmetic_task,
     countdown_task,
     get_task,
+    gsm8k_task,
     task_names,
 )
 from polrl.tasks.rewards import (
@@ -47,6 +48,7 @@ __all__ = [
     "extract_number",
     "format_reward",
     "get_task",
+    "gsm8k_task",
     "load_split",
     "numeric_match",
     "parse_expression",

@@ -16,6 +16,7 @@ import numpy as np
 from polrl.tasks.arithmetic import Arithmetic, ArithmeticConfig
 from polrl.tasks.countdown import Countdown, CountdownConfig
 from polrl.tasks.data import decode_example, load_split
+from polrl.tasks.gsm8k import DEFAULT_INSTRUCTION, gsm8k_reward, gsm8k_splits, prompt_formatter
 from polrl.tasks.rewards import countdown_reward, exact_match, token_exact_match
 from polrl.tasks.tokenizer import CharTokenizer
 
@@ -145,6 +146,49 @@ def countdown_task(
         train=load_split(Countdown, "train", data_dir=data_dir, **knobs),
         test=load_split(Countdown, "test", data_dir=data_dir, **knobs),
         host_reward=countdown_host_reward,
+    )
+
+
+def gsm8k_host_reward(completions: list[str], examples: list[dict]) -> np.ndarray:
+    """float32 [B]: `gsm8k_reward(completion, example["answer"])` per row."""
+    _check_lengths(completions, examples, "gsm8k_host_reward")
+    answers = [decode_example(e)["answer"] for e in examples]
+    return np.array([gsm8k_reward(c, a) for c, a in zip(completions, answers)], np.float32)
+
+
+def gsm8k_task(
+    *,
+    data_dir: str,
+    tokenizer=None,
+    source: str = "tfds",
+    prompt_format: str = "chat",
+    chat_template_dir: str = "",
+    instruction: str = DEFAULT_INSTRUCTION,
+) -> Task:
+    """GSM8K (see `polrl.tasks.gsm8k`) with the tokenizer of the model being trained.
+
+    `source`: "tfds" (TFDS gsm8k prepared as array_record under `data_dir`) or a directory of
+    train.jsonl / test.jsonl. Prompts: `prompt_format` "chat" (the chat template of the
+    checkpoint in `chat_template_dir`) or "plain"; `instruction` follows the question.
+    `max_prompt_len` / `max_answer_len` are the longest prompt (BOS included) / reference
+    number (EOS included) over both splits, in tokens. Host reward only (`gsm8k_reward`).
+    """
+    if tokenizer is None:
+        raise ValueError(
+            "gsm8k_task: GSM8K needs the tokenizer of a pretrained model; set model.hf_path to a "
+            "local Hugging Face checkpoint (e.g. Qwen2.5-0.5B-Instruct) or pass tokenizer=."
+        )
+    prompt = prompt_formatter(prompt_format, instruction=instruction, chat_template_dir=chat_template_dir)
+    splits = gsm8k_splits(source, prompt, data_dir=data_dir)
+    examples = splits["train"] + splits["test"]
+    return Task(
+        name="gsm8k",
+        tokenizer=tokenizer,
+        max_prompt_len=max(len(tokenizer.encode(e["prompt"], bos=True)) for e in examples),
+        max_answer_len=max(len(tokenizer.encode(e["answer"], eos=True)) for e in examples),
+        train=splits["train"],
+        test=splits["test"],
+        host_reward=gsm8k_host_reward,
     )
 
 

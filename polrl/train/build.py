@@ -5,9 +5,13 @@ Config layout (every experiment in ``experiments/`` follows it)::
   seed, total_steps, eval_every, checkpoint_every, log_every
   task:       name (a factory in polrl.tasks, e.g. "arithmetic") + its keyword arguments;
               data_dir ("" → $POLRL_DATA_DIR or ~/.cache/polrl/data)
-  model:      TransformerConfig fields except vocab_size (taken from the task's tokenizer);
-              lora_rank (0 = off) / lora_alpha (None → rank): train LoRA adapters on every
-              projection instead of the full model (polrl.models.lora)
+  model:      TransformerConfig fields except vocab_size (taken from the task's tokenizer); or
+              hf_path: a local Hugging Face checkpoint directory ("" → the random-init model
+              above): weights, shape and tokenizer (handed to the task) come from it, so only
+              run options may be set (dtype, param_dtype, max_len, remat and any other
+              TransformerConfig field config.json does not fix); a shape field that is set
+              must equal the checkpoint's. lora_rank (0 = off) / lora_alpha (None → rank): train
+              LoRA adapters on every projection instead of the full model (polrl.models.lora)
   demos:      num (size of the fixed labelled set drawn from train), batch_size
   warmup:     steps (SFT warm start on the demos; 0 skips it), learning_rate
   algorithm:  a noun in polrl.algorithms ("grpo", "ppo", "dpo", "sft"); algorithm_kwargs
@@ -31,6 +35,7 @@ Config layout (every experiment in ``experiments/`` follows it)::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 
 import jax.numpy as jnp
@@ -39,9 +44,11 @@ from flax import nnx
 
 from polrl import algorithms, sharding
 from polrl.models import Transformer, TransformerConfig
+from polrl.models.hf import load_hf
+from polrl.models.hf_tokenizer import HFTokenizer
 from polrl.models.lora import apply_lora, lora_algorithm
 from polrl.rollout import SamplingConfig
-from polrl.tasks import get_task
+from polrl.tasks import get_task, registry
 from polrl.train.trainer import Phase, RunSpec
 
 PHASE_NAMES = {"demonstrations": "sft", "rollouts": "rl", "preference_pairs": "dpo"}
@@ -51,11 +58,66 @@ def default_data_dir() -> str:
     return os.environ.get("POLRL_DATA_DIR", os.path.expanduser("~/.cache/polrl/data"))
 
 
-def build_task(config):
+def build_task(config, tokenizer: HFTokenizer | None = None):
+    """The task of ``config.task``; ``tokenizer`` (the checkpoint's, with ``model.hf_path``) is
+    passed to its factory, which must take one."""
     kwargs = dict(config.task)
     name = kwargs.pop("name")
     data_dir = kwargs.pop("data_dir", "") or default_data_dir()
+    if tokenizer is not None:
+        factory = getattr(registry, f"{name}_task", None)
+        if factory is not None and "tokenizer" not in inspect.signature(factory).parameters:
+            raise ValueError(
+                f"model.hf_path is set but task {name!r} has its own tokenizer; use a task that takes "
+                f"the checkpoint's tokenizer (e.g. 'gsm8k') or set model.hf_path=''"
+            )
+        kwargs["tokenizer"] = tokenizer
     return get_task(name, data_dir=data_dir, **kwargs)
+
+
+# TransformerConfig fields that a checkpoint's config.json fixes (see polrl.models.hf_config).
+CHECKPOINT_FIELDS = ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads", "mlp_dim",
+                     "head_dim", "rope_theta", "rope_scaling", "norm_eps", "tie_embeddings", "qkv_bias",
+                     "activation", "norm_offset", "scale_embeddings")
+LOAD_HF_OPTIONS = ("dtype", "param_dtype", "max_len", "remat")
+
+
+def hf_tokenizer(hf_path: str) -> HFTokenizer | None:
+    """The tokenizer of the checkpoint at ``model.hf_path`` (None when it is "")."""
+    if not hf_path:
+        return None
+    if not os.path.isdir(hf_path):
+        raise ValueError(f"model.hf_path={hf_path!r} is not a directory; point it at a local Hugging Face "
+                         f"checkpoint (config.json, *.safetensors, tokenizer.json)")
+    return HFTokenizer.from_dir(hf_path)
+
+
+def pretrained_model(hf_path: str, model_kw: dict, *, value_head: bool) -> Transformer:
+    """The checkpoint at ``hf_path`` (``load_hf``) with the run options of ``model_kw``.
+
+    ``model_kw``: resolved ``config.model`` fields other than ``hf_path``. dtype / param_dtype /
+    max_len / remat go to ``load_hf``; other run options (e.g. ``logits_chunk_size``) replace
+    the loaded config's; ``CHECKPOINT_FIELDS`` must equal the checkpoint's (ValueError otherwise).
+    """
+    options = dict(model_kw)
+    fixed = {k: options.pop(k) for k in CHECKPOINT_FIELDS if k in options}
+    load = {k: options.pop(k) for k in LOAD_HF_OPTIONS if k in options}
+    model, _ = load_hf(hf_path, value_head=value_head, **load)
+    conflicts = [f"model.{k}={v!r} (checkpoint: {getattr(model.config, k)!r})"
+                 for k, v in fixed.items() if getattr(model.config, k) != v]
+    if conflicts:
+        raise ValueError(
+            f"model.hf_path={hf_path!r} fixes the model's shape, but the config sets {', '.join(conflicts)}; "
+            f"remove these fields from config.model (with hf_path they come from config.json)"
+        )
+    if not options:
+        return model
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(TransformerConfig)})
+    if unknown:
+        raise ValueError(f"config.model has {unknown}, which are not TransformerConfig fields; remove them")
+    config = dataclasses.replace(model.config, **options)
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0))))
+    return nnx.merge(graphdef, nnx.state(model, nnx.Param))
 
 
 def demonstrations(task, num: int, seed: int) -> list[dict]:
@@ -124,11 +186,12 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
     guard_steps = max_nonfinite_steps(config)
     model_kw = model_kwargs(config.model)
     lora_rank, lora_alpha = model_kw.pop("lora_rank", 0), model_kw.pop("lora_alpha", None)
+    hf_path = model_kw.pop("hf_path", "")
     algo_fn = algorithms.get(config.algorithm)
     main = algo_fn(**dict(config.algorithm_kwargs))
     if config.batches not in PHASE_NAMES:
         raise ValueError(f"config.batches={config.batches!r}; use one of {sorted(PHASE_NAMES)}")
-    task = build_task(config)
+    task = build_task(config, tokenizer=hf_tokenizer(hf_path))
     demos = demonstrations(task, config.demos.num, config.seed)
     phases = []
     if config.warmup.steps:
@@ -148,8 +211,17 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
         raise ValueError("batches='preference_pairs' samples pairs from the warm model: set warmup.steps > 0")
 
     needs_values = any("values" in ph.algorithm.needs for ph in phases)
-    model_cfg = TransformerConfig(vocab_size=task.tokenizer.vocab_size, value_head=needs_values, **model_kw)
-    model = Transformer(model_cfg, rngs=nnx.Rngs(config.seed))
+    if hf_path:
+        model = pretrained_model(hf_path, model_kw, value_head=needs_values)
+        if task.tokenizer.vocab_size > model.config.vocab_size:
+            raise ValueError(
+                f"model.hf_path={hf_path!r}: the tokenizer has {task.tokenizer.vocab_size} ids but the "
+                f"embedding only {model.config.vocab_size} rows; the checkpoint's tokenizer.json and "
+                f"weights do not belong together"
+            )
+    else:
+        model_cfg = TransformerConfig(vocab_size=task.tokenizer.vocab_size, value_head=needs_values, **model_kw)
+        model = Transformer(model_cfg, rngs=nnx.Rngs(config.seed))
     if lora_rank:  # train LoRA adapters only: base weights get zero updates and no optimizer state
         apply_lora(model, rank=lora_rank, alpha=lora_alpha, rngs=nnx.Rngs(config.seed + 1))
         phases = [dataclasses.replace(ph, algorithm=lora_algorithm(ph.algorithm)) for ph in phases]
