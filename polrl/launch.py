@@ -58,10 +58,15 @@ def main(argv):
     initialize_distributed(multihost=_MULTIHOST.value, coordinator=_COORDINATOR.value,
                            num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
                            cpu_collectives=_CPU_COLLECTIVES.value)
+    config = _CONFIG.value
+    if config.get("trainer") == "control":  # classic control (polrl.control): one jitted run
+        from polrl.control import run
+
+        print(json.dumps({"workdir": os.path.abspath(_WORKDIR.value), "summary": run(config, _WORKDIR.value)}))
+        return
     from polrl.train.build import build_spec
     from polrl.train.trainer import Trainer
 
-    config = _CONFIG.value
     spec = build_spec(config, progress=_PROGRESS.value)
     trainer = Trainer(spec, _WORKDIR.value)
     summary = trainer.run()

@@ -54,7 +54,7 @@ def mirror_descent_kl(coef_schedule, *, estimator: str = "exact") -> Transform:
       ``kl_k*(logp_bt, old_logp)`` with π_old's log-probs as the reference (π_old is
       ``old_logp_bt``, or ``stop_gradient(logp_bt)`` when the parameters have not moved).
 
-    Logs ``mirror_kl`` (token-mean KL) and ``mirror_kl_coef`` (c_k). With c_k = 0 (t → ∞) the
+    Logs ``kl_old`` (token-mean KL, before the coefficient) and ``mirror_kl_coef`` (c_k). With c_k = 0 (t → ∞) the
     term vanishes and MDPO's loss is the unclipped surrogate.
     """
     if estimator != "exact" and estimator not in _ESTIMATORS:
@@ -80,7 +80,7 @@ def mirror_descent_kl(coef_schedule, *, estimator: str = "exact") -> Transform:
         else:
             coef = jnp.asarray(coef_schedule, jnp.float32)
         batch = batch.add_metrics(
-            mirror_kl=ops.masked_mean(jax.lax.stop_gradient(kl_bt), batch.mask_bt), mirror_kl_coef=coef
+            kl_old=ops.masked_mean(jax.lax.stop_gradient(kl_bt), batch.mask_bt), mirror_kl_coef=coef
         )
         return batch.add_term("mirror_kl", coef * kl_bt)
 
