@@ -19,6 +19,7 @@ Two pure functions the update step calls for every algorithm (no per-algorithm c
     - ``ess``: the normalised effective sample size of the sequence weights
       ``W_b = exp(Σ_t log w_t)``,  ``ESS/N = (Σ_b W_b)² / (N Σ_b W_b²)`` ∈ (0, 1] (Kong 1992),
       computed in log space: ``exp(2·lse(log W) − lse(2·log W) − log N)``. 1 means on-policy.
+    A minibatch without loss-bearing tokens reports 1 for all four (the on-policy values).
 
 Clip and gate fractions come from the objectives themselves (``clip_frac``, ``gate_frac`` …).
 """
@@ -74,9 +75,13 @@ def ratio_diagnostics(batch: Batch) -> dict:
     log_w_b = jnp.where(rows_b > 0, (log_w * m).sum(-1), -jnp.inf)
     num_rows = jnp.maximum(rows_b.sum(), 1.0)
     log_ess = 2 * jax.nn.logsumexp(log_w_b) - jax.nn.logsumexp(2 * log_w_b) - jnp.log(num_rows)
-    return {
-        PREFIX + "is_ratio_mean": ops.masked_mean(w, m),
-        PREFIX + "is_ratio_max": ops.masked_max(w, m),
-        PREFIX + "is_ratio_min": ops.masked_min(w, m),
-        PREFIX + "ess": jnp.exp(log_ess),
+    out = {
+        "is_ratio_mean": ops.masked_mean(w, m),
+        "is_ratio_max": ops.masked_max(w, m),
+        "is_ratio_min": ops.masked_min(w, m),
+        "ess": jnp.exp(log_ess),
     }
+    # A minibatch with no loss-bearing token (all its groups filtered) reports the on-policy
+    # values, so averages over minibatches are not pulled towards 0.
+    empty = m.sum() == 0
+    return {PREFIX + k: jnp.where(empty, 1.0, v) for k, v in out.items()}

@@ -150,6 +150,8 @@ def test_ratio_diagnostics_effective_sample_size():
     np.testing.assert_allclose(d[p + "is_ratio_mean"], 1.5, rtol=1e-6)
     np.testing.assert_allclose(d[p + "is_ratio_max"], 2.0, rtol=1e-6)
     np.testing.assert_allclose(d[p + "is_ratio_min"], 1.0, rtol=1e-6)
+    empty = diagnostics.ratio_diagnostics(batch.replace(mask_bt=jnp.zeros((3, 1))))
+    assert all(float(v) == 1.0 for v in empty.values())
     on_policy = batch.replace(behavior_logp_bt=batch.logp_bt, source_b=None)
     np.testing.assert_allclose(diagnostics.ratio_diagnostics(on_policy)[p + "ess"], 1.0, rtol=1e-6)
 
