@@ -1,0 +1,25 @@
+"""Dr.GRPO (no-std advantage, constant-normalizer loss) on embedded arithmetic, from the same SFT warm start.
+
+Launch:
+  python -m polrl.launch --config experiments/arithmetic_dr_grpo.py --workdir /tmp/polrl/arithmetic_dr_grpo
+Smoke (run by the test suite):
+  python -m polrl.launch --config experiments/arithmetic_dr_grpo.py:smoke --workdir /tmp/polrl/dr_grpo_smoke
+
+Recipe: the arithmetic_grpo task, model, SFT warm start and prompts (32 prompts × 8 samples per
+step, 3000 steps, lr 3e-4, one update per batch). A = r − mean_g r (no std), PPO clip ε = 0.2,
+aggregation seq_mean_token_sum_norm with T_max = 3 (the generation budget: the task's longest
+answer, EOS included), no KL (β = 0, the authors' recipe).
+
+Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+"""
+import ml_collections
+
+from experiments import arithmetic_grpo
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = arithmetic_grpo.get_config(arg)
+    c.algorithm = "dr_grpo"
+    c.algorithm_kwargs = ml_collections.ConfigDict(dict(learning_rate=3e-4, max_len=3))
+    c.rollout.max_new_tokens = 3  # = max_len: the constant normalizer is the generation budget
+    return c

@@ -1,0 +1,24 @@
+"""GSPO (sequence-level clipped ratio) on embedded arithmetic, from the same SFT warm start.
+
+Launch:
+  python -m polrl.launch --config experiments/arithmetic_gspo.py --workdir /tmp/polrl/arithmetic_gspo
+Smoke (run by the test suite):
+  python -m polrl.launch --config experiments/arithmetic_gspo.py:smoke --workdir /tmp/polrl/gspo_smoke
+
+Recipe: the arithmetic_grpo task, model, SFT warm start and prompts (32 prompts × 8 samples per
+step, 3000 steps, lr 3e-4). GRPO advantage, sequence ratio s_i = exp(mean_t log π/π_old) clipped
+to [1 − 3e-4, 1 + 4e-4] (the paper's range), seq_mean_token_mean, no KL; each rollout batch is
+split into 2 minibatches so the second step is off-policy and the clip acts.
+
+Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+"""
+import ml_collections
+
+from experiments import arithmetic_grpo
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = arithmetic_grpo.get_config(arg)
+    c.algorithm = "gspo"
+    c.algorithm_kwargs = ml_collections.ConfigDict(dict(learning_rate=3e-4, num_minibatches=2))
+    return c

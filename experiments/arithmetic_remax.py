@@ -1,0 +1,24 @@
+"""ReMax (greedy-response reward as the baseline) on embedded arithmetic.
+
+Launch:
+  python -m polrl.launch --config experiments/arithmetic_remax.py --workdir /tmp/polrl/arithmetic_remax
+Smoke (run by the test suite):
+  python -m polrl.launch --config experiments/arithmetic_remax.py:smoke --workdir /tmp/polrl/remax_smoke
+
+Recipe: the arithmetic_grpo task, model, SFT warm start and prompts (32 prompts × 8 samples per
+step, 3000 steps, lr 3e-4, one update per batch). One extra greedy rollout per prompt gives the
+baseline b = r(greedy answer); A_i = r_i − b, REINFORCE on the sequence log-probability
+(seq_mean_token_sum), no KL.
+
+Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+"""
+import ml_collections
+
+from experiments import arithmetic_grpo
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = arithmetic_grpo.get_config(arg)
+    c.algorithm = "remax"
+    c.algorithm_kwargs = ml_collections.ConfigDict(dict(learning_rate=3e-4))
+    return c

@@ -1,0 +1,23 @@
+"""RLOO (leave-one-out baseline) on embedded arithmetic, from the same SFT warm start.
+
+Launch:
+  python -m polrl.launch --config experiments/arithmetic_rloo.py --workdir /tmp/polrl/arithmetic_rloo
+Smoke (run by the test suite):
+  python -m polrl.launch --config experiments/arithmetic_rloo.py:smoke --workdir /tmp/polrl/rloo_smoke
+
+Recipe: the arithmetic_grpo task, model, SFT warm start and prompts (32 prompts × 8 samples per
+step, 3000 steps, lr 3e-4, one update per batch). A_i = r_i − mean of the other 7 rewards,
+REINFORCE on the sequence log-probability (seq_mean_token_sum), no KL.
+
+Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+"""
+import ml_collections
+
+from experiments import arithmetic_grpo
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = arithmetic_grpo.get_config(arg)
+    c.algorithm = "rloo"
+    c.algorithm_kwargs = ml_collections.ConfigDict(dict(learning_rate=3e-4))
+    return c

@@ -1,0 +1,24 @@
+"""SAPO (soft, sign-dependent gate instead of a hard clip) on embedded arithmetic.
+
+Launch:
+  python -m polrl.launch --config experiments/arithmetic_sapo.py --workdir /tmp/polrl/arithmetic_sapo
+Smoke (run by the test suite):
+  python -m polrl.launch --config experiments/arithmetic_sapo.py:smoke --workdir /tmp/polrl/sapo_smoke
+
+Recipe: the arithmetic_grpo task, model, SFT warm start and prompts (32 prompts × 8 samples per
+step, 3000 steps, lr 3e-4). GRPO advantage, gate (4/τ)σ(τ(ρ − 1)) with τ_pos = 1, τ_neg = 1.05,
+seq_mean_token_mean, no KL; each rollout batch is split into 2 minibatches so the gate acts on
+the second, off-policy step.
+
+Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+"""
+import ml_collections
+
+from experiments import arithmetic_grpo
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = arithmetic_grpo.get_config(arg)
+    c.algorithm = "sapo"
+    c.algorithm_kwargs = ml_collections.ConfigDict(dict(learning_rate=3e-4, num_minibatches=2))
+    return c
