@@ -65,8 +65,8 @@ def reinforce_pp(
     RLinf / OpenRLHF-derived docs; the baseline variant's group-mean subtraction followed by a
     masked whitening over all tokens in verl's ``compute_reinforce_plus_plus_baseline_outcome_
     advantage``, and its k2 loss term in maintainers' review threads (SkyRL #137, Relax #178).
-    INFERRED: β = 0.01 (OpenRLHF's initial KL coefficient) and the ``token_mean`` aggregation;
-    neither was found stated in the paper text reached.
+    INFERRED: β = 0.01 and the ``token_mean`` aggregation; neither value was found stated in the
+    paper text reached (β = 0.01 is recalled as OpenRLHF's initial KL coefficient, not re-checked).
     """
     kl_in = kl_in or ("loss" if baseline else "reward")
     kl_estimator = kl_estimator or ("k2" if baseline else "k1")
