@@ -18,12 +18,15 @@ from polrl.algorithms.remax import remax
 from polrl.algorithms.remix import remix
 from polrl.algorithms.otr import otr
 from polrl.algorithms.tppo import tppo
+from polrl.algorithms.copg import copg
+from polrl.algorithms.drpo import drpo
+from polrl.algorithms.rl_plus import rl_plus
 from polrl.algorithms.rloo import rloo
 from polrl.algorithms.sapo import sapo
 from polrl.algorithms.preference import dpo
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "rloo", "remax", "dapo", "gspo", "cispo", "reinforce_pp", "sapo", "opmd", "asymre", "rec", "remix", "chord", "lp_reg", "rover", "mdpo", "tppo", "otr"]
+__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "rloo", "remax", "dapo", "gspo", "cispo", "reinforce_pp", "sapo", "opmd", "asymre", "rec", "remix", "chord", "lp_reg", "rover", "mdpo", "tppo", "otr", "copg", "drpo", "rl_plus"]
 
 
 def get(name: str):

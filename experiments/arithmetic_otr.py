@@ -1,0 +1,28 @@
+"""OTR (one-token rollouts: a token-level policy gradient on demonstrations) on embedded arithmetic.
+
+Launch:
+  python -m polrl.launch --config experiments/arithmetic_otr.py --workdir /tmp/polrl/arithmetic_otr
+Smoke (run by the test suite):
+  python -m polrl.launch --config experiments/arithmetic_otr.py:smoke --workdir /tmp/polrl/otr_smoke
+
+Recipe: the arithmetic_grpo task, model and SFT warm start (300 demonstrations, 200 steps), then
+3000 OTR steps on the same demonstrations (batches of 64, lr 2e-3 as the warm start): at
+every answer token 8 candidates are drawn from the policy at temperature 1, rewarded +1 when
+they equal the demonstrated token and −0.1 otherwise. The baseline is SFT-only on the same
+demonstrations for the same 3200 steps (arithmetic_sft's docstring: 35.8% for seed 0).
+
+Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+"""
+import ml_collections
+
+from experiments import arithmetic_grpo
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = arithmetic_grpo.get_config(arg)
+    c.algorithm = "otr"
+    c.algorithm_kwargs = ml_collections.ConfigDict(dict(
+        learning_rate=c.warmup.learning_rate, num_samples=8, sample_temperature=1.0, negative_reward=0.1,
+    ))
+    c.batches = "demonstrations"
+    return c
