@@ -420,6 +420,8 @@ class Trainer:
         state = steps.init_state(params, phase.algorithm, rng, ref_params=params, example=self._example_batch(phase))
         if self.layout is not None:
             state = self.layout.put(state, self.layout.state_shardings(state))
+        else:  # committed to its device like a restored state: fresh and resumed runs compile the same program
+            state = jax.device_put(state, jax.devices()[0])
         ckpt = checkpoint.PhaseCheckpointer(os.path.join(self.workdir, "checkpoints", phase.name))
         position, start, lines = 0, 0, self._lines_done
         if ckpt.latest_step() is not None:
