@@ -41,8 +41,11 @@ Array = jax.Array
 #                       batch (importance corrections between sampler and trainer, replay);
 #   "greedy_baseline" — the reward of one greedy response per prompt (``baseline_b``, ReMax);
 #   "logits"          — the full next-token logits at each response position in the update
-#                       (``logits_btv``, differentiable; objectives over the whole vocabulary).
-KNOWN_NEEDS = frozenset({"ref_logp", "values", "old_logp", "greedy_baseline", "logits"})
+#                       (``logits_btv``, differentiable; objectives over the whole vocabulary);
+#   "kl_to_old"       — the exact KL(π_θ(·|s_t) ‖ π_old(·|s_t)) of the full distributions at each
+#                       position in the update (``kl_to_old_bt``, differentiable; filled by
+#                       ``polrl.control`` on ``ControlBatch``; MDPO's mirror-descent term).
+KNOWN_NEEDS = frozenset({"ref_logp", "values", "old_logp", "greedy_baseline", "logits", "kl_to_old"})
 
 # Where a row of a Batch comes from (``Batch.source_b``).
 ON_POLICY, EXPERT, REPLAY = 0, 1, 2
