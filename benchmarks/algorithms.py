@@ -47,11 +47,7 @@ def _config(noun: str, seed: int, steps: int):
     config.eval_every = 10**9  # evaluate at the start and the end of each phase only
     config.checkpoint_every = 0
     config.log_every = max(1, steps // 100)
-    then = config.get("then")
-    if then is not None:  # a follow-up phase (e.g. ReMix's reincarnation) shares the budget
-        first = steps * config.total_steps // max(config.total_steps + then.total_steps, 1)
-        config.total_steps, then.total_steps = max(first, 1), max(steps - first, 1)
-    return config
+    return config  # a follow-up phase (ReMix's reincarnation) splits total_steps itself
 
 
 def _warm_start_dir(base: pathlib.Path, seed: int, value_head: bool) -> pathlib.Path:
