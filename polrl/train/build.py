@@ -78,7 +78,8 @@ def build_task(config, tokenizer: HFTokenizer | None = None):
 # TransformerConfig fields that a checkpoint's config.json fixes (see polrl.models.hf_config).
 CHECKPOINT_FIELDS = ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads", "mlp_dim",
                      "head_dim", "rope_theta", "rope_scaling", "norm_eps", "tie_embeddings", "qkv_bias",
-                     "activation", "norm_offset", "scale_embeddings")
+                     "activation", "norm_offset", "scale_embeddings", "post_norms", "attn_softcap",
+                     "final_softcap", "query_pre_attn_scalar", "sliding_window", "sliding_layers")
 LOAD_HF_OPTIONS = ("dtype", "param_dtype", "max_len", "remat")
 
 
