@@ -48,8 +48,9 @@ def mirror_descent_kl(coef_schedule, *, estimator: str = "exact") -> Transform:
     ``estimator``:
 
     * ``"exact"`` — the KL of the full distributions at each token, read from the batch's
-      ``kl_to_old_bt`` (differentiable; a ``polrl.control.ControlBatch`` field that the control
-      scorer fills; an LLM scorer that has both vocabularies' logits fills it the same way);
+      ``kl_to_old_bt`` (differentiable; declared need ``"kl_to_old"``; a
+      ``polrl.control.ControlBatch`` field that the control scorer fills; an LLM scorer that has
+      both vocabularies' logits can fill it the same way);
     * ``"k1"`` / ``"k2"`` / ``"k3"`` — the sampled estimators of ``polrl.ops`` on the taken tokens,
       ``kl_k*(logp_bt, old_logp)`` with π_old's log-probs as the reference (π_old is
       ``old_logp_bt``, or ``stop_gradient(logp_bt)`` when the parameters have not moved).
@@ -84,4 +85,4 @@ def mirror_descent_kl(coef_schedule, *, estimator: str = "exact") -> Transform:
         )
         return batch.add_term("mirror_kl", coef * kl_bt)
 
-    return stateless(fn)
+    return stateless(fn, needs=("kl_to_old",) if estimator == "exact" else ())

@@ -127,3 +127,16 @@ def test_rollout_returns_and_episode_bookkeeping():
     truncated = np.asarray(traj.truncated)
     assert truncated.any() and (np.asarray(traj.final_value)[truncated] != 0).all()
     np.testing.assert_allclose(traj.logp, jax.vmap(lambda d, a: d.log_prob(a))(traj.dist, traj.action), rtol=1e-6)
+
+
+def test_truncation_values_gathers_only_the_possible_truncations():
+    env = envs.make("CartPole-v1", 3, max_steps_in_episode=4)
+    obs = jax.random.normal(jax.random.key(0), (10, 3, 4))
+    truncated = np.zeros((10, 3), bool)
+    truncated[[3, 7], 0] = True  # at most ⌈10/4⌉ = 3 per environment
+    truncated[[1, 5, 9], 1] = True
+    value_fn = lambda o: o.sum(-1) + 1.0
+    calls = []
+    out = rollout.truncation_values(env, lambda o: calls.append(o.shape) or value_fn(o), obs, jnp.asarray(truncated))
+    assert calls == [(9, 4)]  # N·⌈T/L⌉ rows, not T·N = 30
+    np.testing.assert_allclose(out, np.where(truncated, value_fn(obs), 0.0), rtol=1e-6)

@@ -61,12 +61,13 @@ def to_transitions(batch: ControlBatch) -> ControlBatch:
     """The [N, T] batch as N·T transitions [N·T, 1] (the objective's layout).
 
     Per-step fields are flattened row-major (row n·T + t is environment n at step t), the prompt
-    fields stay of width 0, and ``terms`` / ``losses`` / ``metrics`` are emptied (read the
-    prepare metrics before calling this).
+    fields stay of width 0, ``reward_bt`` / ``discount_bt`` (what prepare turned into
+    ``adv_bt`` / ``return_bt``) are dropped, and ``terms`` / ``losses`` / ``metrics`` are emptied
+    (read the prepare metrics before calling this).
     """
     n, t = batch.mask_bt.shape
     per_step = {
-        f: flatten(getattr(batch, f), n, t)
+        f: None if f in ("reward_bt", "discount_bt") else flatten(getattr(batch, f), n, t)
         for f in batch.__dataclass_fields__
         if f.endswith("_bt") and getattr(batch, f) is not None
     }

@@ -63,7 +63,7 @@ def props_behavior_loss(*, clip_coef=0.3, kl_coef=0.3) -> Transform:
         batch = batch.add_metrics(props_ratio=ops.masked_mean(jax.lax.stop_gradient(ratio), batch.mask_bt))
         return batch.add_term("props", loss_bt).add_term("props_kl", kl_coef * kl_bt)
 
-    return stateless(fn)
+    return stateless(fn, needs=("kl_to_old",))
 
 
 def behavior_algorithm(*, learning_rate=1e-4, clip_coef=0.3, kl_coef=0.3, num_epochs=16, num_minibatches=16,

@@ -79,7 +79,8 @@ def rollout(
     Args:
       env: the vectorized environment.
       policy_fn: ``obs [N, ...] -> (dist, value [N])``; actions are ``dist.sample``.
-      value_fn: ``obs -> value [N]``, evaluated on ``final_obs`` to bootstrap truncated episodes
+      value_fn: ``obs [M, ...] -> value [M]``, evaluated once on all T·N ``final_obs`` after the
+        scan to bootstrap truncated episodes
         (not called when ``bootstrap_truncation`` is False).
       carry: ``EnvCarry`` from ``reset`` or the previous rollout.
       key: PRNG key.
@@ -99,12 +100,7 @@ def rollout(
         action = dist.sample(act_key)
         logp = dist.log_prob(action)
         obs, state, out = env.step(env_key, c.state, action)
-        if bootstrap_truncation:
-            final_value = jnp.where(out.truncated, value_fn(out.final_obs), 0.0)
-            truncated = out.truncated
-        else:
-            final_value = jnp.zeros_like(out.reward)
-            truncated = jnp.zeros_like(out.truncated)
+        truncated = out.truncated if bootstrap_truncation else jnp.zeros_like(out.truncated)
         terminated = out.terminated | (out.truncated & ~truncated)
         done = terminated | truncated
         ret = c.episode_return + out.reward
@@ -122,15 +118,41 @@ def rollout(
             reward=out.reward,
             terminated=terminated,
             truncated=truncated,
-            final_value=final_value,
+            final_value=jnp.zeros_like(out.reward),
             episode_return=jnp.where(done, ret, 0.0),
             dist=dist if keep_dist else None,
         )
-        return new, traj
+        return new, (traj, out.final_obs if bootstrap_truncation else None)
 
-    carry, traj = jax.lax.scan(step, carry, jax.random.split(key, num_steps))
+    carry, (traj, final_obs) = jax.lax.scan(step, carry, jax.random.split(key, num_steps))
+    if bootstrap_truncation:
+        traj = traj._replace(final_value=truncation_values(env, value_fn, final_obs, traj.truncated))
     _, last_value = policy_fn(carry.obs)
     return carry, traj, last_value
+
+
+def truncation_values(env: VecEnv, value_fn, final_obs: Array, truncated: Array) -> Array:
+    """V(final_obs) where ``truncated`` [T, N], else 0, with one batched forward after the scan.
+
+    An environment is truncated at most once per ``max_steps_in_episode`` = L steps (its clock
+    restarts with each episode), so a rollout of T steps holds at most K = N·⌈T/L⌉ truncations:
+    the critic runs on those K gathered observations only (K = 4 for CartPole's 4 × 128 steps),
+    not on all T·N. Exact; with a traced time limit it falls back to all T·N.
+    """
+    t, n = truncated.shape
+    flat_obs = final_obs.reshape((t * n,) + final_obs.shape[2:])
+    flat = truncated.reshape(t * n)
+    try:
+        limit = int(env.params.max_steps_in_episode)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        limit = 1
+    k = min(t * n, n * -(-t // max(limit, 1)))
+    if k == t * n:
+        values = value_fn(flat_obs)
+    else:
+        (index,) = jnp.nonzero(flat, size=k, fill_value=0)
+        values = jnp.zeros((t * n,), jnp.float32).at[index].set(value_fn(flat_obs[index]))
+    return jnp.where(flat, values, 0.0).reshape(t, n)
 
 
 def bootstrapped_streams(traj: Trajectory, last_value: Array, gamma) -> tuple[Array, Array]:

@@ -7,7 +7,8 @@ Policy Optimisation", arXiv 2210.05639):
       ├─ rollout: scan over T steps of vmap over N environments        (polrl.control.rollout)
       ├─ ControlBatch [N, T] → Algorithm.prepare (GAE via polrl.ops.gae)
       └─ scan over epochs ⊃ scan over shuffled minibatches of N·T transitions [M, 1]:
-           score (log-prob, entropy, value, exact KL to the acting policy) →
+           score (log-prob, entropy, value; the exact KL to the acting policy when the
+           algorithm declares the need "kl_to_old") →
            Algorithm.objective → total_loss → optax update
 
 No host callbacks inside, so ``jax.vmap(train)(keys)`` trains one run per seed in one call, and
@@ -92,8 +93,7 @@ def make_train(config) -> Callable[..., tuple[Any, dict]]:
     possibly traced values, for vmapped sweeps. ``metrics`` maps names to [K] arrays, one entry
     per update: ``mean_return`` (mean over environments of their last finished episode's
     return), ``episodes`` (episodes finished during the update), ``loss``, every loss term and
-    every objective metric (averaged over the update's minibatches), and ``kl_to_old`` (mean
-    exact KL(π_θ ‖ π_acting) on the update's last minibatch, before its optimizer step).
+    every objective metric (averaged over the update's minibatches).
     """
     s = setup(config)
     return lambda rng, hparams=None: run_on_policy(s, rng, hparams)
@@ -131,7 +131,7 @@ def run_on_policy(s: Setup, rng: Array, hparams: dict | None = None):
             lambda obs: s.model.apply(state.params, obs),
             lambda obs: s.model.apply(state.params, obs)[1],
             carry, rollout_key, s.num_steps,
-            bootstrap_truncation=s.bootstrap_truncation, keep_dist=True,
+            bootstrap_truncation=s.bootstrap_truncation, keep_dist="kl_to_old" in algo.needs,
         )
         batch = batch_lib.from_trajectory(traj, last_value, gamma)
         batch, prepare_state = algo.prepare.apply(batch, state.prepare_state, step=state.step)
@@ -155,37 +155,40 @@ def run_on_policy(s: Setup, rng: Array, hparams: dict | None = None):
 
 
 def score(model: policies.PolicyDef, params, batch, obs, old_dist):
-    """The scoring forward of a minibatch [M, 1]: log-prob, entropy, value, exact KL to π_old."""
+    """The scoring forward of a minibatch [M, 1]: log-prob, entropy, value, and the exact KL to
+    π_old when ``old_dist`` (π_old's distribution at these states) is given."""
     dist, value = model.apply(params, obs[:, 0])
     action = batch.response_bt[:, 0]
-    old = jax.tree.map(lambda x: x[:, 0], old_dist)
+    kl = None if old_dist is None else dist.kl(jax.tree.map(lambda x: x[:, 0], old_dist))[:, None]
     return batch.replace(
         logp_bt=dist.log_prob(action)[:, None],
         entropy_bt=dist.entropy()[:, None],
         value_bt=value[:, None],
-        kl_to_old_bt=dist.kl(old)[:, None],
+        kl_to_old_bt=kl,
     )
 
 
 def update_epochs(model, algo: Algorithm, state: PolicyState, batch, data, key):
     """``algo.num_epochs`` passes of ``algo.num_minibatches`` shuffled minibatches over a batch.
 
-    ``batch`` is the prepared ``ControlBatch`` [N, T]; ``data`` = (obs [N, T, ...], acting
-    distribution [N, T, ...]). Returns the new params, optimizer and objective states, and the
-    losses / metrics averaged over all minibatch steps.
+    ``batch`` is the prepared ``ControlBatch`` [N, T]; ``data`` = (obs [N, T, ...], π_old's
+    distribution [N, T, ...] or None), the distribution used only when the algorithm needs
+    ``"kl_to_old"``. Returns the new params, optimizer and objective states, and the losses /
+    metrics averaged over all minibatch steps.
     """
     n, t = batch.mask_bt.shape
     size = n * t
     mb = algo.num_minibatches
-    flat = (batch_lib.to_transitions(batch), batch_lib.flatten(data, n, t))
+    obs, old_dist = data
+    if "kl_to_old" not in algo.needs:
+        old_dist = None
+    flat = (batch_lib.to_transitions(batch), batch_lib.flatten((obs, old_dist), n, t))
 
     def loss_fn(params, mb_batch, mb_data, objective_state):
-        obs, old_dist = mb_data
-        scored = score(model, params, mb_batch, obs, old_dist)
+        scored = score(model, params, mb_batch, *mb_data)
         out, objective_state = algo.objective.apply(scored, objective_state, step=state.step)
         loss = total_loss(out)
-        kl = jax.lax.stop_gradient(scored.kl_to_old_bt).mean()
-        return loss, (objective_state, dict(loss=loss, kl_to_old=kl, **out.losses, **out.metrics))
+        return loss, (objective_state, dict(loss=loss, **out.losses, **out.metrics))
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -209,6 +212,4 @@ def update_epochs(model, algo: Algorithm, state: PolicyState, batch, data, key):
     (params, opt_state, objective_state), stats = jax.lax.scan(
         epoch, init, jax.random.split(key, algo.num_epochs)
     )
-    last_kl = stats.pop("kl_to_old")[-1, -1]
-    stats = jax.tree.map(jnp.mean, stats)
-    return params, opt_state, objective_state, {**stats, "kl_to_old": last_kl}
+    return params, opt_state, objective_state, jax.tree.map(jnp.mean, stats)

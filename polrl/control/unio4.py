@@ -44,7 +44,7 @@ import optax
 from polrl import advantages, objectives
 from polrl.control import evaluation, offline_data, policies
 from polrl.control import train as control_train
-from polrl.control.batch import ControlBatch
+from polrl.control.state_batch import transition_batch
 from polrl.control.value_functions import build_q, ensemble_init, expectile_loss, greedy_action, polyak
 from polrl.core import chain, total_loss
 
@@ -96,16 +96,6 @@ def bppo_objective(clip_ratio, ent_coef):
         objectives.clipped_policy_gradient(eps_low=clip_ratio),
         objectives.entropy_bonus(coef=ent_coef),
         objectives.aggregate("token_mean"),
-    )
-
-
-def transition_batch(action: Array, old_logp: Array, adv: Array) -> ControlBatch:
-    """A [M, 1] ``ControlBatch`` of M states' sampled actions, π_old log-probs and advantages."""
-    m = old_logp.shape[0]
-    return ControlBatch(
-        prompt_bp=jnp.zeros((m, 0), jnp.int32), prompt_valid_bp=jnp.zeros((m, 0), bool),
-        response_bt=action[:, None], mask_bt=jnp.ones((m, 1), jnp.float32),
-        behavior_logp_bt=old_logp[:, None], old_logp_bt=old_logp[:, None], adv_bt=adv[:, None],
     )
 
 
