@@ -9,10 +9,9 @@ import subprocess
 import sys
 import time
 
-import jax
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
+from jax_cache import persistent_cache, subprocess_env
 from polrl.train import checkpoint, metrics as metrics_lib
 from polrl.train.build import build_spec
 from polrl.train.trainer import Trainer
@@ -25,19 +24,10 @@ TIMING = ("step_time_s", "tokens_per_s")
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
-    """A persistent compilation cache shared by this module's runs and subprocesses (the same
-    executables, so the same numbers; only the first run compiles). Switched off afterwards."""
-    path = str(tmp_path_factory.mktemp("jax_cache"))
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    old = {n: getattr(jax.config, n) for n in names}
-    for n, v in zip(names, (path, 0, 0)):
-        jax.config.update(n, v)
-    compilation_cache.reset_cache()
-    yield path
-    for n, v in old.items():
-        jax.config.update(n, v)
-    compilation_cache.reset_cache()
+    """One compilation cache for this module's runs and subprocesses (the same executables, so
+    the same numbers; only the first run compiles)."""
+    with persistent_cache(str(tmp_path_factory.getbasetemp() / "jax_cache")) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +94,8 @@ def test_crash_then_resume_reproduces_the_straight_run(straight, tmp_path):
 
 def _launch(workdir, data_dir, cache_dir):
     """The public launcher as a subprocess (same devices and matmul precision as this process)."""
-    env = dict(os.environ, POLRL_DATA_DIR=data_dir, JAX_DEFAULT_MATMUL_PRECISION="float32",
-               JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               PYTHONPATH=str(ROOT))
+    env = dict(os.environ, POLRL_DATA_DIR=data_dir, JAX_DEFAULT_MATMUL_PRECISION="float32", PYTHONPATH=str(ROOT),
+               **subprocess_env(cache_dir))
     args = [sys.executable, "-m", "polrl.launch", "--config", "experiments/arithmetic_grpo.py:smoke",
             f"--workdir={workdir}", "--progress=false",
             f"--config.warmup.steps={WARMUP}", f"--config.total_steps={RL_STEPS}",
