@@ -60,7 +60,10 @@ def _run(config, workdir: pathlib.Path):
 
     spec = build_spec(config, progress=False)
     t0 = time.perf_counter()
-    summary = Trainer(spec, str(workdir)).run()
+    trainer = Trainer(spec, str(workdir))
+    summary = trainer.run()
+    if trainer.preempted:  # SIGTERM: the run stopped early; never record it as a result
+        raise SystemExit(f"preempted during {workdir}; relaunch to resume the benchmark")
     return spec, summary, time.perf_counter() - t0
 
 
