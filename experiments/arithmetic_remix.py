@@ -16,7 +16,7 @@ Recipe: the arithmetic_grpo task, model, SFT warm start and prompts (32 × 8 sam
 
 Expected result (seed 0, held-out greedy exact match on the 500 test prompts; measured once on
 the shared 2-core CPU machine while other jobs ran, load average 11–17): SFT warm start 28.4%
-→ 70.2% after 800 ReMix steps → 79.2% when ReMix hands over at step 1500 (half the rollouts
+→ 70.2% after 800 ReMix steps → 79.2% when ReMix hands over after 1500 steps (half the rollouts
 of arithmetic_grpo's 3000 steps) → 76.4% after the reincarnated GRPO phase (74–81% over its
 last 1000 steps). GRPO from the same warm start: 72.2% after 3000 steps. Wall time 45 min
 under that load (a ReMix step, 4 updates on twice the rows, took 1.0 s against 0.64 s for a
