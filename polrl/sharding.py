@@ -339,11 +339,15 @@ class Layout:
 
         jitted = []
 
-        def call(*args):
+        def jit_for(args):
             if not jitted:
                 jitted.append(build(args))
-            return jitted[0](*args)
+            return jitted[0]
 
+        def call(*args):
+            return jit_for(args)(*args)
+
+        call.lower = lambda *args: jit_for(args).lower(*args)  # AOT: .compile().cost_analysis()
         return call
 
 
