@@ -10,7 +10,10 @@ Recipe: the arithmetic_grpo task, model, SFT warm start and prompts (32 × 8 sam
 (a_i − a_j)² / (2β) with a = R − β·log(π_θ/π_ref) summed over the answer's tokens, β = 0.1,
 reference = the warm start.
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (seed 0, held-out greedy exact match on the 500 test prompts; measured once on
+the shared 2-core CPU machine while other jobs ran, load average 10–17): SFT warm start 28.4%
+→ 46.6% after 300 CoPG steps → 52–55% by step 2000 → 56.0% after 3000 steps (54–61% over the
+last 1000). GRPO from the same start: 72.2%. Wall time 20 min under that load.
 """
 import ml_collections
 
