@@ -16,12 +16,13 @@ negative by the batch mean — in a trial with whitening (seed 0) accuracy fell 
 about 5% within 1000 steps.
 
 Expected result (seed 0, held-out greedy exact match on the 500 test prompts; measured once on
-the shared 2-core CPU machine while other jobs ran, load average 10–17): SFT warm start 28.4%
-→ 17–19% at steps 400–600 while the value head learns (the digits' advantages come from it)
-→ 37–41% by step 1100–1600 → 42.2% after 3000 T-PPO steps (36–49% over the last 800). PPO
-from the same start with whole-response GAE: 70.6%. With 2–3-token answers a 2-token window
-mostly removes the reward from the digits' advantages; T-PPO is meant for responses
-thousands of tokens long. Wall time 35 min under that load.
+the shared 2-core CPU machine while other jobs ran, load average 10–17; steps counted with the
+200 warm-up steps): SFT warm start 28.4% → 17–19% at steps 400–600 while the value head learns
+(the digits' advantages come from it) → 35–41% at steps 1100–1600 → 42.2% after 3000 T-PPO
+steps (36–49% over the last 800). PPO from the same start with whole-response GAE: 70.6%.
+With 2–3-token answers a 2-token window mostly removes the reward from the digits'
+advantages; T-PPO is meant for responses thousands of tokens long. Wall time 35 min under
+that load.
 """
 import ml_collections
 
