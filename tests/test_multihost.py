@@ -1,6 +1,8 @@
 """Multi-host for real: two launcher processes on this machine (one CPU device each, gloo
-collectives, jax.distributed) train a tiny GRPO config over a data=2 mesh, each reading its own
-half of every batch, and log the numbers a one-process run of the same global batch logs."""
+collectives, jax.distributed) train the GSM8K smoke config (a tiny Hugging Face Qwen2 fixture,
+GRPO with a host verifier: each process decodes and scores its own rows) over a data=2 mesh, each
+reading its own half of every batch, and log the numbers a one-process run of the same global
+batch logs."""
 import importlib
 import os
 import pathlib
@@ -16,7 +18,8 @@ from polrl.train.build import build_spec
 from polrl.train.trainer import Trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-OVERRIDES = {"warmup.steps": 0, "total_steps": 2, "checkpoint_every": 1, "eval_every": 0}
+CONFIG = "gsm8k_grpo"
+OVERRIDES = {"total_steps": 2, "checkpoint_every": 1, "eval_every": 2}
 TIMING = ("step_time_s", "tokens_per_s")
 
 
@@ -36,7 +39,7 @@ def test_two_processes_match_one(tmp_path_factory, tmp_path, monkeypatch):
     port = _free_port()
     env = dict(os.environ, POLRL_DATA_DIR=data_dir, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_DEFAULT_MATMUL_PRECISION="float32")
-    args = [sys.executable, "-m", "polrl.launch", "--config", "experiments/arithmetic_grpo.py:smoke",
+    args = [sys.executable, "-m", "polrl.launch", "--config", f"experiments/{CONFIG}.py:smoke",
             f"--workdir={tmp_path / 'two'}", "--progress=false", "--config.mesh.data=2",
             f"--coordinator=127.0.0.1:{port}", "--num_processes=2", "--cpu_collectives=gloo"]
     args += [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
@@ -45,7 +48,7 @@ def test_two_processes_match_one(tmp_path_factory, tmp_path, monkeypatch):
 
     # Meanwhile, the reference: one process, one device, the same global batches.
     monkeypatch.setenv("POLRL_DATA_DIR", data_dir)
-    config = importlib.import_module("experiments.arithmetic_grpo").get_config("smoke")
+    config = importlib.import_module(f"experiments.{CONFIG}").get_config("smoke")
     for key, value in OVERRIDES.items():
         section, _, name = key.rpartition(".")
         (config[section] if section else config)[name] = value
