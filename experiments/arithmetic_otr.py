@@ -14,7 +14,12 @@ the gradients are ~1e-4 except for a rare wrong candidate, whose O(β) gradient 
 turns into a large step.) The baseline is SFT-only on the same
 demonstrations for the same 3200 steps (arithmetic_sft's docstring: 35.8% for seed 0).
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (seed 0, held-out greedy exact match on the 500 test prompts; measured once on
+the shared 2-core CPU machine while other jobs ran, load average ~11): SFT warm start 28.4% →
+31–34% throughout the OTR phase → 32.2% after 3000 OTR steps, i.e. no gain over SFT-only
+(35.8%) on this task: the 300 demonstrations are memorised by the warm start (candidates
+match the demonstrated token 95–100% of the time, gradients ~0), so there is little left for
+a token-level policy gradient on the same data to do. Wall time 9 min under that load.
 """
 import ml_collections
 
