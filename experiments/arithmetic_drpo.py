@@ -12,7 +12,12 @@ temperature 1, 3000 steps, lr 3e-4), no reference model; DRPO's defaults from it
 π_old, one epoch of 4 minibatches per batch (the paper samples at temperature 0.6; this config
 keeps the arithmetic runs' temperature 1 so all nouns see the same rollouts).
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (seed 0, held-out greedy exact match on the 500 test prompts; measured once on
+the shared 2-core CPU machine while other jobs ran, load average ~12; steps counted with the
+200 warm-up steps): SFT warm start 28.4% → 62.8% at step 900 → 70–74% over steps 1800–2400 →
+66.0% after 3000 DRPO steps (57–72% over the last 800: it oscillates once most groups are
+all-correct and only a few carry a signal). GRPO from the same start: 72.2%. Wall time 18 min
+under that load.
 """
 import ml_collections
 
