@@ -187,7 +187,7 @@ def reshard_for_rollout(params: Any) -> Any:
     layout = _ACTIVE.get()
     if layout is None:
         return params
-    return jax.lax.with_sharding_constraint(params, tree_shardings(params, layout.rollout_rules, layout.mesh))
+    return jax.lax.with_sharding_constraint(params, layout.rollout_shardings(params))
 
 
 # ----------------------------------------------------------------------------- host side
@@ -257,6 +257,7 @@ class Layout:
         return tree_shardings(tree, self.update_rules, self.mesh)
 
     def rollout_shardings(self, params: Any) -> Any:
+        """Shardings of a parameter tree in the rollout layout."""
         return tree_shardings(params, self.rollout_rules, self.mesh)
 
     @contextlib.contextmanager
