@@ -9,8 +9,9 @@ Multi-host (the same command on every host, before anything touches a device):
   * elsewhere: ``--coordinator=HOST:PORT --num_processes=N --process_id=I`` (process 0 serves
     the coordinator at HOST:PORT); CPU-only processes also need ``--cpu_collectives=gloo``.
 Each process reads its own slice of every batch; process 0 writes metrics and plots. SIGTERM
-must reach every process (as TPU maintenance events do): each stops at the same step boundary,
-where they save the checkpoint together.
+must reach every process during the same step, as a TPU maintenance event does; they then stop
+at the same step boundary and save the checkpoint together. The stop is not synchronized
+across processes: a process signalled alone would wait forever for the others in that save.
 Shard over all devices with e.g. ``--config.mesh.fsdp=-1`` (see ``polrl.sharding``).
 """
 from __future__ import annotations
