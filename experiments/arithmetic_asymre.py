@@ -9,7 +9,10 @@ Recipe: the arithmetic_grpo task, model, SFT warm start and prompts (32 prompts 
 step, lr 3e-4, one update per batch). A = r − (mean_g r − 0.1), loss token-mean(−A·log π), no
 ratio, no clip, no KL, no entropy (Trinity's AsymRE).
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (seed 0, one run; held-out greedy exact match on the 500 test prompts):
+  SFT warm start 28.4% → 73.0% after the 3000 AsymRE steps (best evaluation 75.6% at step 2500);
+  arithmetic_grpo gives 72.2% from the same warm start. Wall time 709 s on the shared
+  2-core CPU machine under heavy load from other jobs (load average ≈ 11).
 """
 import ml_collections
 

@@ -14,7 +14,10 @@ steps, then 0.02; φ = p(1 − p) weighting; ε = 0.2; no KL (Trinity's mix_chor
 ``token_mean`` for both parts. The expert rows use the training prompts' labels, a supervision
 GRPO does not get.
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (seed 0, one run; held-out greedy exact match on the 500 test prompts):
+  SFT warm start 28.4% → 71.8% after the 3000 CHORD steps (best evaluation 74.6% at step 2600);
+  arithmetic_grpo gives 72.2% from the same warm start. Wall time 768 s on the shared
+  2-core CPU machine under heavy load from other jobs (load average ≈ 11).
 """
 import ml_collections
 

@@ -12,7 +12,12 @@ policy and the mask acts), lr 1e-4; tokens whose detached ratio left the one-sid
 (A ≥ 0 and ρ > 1.2, or A ≤ 0 and ρ < 0.8) are dropped from the REINFORCE term; no KL;
 ``token_mean``.
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (seed 0, one run; held-out greedy exact match on the 500 test prompts):
+  SFT warm start 28.4% → 67.8% after the 3000 REC steps (best evaluation 73.4% at step 2500);
+  arithmetic_grpo gives 72.2% from the same warm start. Wall time 787 s on the shared
+  2-core CPU machine under heavy load from other jobs (load average ≈ 11).
+  The one-sided mask dropped 0.06% of the tokens on average (at most 1.7% in a step): at lr 1e-4
+  the policy rarely leaves the ratio range within one batch's four updates.
 """
 import ml_collections
 

@@ -11,7 +11,10 @@ recipe's single PPO epoch), where q = 0 and the next-state term vanishes, so the
 −2ρ·A·∇log π; no KL, no entropy; ``token_mean``. Rollouts at temperature 1 (the recipe samples
 at 0.6).
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (seed 0, one run; held-out greedy exact match on the 500 test prompts):
+  SFT warm start 28.4% → 78.0% after the 3000 ROVER steps (best evaluation 80.2% at step 2600);
+  arithmetic_grpo gives 72.2% from the same warm start. Wall time 764 s on the shared
+  2-core CPU machine under heavy load from other jobs (load average ≈ 11).
 """
 import ml_collections
 
