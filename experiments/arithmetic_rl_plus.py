@@ -13,7 +13,11 @@ Advantage r − mean of the policy rows (no std); policy rows −A·ρ without c
 −r_MIS·A·(1 − π)^½; entropy bonus 0.001; no KL, no reference; token sums normalised by the
 constant 3 (the longest answer, EOS included).
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (seed 0, held-out greedy exact match on the 500 test prompts; measured once on
+the shared 2-core CPU machine while other jobs ran, load average ~11; steps counted with the
+200 warm-up steps): SFT warm start 28.4% → 58.2% at step 700 → 70–71% over steps 2100–2300 →
+76.6% after 3000 RL-PLUS steps (73–80% over the last 800). GRPO from the same start, without
+the labelled answers: 72.2%. Wall time 12 min under that load.
 """
 import ml_collections
 
