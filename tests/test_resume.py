@@ -143,3 +143,20 @@ def test_kill_9_then_sigterm_through_the_launcher(straight, data_dir, cache_dir,
 
     Trainer(build_spec(_config(), progress=False), str(tmp_path)).run()
     assert _records(tmp_path) == straight
+
+
+def test_metric_writer_truncates_to_whole_lines(tmp_path):
+    writer = metrics_lib.MetricWriter(str(tmp_path), tensorboard=False)
+    for step in range(4):
+        writer.write({"step": step, "phase": "rl"})
+    os.write(writer._fd, b'{"step": 4, "pha')  # a write cut by kill -9
+    writer.close()
+    writer = metrics_lib.MetricWriter(str(tmp_path), tensorboard=False)
+    assert writer.lines == 4 and [r["step"] for r in metrics_lib.read_metrics(str(tmp_path))] == [0, 1, 2, 3]
+    writer.truncate(2)  # back to a checkpoint taken after two lines
+    writer.write({"step": 2, "phase": "rl"})
+    assert [r["step"] for r in metrics_lib.read_metrics(str(tmp_path))] == [0, 1, 2]
+    writer.truncate(10)  # fewer lines than the checkpoint recorded (deleted by hand): all kept
+    assert writer.lines == 3
+    writer.close()
+    assert (tmp_path / "metrics.jsonl").read_text().endswith('"phase": "rl"}\n')

@@ -65,20 +65,17 @@ class MetricWriter:
                     self._tb.add_scalar(k if "/" in k else f"{record['phase']}/{k}", v, step)
 
     def truncate(self, lines: int) -> None:
-        """Keeps the first ``lines`` complete lines of the file and drops everything after."""
+        """Keeps the first ``lines`` complete lines of the file and drops everything after (a
+        file with fewer lines, e.g. deleted by hand, loses only its partial last line)."""
         if not self.active:
             return
         with open(self.path, "rb") as f:
             data = f.read()
-        end = 0
-        for _ in range(lines):
-            nl = data.find(b"\n", end)
-            if nl < 0:
-                raise ValueError(f"{self.path} has fewer than {lines} complete lines; it does not belong "
-                                 f"to the checkpoints of this workdir")
-            end = nl + 1
+        end, kept = 0, 0
+        while kept < lines and (nl := data.find(b"\n", end)) >= 0:
+            end, kept = nl + 1, kept + 1
         os.ftruncate(self._fd, end)
-        self.lines = lines
+        self.lines = kept
 
     def close(self) -> None:
         if self._fd is not None:
