@@ -76,7 +76,8 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
     """
     model = nnx.merge(graphdef, params)
     h = _hidden_shared_prompt(model, batch) if batch.group_size > 1 else _hidden_full(model, batch)
-    chunk_size = model.config.logits_chunk_size if chunk_size is None else chunk_size
+    if chunk_size is None:  # the model's own setting (models without a config: unchunked)
+        chunk_size = getattr(getattr(model, "config", None), "logits_chunk_size", 0)
     if chunk_size and not full_logits:
         logp, entropy = ops.token_logp_and_entropy(
             h, model.logits, batch.response_bt, chunk_size=chunk_size, temperature=temperature)
