@@ -33,10 +33,18 @@ def test_every_experiment_is_covered():
     assert set(EXPERIMENTS) >= {"arithmetic_grpo", "arithmetic_sft", "arithmetic_ppo", "arithmetic_dpo"}
 
 
+# Control runs are one jitted call over the whole budget: they are sized in environment steps and
+# have no evaluation or checkpoint cadence.
+COMMON_FIELDS = {
+    "llm": ("seed", "total_steps", "eval_every", "checkpoint_every"),
+    "control": ("seed", "total_timesteps", "num_seeds"),
+}
+
+
 def test_every_config_exposes_the_common_fields():
     for name in ALL_EXPERIMENTS:
         c = importlib.import_module(f"experiments.{name}").get_config()
-        for field in ("seed", "total_steps", "eval_every", "checkpoint_every"):
+        for field in COMMON_FIELDS[c.get("trainer", "llm")]:
             assert field in c, (name, field)
         doc = importlib.import_module(f"experiments.{name}").__doc__
         assert f"python -m polrl.launch --config experiments/{name}.py" in doc, name
