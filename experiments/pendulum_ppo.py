@@ -10,7 +10,9 @@ Adam 1e-3 linearly annealed, γ 0.95, λ 0.95, clip 0.2, no entropy bonus, value
 grad-norm 0.5, tanh 64×64; episodes are 200 steps and always end by truncation, so the
 V(final obs) bootstrap is what makes the value targets right.
 
-Expected result: MEASURED_PENDULUM
+Expected result (measured: 3 seeds in one vmapped call, 2-core CPU shared with other jobs at load
+≈ 17, 132 s wall): mean episode return −155 ± 18 after 999,424 environment steps (−171 at half
+the budget; for scale, a random policy scores around −1200 and tuned agents reach −150 to −200).
 """
 import ml_collections
 
