@@ -161,8 +161,8 @@ def test_stateless_ignores_unknown_extras_and_missing_ones_are_an_error():
 def test_stateless_rejects_unknown_needs():
     with pytest.raises(ValueError, match="unknown needs"):
         stateless(lambda b: b, needs=("ref_logp", "reward_model"))
-    with pytest.raises(ValueError, match="logits"):
-        stateless(lambda b: b, needs=("logits",))
+    with pytest.raises(ValueError, match="reward_model"):
+        stateless(lambda b: b, needs=("reward_model",))
     for need in KNOWN_NEEDS:
         assert stateless(lambda b: b, needs=(need,)).needs == {need}
 
