@@ -10,7 +10,14 @@ step). GRPO advantage; m = 4 full-batch Adam steps per batch (``num_epochs=4``),
 weight 1/t_k with K = ``total_steps`` (a reference to it, so a shorter ``--config.total_steps``
 shortens the schedule too), sampled k3 estimator; no clipping, no reference KL; ``token_mean``.
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (seed 0, one run; held-out greedy exact match on the 500 test prompts):
+  SFT warm start 28.4% → 37.6% after the 3000 MDPO steps; the best evaluation was 68.8% at
+  step 1800 (arithmetic_grpo: 72.2%). The end of the t_k schedule breaks it here: the KL weight
+  1/t_k grows to K = 3000 at the last step (mean 63 over the last 300 steps), where the sampled
+  k3 estimate of KL(π_θ‖π_old) dominates the loss; the mean gradient norm rises from ≈ 1.3 to
+  7.0 over those steps, the rollout reward falls from 0.83 to 0.63 and held-out accuracy from
+  ≈ 0.65 to 0.38 (MDPO's own runs use the exact KL of small control policies). Wall time 1648 s
+  on the shared 2-core CPU machine under heavy load from other jobs (load average ≈ 11).
 """
 import ml_collections
 
