@@ -10,7 +10,11 @@ step, 3000 steps, lr 3e-4). GRPO advantage, weight sg(min(ρ, 1.2)) with no lowe
 token-mean loss, no KL; each rollout batch is split into 2 minibatches so the weight acts on the
 second, off-policy step.
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (2-core CPU, seed 0, held-out greedy exact match on 500 test prompts, one run):
+28.4% after the SFT warm start → 73.2% after 3000 CISPO steps (best evaluation 76.0%; GRPO from the
+same start: 72.2%). Wall time 602 s for the whole run on the 2-core machine shared with other jobs
+(load average between 4 and 13 during these runs), so not a speed figure. Truncated weights: 0.09%
+of tokens averaged over the run.
 """
 import ml_collections
 

@@ -12,7 +12,12 @@ token-mean loss, no KL; dynamic sampling draws 2 × 32 prompts and keeps informa
 soft overlong punishment has a zone: answers need at most 3 tokens (2 digits + EOS), lengths 4–6
 are penalized linearly down to −1 (L_max = 6, L_buf = 3).
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (2-core CPU, seed 0, held-out greedy exact match on 500 test prompts, one run):
+28.4% after the SFT warm start → 77.8% after 3000 DAPO steps (best evaluation 80.2%; GRPO from the
+same start: 72.2%). Wall time 1697 s for the whole run on the 2-core machine shared with other jobs
+(load average between 4 and 13 during these runs), so not a speed figure. Informative groups kept
+per step fall from 33% to about 2% as the policy sharpens (train accuracy ≈ 88%); 2× prompts drawn
+per step and 6-token rollouts make each step about twice as expensive.
 """
 import ml_collections
 

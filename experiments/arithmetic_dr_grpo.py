@@ -10,7 +10,10 @@ step, 3000 steps, lr 3e-4, one update per batch). A = r − mean_g r (no std), P
 aggregation seq_mean_token_sum_norm with T_max = 3 (the generation budget: the task's longest
 answer, EOS included), no KL (β = 0, the authors' recipe).
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (2-core CPU, seed 0, held-out greedy exact match on 500 test prompts, one run):
+28.4% after the SFT warm start → 73.4% after 3000 Dr.GRPO steps (best evaluation 76.8%; GRPO from
+the same start: 72.2%). Wall time 745 s for the whole run on the 2-core machine shared with other
+jobs (load average between 4 and 13 during these runs), so not a speed figure.
 """
 import ml_collections
 

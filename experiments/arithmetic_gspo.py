@@ -10,7 +10,11 @@ step, 3000 steps, lr 3e-4). GRPO advantage, sequence ratio s_i = exp(mean_t log 
 to [1 − 3e-4, 1 + 4e-4] (the paper's range), seq_mean_token_mean, no KL; each rollout batch is
 split into 2 minibatches so the second step is off-policy and the clip acts.
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (2-core CPU, seed 0, held-out greedy exact match on 500 test prompts, one run):
+28.4% after the SFT warm start → 79.6% after 3000 GSPO steps (best evaluation 81.2%; GRPO from the
+same start: 72.2%). Wall time 677 s for the whole run on the 2-core machine shared with other jobs
+(load average between 4 and 13 during these runs), so not a speed figure. Clip fraction 1.1% of
+tokens averaged over the run (the second minibatch's sequence ratios leave [1 − 3e-4, 1 + 4e-4]).
 """
 import ml_collections
 

@@ -10,7 +10,11 @@ step, 3000 steps, lr 3e-4, one update per batch). A_t = R − β Σ_{s≥t} k1_s
 π_old vs the warm start; π_old recomputed once per batch), normalized over all valid tokens of
 the batch, PPO clip 0.2, token-mean loss.
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (2-core CPU, seed 0, held-out greedy exact match on 500 test prompts, one run):
+28.4% after the SFT warm start → 64.8% after 3000 REINFORCE++ steps (best evaluation 70.4%; GRPO
+from the same start: 72.2%). Wall time 728 s for the whole run on the 2-core machine shared with
+other jobs (load average between 4 and 13 during these runs), so not a speed figure. Token k1 KL to
+the warm start grows to ≈ 0.9 per token by the end (β = 0.01).
 """
 import ml_collections
 

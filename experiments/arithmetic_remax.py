@@ -10,7 +10,10 @@ step, 3000 steps, lr 3e-4, one update per batch). One extra greedy rollout per p
 baseline b = r(greedy answer); A_i = r_i − b, REINFORCE on the sequence log-probability
 (seq_mean_token_sum), no KL.
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (2-core CPU, seed 0, held-out greedy exact match on 500 test prompts, one run):
+28.4% after the SFT warm start → 76.8% after 3000 ReMax steps (best evaluation 77.0%; GRPO from the
+same start: 72.2%). Wall time 774 s for the whole run on the 2-core machine shared with other jobs
+(load average between 4 and 13 during these runs), so not a speed figure.
 """
 import ml_collections
 

@@ -9,7 +9,13 @@ Recipe: the arithmetic_grpo task, model, SFT warm start and prompts (32 prompts 
 step, 3000 steps, lr 3e-4, one update per batch). A_i = r_i − mean of the other 7 rewards,
 REINFORCE on the sequence log-probability (seq_mean_token_sum), no KL.
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (2-core CPU, seed 0, held-out greedy exact match on 500 test prompts, one run):
+28.4% after the SFT warm start → 73.4% after 3000 RLOO steps (best evaluation 75.0%; GRPO from the
+same start: 72.2%). Wall time 794 s for the whole run on the 2-core machine shared with other jobs
+(load average between 4 and 13 during these runs), so not a speed figure. RLOO's gradient here is a
+constant multiple of Dr.GRPO's (advantage × 8/7, token sum instead of sum / 3), which Adam's
+normalization removes, so the two runs differ only where the gradient-norm clip acts (40% of RLOO's
+steps); both end at 73.4%.
 """
 import ml_collections
 

@@ -10,7 +10,12 @@ step, 3000 steps, lr 3e-4). GRPO advantage, gate (4/τ)σ(τ(ρ − 1)) with τ_
 seq_mean_token_mean, no KL; each rollout batch is split into 2 minibatches so the gate acts on
 the second, off-policy step.
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match): not yet measured.
+Expected result (2-core CPU, seed 0, held-out greedy exact match on 500 test prompts, one run):
+28.4% after the SFT warm start → 75.2% after 3000 SAPO steps (best evaluation 77.2%; GRPO from the
+same start: 72.2%). Wall time 343 s for the whole run on the 2-core machine shared with other jobs
+(load average between 4 and 13 during these runs), so not a speed figure. The gate stays almost open
+(mean gradient weight 0.9999, no token below ½): with two minibatches per batch the ratios stay
+within ≈ 1%.
 """
 import ml_collections
 
