@@ -15,7 +15,7 @@ Expected result (2-core CPU, seed 0, held-out greedy exact match on 500 test pro
 same start: 72.2%). Wall time 343 s for the whole run on the 2-core machine shared with other jobs
 (load average between 4 and 13 during these runs), so not a speed figure. The gate stays almost open
 (mean gradient weight 0.9999, no token below ½): with two minibatches per batch the ratios stay
-within ≈ 1%.
+close to 1.
 """
 import ml_collections
 
