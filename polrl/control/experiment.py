@@ -31,6 +31,10 @@ def make_any_train(config):
 
 def run(config, workdir: str) -> dict:
     """Trains ``config.num_seeds`` seeds from ``config.seed``; returns the summary dict."""
+    from polrl.control import runs  # trainers with their own loop (HNPG, Uni-O4, …)
+
+    if config.algorithm in runs.ALGORITHMS:
+        return runs.run(config, workdir)
     train = make_any_train(config)
     num_seeds = int(config.get("num_seeds", 1))
     keys = jax.random.split(jax.random.key(int(config.seed)), num_seeds)

@@ -175,14 +175,18 @@ def collect(config: OfflineControlConfig) -> Transitions:
 
 
 def episode_returns(data: Transitions) -> np.ndarray:
-    """Returns of the episodes that finish inside the data (rows are env-major, time-ordered)."""
-    done = data.terminated | data.truncated
-    starts = np.concatenate([[0], np.flatnonzero(done)[:-1] + 1])
-    ends = np.flatnonzero(done)
-    cum = np.concatenate([[0.0], np.cumsum(data.reward, dtype=np.float64)])
-    # an episode must not span two environments' blocks: its start must follow a done in its block
-    valid = data.time[starts] == 0
-    return (cum[ends + 1] - cum[starts])[valid]
+    """Returns of the episodes that lie wholly inside the data, in row order.
+
+    An episode ending at a done row i began at row i − time[i]; it counts when that row exists and
+    the time indices in between run 0, 1, …, time[i] (so it never spans two environments' blocks
+    nor starts before the data).
+    """
+    returns = []
+    for end in np.flatnonzero(data.terminated | data.truncated):
+        start = end - int(data.time[end])
+        if start >= 0 and np.array_equal(data.time[start:end + 1], np.arange(end - start + 1)):
+            returns.append(float(data.reward[start:end + 1].sum()))
+    return np.asarray(returns)
 
 
 class OfflineControl(GeneratedSplits, tfds.core.GeneratorBasedBuilder):
@@ -225,13 +229,21 @@ def config_kwargs(config: ml_collections.ConfigDict | dict) -> dict:
     return kwargs
 
 
+def default_data_dir() -> str:
+    """Where experiments keep generated data: ``$POLRL_DATA_DIR`` or ``~/.cache/polrl/data``."""
+    from polrl.train.build import default_data_dir as repo_default
+
+    return repo_default()
+
+
 def load(data_dir: str, **config) -> Transitions:
-    """The transitions of ``OfflineControlConfig(**config)``, generated into ``data_dir`` once.
+    """The transitions of ``OfflineControlConfig(**config)``, generated into ``data_dir`` once
+    (``""``: ``default_data_dir()``).
 
     Reads the array_record files through ``as_data_source()`` and concatenates the environments'
     streams (env-major, time-ordered rows, as ``collect`` returns them).
     """
-    source = load_split(OfflineControl, "train", data_dir=data_dir, **config_kwargs(config))
+    source = load_split(OfflineControl, "train", data_dir=data_dir or default_data_dir(), **config_kwargs(config))
     examples = source.__getitems__(range(len(source)))
     arrays = {f: np.concatenate([e[f] for e in examples]) for f in Transitions._fields}
     if arrays["action"].dtype.kind == "i":

@@ -45,7 +45,8 @@ from polrl import advantages, objectives
 from polrl.control import evaluation, offline_data, policies
 from polrl.control import train as control_train
 from polrl.control.state_batch import transition_batch
-from polrl.control.value_functions import build_q, ensemble_init, expectile_loss, greedy_action, polyak
+from polrl.control.seeds import Run
+from polrl.control.value_functions import build_q, eager_init, expectile_loss, greedy_action, polyak
 from polrl.core import chain, total_loss
 
 Array = jax.Array
@@ -122,10 +123,9 @@ def _minibatch(key, data, size):
     return jax.tree.map(lambda x: x[idx], data)
 
 
-def fit_bc(nets: Networks, data, key, h) -> tuple[Any, Array]:
-    """Step 1: ``h["bc_steps"]`` Adam steps of the joint ensemble loss; (params_e, loss [steps, E])."""
-    key_init, key_run = jax.random.split(key)
-    params = ensemble_init(nets.actor.init, key_init, h["num_members"])
+def fit_bc(nets: Networks, data, key, h, params) -> tuple[Any, Array]:
+    """Step 1: ``h["bc_steps"]`` Adam steps of the joint ensemble loss from ``params`` (stacked
+    over members); returns (params_e, loss [steps, E])."""
     opt = optax.adam(h["bc_lr"])
     opt_state = jax.vmap(opt.init)(params)
 
@@ -141,14 +141,12 @@ def fit_bc(nets: Networks, data, key, h) -> tuple[Any, Array]:
         updates, opt_state = jax.vmap(opt.update)(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), per_member
 
-    (params, _), losses = jax.lax.scan(step, (params, opt_state), jax.random.split(key_run, h["bc_steps"]))
+    (params, _), losses = jax.lax.scan(step, (params, opt_state), jax.random.split(key, h["bc_steps"]))
     return params, losses
 
 
-def fit_values(nets: Networks, data, key, h, gamma) -> tuple[Any, Any, dict]:
-    """Step 2: IQL Q and V; returns (Q params, V params, {"q_loss", "v_loss"} [steps])."""
-    key_q, key_v, key_run = jax.random.split(key, 3)
-    q, v = nets.q.init(key_q), nets.critic.init(key_v)
+def fit_values(nets: Networks, data, key, h, gamma, q, v) -> tuple[Any, Any, dict]:
+    """Step 2: IQL Q and V from initial ``q``, ``v``; returns (Q, V, {"q_loss", "v_loss"} [steps])."""
     opt = optax.adam(h["value_lr"])
     opt_state = opt.init((q, v))
 
@@ -167,7 +165,7 @@ def fit_values(nets: Networks, data, key, h, gamma) -> tuple[Any, Any, dict]:
         q, v = optax.apply_updates((q, v), updates)
         return (q, v, polyak(q_target, q, h["target_rate"]), opt_state), stats
 
-    (q, v, _, _), stats = jax.lax.scan(step, (q, v, q, opt_state), jax.random.split(key_run, h["value_steps"]))
+    (q, v, _, _), stats = jax.lax.scan(step, (q, v, q, opt_state), jax.random.split(key, h["value_steps"]))
     return q, v, stats
 
 
@@ -233,8 +231,9 @@ def improve(nets: Networks, data, key, h, bc_e, q, v, ope_obs) -> tuple[Offline,
 def actor_critic_params(template, actor, critic):
     """``ActorCritic`` parameters holding ``actor`` (an ``Actor``'s) and ``critic`` (a ``Critic``'s).
 
-    ``template`` is an ``ActorCritic`` parameter state; its leaves are the actor's then the
-    critic's (NNX orders the submodules by name), which fixes where each leaf goes.
+    ``template`` is an ``ActorCritic`` parameter state (or its ``jax.eval_shape``); its leaves are
+    the actor's then the critic's (NNX orders the submodules by name), which fixes where each
+    leaf goes.
     """
     leaves = jax.tree.leaves(actor) + jax.tree.leaves(critic)
     if len(leaves) != len(jax.tree.leaves(template)):
@@ -262,17 +261,26 @@ def hyper(config) -> dict:
     return h
 
 
-def make_train(config):
-    """``train(rng, data) -> (result, metrics)`` for a Uni-O4 experiment config.
+class Init(NamedTuple):
+    """Initial parameters: the E BC members (stacked), Q and V."""
 
-    ``data`` is the ``offline_data.Transitions`` as arrays (``load_data(config)``), an argument so
-    that ``jax.vmap(train, in_axes=(0, None))`` trains several seeds on the same data.
-    ``result`` = (``Offline``, (PolicyState, EnvCarry) of the online phase); ``metrics`` holds
-    the offline curves (``bc_loss`` [bc_steps, E], ``q_loss``/``v_loss`` [value_steps],
-    ``ope``/``best_ope`` [bppo_steps, E], ``clip_ratio``, ``clip_frac``, ``anchor_updates``),
-    the returns of the deployed policies measured by rollouts (``bc_return``: the BC member the
-    OPE ranks best; ``offline_return``: the member deployed online), and the online PPO metrics
-    prefixed ``online/`` ([K] per update, ``online/mean_return`` among them).
+    actor_e: Any
+    q: Any
+    v: Any
+
+
+def make_train(config) -> Run:
+    """``Run(init, train)`` of a Uni-O4 experiment config.
+
+    ``init(rng) -> Init`` (eager); ``train(rng, init, data) -> (result, metrics)`` with ``data``
+    the ``offline_data.Transitions`` as arrays (``load_data(config)``), shared by seeds in
+    ``seeds.train_seeds``. ``result`` = (``Offline``, (PolicyState, EnvCarry) of the online
+    phase); ``metrics`` holds the offline curves (``bc_loss`` [bc_steps, E], ``q_loss`` /
+    ``v_loss`` [value_steps], ``ope`` / ``best_ope`` [bppo_steps, E], ``clip_ratio``,
+    ``clip_frac``, ``anchor_updates``), the returns of deployed policies measured by rollouts
+    with sampled actions (``bc_return``: the BC member the OPE ranks best; ``offline_return``:
+    the member deployed online) and the online PPO metrics prefixed ``online/`` ([K] per update,
+    ``online/mean_return`` among them).
     """
     h = hyper(config)
     online_setup = control_train.setup(_online_config(config))
@@ -283,23 +291,28 @@ def make_train(config):
         critic=policies.build(policies.Critic, env.obs_shape, env.action, **kw),
         q=build_q(env.obs_shape, env.action, **kw),
     )
+    template = jax.eval_shape(online_setup.model.init, jax.random.key(0))
     gamma = float(config.gamma)
+
+    def init(rng) -> Init:
+        key_bc, key_q, key_v = jax.random.split(rng, 3)
+        return Init(eager_init(nets.actor.init, jax.random.split(key_bc, h["num_members"])),
+                    nets.q.init(key_q), nets.critic.init(key_v))
 
     def evaluate(actor_params, key):
         act = lambda k, obs, state: nets.actor.apply(actor_params, obs).sample(k)
         return evaluation.mean_episode_return(env, act, key, h["eval_steps"])[0]
 
-    def train(rng, data):
+    def train(rng, params: Init, data):
         key_bc, key_val, key_ope, key_imp, key_eval, key_online = jax.random.split(rng, 6)
-        bc_e, bc_loss = fit_bc(nets, data, key_bc, h)
-        q, v, value_stats = fit_values(nets, data, key_val, h, gamma)
+        bc_e, bc_loss = fit_bc(nets, data, key_bc, h, params.actor_e)
+        q, v, value_stats = fit_values(nets, data, key_val, h, gamma, params.q, params.v)
         ope_obs = data.obs[jax.random.randint(key_ope, (h["ope_states"],), 0, data.reward.shape[0])]
         offline, stats = improve(nets, data, key_imp, h, bc_e, q, v, ope_obs)
         pick = lambda tree, i: jax.tree.map(lambda x: x[i], tree)
         bc_best = jnp.argmax(ope_scores(nets, q, bc_e, ope_obs))
         deployed = pick(offline.anchor_e, jnp.argmax(offline.best_e))
         key_bc_eval, key_off_eval = jax.random.split(key_eval)
-        template = online_setup.model.init(key_online)
         start = actor_critic_params(template, deployed, v)
         model = online_setup.model._replace(init=lambda key: start)
         (state, carry), online = control_train.run_on_policy(online_setup._replace(model=model), key_online)
@@ -311,7 +324,7 @@ def make_train(config):
         )
         return (offline, (state, carry)), metrics
 
-    return train
+    return Run(init, train)
 
 
 def load_data(config):
@@ -320,4 +333,4 @@ def load_data(config):
     return jax.tree.map(jnp.asarray, data)
 
 
-__all__ = ["bc_ensemble_loss", "bppo_objective", "iql_losses", "load_data", "make_train"]
+__all__ = ["Init", "bc_ensemble_loss", "bppo_objective", "iql_losses", "load_data", "make_train"]

@@ -8,7 +8,8 @@
 * ``polyak``: target-network averaging.
 * ``greedy_action``: the mode of an action distribution (argmax logits / Gaussian mean), the
   deterministic action the offline evaluations act with.
-* ``ensemble_init``: the parameters of E independently initialised copies, stacked on axis 0.
+* ``eager_init``: the parameters of several independently initialised copies, stacked on axis 0,
+  built outside ``jit`` (see there why).
 """
 from __future__ import annotations
 
@@ -93,6 +94,15 @@ def greedy_action(dist) -> Array:
     raise ValueError(f"greedy_action: unknown distribution {type(dist).__name__}")
 
 
-def ensemble_init(init: Callable[[Array], Any], key: Array, size: int):
-    """Parameters of ``size`` copies initialised from independent keys, stacked on axis 0."""
-    return jax.vmap(init)(jax.random.split(key, size))
+def eager_init(init: Callable[[Array], Any], keys: Array):
+    """``init(k)`` for every key of ``keys`` [K], run one at a time outside ``jit``, stacked on axis 0.
+
+    Why not ``jax.vmap(init)`` inside the training program: the orthogonal initialisers of the
+    control MLPs call LAPACK QR, and with jaxlib 0.10 on CPU a batched QR runs its batch on the
+    intra-op thread pool and blocks its thread until that batch is done; two such QRs scheduled
+    concurrently in one XLA:CPU program can occupy every pool thread and wait on each other
+    forever (observed: HNPG's H per-step actors and critics, 2 pool threads). One unbatched QR
+    per call cannot. Initial parameters are therefore made here and passed to ``train``.
+    """
+    params = [init(k) for k in keys]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *params)
