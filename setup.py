@@ -26,6 +26,7 @@ setuptools.setup(
         "tensorboardX",
         "matplotlib",
         "gymnax>=1.0",
+        "jaxmarl>=0.2",  # multi-agent MPE tasks (polrl.control.marl); installs beside jax 0.10 unchanged
         "safetensors",
         "tokenizers",
         "jinja2>=3.0",

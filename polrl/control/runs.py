@@ -1,4 +1,4 @@
-"""Launcher entry for the control trainers with their own loop: HNPG and Uni-O4.
+"""Launcher entry for the control trainers with their own loop: HNPG, Uni-O4, MAPPO/IPPO.
 
 ``polrl.control.run(config, workdir)`` (``experiment.run``) hands a config whose ``algorithm`` is
 in ``ALGORITHMS`` to ``run`` here. It loads the offline data the algorithm needs (generated into
@@ -18,11 +18,11 @@ import time
 import jax
 import numpy as np
 
-from polrl.control import hnpg, unio4
+from polrl.control import hnpg, marl, unio4
 from polrl.control.seeds import train_seeds
 from polrl.train.metrics import MetricWriter
 
-ALGORITHMS = ("hnpg", "unio4")
+ALGORITHMS = ("hnpg", "unio4", "mappo", "ippo")
 
 
 def _trainer(config):
@@ -33,6 +33,8 @@ def _trainer(config):
         return hnpg.make_train(config), (hnpg.load_data(config),), int(config.num_envs) * horizon
     if name == "unio4":
         return unio4.make_train(config), (unio4.load_data(config),), int(config.num_envs) * int(config.num_steps)
+    if name in ("mappo", "ippo"):
+        return marl.make_train(config), (), int(config.num_envs) * int(config.num_steps)
     raise ValueError(f"algorithm={name!r} is not one of {ALGORITHMS}")
 
 
