@@ -1,4 +1,4 @@
-"""Launcher entry for the control trainers with their own loop: HNPG, Uni-O4, MAPPO/IPPO.
+"""Launcher entry for the control trainers with their own loop: HNPG, Uni-O4, MAPPO/IPPO, ReLIC.
 
 ``polrl.control.run(config, workdir)`` (``experiment.run``) hands a config whose ``algorithm`` is
 in ``ALGORITHMS`` to ``run`` here. It loads the offline data the algorithm needs (generated into
@@ -18,11 +18,11 @@ import time
 import jax
 import numpy as np
 
-from polrl.control import hnpg, marl, unio4
+from polrl.control import hnpg, marl, relic, unio4
 from polrl.control.seeds import train_seeds
 from polrl.train.metrics import MetricWriter
 
-ALGORITHMS = ("hnpg", "unio4", "mappo", "ippo")
+ALGORITHMS = ("hnpg", "unio4", "mappo", "ippo", "relic")
 
 
 def _trainer(config):
@@ -35,6 +35,8 @@ def _trainer(config):
         return unio4.make_train(config), (unio4.load_data(config),), int(config.num_envs) * int(config.num_steps)
     if name in ("mappo", "ippo"):
         return marl.make_train(config), (), int(config.num_envs) * int(config.num_steps)
+    if name == "relic":
+        return relic.make_train(config), (), int(config.num_envs) * int(config.num_steps)
     raise ValueError(f"algorithm={name!r} is not one of {ALGORITHMS}")
 
 
