@@ -38,7 +38,7 @@ PPO minibatches are groups of whole environments (rows), as recurrent/transforme
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
