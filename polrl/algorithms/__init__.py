@@ -3,30 +3,30 @@
 Configs name them by attribute (``getattr(polrl.algorithms, name)``); there is no second
 string registry.
 """
-from polrl.algorithms.off_policy_reinforce import asymre, opmd, rec
-from polrl.algorithms.dr_grpo import dr_grpo
 from polrl.algorithms.chord import chord
 from polrl.algorithms.lp_reg import lp_reg
-from polrl.algorithms.rover import rover
 from polrl.algorithms.mdpo import mdpo
+from polrl.algorithms.rover import rover
+from polrl.algorithms.off_policy_reinforce import asymre, opmd, rec
 from polrl.algorithms.cispo import cispo
 from polrl.algorithms.dapo import dapo
+from polrl.algorithms.dr_grpo import dr_grpo
 from polrl.algorithms.gspo import gspo
 from polrl.algorithms.policy_gradient import grpo, ppo
 from polrl.algorithms.reinforce_pp import reinforce_pp
 from polrl.algorithms.remax import remax
 from polrl.algorithms.remix import remix
-from polrl.algorithms.otr import otr
-from polrl.algorithms.tppo import tppo
 from polrl.algorithms.copg import copg
 from polrl.algorithms.drpo import drpo
 from polrl.algorithms.rl_plus import rl_plus
+from polrl.algorithms.otr import otr
+from polrl.algorithms.tppo import tppo
 from polrl.algorithms.rloo import rloo
 from polrl.algorithms.sapo import sapo
 from polrl.algorithms.preference import dpo
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "rloo", "remax", "dapo", "gspo", "cispo", "reinforce_pp", "sapo", "opmd", "asymre", "rec", "remix", "chord", "lp_reg", "rover", "mdpo", "tppo", "otr", "copg", "drpo", "rl_plus"]
+__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus"]
 
 
 def get(name: str):
