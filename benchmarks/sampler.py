@@ -1,6 +1,6 @@
 """Sampler throughput on a fixed small Llama shape, optionally against HF ``generate``.
 
-    python benchmarks/sampler.py [--vs hf] [--repeats 5]
+    python benchmarks/sampler.py [--vs hf] [--repeats 15]
     XLA_FLAGS=--xla_force_host_platform_device_count=2 python benchmarks/sampler.py ...
 
 The batch is sharded over all local devices (data parallel); on a 2-core CPU the second
@@ -9,7 +9,9 @@ form gives XLA one device per core (HF's torch uses its default threads either w
 Shape: vocab 512, d_model 256, 4 layers, 8 heads / 2 KV heads, MLP 688, batch 32, prompt
 16, 64 new tokens, temperature 1, random weights. EOS is disabled by ``eos_id = vocab``
 (never sampled), so every row generates exactly 64 tokens. Each side is warmed up
-(compiled) first; the time is the median of ``--repeats`` runs. The last line printed
+(compiled) first. With ``--vs hf`` the two are timed alternately (polrl, HF, polrl, HF, …),
+so a slow spell of a shared machine hits both; each time is the median of ``--repeats``
+runs and ``speedup_vs_hf`` is the median of the per-round ratios. The last line printed
 is one JSON object.
 
     tokens_per_s       = batch · new_tokens / median time
@@ -43,18 +45,15 @@ CONFIG = TransformerConfig(vocab_size=512, d_model=256, num_layers=4, num_heads=
                            num_kv_heads=2, mlp_dim=688, max_len=PROMPT + NEW)
 
 
-def median_seconds(run, repeats: int) -> float:
-    """Median wall time of ``run()`` (which must block until its result is ready)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def seconds(run) -> float:
+    """Wall time of ``run()`` (which must block until its result is ready)."""
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
-def polrl_seconds(repeats: int) -> float:
-    """Median seconds per batch, the batch sharded over all local devices."""
+def polrl_runner(repeats: int):
+    """A compiled, warmed-up polrl sampling call, the batch sharded over all local devices."""
     graphdef, params = nnx.split(Transformer(CONFIG, rngs=nnx.Rngs(0)), nnx.Param)
     sampler = make_sampler(graphdef, SamplingConfig(max_new_tokens=NEW, eos_id=CONFIG.vocab_size,
                                                     temperature=1.0))
@@ -71,11 +70,11 @@ def polrl_seconds(repeats: int) -> float:
         assert int(out.length_b.min()) == NEW, out.length_b
 
     run()
-    return median_seconds(run, repeats)
+    return run
 
 
-def hf_seconds(repeats: int) -> tuple[float, int]:
-    """Median seconds of HF ``generate`` on the same shape, and torch's thread count."""
+def hf_runner():
+    """A warmed-up HF ``generate`` call on the same shape."""
     try:
         import torch
         import transformers
@@ -102,32 +101,42 @@ def hf_seconds(repeats: int) -> tuple[float, int]:
         assert out.shape == (BATCH, PROMPT + NEW), out.shape
 
     run()
-    return median_seconds(run, repeats), torch.get_num_threads()
+    return run
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vs", choices=["hf"], help="also time HF transformers generate")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
 
-    seconds = polrl_seconds(args.repeats)
+    polrl_run = polrl_runner(args.repeats)
+    hf_run = hf_runner() if args.vs == "hf" else None
+    polrl_times, hf_times = [], []
+    for _ in range(args.repeats):  # alternate, so drift in the machine's speed hits both
+        polrl_times.append(seconds(polrl_run))
+        if hf_run is not None:
+            hf_times.append(seconds(hf_run))
+    seconds_ = statistics.median(polrl_times)
     flops = (transformer_forward_flops(CONFIG, BATCH * PROMPT, (PROMPT + 1) / 2)
              + transformer_forward_flops(CONFIG, BATCH * (NEW - 1), PROMPT + NEW / 2))
     peak = matmul_peak_flops()
     result = {
         "benchmark": "sampler", "device": str(jax.devices()[0]), "devices": jax.device_count(),
         "batch": BATCH,
-        "prompt_len": PROMPT, "new_tokens": NEW, "seconds": seconds,
-        "tokens_per_s": BATCH * NEW / seconds, "model_flops_per_s": flops / seconds,
-        "matmul_peak_flops_per_s": peak, "flop_utilization": flops / seconds / peak,
+        "prompt_len": PROMPT, "new_tokens": NEW, "seconds": seconds_,
+        "tokens_per_s": BATCH * NEW / seconds_, "model_flops_per_s": flops / seconds_,
+        "matmul_peak_flops_per_s": peak, "flop_utilization": flops / seconds_ / peak,
         "load_avg_1m": os.getloadavg()[0],  # other work on the machine skews every number
     }
-    print(f"polrl: {result['tokens_per_s']:.0f} tokens/s, {seconds * 1e3:.1f} ms per batch")
-    if args.vs == "hf":
-        hf, result["hf_torch_threads"] = hf_seconds(args.repeats)
+    print(f"polrl: {result['tokens_per_s']:.0f} tokens/s, {seconds_ * 1e3:.1f} ms per batch")
+    if hf_run is not None:
+        import torch
+
+        hf = statistics.median(hf_times)
+        result["hf_torch_threads"] = torch.get_num_threads()
         result["hf_tokens_per_s"] = BATCH * NEW / hf
-        result["speedup_vs_hf"] = hf / seconds
+        result["speedup_vs_hf"] = statistics.median(h / p for p, h in zip(polrl_times, hf_times))
         print(f"hf:    {result['hf_tokens_per_s']:.0f} tokens/s, {hf * 1e3:.1f} ms per batch")
     print(json.dumps(result))
 
