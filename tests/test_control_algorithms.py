@@ -116,5 +116,8 @@ def test_sampling_error_by_hand():
     # invalid rows do not count: only cell 0 remains, which matches exactly
     masked = sampling_error(obs, action, probs, jnp.array([1, 1, 0, 0, 0, 0], bool))
     np.testing.assert_allclose(masked, 0.0, atol=1e-7)
+    # pooled: one cell, counts (4, 2) vs expected (3, 3)
+    pooled = (4 * np.log(4 / 3) + 2 * np.log(2 / 3)) / 6
+    np.testing.assert_allclose(sampling_error(obs, action, probs, valid, pooled=True), pooled, rtol=1e-5)
     with pytest.raises(ValueError, match="obs dim 9 > 8"):
         sampling_error(jnp.zeros((2, 9)), action[:2], probs[:2], valid[:2])

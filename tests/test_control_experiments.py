@@ -39,7 +39,7 @@ def check_workdir(name, config, summary, tmp_path):
     assert summary["num_seeds"] == config.num_seeds and summary["env_steps"] == config.total_timesteps
     assert (tmp_path / "curves.png").stat().st_size > 0
     if name == "cartpole_props":
-        assert all(r["sampling_error"] >= 0 for r in records) and "behavior_loss" in records[-1]
+        assert all(r["sampling_error"] >= 0 and r["sampling_error_pooled"] >= 0 for r in records) and "behavior_loss" in records[-1]
 
 
 @pytest.mark.slow

@@ -60,8 +60,9 @@ def run(config, workdir: str) -> dict:
         final_mean_return=float(final.mean()), final_std=float(final.std()),
         wall_s=round(wall, 2),
     )
-    if "sampling_error" in metrics:
-        summary["sampling_error"] = float(metrics["sampling_error"][:, 1:].mean())
+    for key in ("sampling_error", "sampling_error_pooled"):
+        if key in metrics:
+            summary[key] = float(metrics[key][:, 1:].mean())
     return {"control": summary}
 
 

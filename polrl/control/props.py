@@ -90,8 +90,9 @@ def make_train_props(config):
     ``config`` is a control config whose ``algorithm`` is the target's noun (``"ppo"``), plus
     ``config.props`` (keys of ``PROPS_DEFAULTS``). ``hparams`` may override the target noun's float
     keywords and ``gamma`` (traced). Metrics per update: those of ``make_train`` for the target
-    update, ``behavior_*`` for the last behaviour update, and ``sampling_error`` (discrete
-    actions with observations of ≤ 8 coordinates; the buffer before the target update).
+    update, ``behavior_*`` for the last behaviour update, and ``sampling_error`` /
+    ``sampling_error_pooled`` (discrete actions with observations of ≤ 8 coordinates; the buffer
+    before the target update; per tercile cell / one cell, see ``polrl.control.sampling_error``).
     """
     s = setup(config)
     p = {**PROPS_DEFAULTS, **dict(config.get("props", {}) or {})}
@@ -199,10 +200,10 @@ def _run(s: Setup, behavior: Algorithm, behavior_updates: bool, chunks: int, buf
         if measure:
             w, n = valid.shape
             probs = jax.nn.softmax(data[1].logits, axis=-1).reshape(n * w, -1)
-            metrics["sampling_error"] = sampling_error(
-                data[0].reshape((n * w,) + data[0].shape[2:]), batch.response_bt.reshape(n * w),
-                probs, valid.T.reshape(n * w),
-            )
+            args = (data[0].reshape((n * w,) + data[0].shape[2:]), batch.response_bt.reshape(n * w),
+                    probs, valid.T.reshape(n * w))
+            metrics["sampling_error"] = sampling_error(*args)
+            metrics["sampling_error_pooled"] = sampling_error(*args, pooled=True)
         batch, prepare_state = target.prepare.apply(batch, state.prepare_state, step=state.step)
         key, update_key = jax.random.split(key)
         params, opt_state, objective_state, stats = update_epochs(s.model, target, state, batch, data, update_key)
