@@ -74,3 +74,20 @@ def test_unknown_activation():
     env = envs.make("CartPole-v1", 1)
     with pytest.raises(ValueError, match="activation='gelu'"):
         policies.build(policies.ActorCritic, env.obs_shape, env.action, activation="gelu")
+
+
+def test_vmapped_init_is_per_key_init_with_unbatched_qr():
+    # vmap(init) runs the keys one at a time (lax.map): bit-identical to calling init per key,
+    # and every LAPACK QR of the orthogonal initialisers stays unbatched (batched QRs can
+    # deadlock XLA:CPU's thread pool), also under nested vmaps (seeds × hyper-parameters)
+    env = envs.make("CartPole-v1", 2)
+    model = policies.build(policies.ActorCritic, env.obs_shape, env.action)
+    keys = jax.random.split(jax.random.key(3), 3)
+    batched = jax.jit(jax.vmap(model.init))(keys)
+    for i, key in enumerate(keys):
+        one = model.init(key)
+        for x, y in zip(jax.tree.leaves(batched), jax.tree.leaves(one)):
+            np.testing.assert_array_equal(np.asarray(x[i]), np.asarray(y))
+    nested = jax.jit(jax.vmap(jax.vmap(model.init))).lower(jnp.stack([keys, keys])).as_text()
+    qr_calls = [line for line in nested.splitlines() if "geqrf" in line]
+    assert qr_calls and all('num_batch_dims = "0"' in line for line in qr_calls)

@@ -18,6 +18,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.custom_batching import custom_vmap
 
 from polrl.control.distributions import Categorical, DiagGaussian
 from polrl.control.envs import ActionSpec
@@ -97,7 +98,8 @@ class PolicyDef(NamedTuple):
 
     Attributes:
       graphdef: the NNX graphdef (static).
-      init: ``key -> params`` (an ``nnx.State``), traceable, so it vmaps over seeds.
+      init: ``key -> params`` (an ``nnx.State``), traceable, so it vmaps over seeds (a vmapped
+        ``init`` runs one key after another, with bit-identical results).
       apply: ``(params, obs [N, *obs_shape]) -> model(obs)``.
     """
 
@@ -123,8 +125,17 @@ def build(module: type, obs_shape: tuple, action: ActionSpec, *, hidden=(64, 64)
 
     graphdef, _ = nnx.split(nnx.eval_shape(lambda: make(jax.random.key(0))))
 
+    @custom_vmap
     def init(key):
         return nnx.split(make(key))[1]
+
+    @init.def_vmap
+    def init_one_seed_at_a_time(axis_size, in_batched, key):
+        """vmap of ``init`` = ``lax.map`` over the keys: the orthogonal initialisers' LAPACK QRs
+        stay unbatched, since batched QRs can deadlock XLA:CPU (``value_functions.eager_init``)."""
+        del axis_size
+        params = jax.lax.map(init, key) if in_batched[0] else init(key)
+        return params, jax.tree.map(lambda _: in_batched[0], params)
 
     def apply(params, obs):
         return nnx.merge(graphdef, params)(obs)
