@@ -18,8 +18,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from polrl import advantages, objectives, optim
-from polrl.algorithms.policy_gradient import _regularized
+from polrl import advantages, objectives
+from polrl.algorithms.policy_gradient import REWARD_SIDE_OPTIONS, check_options, pg_algorithm
 from polrl.core import EXPERT, Algorithm, Batch, BatchSpec, Transform, chain, stateless
 
 SFT_WEIGHTINGS = ("phi", "none", "is")
@@ -103,7 +103,6 @@ def mix_by_source(rl: Transform, sft: Transform, *, mu) -> Transform:
 
 def chord(
     *,
-    learning_rate: float = 1e-6,
     mu_warmup_steps: int = 0,
     mu_decay_steps: int = 0,
     mu_peak: float = 0.1,
@@ -114,15 +113,9 @@ def chord(
     eps_low: float = 0.2,
     eps_high: float | None = None,
     scale: str = "std",
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    entropy_coef: float = 0.0,
     aggregation: str = "token_mean",
     max_len: int | None = None,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """CHORD (arXiv 2508.11408): GRPO on the policy's samples + φ-weighted SFT on expert answers.
 
@@ -142,22 +135,20 @@ def chord(
     separate 20% of the batch); the KL/entropy options apply to the RL part only (Trinity's
     example runs without KL). Checked against Trinity's ``chord_policy_loss.py`` and
     ``mix_chord.yaml`` (search tool, code corpus).
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, β = 0, k3, no entropy bonus, one update per
+    batch), all but the prepare-side ``kl_in``, ``kl_target``, ``correction`` and
+    ``correction_threshold``.
     """
+    check_options("chord", options, without=REWARD_SIDE_OPTIONS)
     if expert_per_group < 1:
         raise ValueError(f"chord needs expert rows: expert_per_group={expert_per_group} must be >= 1")
-    rl = _regularized(
-        objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
-        kl_coef=kl_coef, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
-        aggregation=aggregation, max_len=max_len,
-    )
     sft = chain(weighted_nll(weighting=sft_weighting, cutoff_prob=cutoff_prob),
                 objectives.aggregate(aggregation, max_len=max_len))
     mu = lambda step: mu_schedule(step, warmup_steps=mu_warmup_steps, decay_steps=mu_decay_steps, peak=mu_peak, valley=mu_valley)
-    return Algorithm(
-        prepare=advantages.group_advantage(scale=scale, exclude_expert=True),
-        objective=mix_by_source(rl, sft, mu=mu),
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
-        batch=BatchSpec(expert_per_group=expert_per_group),
+    return pg_algorithm(
+        advantages.group_advantage(scale=scale, exclude_expert=True),
+        objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
+        aggregation=aggregation, max_len=max_len, batch=BatchSpec(expert_per_group=expert_per_group),
+        wrap_objective=lambda rl: mix_by_source(rl, sft, mu=mu), **options,
     )

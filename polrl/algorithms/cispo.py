@@ -4,11 +4,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from polrl import advantages, ops, optim
-from polrl.algorithms.policy_gradient import _regularized
-from polrl.core import Algorithm, Batch, Transform, chain, stateless
-from polrl.correction import named_correction
-from polrl.kl_control import kl_in_reward
+from polrl import advantages, ops
+from polrl.algorithms.policy_gradient import check_options, pg_algorithm
+from polrl.core import Algorithm, Batch, Transform, stateless
 from polrl.objectives import old_logp
 
 
@@ -41,25 +39,7 @@ def clipped_is_weight_policy_gradient(*, eps_low: float | None = None, eps_high:
     return stateless(fn)
 
 
-def cispo(
-    *,
-    learning_rate: float = 1e-6,
-    eps_low: float | None = None,
-    eps_high: float = 0.2,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    kl_in: str = "loss",
-    kl_target: float | None = None,
-    entropy_coef: float = 0.0,
-    aggregation: str = "token_mean",
-    max_len: int | None = None,
-    correction: str | None = None,
-    correction_threshold: float = 2.0,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
-) -> Algorithm:
+def cispo(*, eps_low: float | None = None, eps_high: float = 0.2, **options) -> Algorithm:
     """CISPO (MiniMax-M1, arXiv 2506.13585): clip the importance weight, not the update.
 
         A_i   = (R_i − mean_g R) / (std_g R + 1e-6)                         (group-relative)
@@ -73,21 +53,13 @@ def cispo(
     with no lower bound (ε_low^IS "set to a large value") and a token-level normalizer; verl's
     CISPO example sets ``clip_ratio_low=10`` (unbounded below) and ``clip_ratio_high=0.2``.
     INFERRED: ε_high = 0.2 (verl's example; the paper tunes ε_high and its value was not found).
+
+    Other keywords: see ``pg_algorithm`` (its defaults are CISPO's: lr 1e-6, β = 0,
+    ``token_mean``, one update per batch).
     """
-    prepare = chain(
-        advantages.group_advantage(scale="std"),
-        *kl_in_reward(placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target),
-        *named_correction(correction, correction_threshold),
-    )
-    objective = _regularized(
+    check_options("cispo", options)
+    return pg_algorithm(
+        [advantages.group_advantage(scale="std")],
         clipped_is_weight_policy_gradient(eps_low=eps_low, eps_high=eps_high),
-        kl_coef=kl_coef, kl_estimator=kl_estimator, kl_in=kl_in, kl_target=kl_target,
-        entropy_coef=entropy_coef, aggregation=aggregation, max_len=max_len,
-    )
-    return Algorithm(
-        prepare=prepare,
-        objective=objective,
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
+        **options,
     )

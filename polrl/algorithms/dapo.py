@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from polrl import advantages, objectives, optim
-from polrl.algorithms.policy_gradient import _regularized
-from polrl.core import Algorithm, Batch, BatchSpec, Transform, chain, stateless
-from polrl.correction import named_correction
-from polrl.kl_control import kl_in_reward
+from polrl import advantages, objectives
+from polrl.algorithms.policy_gradient import check_options, pg_algorithm
+from polrl.core import Algorithm, Batch, BatchSpec, Transform, stateless
 
 
 def overlong_penalty(*, max_len: int, buffer: int, factor: float = 1.0) -> Transform:
@@ -39,7 +37,6 @@ def overlong_penalty(*, max_len: int, buffer: int, factor: float = 1.0) -> Trans
 
 def dapo(
     *,
-    learning_rate: float = 1e-6,
     eps_low: float = 0.2,
     eps_high: float = 0.28,
     oversample: int = 3,
@@ -47,19 +44,7 @@ def dapo(
     overlong_max_len: int | None = None,
     overlong_buffer: int | None = None,
     overlong_factor: float = 1.0,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    kl_in: str = "loss",
-    kl_target: float | None = None,
-    entropy_coef: float = 0.0,
-    aggregation: str = "token_mean",
-    max_len: int | None = None,
-    correction: str | None = None,
-    correction_threshold: float = 2.0,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """DAPO (Yu et al. 2025, arXiv 2503.14476) = GRPO + clip-higher + token-mean + filtering.
 
@@ -83,7 +68,11 @@ def dapo(
     Checked (search, code corpus): verl's DAPO recipe scripts set clip 0.2 / 0.28,
     ``loss_agg_mode=token-mean``, no KL in reward or loss, ``filter_groups`` on, 3× generation
     prompts, ``overlong_buffer_len=4096`` with ``max_response_length=20480`` and factor 1.0.
+
+    Other keywords: see ``pg_algorithm`` (its defaults are DAPO's: lr 1e-6, β = 0,
+    ``token_mean``, one update per batch).
     """
+    check_options("dapo", options)
     if (overlong_max_len is None) != (overlong_buffer is None):
         raise ValueError("dapo: give both overlong_max_len and overlong_buffer (or neither, for no length shaping)")
     if oversample < 1:
@@ -94,18 +83,7 @@ def dapo(
     prepare.append(advantages.group_advantage(scale="std"))
     if filter_zero_variance:
         prepare.append(advantages.drop_zero_variance_groups())
-    prepare += kl_in_reward(placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target)
-    prepare += named_correction(correction, correction_threshold)
-    objective = _regularized(
-        objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
-        kl_coef=kl_coef, kl_estimator=kl_estimator, kl_in=kl_in, kl_target=kl_target,
-        entropy_coef=entropy_coef, aggregation=aggregation, max_len=max_len,
-    )
-    return Algorithm(
-        prepare=chain(*prepare),
-        objective=objective,
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
-        batch=BatchSpec(oversample=oversample),
+    return pg_algorithm(
+        prepare, objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
+        batch=BatchSpec(oversample=oversample), **options,
     )

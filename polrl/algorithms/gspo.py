@@ -4,11 +4,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from polrl import advantages, ops, optim
-from polrl.algorithms.policy_gradient import _regularized
-from polrl.core import Algorithm, Batch, Transform, chain, stateless
-from polrl.correction import named_correction
-from polrl.kl_control import kl_in_reward
+from polrl import advantages, ops
+from polrl.algorithms.policy_gradient import check_options, pg_algorithm
+from polrl.core import Algorithm, Batch, Transform, stateless
 from polrl.objectives import old_logp
 
 
@@ -52,23 +50,11 @@ def sequence_clipped_policy_gradient(
 
 def gspo(
     *,
-    learning_rate: float = 1e-6,
     eps_low: float = 3e-4,
     eps_high: float = 4e-4,
     token_level: bool = False,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    kl_in: str = "loss",
-    kl_target: float | None = None,
-    entropy_coef: float = 0.0,
     aggregation: str = "seq_mean_token_mean",
-    max_len: int | None = None,
-    correction: str | None = None,
-    correction_threshold: float = 2.0,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """GSPO (Zheng et al. 2025, arXiv 2507.18071): clip one importance ratio per SEQUENCE.
 
@@ -84,21 +70,12 @@ def gspo(
     ranges in Equation (5) to 3e-4 and 4e-4". The clip only acts when a rollout batch is reused
     (``num_minibatches`` / ``num_epochs`` > 1); with one update per batch s_i = 1 and the loss is
     the REINFORCE gradient of the length-normalised sequence log-likelihood.
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, β = 0, one update per batch).
     """
-    prepare = chain(
-        advantages.group_advantage(scale="std"),
-        *kl_in_reward(placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target),
-        *named_correction(correction, correction_threshold),
-    )
-    objective = _regularized(
+    check_options("gspo", options)
+    return pg_algorithm(
+        [advantages.group_advantage(scale="std")],
         sequence_clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high, token_level=token_level),
-        kl_coef=kl_coef, kl_estimator=kl_estimator, kl_in=kl_in, kl_target=kl_target,
-        entropy_coef=entropy_coef, aggregation=aggregation, max_len=max_len,
-    )
-    return Algorithm(
-        prepare=prepare,
-        objective=objective,
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
+        aggregation=aggregation, **options,
     )

@@ -16,8 +16,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from polrl import advantages, objectives, ops, optim
-from polrl.algorithms.policy_gradient import _regularized
+from polrl import advantages, objectives, ops
+from polrl.algorithms.policy_gradient import REWARD_SIDE_OPTIONS, check_options, pg_algorithm
 from polrl.core import Algorithm, Batch, Transform, stateless
 
 
@@ -94,7 +94,6 @@ def lp_reg_policy_gradient(
 
 def lp_reg(
     *,
-    learning_rate: float = 1e-6,
     neg_frac: float = 0.01,
     pos_frac: float = 0.0,
     beta: float = 1.0,
@@ -103,15 +102,9 @@ def lp_reg(
     eps_low: float = 1.0,
     eps_high: float = 9.0,
     scale: str = "std",
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    entropy_coef: float = 0.0,
-    aggregation: str = "token_mean",
-    max_len: int | None = None,
     num_epochs: int = 1,
     num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """Lp-Reg (arXiv 2510.03222): GRPO whose rare negative-advantage tokens are regularized
     toward a min-p proxy of π_old instead of being pushed down (``lp_reg_policy_gradient``).
@@ -131,22 +124,22 @@ def lp_reg(
     and polrl's arithmetic setting); the batch-wide top-k runs over the update minibatch
     (the reference: the micro-batch). Checked against ``compute_policy_loss_lp_reg`` in
     ``CarlanLark/Lp-Reg-dev`` (search tool, code corpus).
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, β = 0, k3, no entropy bonus, ``token_mean``),
+    all but the prepare-side ``kl_in``, ``kl_target``, ``correction`` and ``correction_threshold``.
     """
+    check_options("lp_reg", options, without=REWARD_SIDE_OPTIONS)
     if num_epochs * num_minibatches != 1:
         raise ValueError(
             f"lp_reg supports one update per batch (num_epochs={num_epochs}, num_minibatches="
             f"{num_minibatches}): its proxy is π_old's min-p distribution over the vocabulary, which "
             "the trainer does not keep; set num_epochs=num_minibatches=1"
         )
-    return Algorithm(
-        prepare=advantages.group_advantage(scale=scale),
-        objective=_regularized(
-            lp_reg_policy_gradient(
-                neg_frac=neg_frac, pos_frac=pos_frac, beta=beta, min_p=min_p, min_p_mode=min_p_mode,
-                eps_low=eps_low, eps_high=eps_high,
-            ),
-            kl_coef=kl_coef, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
-            aggregation=aggregation, max_len=max_len,
+    return pg_algorithm(
+        advantages.group_advantage(scale=scale),
+        lp_reg_policy_gradient(
+            neg_frac=neg_frac, pos_frac=pos_frac, beta=beta, min_p=min_p, min_p_mode=min_p_mode,
+            eps_low=eps_low, eps_high=eps_high,
         ),
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
+        num_epochs=num_epochs, num_minibatches=num_minibatches, **options,
     )

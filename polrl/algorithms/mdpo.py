@@ -10,8 +10,8 @@ import math
 
 import jax.numpy as jnp
 
-from polrl import advantages, mirror_descent, objectives, optim
-from polrl.algorithms.policy_gradient import _regularized
+from polrl import advantages, mirror_descent, objectives
+from polrl.algorithms.policy_gradient import REWARD_SIDE_OPTIONS, check_options, pg_algorithm
 from polrl.core import Algorithm
 
 LLM_KL_ESTIMATORS = ("k1", "k2", "k3")
@@ -37,19 +37,14 @@ def mdpo_kl_weight(*, num_updates: int | None, step_size: float):
 
 def mdpo(
     *,
-    learning_rate: float = 1e-6,
     num_updates: int | None = None,
     step_size: float = 1.0,
     kl_estimator: str = "k3",
     scale: str = "std",
     ref_kl_coef: float = 0.0,
-    entropy_coef: float = 0.0,
-    aggregation: str = "token_mean",
-    max_len: int | None = None,
     num_epochs: int = 5,
     num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """On-policy MDPO (arXiv 2005.09814), LLM form: m gradient steps per batch on
 
@@ -68,7 +63,12 @@ def mdpo(
     INFERRED: the group advantage in place of MDPO's GAE (no critic), and the sampled KL.
     Checked against ``mdpo_on/mdpo.py`` (loss ``mean(ratio·A) − meankl/t_k``,
     ``t_k = 1 − (k−1)/K``, ``sgd_steps`` Adam steps per batch) with the search tool.
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, no entropy bonus, ``token_mean``), all but
+    ``kl_coef`` (here ``ref_kl_coef``) and the prepare-side ``kl_in``, ``kl_target``,
+    ``correction`` and ``correction_threshold``.
     """
+    check_options("mdpo", options, without=REWARD_SIDE_OPTIONS + ("kl_coef",))
     if kl_estimator not in LLM_KL_ESTIMATORS:
         raise ValueError(
             f"mdpo: kl_estimator={kl_estimator!r}; use one of {LLM_KL_ESTIMATORS} (the exact KL needs "
@@ -81,14 +81,9 @@ def mdpo(
             "π_θ = π_old and the KL to π_old has no gradient"
         )
     surrogate = objectives.clipped_policy_gradient(eps_low=math.inf, eps_high=math.inf)  # no clip
-    return Algorithm(
-        prepare=advantages.group_advantage(scale=scale),
-        objective=_regularized(
-            surrogate, mirror_descent.mirror_descent_kl(weight, estimator=kl_estimator),
-            kl_coef=ref_kl_coef, kl_estimator="k3", entropy_coef=entropy_coef,
-            aggregation=aggregation, max_len=max_len,
-        ),
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
+    return pg_algorithm(
+        advantages.group_advantage(scale=scale),
+        surrogate, mirror_descent.mirror_descent_kl(weight, estimator=kl_estimator),
+        kl_coef=ref_kl_coef, kl_estimator="k3", num_epochs=num_epochs, num_minibatches=num_minibatches,
+        **options,
     )

@@ -17,8 +17,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from polrl import objectives, ops, optim
-from polrl.algorithms.policy_gradient import _regularized
+from polrl import objectives, ops
+from polrl.algorithms.policy_gradient import REWARD_SIDE_OPTIONS, check_options, pg_algorithm
 from polrl.core import Algorithm, Batch, Transform, stateless
 
 BASELINES = ("mean", "logavgexp")
@@ -197,30 +197,8 @@ def rec_regularizer(*, kind: str, coef: float) -> Transform:
 # ----------------------------------------------------------------------------- nouns
 
 
-def _algorithm(prepare, objective, *, learning_rate, warmup_steps, max_grad_norm, num_epochs, num_minibatches):
-    return Algorithm(
-        prepare=prepare,
-        objective=objective,
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
-    )
-
-
 def opmd(
-    *,
-    learning_rate: float = 1e-6,
-    tau: float = 1.0,
-    baseline: str = "mean",
-    kl_coef: float = 0.001,
-    kl_estimator: str = "k2",
-    entropy_coef: float = 0.0,
-    aggregation: str = "token_mean",
-    max_len: int | None = None,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    *, tau: float = 1.0, baseline: str = "mean", kl_coef: float = 0.001, kl_estimator: str = "k2", **options
 ) -> Algorithm:
     """Online Policy Mirror Descent (Kimi k1.5, arXiv 2501.12599; as in Trinity-RFT, arXiv 2509.24203).
 
@@ -233,33 +211,18 @@ def opmd(
     INFERRED: Trinity has two τ's (advantage and loss) with the same default 1.0; polrl uses one
     τ for both, the regularization strength of the paper's mirror-descent step (checked against
     the paper's abstract and Trinity's code: search tool, 2509.24203 pages and Trinity sources).
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, no entropy bonus, one update per batch), all
+    but the prepare-side ``kl_in``, ``kl_target``, ``correction`` and ``correction_threshold``.
     """
-    return _algorithm(
-        shifted_baseline_advantage(baseline=baseline, tau=tau),
-        _regularized(
-            rec_policy_gradient(coef=1.0 / (1.0 + tau)),
-            kl_coef=kl_coef, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
-            aggregation=aggregation, max_len=max_len,
-        ),
-        learning_rate=learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm,
-        num_epochs=num_epochs, num_minibatches=num_minibatches,
+    check_options("opmd", options, without=REWARD_SIDE_OPTIONS)
+    return pg_algorithm(
+        shifted_baseline_advantage(baseline=baseline, tau=tau), rec_policy_gradient(coef=1.0 / (1.0 + tau)),
+        kl_coef=kl_coef, kl_estimator=kl_estimator, **options,
     )
 
 
-def asymre(
-    *,
-    learning_rate: float = 1e-6,
-    baseline_shift: float = -0.1,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    entropy_coef: float = 0.0,
-    aggregation: str = "token_mean",
-    max_len: int | None = None,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
-) -> Algorithm:
+def asymre(*, baseline_shift: float = -0.1, **options) -> Algorithm:
     """Asymmetric REINFORCE (Le Roux et al. 2025, arXiv 2506.20520; Trinity ``asymre``).
 
         A_i = r_i − (mean_g r + δ)
@@ -269,22 +232,17 @@ def asymre(
     No ratio, no clipping, no KL, no entropy (Trinity: the ``opmd`` loss with τ = 0);
     ``token_mean``. Trinity's example uses lr 6e-8 with sync_interval 250 (very off-policy);
     polrl's default lr is GRPO's.
+
+    Other keywords: see ``pg_algorithm`` (its defaults are AsymRE's: lr 1e-6, β = 0,
+    ``token_mean``, one update per batch), all but the prepare-side ``kl_in``, ``kl_target``,
+    ``correction`` and ``correction_threshold``.
     """
-    return _algorithm(
-        shifted_baseline_advantage(shift=baseline_shift),
-        _regularized(
-            rec_policy_gradient(),
-            kl_coef=kl_coef, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
-            aggregation=aggregation, max_len=max_len,
-        ),
-        learning_rate=learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm,
-        num_epochs=num_epochs, num_minibatches=num_minibatches,
-    )
+    check_options("asymre", options, without=REWARD_SIDE_OPTIONS)
+    return pg_algorithm(shifted_baseline_advantage(shift=baseline_shift), rec_policy_gradient(), **options)
 
 
 def rec(
     *,
-    learning_rate: float = 1e-6,
     clip_mode: str = "one_side",
     weight: str = "none",
     eps_low: float = 0.2,
@@ -296,15 +254,8 @@ def rec(
     drop: str | None = None,
     regularizer: str = "none",
     regularizer_coef: float = 0.0,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    entropy_coef: float = 0.0,
     aggregation: str | None = None,
-    max_len: int | None = None,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """REC: REINFORCE with clipping as a mask (Yao et al. 2025, arXiv 2509.24203).
 
@@ -322,7 +273,11 @@ def rec(
     INFERRED: the mapping of the paper's variant names to these flags (checked against Trinity's
     ``rec_policy_loss.py`` and the paper's abstract with the search tool); Trinity's
     ``fix_opd_advantage`` (on-policy distillation only) is not carried.
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, β = 0, one update per batch), all but the
+    prepare-side ``kl_in``, ``kl_target``, ``correction`` and ``correction_threshold``.
     """
+    check_options("rec", options, without=REWARD_SIDE_OPTIONS)
     if aggregation is None:
         aggregation = "seq_mean_token_mean" if clip_mode == "gspo_one_side" else "token_mean"
     _choice(regularizer, "regularizer", REGULARIZERS)
@@ -332,12 +287,6 @@ def rec(
     )]
     if regularizer != "none":
         terms.append(rec_regularizer(kind=regularizer, coef=regularizer_coef))
-    return _algorithm(
-        rec_advantage(std_normalize=std_normalize, drop=drop),
-        _regularized(
-            *terms, kl_coef=kl_coef, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
-            aggregation=aggregation, max_len=max_len,
-        ),
-        learning_rate=learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm,
-        num_epochs=num_epochs, num_minibatches=num_minibatches,
+    return pg_algorithm(
+        rec_advantage(std_normalize=std_normalize, drop=drop), *terms, aggregation=aggregation, **options
     )

@@ -1,15 +1,39 @@
-"""Policy-gradient methods with a clipped surrogate: GRPO and PPO."""
+"""The policy-gradient noun builder ``pg_algorithm``, and GRPO and PPO built with it."""
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 from polrl import advantages, kl_control, objectives, optim
-from polrl.core import Algorithm, chain
+from polrl.core import Algorithm, BatchSpec, Transform, chain
 from polrl.correction import named_correction
 
+# The keywords a noun forwards to ``pg_algorithm`` with ``**options`` (users' configs pass them).
+PG_OPTIONS = (
+    "learning_rate", "kl_coef", "kl_estimator", "kl_in", "kl_target", "entropy_coef", "aggregation", "max_len",
+    "correction", "correction_threshold", "num_epochs", "num_minibatches", "warmup_steps", "max_grad_norm",
+)
+# The options that act on the prepare side; nouns whose prepare cannot take them leave them out.
+REWARD_SIDE_OPTIONS = ("kl_in", "kl_target", "correction", "correction_threshold")
 
-def _regularized(*terms, kl_coef, kl_estimator, entropy_coef, aggregation, max_len, kl_in="loss", kl_target=None):
+
+def check_options(noun: str, options: dict, *, without: Sequence[str] = ()) -> None:
+    """Checks the ``**options`` that ``noun`` forwards to ``pg_algorithm``.
+
+    A noun takes its own keywords plus ``PG_OPTIONS`` less ``without``; any other keyword is a
+    TypeError naming the noun (as Python's own for a misspelt keyword).
+    """
+    taken = [name for name in PG_OPTIONS if name not in without]
+    unknown = sorted(set(options) - set(taken))
+    if unknown:
+        raise TypeError(
+            f"{noun}() got unexpected keyword argument(s) {unknown}: it takes its own keywords and these "
+            f"options of polrl.algorithms.policy_gradient.pg_algorithm: {taken}"
+        )
+
+
+def _regularized(*terms, kl_coef, kl_estimator, kl_in, kl_target, entropy_coef, aggregation, max_len):
     """``terms`` + β·KL (when β ≠ 0 and ``kl_in="loss"``; β adapted toward ``kl_target`` when set,
-    ``polrl.kl_control``) − c_H·H (when c_H ≠ 0), then the aggregation. With ``kl_in="reward"``
-    the KL goes to the prepare side instead (``kl_control.kl_in_reward``)."""
+    ``polrl.kl_control``) − c_H·H (when c_H ≠ 0), then the aggregation."""
     if kl_in not in kl_control.KL_PLACEMENTS:
         raise ValueError(f"kl_in={kl_in!r}; use one of {kl_control.KL_PLACEMENTS}")
     parts = list(terms)
@@ -24,20 +48,16 @@ def _regularized(*terms, kl_coef, kl_estimator, entropy_coef, aggregation, max_l
     return chain(*parts)
 
 
-def grpo(
-    *,
+def pg_algorithm(
+    prepare: Transform | Sequence[Transform],
+    *terms: Transform,
     learning_rate: float = 1e-6,
-    eps_low: float = 0.2,
-    eps_high: float | None = None,
-    kl_coef: float = 0.04,
+    kl_coef: float = 0.0,
     kl_estimator: str = "k3",
     kl_in: str = "loss",
     kl_target: float | None = None,
-    scale: str = "std",
-    ddof: int = 1,
-    filter_zero_variance: bool = False,
     entropy_coef: float = 0.0,
-    aggregation: str = "seq_mean_token_mean",
+    aggregation: str = "token_mean",
     max_len: int | None = None,
     correction: str | None = None,
     correction_threshold: float = 2.0,
@@ -45,6 +65,82 @@ def grpo(
     num_minibatches: int = 1,
     warmup_steps: int = 0,
     max_grad_norm: float | None = 1.0,
+    whiten: bool = False,
+    kl_discount: float = 1.0,
+    batch: BatchSpec = BatchSpec(),
+    wrap_objective: Callable[[Transform], Transform] | None = None,
+) -> Algorithm:
+    """The one assembly of a policy-gradient noun: advantage → KL/whitening/correction → loss terms
+    → KL/entropy → aggregation, optimized by AdamW.
+
+        prepare   = chain(*prepare, kl_reward  [kl_in="reward", β ≠ 0],
+                          whiten_advantage     [whiten],
+                          rollout_correction   [correction])
+        objective = chain(*terms, kl_penalty   [kl_in="loss", β ≠ 0; adaptive_kl_penalty with kl_target],
+                          entropy_bonus        [c_H ≠ 0],
+                          aggregate(aggregation, max_len))
+        optimizer = optim.adamw(learning_rate, warmup_steps, max_grad_norm)
+
+    ``prepare`` is the advantage step, a list of transforms (chained with what follows) or one
+    Transform, which is the whole prepare when nothing follows it (its state keeps the
+    transform's own structure). ``terms`` are the per-token loss transforms.
+
+    Options (the keywords nouns forward with ``**options``; a noun states its own defaults where
+    they differ):
+      learning_rate: AdamW's peak learning rate (1e-6), reached after ``warmup_steps`` (0) of
+        linear warm-up; ``max_grad_norm`` (1.0; None: off) clips the global gradient norm.
+      kl_coef, kl_estimator: β (0: no KL term and no reference forward pass) and the per-token
+        estimator of KL(π_θ ‖ π_ref) ("k3"; ``polrl.ops`` k1/k2/k3).
+      kl_in: where the KL goes — "loss" (a β·kl term per token) or "reward" (token rewards
+        −β·kl_t credited to the advantage before whitening, ``kl_control.kl_reward``).
+      kl_target: None keeps β fixed; a target KL makes β adaptive (Ziegler et al. 2019,
+        ``polrl.kl_control``).
+      entropy_coef: c_H of the entropy bonus −c_H·H (0: off).
+      aggregation, max_len: the loss reduction (``objectives.aggregate``: "token_mean",
+        "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm" with the constant
+        normalizer ``max_len``) ("token_mean", None).
+      correction, correction_threshold: the sampler/trainer importance correction
+        (``polrl.correction.named_correction``; None: off; threshold 2.0).
+      num_epochs, num_minibatches: passes over each rollout batch and minibatches per pass (1, 1).
+
+    Set by the noun, not forwarded from users: ``whiten`` (whiten the advantages after the KL
+    reward), ``kl_discount`` (d = γλ of a GAE advantage the KL reward is added to; 1 otherwise),
+    ``batch`` (``BatchSpec``: expert rows, oversampling) and ``wrap_objective`` (a function of
+    the assembled objective returning the noun's objective, e.g. CHORD's mix with its SFT part).
+    """
+    added = kl_control.kl_in_reward(
+        placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target, discount=kl_discount
+    )
+    if whiten:
+        added.append(advantages.whiten_advantage())
+    added += named_correction(correction, correction_threshold)
+    single = isinstance(prepare, Transform)
+    if added or not single:
+        prepare = chain(*([prepare] if single else prepare), *added)
+    objective = _regularized(
+        *terms, kl_coef=kl_coef, kl_estimator=kl_estimator, kl_in=kl_in, kl_target=kl_target,
+        entropy_coef=entropy_coef, aggregation=aggregation, max_len=max_len,
+    )
+    return Algorithm(
+        prepare=prepare,
+        objective=objective if wrap_objective is None else wrap_objective(objective),
+        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
+        num_epochs=num_epochs,
+        num_minibatches=num_minibatches,
+        batch=batch,
+    )
+
+
+def grpo(
+    *,
+    eps_low: float = 0.2,
+    eps_high: float | None = None,
+    kl_coef: float = 0.04,
+    scale: str = "std",
+    ddof: int = 1,
+    filter_zero_variance: bool = False,
+    aggregation: str = "seq_mean_token_mean",
+    **options,
 ) -> Algorithm:
     """Group Relative Policy Optimization (Shao et al. 2024, DeepSeekMath, arXiv 2402.03300).
 
@@ -54,30 +150,22 @@ def grpo(
         ρ_i,t = π_θ(o_i,t | q, o_i,<t) / π_old(o_i,t | q, o_i,<t)
         L     = agg[ max(−A_i ρ_i,t, −A_i clip(ρ_i,t, 1−ε_low, 1+ε_high)) + β k3_i,t ]
 
-    with k3 = exp(d) − d − 1, d = log π_ref − log π_θ, β = ``kl_coef`` (paper: 0.04), ε = 0.2
+    with k3 = exp(d) − d − 1, d = log π_ref − log π_θ, β = ``kl_coef`` = 0.04 (the paper's), ε = 0.2
     and the paper's ``seq_mean_token_mean`` aggregation. ``filter_zero_variance=True`` masks
     groups whose rewards are all equal (DAPO's filter); ``scale="none"`` gives Dr.GRPO's
-    advantage. ``kl_coef=0`` drops the KL term and the reference forward pass. With one update per batch (``num_epochs = num_minibatches = 1``) π_old = π_θ and
-    no extra forward pass is run. ``kl_in="reward"`` moves the KL into the token rewards and
-    ``kl_target`` adapts β (``polrl.kl_control``); ``correction`` adds the sampler/trainer
-    importance correction (``polrl.correction``).
+    advantage. ``kl_coef=0`` drops the KL term and the reference forward pass. With one update
+    per batch (``num_epochs = num_minibatches = 1``) π_old = π_θ and no extra forward pass is run.
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, k3, ``kl_in="loss"``, no entropy bonus, no
+    correction, one update per batch).
     """
+    check_options("grpo", options)
     prepare = [advantages.group_advantage(scale=scale, ddof=ddof)]
     if filter_zero_variance:
         prepare.append(advantages.drop_zero_variance_groups())
-    prepare += kl_control.kl_in_reward(placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target)
-    prepare += named_correction(correction, correction_threshold)
-    objective = _regularized(
-        objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
-        kl_coef=kl_coef, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
-        aggregation=aggregation, max_len=max_len, kl_in=kl_in, kl_target=kl_target,
-    )
-    return Algorithm(
-        prepare=chain(*prepare),
-        objective=objective,
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
+    return pg_algorithm(
+        prepare, objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
+        kl_coef=kl_coef, aggregation=aggregation, **options,
     )
 
 
@@ -92,19 +180,9 @@ def ppo(
     value_coef: float = 0.5,
     value_clip: float | None = 0.2,
     whiten: bool = True,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    kl_in: str = "loss",
-    kl_target: float | None = None,
-    entropy_coef: float = 0.0,
-    aggregation: str = "token_mean",
-    max_len: int | None = None,
-    correction: str | None = None,
-    correction_threshold: float = 2.0,
     num_epochs: int = 2,
     num_minibatches: int = 2,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """Proximal Policy Optimization with a learned value head (Schulman et al. 2017).
 
@@ -114,28 +192,20 @@ def ppo(
                    + β KL_t − c_H H_t ]
 
     Defaults follow verl's PPO for LLMs: γ = 1, λ = 0.95, ε = 0.2, dual clip c = 3, value
-    clip 0.2, ``token_mean``. The model must have a value head (``model.value_head=True``).
-    ``kl_in="reward"`` is the PPO-RLHF placement (Ziegler et al. 2019): token rewards −β·kl_t
-    enter GAE (exactly: GAE is linear in the rewards, ``polrl.kl_control``), before whitening;
-    ``kl_target`` adapts β; ``correction`` adds the sampler/trainer importance correction.
+    clip 0.2, lr 1e-5, 2 epochs × 2 minibatches, ``token_mean``, no KL. The model must have a
+    value head (``model.value_head=True``). ``kl_in="reward"`` is the PPO-RLHF placement
+    (Ziegler et al. 2019): token rewards −β·kl_t enter GAE (exactly: GAE is linear in the
+    rewards, so the KL return-to-go uses the discount γλ, ``polrl.kl_control``), before
+    whitening.
+
+    Other keywords: see ``pg_algorithm`` (β = 0, k3, ``kl_in="loss"``, no entropy bonus, no
+    correction).
     """
-    prepare = [advantages.gae_advantage(gamma=gamma, lambda_=lambda_)]
-    prepare += kl_control.kl_in_reward(
-        placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target, discount=gamma * lambda_
-    )
-    if whiten:
-        prepare.append(advantages.whiten_advantage())
-    prepare += named_correction(correction, correction_threshold)
-    objective = _regularized(
+    check_options("ppo", options)
+    return pg_algorithm(
+        [advantages.gae_advantage(gamma=gamma, lambda_=lambda_)],
         objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip),
         objectives.value_loss(coef=value_coef, clip=value_clip),
-        kl_coef=kl_coef, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
-        aggregation=aggregation, max_len=max_len, kl_in=kl_in, kl_target=kl_target,
-    )
-    return Algorithm(
-        prepare=chain(*prepare),
-        objective=objective,
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
+        learning_rate=learning_rate, num_epochs=num_epochs, num_minibatches=num_minibatches,
+        whiten=whiten, kl_discount=gamma * lambda_, **options,
     )

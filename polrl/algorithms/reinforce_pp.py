@@ -1,11 +1,9 @@
 """REINFORCE++: critic-free REINFORCE with a token-level KL reward and global normalization."""
 from __future__ import annotations
 
-from polrl import advantages, objectives, optim
-from polrl.algorithms.policy_gradient import _regularized
-from polrl.core import Algorithm, Batch, Transform, chain, stateless
-from polrl.correction import named_correction
-from polrl.kl_control import kl_in_reward
+from polrl import advantages, objectives
+from polrl.algorithms.policy_gradient import check_options, pg_algorithm
+from polrl.core import Algorithm, Batch, Transform, stateless
 
 
 def reward_advantage() -> Transform:
@@ -24,22 +22,12 @@ def reward_advantage() -> Transform:
 def reinforce_pp(
     *,
     baseline: bool = False,
-    learning_rate: float = 1e-6,
     eps_low: float = 0.2,
     eps_high: float | None = None,
     kl_coef: float = 0.01,
     kl_estimator: str | None = None,
     kl_in: str | None = None,
-    kl_target: float | None = None,
-    entropy_coef: float = 0.0,
-    aggregation: str = "token_mean",
-    max_len: int | None = None,
-    correction: str | None = None,
-    correction_threshold: float = 2.0,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """REINFORCE++ (Hu et al. 2025, arXiv 2501.03262).
 
@@ -57,8 +45,7 @@ def reinforce_pp(
 
     Defaults: β = 0.01, ε = 0.2, ``token_mean``; ``kl_in`` / ``kl_estimator`` default to
     "reward" / "k1" without baseline and "loss" / "k2" with it, and either can be overridden.
-    ``kl_target`` makes β adaptive (``polrl.kl_control``); ``correction`` adds the
-    sampler/trainer importance correction (after the normalization).
+    A ``correction`` (``pg_algorithm``) runs after the normalization.
 
     Checked (search): eq. 8–10 (token KL reward with k1 of π_old vs π_SFT, return-to-go,
     normalization over the global batch) and the PPO clip, in the paper's arXiv pages and the
@@ -67,25 +54,13 @@ def reinforce_pp(
     advantage``, and its k2 loss term in maintainers' review threads (SkyRL #137, Relax #178).
     INFERRED: β = 0.01 and the ``token_mean`` aggregation; neither value was found stated in the
     paper text reached (β = 0.01 is recalled as OpenRLHF's initial KL coefficient, not re-checked).
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, ``token_mean``, one update per batch).
     """
-    kl_in = kl_in or ("loss" if baseline else "reward")
-    kl_estimator = kl_estimator or ("k2" if baseline else "k1")
+    check_options("reinforce_pp", options)
     base = advantages.group_advantage(scale="none") if baseline else reward_advantage()
-    prepare = chain(
-        base,
-        *kl_in_reward(placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target),
-        advantages.whiten_advantage(),
-        *named_correction(correction, correction_threshold),
-    )
-    objective = _regularized(
-        objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
-        kl_coef=kl_coef, kl_estimator=kl_estimator, kl_in=kl_in, kl_target=kl_target,
-        entropy_coef=entropy_coef, aggregation=aggregation, max_len=max_len,
-    )
-    return Algorithm(
-        prepare=prepare,
-        objective=objective,
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
+    return pg_algorithm(
+        [base], objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
+        kl_coef=kl_coef, kl_estimator=kl_estimator or ("k2" if baseline else "k1"),
+        kl_in=kl_in or ("loss" if baseline else "reward"), whiten=True, **options,
     )

@@ -1,11 +1,9 @@
 """ReMax: REINFORCE with the greedy response's reward as the baseline."""
 from __future__ import annotations
 
-from polrl import objectives, optim
-from polrl.algorithms.policy_gradient import _regularized
-from polrl.core import Algorithm, Batch, Transform, chain, stateless
-from polrl.correction import named_correction
-from polrl.kl_control import kl_in_reward
+from polrl import objectives
+from polrl.algorithms.policy_gradient import check_options, pg_algorithm
+from polrl.core import Algorithm, Batch, Transform, stateless
 
 
 def greedy_baseline_advantage() -> Transform:
@@ -24,22 +22,12 @@ def greedy_baseline_advantage() -> Transform:
 
 def remax(
     *,
-    learning_rate: float = 1e-6,
     eps_low: float = 0.2,
     eps_high: float | None = None,
-    kl_coef: float = 0.0,
     kl_estimator: str = "k1",
     kl_in: str = "reward",
-    kl_target: float | None = None,
-    entropy_coef: float = 0.0,
     aggregation: str = "seq_mean_token_sum",
-    max_len: int | None = None,
-    correction: str | None = None,
-    correction_threshold: float = 2.0,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """ReMax (Li et al. 2023, arXiv 2310.10505): REINFORCE with a greedy-decoding baseline.
 
@@ -52,21 +40,11 @@ def remax(
     gradient Σ_t ∇log π(y_t) · A_i, i.e. ``seq_mean_token_sum`` (the default). The paper samples
     one response per prompt; here every one of the group's G samples is baselined by the same
     greedy reward. The KL sits in the reward (RLHF form, k1) with β = 0 by default.
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, β = 0, one update per batch).
     """
-    prepare = chain(
-        greedy_baseline_advantage(),
-        *kl_in_reward(placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target),
-        *named_correction(correction, correction_threshold),
-    )
-    objective = _regularized(
-        objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
-        kl_coef=kl_coef, kl_estimator=kl_estimator, kl_in=kl_in, kl_target=kl_target,
-        entropy_coef=entropy_coef, aggregation=aggregation, max_len=max_len,
-    )
-    return Algorithm(
-        prepare=prepare,
-        objective=objective,
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
+    check_options("remax", options)
+    return pg_algorithm(
+        [greedy_baseline_advantage()], objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
+        kl_estimator=kl_estimator, kl_in=kl_in, aggregation=aggregation, **options,
     )

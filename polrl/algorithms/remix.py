@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import jax
 
-from polrl import advantages, objectives, ops, optim
-from polrl.algorithms.policy_gradient import _regularized
-from polrl.core import Algorithm, Batch, Transform, chain, stateless
+from polrl import advantages, objectives, ops
+from polrl.algorithms.policy_gradient import REWARD_SIDE_OPTIONS, check_options, pg_algorithm
+from polrl.core import Algorithm, Batch, Transform, stateless
 from polrl.replay import replay_buffer
 
 _KL = {"k1": ops.kl_k1, "k2": ops.kl_k2, "k3": ops.kl_k3}
@@ -48,7 +48,6 @@ def kl_convex_penalty(*, coef: float, mix: float, estimator: str = "k3") -> Tran
 
 def remix(
     *,
-    learning_rate: float = 1e-6,
     eps_low: float = 0.2,
     eps_high: float | None = None,
     replay_groups: int = 8,
@@ -59,13 +58,10 @@ def remix(
     scale: str = "std",
     ddof: int = 1,
     filter_zero_variance: bool = False,
-    entropy_coef: float = 0.0,
     aggregation: str = "seq_mean_token_mean",
-    max_len: int | None = None,
     num_epochs: int = 2,
     num_minibatches: int = 2,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """ReMix's mix-policy proximal policy gradient on GRPO (Liang et al. 2025, arXiv 2507.06892).
 
@@ -95,7 +91,12 @@ def remix(
     behaviour policy (see ``kl_convex_penalty``); stored advantages are reused when a group is
     replayed; R = 8 of 64 stored groups, λ = 0.5, β = 0.001 and 2 epochs × 2 minibatches are
     this implementation's choices, not the paper's.
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, no entropy bonus), all but the prepare-side
+    ``kl_in``, ``kl_target``, ``correction`` and ``correction_threshold`` (``kl_coef`` and
+    ``kl_estimator`` are the KL-Convex term's).
     """
+    check_options("remix", options, without=REWARD_SIDE_OPTIONS)
     prepare = [advantages.group_advantage(scale=scale, ddof=ddof)]
     if filter_zero_variance:
         prepare.append(advantages.drop_zero_variance_groups())
@@ -106,14 +107,7 @@ def remix(
     terms = [objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high)]
     if kl_coef:
         terms.append(kl_convex_penalty(coef=kl_coef, mix=kl_mix, estimator=kl_estimator))
-    objective = _regularized(
-        *terms, kl_coef=0.0, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
-        aggregation=aggregation, max_len=max_len,
-    )
-    return Algorithm(
-        prepare=chain(*prepare),
-        objective=objective,
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
+    return pg_algorithm(
+        prepare, *terms, kl_coef=0.0, aggregation=aggregation, num_epochs=num_epochs,
+        num_minibatches=num_minibatches, **options,
     )

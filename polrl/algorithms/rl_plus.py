@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from polrl import objectives, ops, optim
-from polrl.algorithms.policy_gradient import _regularized
-from polrl.core import EXPERT, Algorithm, Batch, BatchSpec, Transform, chain, stateless
+from polrl import objectives, ops
+from polrl.algorithms.policy_gradient import REWARD_SIDE_OPTIONS, check_options, pg_algorithm
+from polrl.core import EXPERT, Algorithm, Batch, BatchSpec, Transform, stateless
 
 
 def _policy_rows(batch: Batch) -> jax.Array:
@@ -98,7 +98,6 @@ def mixed_policy_loss(*, eps_low: float | None = None, eps_high: float | None = 
 
 def rl_plus(
     *,
-    learning_rate: float = 1e-6,
     expert_per_group: int = 1,
     scale: str = "none",
     eps_low: float | None = None,
@@ -107,10 +106,7 @@ def rl_plus(
     entropy_coef: float = 0.001,
     aggregation: str = "seq_mean_token_sum_norm",
     max_len: int | None = None,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """RL-PLUS (Dong et al. 2025, arXiv 2508.00222): GRPO-style groups in which the last
     ``expert_per_group`` rows are the prompt's labelled answer (``BatchSpec(expert_per_group)``,
@@ -125,22 +121,21 @@ def rl_plus(
     budget (``seq_mean_token_sum_norm``; pass ``max_len`` = the response budget. The reference
     divides the micro-batch's token sum by T_max without averaging over sequences — a constant
     factor).
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, one update per batch), all but the KL ones
+    (``kl_coef``, ``kl_estimator``, ``kl_in``, ``kl_target``: RL-PLUS has no reference) and
+    ``correction`` / ``correction_threshold``.
     """
+    check_options("rl_plus", options, without=REWARD_SIDE_OPTIONS + ("kl_coef", "kl_estimator"))
     if aggregation == "seq_mean_token_sum_norm" and max_len is None:
         raise ValueError(
             "rl_plus: aggregation='seq_mean_token_sum_norm' (the paper's) needs max_len, the "
             "constant normalizer: pass the response budget (rollout.max_new_tokens), or pick "
             "another aggregation"
         )
-    objective = _regularized(
+    return pg_algorithm(
+        [policy_baseline_advantage(scale=scale)],
         mixed_policy_loss(eps_low=eps_low, eps_high=eps_high, exploration_power=exploration_power),
-        kl_coef=0.0, kl_estimator="k3", entropy_coef=entropy_coef, aggregation=aggregation, max_len=max_len,
-    )
-    return Algorithm(
-        prepare=chain(policy_baseline_advantage(scale=scale)),
-        objective=objective,
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
-        batch=BatchSpec(expert_per_group=expert_per_group),
+        entropy_coef=entropy_coef, aggregation=aggregation, max_len=max_len,
+        batch=BatchSpec(expert_per_group=expert_per_group), **options,
     )

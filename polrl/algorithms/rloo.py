@@ -1,11 +1,9 @@
 """RLOO: REINFORCE with a leave-one-out baseline."""
 from __future__ import annotations
 
-from polrl import objectives, ops, optim
-from polrl.algorithms.policy_gradient import _regularized
-from polrl.core import Algorithm, Batch, Transform, chain, stateless
-from polrl.correction import named_correction
-from polrl.kl_control import kl_in_reward
+from polrl import objectives, ops
+from polrl.algorithms.policy_gradient import check_options, pg_algorithm
+from polrl.core import Algorithm, Batch, Transform, stateless
 
 
 def leave_one_out_advantage() -> Transform:
@@ -28,22 +26,12 @@ def leave_one_out_advantage() -> Transform:
 
 def rloo(
     *,
-    learning_rate: float = 1e-6,
     eps_low: float = 0.2,
     eps_high: float | None = None,
-    kl_coef: float = 0.0,
     kl_estimator: str = "k1",
     kl_in: str = "reward",
-    kl_target: float | None = None,
-    entropy_coef: float = 0.0,
     aggregation: str = "seq_mean_token_sum",
-    max_len: int | None = None,
-    correction: str | None = None,
-    correction_threshold: float = 2.0,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """REINFORCE Leave-One-Out (Ahmadian et al. 2024, arXiv 2402.14740; Kool et al. 2019).
 
@@ -56,23 +44,12 @@ def rloo(
     acts with several updates per batch). Defaults: ``seq_mean_token_sum`` (the paper models
     the whole completion as one action, so its log-prob is the SUM over tokens), ε = 0.2, and the
     KL placed in the reward (r − β log π/π_ref, k1, as the paper's RLHF objective) with β = 0 by
-    default (RLVR; set ``kl_coef`` for RLHF). ``kl_target`` makes β adaptive; ``correction``
-    adds the sampler/trainer importance correction (``polrl.correction``).
+    default (RLVR; set ``kl_coef`` for RLHF).
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, β = 0, one update per batch).
     """
-    prepare = chain(
-        leave_one_out_advantage(),
-        *kl_in_reward(placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target),
-        *named_correction(correction, correction_threshold),
-    )
-    objective = _regularized(
-        objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
-        kl_coef=kl_coef, kl_estimator=kl_estimator, kl_in=kl_in, kl_target=kl_target,
-        entropy_coef=entropy_coef, aggregation=aggregation, max_len=max_len,
-    )
-    return Algorithm(
-        prepare=prepare,
-        objective=objective,
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
+    check_options("rloo", options)
+    return pg_algorithm(
+        [leave_one_out_advantage()], objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
+        kl_estimator=kl_estimator, kl_in=kl_in, aggregation=aggregation, **options,
     )

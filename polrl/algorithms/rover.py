@@ -19,8 +19,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from polrl import advantages, objectives, ops, optim
-from polrl.algorithms.policy_gradient import _regularized
+from polrl import advantages, objectives, ops
+from polrl.algorithms.policy_gradient import REWARD_SIDE_OPTIONS, check_options, pg_algorithm
 from polrl.core import Algorithm, Batch, Transform, stateless
 
 
@@ -68,21 +68,14 @@ def rover_q_regression(*, rho: float = 1.0, clip: float | None = None, response_
 
 def rover(
     *,
-    learning_rate: float = 1e-6,
     rho: float = 1.0,
     next_q_scale: float = 1.0,
     clip: float | None = None,
     response_level: bool = False,
     scale: str = "std",
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    entropy_coef: float = 0.0,
-    aggregation: str = "token_mean",
-    max_len: int | None = None,
     num_epochs: int = 1,
     num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """ROVER (arXiv 2509.24981): fit the uniform policy's Q-values, parameterized by log π_θ.
 
@@ -104,21 +97,19 @@ def rover(
     regime requires ``next_q_scale=0`` (ROVER's ``target_adv_only``).
     INFERRED: the target is detached (as ALGORITHMS.md §6 records; the ROVER actor computes it
     from the training forward and its loss helper was not in the searched snapshot).
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, β = 0, k3, no entropy bonus, ``token_mean``),
+    all but the prepare-side ``kl_in``, ``kl_target``, ``correction`` and ``correction_threshold``.
     """
+    check_options("rover", options, without=REWARD_SIDE_OPTIONS)
     if next_q_scale and num_epochs * num_minibatches > 1:
         raise ValueError(
             f"rover with num_epochs={num_epochs}, num_minibatches={num_minibatches} needs π_old's "
             "vocabulary-mean log-prob for the next-state term, which the trainer does not keep; set "
             "next_q_scale=0 (ROVER's target_adv_only) or one update per batch"
         )
-    return Algorithm(
-        prepare=advantages.group_advantage(scale=scale),
-        objective=_regularized(
-            rover_q_regression(rho=rho, clip=clip, response_level=response_level),
-            kl_coef=kl_coef, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
-            aggregation=aggregation, max_len=max_len,
-        ),
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
+    return pg_algorithm(
+        advantages.group_advantage(scale=scale),
+        rover_q_regression(rho=rho, clip=clip, response_level=response_level),
+        num_epochs=num_epochs, num_minibatches=num_minibatches, **options,
     )

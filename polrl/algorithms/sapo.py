@@ -4,11 +4,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from polrl import advantages, ops, optim
-from polrl.algorithms.policy_gradient import _regularized
-from polrl.core import Algorithm, Batch, Transform, chain, stateless
-from polrl.correction import named_correction
-from polrl.kl_control import kl_in_reward
+from polrl import advantages, ops
+from polrl.algorithms.policy_gradient import check_options, pg_algorithm
+from polrl.core import Algorithm, Batch, Transform, stateless
 from polrl.objectives import old_logp
 
 
@@ -45,23 +43,7 @@ def soft_gated_policy_gradient(*, tau_pos: float = 1.0, tau_neg: float = 1.05) -
 
 
 def sapo(
-    *,
-    learning_rate: float = 1e-6,
-    tau_pos: float = 1.0,
-    tau_neg: float = 1.05,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    kl_in: str = "loss",
-    kl_target: float | None = None,
-    entropy_coef: float = 0.0,
-    aggregation: str = "seq_mean_token_mean",
-    max_len: int | None = None,
-    correction: str | None = None,
-    correction_threshold: float = 2.0,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    *, tau_pos: float = 1.0, tau_neg: float = 1.05, aggregation: str = "seq_mean_token_mean", **options
 ) -> Algorithm:
     """SAPO (Qwen, arXiv 2511.20347; ALGORITHMS.md §2): GRPO with a soft, sign-dependent gate.
 
@@ -72,21 +54,12 @@ def sapo(
     port read for ALGORITHMS.md §2; no KL by default. The gate only matters when a rollout batch
     is reused (several minibatches / epochs) or π_old is stale; at ρ = 1 the gradient is exactly
     REINFORCE's.
+
+    Other keywords: see ``pg_algorithm`` (lr 1e-6, β = 0, one update per batch).
     """
-    prepare = chain(
-        advantages.group_advantage(scale="std"),
-        *kl_in_reward(placement=kl_in, coef=kl_coef, estimator=kl_estimator, target=kl_target),
-        *named_correction(correction, correction_threshold),
-    )
-    objective = _regularized(
+    check_options("sapo", options)
+    return pg_algorithm(
+        [advantages.group_advantage(scale="std")],
         soft_gated_policy_gradient(tau_pos=tau_pos, tau_neg=tau_neg),
-        kl_coef=kl_coef, kl_estimator=kl_estimator, kl_in=kl_in, kl_target=kl_target,
-        entropy_coef=entropy_coef, aggregation=aggregation, max_len=max_len,
-    )
-    return Algorithm(
-        prepare=prepare,
-        objective=objective,
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
+        aggregation=aggregation, **options,
     )

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from polrl import advantages, objectives, ops, optim
-from polrl.algorithms.policy_gradient import _regularized
-from polrl.core import Algorithm, Batch, Transform, chain, stateless
+from polrl import objectives, ops
+from polrl.algorithms.policy_gradient import REWARD_SIDE_OPTIONS, check_options, pg_algorithm
+from polrl.core import Algorithm, Batch, Transform, stateless
 
 
 def egae_advantage(
@@ -71,15 +71,9 @@ def tppo(
     value_coef: float = 0.5,
     value_clip: float | None = 0.2,
     whiten: bool = True,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    entropy_coef: float = 0.0,
-    aggregation: str = "token_mean",
-    max_len: int | None = None,
     num_epochs: int = 2,
     num_minibatches: int = 2,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
+    **options,
 ) -> Algorithm:
     """Truncated PPO (Fan et al. 2025, arXiv 2506.15050): PPO whose advantages come from
     Extended GAE over generation windows of ``window`` tokens (``egae_advantage``).
@@ -94,20 +88,15 @@ def tppo(
     value targets; with ``value_lambda = lambda_`` it is ``ppo``). The paper's window length
     and λ values were not reachable (INFERRED, see ``egae_advantage``). The model needs a
     value head (``"values"``; the builder adds it).
+
+    Other keywords: see ``pg_algorithm`` (β = 0, k3, no entropy bonus, ``token_mean``), all but
+    the prepare-side ``kl_in``, ``kl_target``, ``correction`` and ``correction_threshold``.
     """
-    prepare = [egae_advantage(window=window, gamma=gamma, lambda_=lambda_, value_lambda=value_lambda)]
-    if whiten:
-        prepare.append(advantages.whiten_advantage())
-    objective = _regularized(
+    check_options("tppo", options, without=REWARD_SIDE_OPTIONS)
+    return pg_algorithm(
+        [egae_advantage(window=window, gamma=gamma, lambda_=lambda_, value_lambda=value_lambda)],
         objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip),
         objectives.value_loss(coef=value_coef, clip=value_clip),
-        kl_coef=kl_coef, kl_estimator=kl_estimator, entropy_coef=entropy_coef,
-        aggregation=aggregation, max_len=max_len,
-    )
-    return Algorithm(
-        prepare=chain(*prepare),
-        objective=objective,
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
+        learning_rate=learning_rate, num_epochs=num_epochs, num_minibatches=num_minibatches, whiten=whiten,
+        **options,
     )
