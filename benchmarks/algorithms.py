@@ -17,6 +17,10 @@ Usage (from the repository root)::
 
   python benchmarks/algorithms.py                      # every noun, seeds 0 1 2, 600 steps
   python benchmarks/algorithms.py --nouns grpo,dapo --seeds 0 --steps 50   # a quick look
+
+The committed table was made with one process per seed (``--seeds 0``, ``--seeds 1`` and
+``--seeds 2`` at once, appending to the same ``--results`` file), then one call without runs left
+to do, which only writes the report (``--remark`` adds a line to its header).
 """
 from __future__ import annotations
 
@@ -123,7 +127,8 @@ def _fmt(xs, scale=1.0, digits=1):
     return f"{statistics.mean(xs):.{digits}f} ± {statistics.stdev(xs):.{digits}f}"
 
 
-def write_report(results: list[dict], path_md: pathlib.Path, path_png: pathlib.Path, steps: int) -> None:
+def write_report(results: list[dict], path_md: pathlib.Path, path_png: pathlib.Path, steps: int,
+                 remark: str = "") -> None:
     by_noun = {}
     for r in results:
         by_noun.setdefault(r["noun"], []).append(r)
@@ -134,7 +139,7 @@ def write_report(results: list[dict], path_md: pathlib.Path, path_png: pathlib.P
         f"Written by `python benchmarks/algorithms.py` ({steps} main-phase steps per run; held-out greedy",
         "exact match on 500 test prompts; mean ± std over seeds; entropy and KL: mean over the last",
         "10% of logged steps; wall time per run on the machine that ran it).",
-        "",
+        *([remark, ""] if remark else [""]),
         "| noun | seeds | warm start % | final accuracy % | gain (points) | entropy | KL | wall s |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -178,6 +183,7 @@ def main(argv=None) -> None:
     p.add_argument("--workdir", default="/tmp/polrl_bench_algorithms")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "algorithms.jsonl"))
     p.add_argument("--report", default=str(ROOT / "benchmarks" / "algorithms.md"))
+    p.add_argument("--remark", default="", help="a line for the report's header (e.g. how the runs shared the machine)")
     args = p.parse_args(argv)
 
     from absl import logging
@@ -203,7 +209,7 @@ def main(argv=None) -> None:
                 f.write(json.dumps(r) + "\n")
             done.append(r)
     report = pathlib.Path(args.report)
-    write_report([r for r in done if r["noun"] in nouns], report, report.with_suffix(".png"), args.steps)
+    write_report([r for r in done if r["noun"] in nouns], report, report.with_suffix(".png"), args.steps, args.remark)
     print(json.dumps({"report": str(report), "runs": len(done)}))
 
 
