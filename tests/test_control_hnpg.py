@@ -73,7 +73,7 @@ def test_npg_step_is_the_damped_natural_gradient_scaled_to_the_kl_radius():
     obs = jax.random.normal(jax.random.key(1), (32, 2))
     action = jax.random.normal(jax.random.key(2), (32, 1))
     adv = jax.random.normal(jax.random.key(3), (32,))
-    new, stats = hnpg.npg_step(actor.apply, params, obs, action, adv, max_kl=0.01, damping=0.1)
+    new, stats = jax.jit(lambda p: hnpg.npg_step(actor.apply, p, obs, action, adv, max_kl=0.01, damping=0.1))(params)
 
     flat, unravel = ravel_pytree(params)  # 10 parameters: 10 CG iterations solve exactly
     fixed = actor.apply(params, obs)
@@ -83,8 +83,8 @@ def test_npg_step_is_the_damped_natural_gradient_scaled_to_the_kl_radius():
         return -(adv * ratio).mean()
 
     kl = lambda x: fixed.kl(actor.apply(unravel(x), obs)).mean()
-    fisher = np.asarray(jax.hessian(kl)(flat), np.float64) + 0.1 * np.eye(flat.size)
-    g = np.asarray(jax.grad(loss)(flat), np.float64)
+    fisher = np.asarray(jax.jit(jax.hessian(kl))(flat), np.float64) + 0.1 * np.eye(flat.size)
+    g = np.asarray(jax.jit(jax.grad(loss))(flat), np.float64)
     x = np.linalg.solve(fisher, -g)
     full = x * np.sqrt(0.01 / (0.5 * x @ fisher @ x))
     step = np.asarray(ravel_pytree(new)[0] - flat, np.float64)
@@ -98,7 +98,7 @@ def test_npg_step_without_signal_does_not_move():
     actor = tiny_actor()
     params = actor.init(jax.random.key(0))
     obs, action = jnp.ones((4, 2)), jnp.zeros((4, 1))
-    new, stats = hnpg.npg_step(actor.apply, params, obs, action, jnp.zeros((4,)))
+    new, stats = jax.jit(lambda p: hnpg.npg_step(actor.apply, p, obs, action, jnp.zeros((4,))))(params)
     assert float(stats["step_frac"]) == 0.0
     for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params)):
         np.testing.assert_array_equal(a, b)
