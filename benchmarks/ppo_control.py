@@ -87,7 +87,9 @@ def main():
     for name in runs:
         result[f"{name}_env_steps_per_s"] = round(steps * args.num_seeds / statistics.median(times[name]))
         result[f"{name}_env_steps_per_cpu_s"] = round(steps * args.num_seeds / statistics.median(cpu[name]))
-        result[f"{name}_mean_return"] = round(float(np.mean(returns[name])), 1)
+        # the peer's return is NaN for a run whose last update ended no episode (500-step episodes
+        # outlast a 128-step rollout); such runs are left out of its mean
+        result[f"{name}_mean_return"] = round(float(np.nanmean(returns[name])), 1)
     result["speedup_vs_purejaxrl"] = round(result["polrl_env_steps_per_s"] / result["purejaxrl_env_steps_per_s"], 3)
     result["cpu_speedup_vs_purejaxrl"] = round(
         result["polrl_env_steps_per_cpu_s"] / result["purejaxrl_env_steps_per_cpu_s"], 3
