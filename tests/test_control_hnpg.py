@@ -10,8 +10,8 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import polrl
-from polrl.control import combination_lock, envs, experiment, hnpg, offline_data, policies
-from polrl.train import metrics as metrics_lib
+from polrl.control import combination_lock, envs, hnpg, offline_data, policies
+from control_testing import run_smoke_config
 
 
 def test_hadamard_is_orthogonal_up_to_scale():
@@ -140,15 +140,6 @@ def test_config_must_use_the_data_lock():
 
 @pytest.mark.slow
 def test_smoke_config_runs_through_the_launcher_entry(tmp_path):
-    module = importlib.import_module("experiments.lock_hnpg")
-    assert "python -m polrl.launch --config experiments/lock_hnpg.py" in module.__doc__
-    assert "MEASURED" not in module.__doc__
-    with pytest.raises(ValueError, match="unknown arg"):
-        module.get_config("smok")
-    config = module.get_config("smoke")
-    config.data_dir = str(tmp_path / "data")
-    summary = experiment.run(config, str(tmp_path / "run"))["control"]
-    records = metrics_lib.read_metrics(str(tmp_path / "run"))
+    _, records = run_smoke_config("lock_hnpg", tmp_path, data_dir=True)
     assert [r["step"] for r in records] == [20, 40] and all(r["phase"] == "control" for r in records)
     assert all(0.0 <= r["mean_return"] <= 1.0 and r["kl"] <= 0.0105 for r in records)
-    assert summary["num_seeds"] == 2 and (tmp_path / "run" / "curves.png").stat().st_size > 0

@@ -11,9 +11,9 @@ import pytest
 
 import polrl
 from polrl.control import algorithms as control_algorithms
-from polrl.control import experiment, marl, policies
+from polrl.control import marl, policies
 from polrl.control.envs import ActionSpec
-from polrl.train import metrics as metrics_lib
+from control_testing import run_smoke_config
 
 
 def test_rows_pad_observations_and_append_ids_and_the_global_state():
@@ -74,13 +74,5 @@ def test_marl_runs_the_ppo_noun_of_the_shared_transforms():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mpe_spread_mappo", "mpe_spread_ippo"])
 def test_smoke_config_runs_through_the_launcher_entry(name, tmp_path):
-    module = importlib.import_module(f"experiments.{name}")
-    assert f"python -m polrl.launch --config experiments/{name}.py" in module.__doc__
-    assert "MEASURED" not in module.__doc__
-    with pytest.raises(ValueError, match="unknown arg"):
-        module.get_config("smok")
-    config = module.get_config("smoke")
-    summary = experiment.run(config, str(tmp_path))["control"]
-    records = metrics_lib.read_metrics(str(tmp_path))
+    _, records = run_smoke_config(name, tmp_path)
     assert [r["step"] for r in records] == [16, 32] and all(np.isfinite(r["loss"]) for r in records)
-    assert summary["num_seeds"] == 2 and (tmp_path / "curves.png").stat().st_size > 0

@@ -1,8 +1,6 @@
 """ReLIC partial updates: the update schedule and the two masks by hand, KV-cache acting equal to
 the whole-context forward, a loss mask distinct from the context (the loss reads only its steps,
 the forward the whole context), and the :smoke config through the launcher entry."""
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,10 +9,10 @@ from flax import nnx
 
 import polrl
 from polrl.control import algorithms as control_algorithms
-from polrl.control import experiment, relic
+from polrl.control import relic
 from polrl.control.batch import ControlBatch
 from polrl.core import total_loss
-from polrl.train import metrics as metrics_lib
+from control_testing import run_smoke_config
 
 
 def test_update_schedule_mirrors_relic():
@@ -101,15 +99,7 @@ def test_task_tokens_by_hand():
 
 @pytest.mark.slow
 def test_smoke_config_runs_through_the_launcher_entry(tmp_path):
-    module = importlib.import_module("experiments.bandit_relic")
-    assert "python -m polrl.launch --config experiments/bandit_relic.py" in module.__doc__
-    assert "MEASURED" not in module.__doc__
-    with pytest.raises(ValueError, match="unknown arg"):
-        module.get_config("smok")
-    config = module.get_config("smoke")
-    summary = experiment.run(config, str(tmp_path))["control"]
-    records = metrics_lib.read_metrics(str(tmp_path))
+    _, records = run_smoke_config("bandit_relic", tmp_path)
     assert [r["step"] for r in records] == [64, 128]
     assert all(0.0 <= r["mean_reward"] <= 1.0 and np.isfinite(r["loss"]) for r in records)
     np.testing.assert_allclose([r["mean_return"] for r in records], [4 * r["mean_reward"] for r in records], rtol=1e-5)
-    assert summary["num_seeds"] == 2 and (tmp_path / "curves.png").stat().st_size > 0
