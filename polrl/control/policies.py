@@ -108,6 +108,33 @@ class PolicyDef(NamedTuple):
     apply: Callable[[Any, Array], Any]
 
 
+def functional(make: Callable[[Array], nnx.Module]) -> tuple[Any, Callable, Callable]:
+    """``(graphdef, init, apply)`` of the module that ``make(key)`` builds: ``init(key) -> params``
+    (an ``nnx.State``) and ``apply(params, *inputs) -> module(*inputs)``, both pure.
+
+    A vmapped ``init`` runs one key after another (``lax.map``, bit-identical to calling it per
+    key): the orthogonal initialisers' LAPACK QRs stay unbatched, since batched QRs can deadlock
+    XLA:CPU (``value_functions.eager_init``). So ``jax.vmap(train)`` over seeds or
+    hyper-parameters is safe with parameters initialised inside ``train``.
+    """
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: make(jax.random.key(0))))
+
+    @custom_vmap
+    def init(key):
+        return nnx.split(make(key))[1]
+
+    @init.def_vmap
+    def init_one_key_at_a_time(axis_size, in_batched, key):
+        del axis_size
+        params = jax.lax.map(init, key) if in_batched[0] else init(key)
+        return params, jax.tree.map(lambda _: in_batched[0], params)
+
+    def apply(params, *inputs):
+        return nnx.merge(graphdef, params)(*inputs)
+
+    return graphdef, init, apply
+
+
 def build(module: type, obs_shape: tuple, action: ActionSpec, *, hidden=(64, 64), activation="tanh") -> PolicyDef:
     """``PolicyDef`` of ``module`` (``ActorCritic``, ``Actor``…) for the given spaces.
 
@@ -123,21 +150,4 @@ def build(module: type, obs_shape: tuple, action: ActionSpec, *, hidden=(64, 64)
             return Critic(obs_dim, hidden=hidden, activation=activation, rngs=rngs)
         return module(obs_dim, action, hidden=hidden, activation=activation, rngs=rngs)
 
-    graphdef, _ = nnx.split(nnx.eval_shape(lambda: make(jax.random.key(0))))
-
-    @custom_vmap
-    def init(key):
-        return nnx.split(make(key))[1]
-
-    @init.def_vmap
-    def init_one_seed_at_a_time(axis_size, in_batched, key):
-        """vmap of ``init`` = ``lax.map`` over the keys: the orthogonal initialisers' LAPACK QRs
-        stay unbatched, since batched QRs can deadlock XLA:CPU (``value_functions.eager_init``)."""
-        del axis_size
-        params = jax.lax.map(init, key) if in_batched[0] else init(key)
-        return params, jax.tree.map(lambda _: in_batched[0], params)
-
-    def apply(params, obs):
-        return nnx.merge(graphdef, params)(obs)
-
-    return PolicyDef(graphdef, init, apply)
+    return PolicyDef(*functional(make))

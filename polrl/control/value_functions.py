@@ -22,7 +22,7 @@ from flax import nnx
 
 from polrl.control.distributions import Categorical, DiagGaussian
 from polrl.control.envs import ActionSpec
-from polrl.control.policies import MLP
+from polrl.control.policies import MLP, functional
 
 Array = jax.Array
 
@@ -55,18 +55,15 @@ class QDef(NamedTuple):
 
 
 def build_q(obs_shape: tuple, action: ActionSpec, *, hidden=(64, 64), activation="tanh") -> QDef:
-    """``QDef`` of a ``QNetwork`` for the given spaces (graphdef static, as ``policies.build``)."""
+    """``QDef`` of a ``QNetwork`` for the given spaces (``policies.functional``, as ``policies.build``)."""
     obs_dim = int(math.prod(obs_shape))
     hidden = tuple(int(h) for h in hidden)
 
     def make(key):
         return QNetwork(obs_dim, action, hidden=hidden, activation=activation, rngs=nnx.Rngs(params=key))
 
-    graphdef, _ = nnx.split(nnx.eval_shape(lambda: make(jax.random.key(0))))
-    return QDef(
-        init=lambda key: nnx.split(make(key))[1],
-        apply=lambda params, obs, a: nnx.merge(graphdef, params)(obs, a),
-    )
+    _, init, apply = functional(make)
+    return QDef(init=init, apply=apply)
 
 
 def expectile_loss(diff: Array, expectile) -> Array:
@@ -103,6 +100,8 @@ def eager_init(init: Callable[[Array], Any], keys: Array):
     concurrently in one XLA:CPU program can occupy every pool thread and wait on each other
     forever (observed: HNPG's H per-step actors and critics, 2 pool threads). One unbatched QR
     per call cannot. Initial parameters are therefore made here and passed to ``train``.
+    (The ``init`` of ``policies.functional`` — every ``PolicyDef`` and ``QDef`` — is itself safe
+    under ``vmap``; this helper serves a ``Run``'s ``init``, which may build any module.)
     """
     params = [init(k) for k in keys]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *params)
