@@ -1,6 +1,6 @@
 """Sampler throughput on a fixed small Llama shape, optionally against HF ``generate``.
 
-    python benchmarks/sampler.py [--vs hf] [--repeats 15]
+    python benchmarks/sampler.py [--vs hf] [--ceiling] [--repeats 15]
     XLA_FLAGS=--xla_force_host_platform_device_count=2 python benchmarks/sampler.py ...
 
 The batch is sharded over all local devices (data parallel); on a 2-core CPU the second
@@ -13,6 +13,15 @@ Shape: vocab 512, d_model 256, 4 layers, 8 heads / 2 KV heads, MLP 688, batch 32
 so a slow spell of a shared machine hits both; each time is the median of ``--repeats``
 runs and ``speedup_vs_hf`` is the median of the per-round ratios. The last line printed
 is one JSON object.
+
+``--ceiling`` also times, in the same rounds, a jitted program that performs only the
+sampler's dense matmuls — the same weights, the prefill's projections over B·P rows, then
+N − 1 decode steps of q/k/v/o, gate/up/down per layer and the LM head on B rows — chained
+by a few elementwise adds so that each step depends on the previous one as decoding does.
+No attention, norms, RoPE, cache writes or sampling; rows split over the devices as
+the sampler's are. Its tokens/s (``ceiling_tokens_per_s``,
+and ``ceiling_speedup_vs_hf`` with ``--vs hf``) bounds what any sampler built on XLA's CPU
+dot kernels at these shapes can reach here.
 
     tokens_per_s       = batch · new_tokens / median time
     model_flops_per_s  = (prefill + decode FLOPs, benchmarks.flops estimate) / median time
@@ -73,6 +82,41 @@ def polrl_runner(repeats: int):
     return run
 
 
+def ceiling_runner():
+    """The sampler's dense matmuls alone (see the module docstring), compiled and warmed up."""
+    graphdef, params = nnx.split(Transformer(CONFIG, rngs=nnx.Rngs(0)), nnx.Param)
+    model = nnx.merge(graphdef, params)
+    d = CONFIG.d_model
+    weights = [tuple(w[...].reshape(d, -1) for w in (lay.attn.wq, lay.attn.wk, lay.attn.wv))
+               + (lay.attn.wo[...].reshape(-1, d), lay.mlp.w_gate[...], lay.mlp.w_up[...],
+                  lay.mlp.w_down[...]) for lay in model.layers]
+    heads = CONFIG.num_heads // CONFIG.num_kv_heads
+
+    def layers(x, weights):
+        for wq, wk, wv, wo, w_gate, w_up, w_down in weights:
+            attn = x @ wq + jnp.tile(x @ wk + x @ wv, heads)
+            x = x + attn @ wo
+            x = x + (jax.nn.silu(x @ w_gate) * (x @ w_up)) @ w_down
+        return x
+
+    @jax.jit
+    def matmuls_only(weights, embed, x_bpd):
+        x_bd = layers(x_bpd.reshape(BATCH * PROMPT, d), weights).reshape(BATCH, PROMPT, d)[:, -1]
+        step = lambda _, x: x + (layers(x, weights) @ embed.T)[:, :d]
+        return jax.lax.fori_loop(0, NEW - 1, step, x_bd + (x_bd @ embed.T)[:, :d])
+
+    mesh = Mesh(np.array(jax.devices()), ("batch",))  # rows split as in polrl_runner
+    weights, embed = jax.device_put((weights, model.embed[...]), NamedSharding(mesh, P()))
+    x_bpd = jax.device_put(jax.random.normal(jax.random.key(3), (BATCH, PROMPT, d)),
+                           NamedSharding(mesh, P("batch")))
+
+    def run():
+        jax.block_until_ready(matmuls_only(weights, embed, x_bpd))
+
+    run()
+    return run
+
+
 def hf_runner():
     """A warmed-up HF ``generate`` call on the same shape."""
     try:
@@ -108,13 +152,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vs", choices=["hf"], help="also time HF transformers generate")
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also time the sampler's dense matmuls alone (an upper bound)")
     args = parser.parse_args()
 
     polrl_run = polrl_runner(args.repeats)
+    ceiling_run = ceiling_runner() if args.ceiling else None
     hf_run = hf_runner() if args.vs == "hf" else None
-    polrl_times, hf_times = [], []
-    for _ in range(args.repeats):  # alternate, so drift in the machine's speed hits both
+    polrl_times, ceiling_times, hf_times = [], [], []
+    for _ in range(args.repeats):  # alternate, so drift in the machine's speed hits all
         polrl_times.append(seconds(polrl_run))
+        if ceiling_run is not None:
+            ceiling_times.append(seconds(ceiling_run))
         if hf_run is not None:
             hf_times.append(seconds(hf_run))
     seconds_ = statistics.median(polrl_times)
@@ -130,6 +179,12 @@ def main():
         "load_avg_1m": os.getloadavg()[0],  # other work on the machine skews every number
     }
     print(f"polrl: {result['tokens_per_s']:.0f} tokens/s, {seconds_ * 1e3:.1f} ms per batch")
+    if ceiling_run is not None:
+        ceiling = statistics.median(ceiling_times)
+        result["ceiling_tokens_per_s"] = BATCH * NEW / ceiling
+        result["polrl_over_ceiling"] = statistics.median(
+            c / p for p, c in zip(polrl_times, ceiling_times))
+        print(f"dense matmuls only: {result['ceiling_tokens_per_s']:.0f} tokens/s")
     if hf_run is not None:
         import torch
 
@@ -137,6 +192,9 @@ def main():
         result["hf_torch_threads"] = torch.get_num_threads()
         result["hf_tokens_per_s"] = BATCH * NEW / hf
         result["speedup_vs_hf"] = statistics.median(h / p for p, h in zip(polrl_times, hf_times))
+        if ceiling_run is not None:
+            result["ceiling_speedup_vs_hf"] = statistics.median(
+                h / c for c, h in zip(ceiling_times, hf_times))
         print(f"hf:    {result['hf_tokens_per_s']:.0f} tokens/s, {hf * 1e3:.1f} ms per batch")
     print(json.dumps(result))
 

@@ -10,7 +10,7 @@ from flax import nnx
 
 from polrl.models import Transformer, TransformerConfig
 from polrl.rollout import SamplingConfig, make_sampler
-from polrl.rollout.sampler import _draw
+from polrl.rollout.sampler import _draw, sample
 
 CONFIG = TransformerConfig(vocab_size=61, d_model=32, num_layers=2, num_heads=4, num_kv_heads=2,
                            mlp_dim=48, max_len=32)
@@ -112,6 +112,29 @@ def test_early_stop_when_eos_is_always_the_argmax():
     check_semantics(out, config)
     np.testing.assert_array_equal(out.length_b, 1)
     np.testing.assert_array_equal(out.response_bt[:, 0], 0)
+
+
+def test_unreachable_eos_runs_every_step_without_the_all_done_test():
+    """eos_id outside [0, vocab): every row generates N tokens, the samples equal those of a
+    reachable EOS that is never drawn, and the loop condition has no reduction over rows."""
+    unreachable = SamplingConfig(max_new_tokens=N, eos_id=CONFIG.vocab_size)
+    out = run(unreachable)
+    check_semantics(out, unreachable)
+    np.testing.assert_array_equal(out.length_b, N)
+    drawn = set(np.asarray(out.response_bt).ravel())
+    never = next(t for t in range(CONFIG.vocab_size) if t not in drawn)
+    same = run(SamplingConfig(max_new_tokens=N, eos_id=never))
+    for field in ("response_bt", "logp_bt", "mask_bt"):
+        np.testing.assert_array_equal(getattr(out, field), getattr(same, field))
+
+    def cond_primitives(config):
+        jaxpr = jax.make_jaxpr(functools.partial(sample, model_parts()[0], config=config))(
+            model_parts()[1], PROMPT, VALID, jax.random.key(0))
+        loop = next(e for e in jaxpr.jaxpr.eqns if e.primitive.name == "while")
+        return {e.primitive.name for e in loop.params["cond_jaxpr"].jaxpr.eqns}
+
+    assert "reduce_and" in cond_primitives(SamplingConfig(max_new_tokens=N, eos_id=never))
+    assert "reduce_and" not in cond_primitives(unreachable)
 
 
 def test_different_rng_gives_different_samples():

@@ -9,7 +9,9 @@ under the untruncated log_softmax(logits / T) (T = 1 when greedy), i.e. exactly 
 training forward computes over concat(prompt, response) with positions cumsum(valid) − 1.
 
 After a row emits ``eos_id`` it only produces ``pad_id`` (mask 0, logp 0). An ``eos_id``
-outside [0, vocab) is never produced, which disables stopping.
+outside [0, vocab) is never produced, which disables stopping: the loop then runs exactly
+``max_new_tokens`` steps and skips the every-step "all rows done?" test (under a mesh that
+test is a cross-device all-reduce, a synchronisation point of every decode step).
 
 The decode step is kept lean: one uniform per row and step is drawn before the loop
 (no RNG inside it), sampling needs no length-V cumsum or Gumbel noise (two-level
@@ -184,8 +186,12 @@ def sample(graphdef: nnx.GraphDef, params: nnx.State, prompt_bp: jax.Array,
              jnp.zeros((b, n), jnp.float32))
     token_b, done_b, out = record(0, token_b, logp_b, jnp.zeros((b,), bool), empty)
 
+    can_stop = 0 <= config.eos_id < model.config.vocab_size
+
     def cond(state):
         i, _, done_b, _, _ = state
+        if not can_stop:
+            return i < n
         check = (i % config.eos_check_every) == 0
         return (i < n) & ~(check & jnp.all(done_b))
 
