@@ -32,6 +32,6 @@ setuptools.setup(
         "jinja2>=3.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "nbformat", "nbclient", "ipykernel"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "nbformat", "nbclient", "ipykernel"],
     },
 )
