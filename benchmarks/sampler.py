@@ -18,10 +18,10 @@ is one JSON object.
 sampler's dense matmuls — the same weights, the prefill's projections over B·P rows, then
 N − 1 decode steps of q/k/v/o, gate/up/down per layer and the LM head on B rows — chained
 by a few elementwise adds so that each step depends on the previous one as decoding does.
-No attention, norms, RoPE, cache writes or sampling; rows split over the devices as
-the sampler's are. Its tokens/s (``ceiling_tokens_per_s``,
-and ``ceiling_speedup_vs_hf`` with ``--vs hf``) bounds what any sampler built on XLA's CPU
-dot kernels at these shapes can reach here.
+No attention, norms, RoPE, cache writes or sampling; rows split over the devices as the
+sampler's are. Its tokens/s (``ceiling_tokens_per_s``, and ``ceiling_speedup_vs_hf`` with
+``--vs hf``) bounds what any sampler built on XLA's CPU dot kernels at these shapes can
+reach here.
 
     tokens_per_s       = batch · new_tokens / median time
     model_flops_per_s  = (prefill + decode FLOPs, benchmarks.flops estimate) / median time
@@ -61,14 +61,19 @@ def seconds(run) -> float:
     return time.perf_counter() - start
 
 
+def data_parallel():
+    """(replicated, rows): shardings over all local devices, rows split along the batch."""
+    mesh = Mesh(np.array(jax.devices()), ("batch",))
+    return NamedSharding(mesh, P()), NamedSharding(mesh, P("batch"))
+
+
 def polrl_runner(repeats: int):
     """A compiled, warmed-up polrl sampling call, the batch sharded over all local devices."""
     graphdef, params = nnx.split(Transformer(CONFIG, rngs=nnx.Rngs(0)), nnx.Param)
     sampler = make_sampler(graphdef, SamplingConfig(max_new_tokens=NEW, eos_id=CONFIG.vocab_size,
                                                     temperature=1.0))
-    mesh = Mesh(np.array(jax.devices()), ("batch",))
-    params = jax.device_put(params, NamedSharding(mesh, P()))
-    rows = NamedSharding(mesh, P("batch"))
+    replicated, rows = data_parallel()
+    params = jax.device_put(params, replicated)
     prompt = jax.device_put(
         jax.random.randint(jax.random.key(1), (BATCH, PROMPT), 0, CONFIG.vocab_size), rows)
     valid = jax.device_put(jnp.ones((BATCH, PROMPT), bool), rows)
@@ -84,8 +89,7 @@ def polrl_runner(repeats: int):
 
 def ceiling_runner():
     """The sampler's dense matmuls alone (see the module docstring), compiled and warmed up."""
-    graphdef, params = nnx.split(Transformer(CONFIG, rngs=nnx.Rngs(0)), nnx.Param)
-    model = nnx.merge(graphdef, params)
+    model = Transformer(CONFIG, rngs=nnx.Rngs(0))  # the weights polrl_runner samples with
     d = CONFIG.d_model
     weights = [tuple(w[...].reshape(d, -1) for w in (lay.attn.wq, lay.attn.wk, lay.attn.wv))
                + (lay.attn.wo[...].reshape(-1, d), lay.mlp.w_gate[...], lay.mlp.w_up[...],
@@ -105,10 +109,9 @@ def ceiling_runner():
         step = lambda _, x: x + (layers(x, weights) @ embed.T)[:, :d]
         return jax.lax.fori_loop(0, NEW - 1, step, x_bd + (x_bd @ embed.T)[:, :d])
 
-    mesh = Mesh(np.array(jax.devices()), ("batch",))  # rows split as in polrl_runner
-    weights, embed = jax.device_put((weights, model.embed[...]), NamedSharding(mesh, P()))
-    x_bpd = jax.device_put(jax.random.normal(jax.random.key(3), (BATCH, PROMPT, d)),
-                           NamedSharding(mesh, P("batch")))
+    replicated, rows = data_parallel()
+    weights, embed = jax.device_put((weights, model.embed[...]), replicated)
+    x_bpd = jax.device_put(jax.random.normal(jax.random.key(3), (BATCH, PROMPT, d)), rows)
 
     def run():
         jax.block_until_ready(matmuls_only(weights, embed, x_bpd))

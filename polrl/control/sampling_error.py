@@ -17,9 +17,10 @@ Even exact on-policy sampling leaves a count-noise floor of about (#cells · (A 
 expected multinomial KL), ≈ 0.04 for CartPole's 81 cells at n = 1024, which no sampler can remove
 from one buffer. ``pooled=True`` puts every row in one cell, SE = KL(f ‖ p̄) of the buffer's action
 frequencies against the target's mean action probabilities: a floor of (A − 1)/(2n) ≈ 0.0005, so
-what a behaviour policy corrects (over- and under-sampled actions) is not hidden by count noise. INFERRED: the paper's measure fits an
-empirical (maximum-likelihood) policy to the data and reports KL to the target; the cell
-discretisation is a closed-form stand-in for discrete actions.
+what a behaviour policy corrects (over- and under-sampled actions) is not hidden by count noise.
+
+INFERRED: the paper's measure fits an empirical (maximum-likelihood) policy to the data and
+reports KL to the target; the cell discretisation is a closed-form stand-in for discrete actions.
 """
 from __future__ import annotations
 
