@@ -10,7 +10,8 @@ from flax import nnx
 
 from polrl.models import Transformer, TransformerConfig
 from polrl.rollout import SamplingConfig, make_sampler
-from polrl.rollout.sampler import _draw, sample
+from polrl.rollout.sampler import sample
+from polrl.rollout.sampling import draw as draw_tokens
 
 CONFIG = TransformerConfig(vocab_size=61, d_model=32, num_layers=2, num_heads=4, num_kv_heads=2,
                            mlp_dim=48, max_len=32)
@@ -133,8 +134,8 @@ def test_unreachable_eos_runs_every_step_without_the_all_done_test():
         loop = next(e for e in jaxpr.jaxpr.eqns if e.primitive.name == "while")
         return {e.primitive.name for e in loop.params["cond_jaxpr"].jaxpr.eqns}
 
-    assert "reduce_and" in cond_primitives(SamplingConfig(max_new_tokens=N, eos_id=never))
-    assert "reduce_and" not in cond_primitives(unreachable)
+    assert "reduce_or" in cond_primitives(SamplingConfig(max_new_tokens=N, eos_id=never))
+    assert not {"reduce_or", "reduce_and"} & cond_primitives(unreachable)
 
 
 def test_different_rng_gives_different_samples():
@@ -161,16 +162,18 @@ def test_second_call_does_not_recompile():
     assert sample._cache_size() == 1
 
 
-@pytest.mark.parametrize("top_k, top_p, support", [
-    (0, 1.0, 10),   # plain softmax
-    (3, 1.0, 3),    # top-3
-    (0, 0.5, 2),    # nucleus: p sorted = .47, .23, ... → mass before 2nd is .47 < .5
+@pytest.mark.parametrize("top_k, top_p, min_p, support", [
+    (0, 1.0, 0.0, 10),   # plain softmax
+    (3, 1.0, 0.0, 3),    # top-3
+    (0, 0.5, 0.0, 2),    # nucleus: p sorted = .47, .23, ... → mass before 2nd is .47 < .5
+    (0, 1.0, 0.15, 3),   # min-p: p ≥ .15 · .47 = .0705 keeps .47, .23, .08
+    (2, 1.0, 0.15, 2),   # top-2, then min-p (keeps both)
 ])
-def test_draw_frequencies_match_the_truncated_softmax(top_k, top_p, support):
+def test_draw_frequencies_match_the_truncated_softmax(top_k, top_p, min_p, support):
     logits = jnp.log(jnp.array([0.02, 0.47, 0.05, 0.23, 0.04, 0.08, 0.03, 0.03, 0.02, 0.03]))
     rows = 20000
-    config = SamplingConfig(max_new_tokens=1, eos_id=-1, top_k=top_k, top_p=top_p)
-    draw = jax.jit(lambda u: _draw(jnp.tile(logits, (rows, 1)), u, config))
+    config = SamplingConfig(max_new_tokens=1, eos_id=-1, top_k=top_k, top_p=top_p, min_p=min_p)
+    draw = jax.jit(lambda u: draw_tokens(jnp.tile(logits, (rows, 1)), u, config))
     token, logp = draw(jax.random.uniform(jax.random.key(0), (rows,)))
     np.testing.assert_allclose(logp, jax.nn.log_softmax(logits)[token], atol=1e-6)
     probs = np.asarray(jax.nn.softmax(logits))

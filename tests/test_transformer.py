@@ -98,7 +98,7 @@ def test_prefill_then_decode_matches_full_forward(config):
     for t in range(prefill, 9):
         hidden, cache = forward(seq[:, t:t + 1], positions[:, t:t + 1], valid[:, t:t + 1], cache)
         steps.append(hidden)
-    assert int(cache.index) == 9
+    np.testing.assert_array_equal(cache.index, 9)
     np.testing.assert_array_equal(cache.valid_bs[:, :9], valid)
     assert not bool(cache.valid_bs[:, 9:].any())
     real = valid[..., None]

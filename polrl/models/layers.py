@@ -24,6 +24,13 @@ from flax import nnx
 Initializer = Any
 
 
+def wide(dtype: Any) -> Any:
+    """The dtype norms, RoPE, attention scores and the LM head run in: float32, or the compute
+    dtype when it is wider (a float64 model, used to compare computation orders without float32
+    rounding)."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def param(rngs: nnx.Rngs, init: Initializer, shape: tuple[int, ...], names: tuple[str, ...],
           dtype: Any) -> nnx.Param:
     """An ``nnx.Param`` of ``shape`` drawn from ``init``, annotated with logical axis ``names``."""
@@ -38,7 +45,7 @@ def fan_in_normal(fan_in: int) -> Initializer:
 
 
 class RMSNorm(nnx.Module):
-    """y = x / sqrt(mean(x², -1) + eps) · (offset + scale), in float32, returned in ``dtype``.
+    """y = x / sqrt(mean(x², -1) + eps) · (offset + scale), in float32 (``wide``), returned in ``dtype``.
 
     ``offset`` is 0 for Llama / Qwen2 and 1 for Gemma (which stores ``scale − 1``); the
     parameter is initialised to ``1 − offset`` so a fresh norm multiplies by 1 either way.
@@ -54,13 +61,14 @@ class RMSNorm(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         assert x.shape[-1] == self.scale.shape[0], (x.shape, self.scale.shape)
-        x32 = x.astype(jnp.float32)
+        acc = wide(self.dtype)
+        x32 = x.astype(acc)
         normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return (normed * (self.offset + self.scale[...].astype(jnp.float32))).astype(self.dtype)
+        return (normed * (self.offset + self.scale[...].astype(acc))).astype(self.dtype)
 
 
-def rope_inv_freq(head_dim: int, theta: float, scaling=None) -> jax.Array:
-    """Rotation frequencies ω_i = theta^(−2i/e), i < e/2 (float32), optionally rescaled.
+def rope_inv_freq(head_dim: int, theta: float, scaling=None, dtype: Any = jnp.float32) -> jax.Array:
+    """Rotation frequencies ω_i = theta^(−2i/e), i < e/2 (in ``dtype``), optionally rescaled.
 
     ``scaling`` (a :class:`polrl.models.transformer.RopeScaling` or None) stretches the
     context as in HF ``modeling_rope_utils``:
@@ -72,7 +80,7 @@ def rope_inv_freq(head_dim: int, theta: float, scaling=None) -> jax.Array:
         (high_freq_factor − low_freq_factor).
     """
     assert head_dim % 2 == 0, head_dim
-    inv_freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+    inv_freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=dtype) / head_dim)
     if scaling is None:
         return inv_freq
     if scaling.kind == "linear":
@@ -89,15 +97,16 @@ def rope_inv_freq(head_dim: int, theta: float, scaling=None) -> jax.Array:
 
 
 def rope_tables(positions_bt: jax.Array, head_dim: int, theta: float, max_len: int,
-                scaling=None) -> tuple[jax.Array, jax.Array]:
-    """cos a, sin a [b, t, 1, e/2] with a_i = position · ω_i (float32, ω of :func:`rope_inv_freq`).
+                scaling=None, dtype: Any = jnp.float32) -> tuple[jax.Array, jax.Array]:
+    """cos a, sin a [b, t, 1, e/2] with a_i = position · ω_i (in ``dtype``, float32 unless the
+    model is float64; ω of :func:`rope_inv_freq`).
 
     Looked up in a [max_len, e/2] table that depends on no input, so XLA computes it once
     (hoisted out of a decode loop) instead of re-evaluating cos/sin inside every fused
     rotation. Positions must lie in [0, max_len); pads' positions are clipped.
     """
-    inv_freq = rope_inv_freq(head_dim, theta, scaling)
-    angle_li = jnp.arange(max_len, dtype=jnp.float32)[:, None] * inv_freq
+    inv_freq = rope_inv_freq(head_dim, theta, scaling, dtype)
+    angle_li = jnp.arange(max_len, dtype=dtype)[:, None] * inv_freq
     cos = jnp.take(jnp.cos(angle_li), positions_bt, axis=0, mode="clip")
     sin = jnp.take(jnp.sin(angle_li), positions_bt, axis=0, mode="clip")
     return cos[:, :, None, :], sin[:, :, None, :]
@@ -109,11 +118,11 @@ def rope(x_bthe: jax.Array, cos_bt1i: jax.Array, sin_bt1i: jax.Array) -> jax.Arr
     With e = head_dim, i < e/2 and the angles a_i of :func:`rope_tables`:
       y[..., i]       = x[..., i] cos a_i − x[..., i + e/2] sin a_i
       y[..., i + e/2] = x[..., i + e/2] cos a_i + x[..., i] sin a_i
-    so ⟨rope(q, m), rope(k, n)⟩ depends on m − n only. Computed in float32.
+    so ⟨rope(q, m), rope(k, n)⟩ depends on m − n only. Computed in the tables' dtype (float32).
     """
     b, t, _, e = x_bthe.shape
     assert cos_bt1i.shape == (b, t, 1, e // 2), (cos_bt1i.shape, x_bthe.shape)
-    x = x_bthe.astype(jnp.float32)
+    x = x_bthe.astype(wide(cos_bt1i.dtype))
     x1, x2 = x[..., : e // 2], x[..., e // 2:]
     y = jnp.concatenate([x1 * cos_bt1i - x2 * sin_bt1i, x2 * cos_bt1i + x1 * sin_bt1i], axis=-1)
     return y.astype(x_bthe.dtype)
@@ -198,10 +207,10 @@ class Attention(nnx.Module):
         q = rope(self._project(x_btd, "q"), *rope_cs)
         q_bkgte = q.reshape(b, t, nk, -1, e).transpose(0, 2, 3, 1, 4)
         scores = jnp.einsum("bkgte,bkes->bkgts", q_bkgte, k_bkes,
-                            preferred_element_type=jnp.float32) / self.score_divisor
+                            preferred_element_type=wide(self.dtype)) / self.score_divisor
         if self.softcap is not None:
             scores = self.softcap * jnp.tanh(scores / self.softcap)
-        scores = jnp.where(visible_bts[:, None, None], scores, jnp.finfo(jnp.float32).min)
+        scores = jnp.where(visible_bts[:, None, None], scores, jnp.finfo(scores.dtype).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         out_bkgte = jnp.einsum("bkgts,bkse->bkgte", probs, v_bkse)
         # One 2-D matmul over the flattened (head, head_dim) axis: XLA keeps wo as is.

@@ -14,7 +14,8 @@ window; slots and positions differ by a constant per row, since pads are only on
 Numerics: parameters are stored in ``param_dtype`` (the optimizer's master copy, float32 by
 default) and cast to ``dtype`` where they are used, so bfloat16 compute keeps float32 master
 weights, gradients and optimizer state. Norms, RoPE, attention scores/softmax and the LM head
-run in float32 whatever ``dtype`` is. ``remat=True`` rematerializes each block in the backward
+run in float32 whatever ``dtype`` is (in float64 for a float64 model: ``layers.wide``; tests use
+one to compare computation orders free of float32 rounding). ``remat=True`` rematerializes each block in the backward
 pass (``nnx.remat``): activation memory O(L·B·T·d) for the block inputs only, at the cost of
 one more forward per block.
 
@@ -56,7 +57,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from polrl.models.layers import MLP, Attention, RMSNorm, param, rope_tables
+from polrl.models.layers import MLP, Attention, RMSNorm, param, rope_tables, wide
 
 
 ROPE_SCALING_KINDS = ("linear", "llama3")
@@ -193,8 +194,8 @@ class KVCache:
                slicing a stack; these layouts make q·kᵀ and A·v plain batched matmuls over
                (B, kv_heads), with no per-step transpose of the cache.
     valid_bs:  bool [B, S], slot holds a real token (False for pads and unwritten slots).
-    index:     int32 scalar, next slot to write. Writes past S are the caller's bug
-               (``dynamic_update_slice`` would clamp them).
+    index:     int32 [B], the next slot each row writes (rows may be at different lengths:
+               the rollout engine's slots); writes past S are dropped.
     """
 
     k: tuple[jax.Array, ...]
@@ -214,7 +215,19 @@ def init_cache(config: TransformerConfig, batch: int, length: int, dtype: Any = 
     layers = range(config.num_layers)
     return KVCache(k=tuple(jnp.zeros(k_shape, dtype) for _ in layers),
                    v=tuple(jnp.zeros(v_shape, dtype) for _ in layers),
-                   valid_bs=jnp.zeros((batch, length), bool), index=jnp.zeros((), jnp.int32))
+                   valid_bs=jnp.zeros((batch, length), bool), index=jnp.zeros((batch,), jnp.int32))
+
+
+def write_columns(cache_x: jax.Array, new_x: jax.Array, index_b: jax.Array, axis: int) -> jax.Array:
+    """``cache_x`` with row b of ``new_x`` written at columns ``index_b[b] … index_b[b] + T − 1``
+    of ``axis`` (T = ``new_x.shape[axis]``); columns past the end are dropped."""
+    t = new_x.shape[axis]
+    cols_bt = index_b[:, None] + jnp.arange(t)
+    rows_bt = jnp.broadcast_to(jnp.arange(cache_x.shape[0])[:, None], cols_bt.shape)
+    where = [slice(None)] * cache_x.ndim
+    where[0], where[axis] = rows_bt, cols_bt
+    # Advanced indices at axes 0 and ``axis`` put the [B, T] index dims first.
+    return cache_x.at[tuple(where)].set(jnp.moveaxis(new_x, axis, 1), mode="drop")
 
 
 class Block(nnx.Module):
@@ -238,8 +251,8 @@ class Block(nnx.Module):
         k, v = self.attn.project_kv(h, rope_cs)
         if cached_kv is not None:
             k_cache, v_cache = cached_kv
-            k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), (0, 0, 0, index))
-            v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, 0, index, 0))
+            k = write_columns(k_cache, k.astype(k_cache.dtype), index, axis=3)
+            v = write_columns(v_cache, v.astype(v_cache.dtype), index, axis=2)
         attn = self.attn(h, rope_cs, k, v, visible_bts)
         x_btd = x_btd + (self.post_attn_norm(attn) if self.post_norms else attn)
         mlp = self.mlp(self.mlp_norm(x_btd))
@@ -271,9 +284,9 @@ class Transformer(nnx.Module):
                 cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
         """Hidden states after the final norm [B, T, d] and the advanced cache (or None).
 
-        Without a cache, query t sees key s iff s ≤ t and valid[s]. With a cache, the new
-        keys/values go to slots index … index+T−1, validity is recorded there, and query t
-        (slot index+t) sees every cached slot s ≤ index+t that is valid.
+        Without a cache, query t sees key s iff s ≤ t and valid[s]. With a cache, row b's new
+        keys/values go to slots index[b] … index[b]+T−1, validity is recorded there, and query t
+        (slot index[b]+t) sees every cached slot s ≤ index[b]+t that is valid.
         """
         cfg = self.config
         b, t = tokens_bt.shape
@@ -286,26 +299,22 @@ class Transformer(nnx.Module):
             x = x * jnp.asarray(cfg.d_model ** 0.5, cfg.dtype)
         if cache is None:
             assert t <= cfg.max_len, (t, cfg.max_len)
-            causal_ts = jnp.tril(jnp.ones((t, t), bool))
-            visible = valid_bt[:, None, :] & causal_ts[None]
-            query_slot, key_slot = jnp.arange(t), jnp.arange(t)
-            index, kv = None, [None] * cfg.num_layers
+            valid_bs, index, kv = valid_bt, None, [None] * cfg.num_layers
+            query_slot = jnp.arange(t)[None]  # [1, T]
         else:
-            s = cache.valid_bs.shape[1]
             assert cache.valid_bs.shape[0] == b and len(cache.k) == cfg.num_layers, (
                 cache.valid_bs.shape, b, len(cache.k))
             index = cache.index
-            valid_bs = jax.lax.dynamic_update_slice(cache.valid_bs, valid_bt, (0, index))
-            slot_t = index + jnp.arange(t)
-            visible = valid_bs[:, None, :] & (jnp.arange(s)[None, :] <= slot_t[:, None])[None]
-            query_slot, key_slot = slot_t, jnp.arange(s)
+            valid_bs = write_columns(cache.valid_bs, valid_bt, index, axis=1)
+            query_slot = index[:, None] + jnp.arange(t)  # [B, T]
             kv = list(zip(cache.k, cache.v))
+        key_slot = jnp.arange(valid_bs.shape[1])
+        visible = valid_bs[:, None, :] & (key_slot <= query_slot[:, :, None])  # [B, T, S]
         rope_cs = rope_tables(positions_bt, cfg.head_dim, cfg.rope_theta, cfg.max_len,
-                              cfg.rope_scaling)
+                              cfg.rope_scaling, wide(cfg.dtype))
         block = nnx.remat(Block.__call__) if cfg.remat else Block.__call__
         if cfg.sliding_layers:
-            near = (query_slot[:, None] - key_slot[None, :]) < cfg.sliding_window
-            visible_near = visible & near[None]
+            visible_near = visible & ((query_slot[:, :, None] - key_slot) < cfg.sliding_window)
         new_kv = []
         for i, (layer, layer_kv) in enumerate(zip(self.layers, kv)):
             layer_visible = visible_near if i in cfg.sliding_layers else visible
@@ -317,14 +326,24 @@ class Transformer(nnx.Module):
         ks, vs = zip(*new_kv)
         return hidden, KVCache(k=tuple(ks), v=tuple(vs), valid_bs=valid_bs, index=index + t)
 
+    @property
+    def max_len(self) -> int:
+        """Longest sequence (cache columns, RoPE positions) the model supports."""
+        return self.config.max_len
+
+    def init_cache(self, batch: int, length: int) -> KVCache:
+        """An empty cache of ``length`` columns for ``batch`` rows (``init_cache``)."""
+        return init_cache(self.config, batch, length)
+
     def logits(self, hidden: jax.Array) -> jax.Array:
         """LM head in float32: [..., d] → [..., V] (soft-capped when ``final_softcap`` is set)."""
         assert hidden.shape[-1] == self.config.d_model, hidden.shape
-        h = hidden.astype(jnp.float32)
+        acc = wide(self.config.dtype)
+        h = hidden.astype(acc)
         if self.config.tie_embeddings:
-            logits = jnp.einsum("...d,vd->...v", h, self.embed[...].astype(jnp.float32))
+            logits = jnp.einsum("...d,vd->...v", h, self.embed[...].astype(acc))
         else:
-            logits = h @ self.lm_head[...].astype(jnp.float32)
+            logits = h @ self.lm_head[...].astype(acc)
         cap = self.config.final_softcap
         return logits if cap is None else cap * jnp.tanh(logits / cap)
 
@@ -333,8 +352,9 @@ class Transformer(nnx.Module):
         if not self.config.value_head:
             raise ValueError("Transformer.value needs TransformerConfig(value_head=True).")
         assert hidden.shape[-1] == self.config.d_model, hidden.shape
-        w = self.value_w[...].astype(jnp.float32)
-        return hidden.astype(jnp.float32) @ w + self.value_b[...].astype(jnp.float32)
+        acc = wide(self.config.dtype)
+        w = self.value_w[...].astype(acc)
+        return hidden.astype(acc) @ w + self.value_b[...].astype(acc)
 
     def __call__(self, tokens_bt: jax.Array, positions_bt: jax.Array | None = None,
                  valid_bt: jax.Array | None = None) -> jax.Array:

@@ -1,7 +1,8 @@
 """Log-probabilities and entropies of categorical policies given by logits.
 
 Logits are divided by the sampling ``temperature`` first, so the scores match the distribution
-the tokens were sampled from, and are computed in float32 whatever the logits' dtype.
+the tokens were sampled from, and are computed in float32 whatever the logits' dtype (float64
+logits stay float64).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ Array = jax.Array
 
 
 def _scaled(logits: Array, temperature: float) -> Array:
-    return logits.astype(jnp.float32) / temperature
+    return logits.astype(jnp.promote_types(logits.dtype, jnp.float32)) / temperature
 
 
 def log_softmax_at(logits_btv: Array, tokens_bt: Array, temperature: float = 1.0) -> Array:
