@@ -278,7 +278,8 @@ class _Serve(NamedTuple):
 
 
 def serve(model, bank: Slots, prompt_r: jax.Array, rng: jax.Array, config: SamplingConfig, *,
-          num_slots: int, max_new_r: jax.Array | None = None, refill_every: int = 1) -> Generation:
+          num_slots: int, max_new_r: jax.Array | None = None, refill_every: int = 1,
+          min_slots: int | None = None) -> Generation:
     """Continuous batching: R requests decoded through ``num_slots`` slots, a finished slot
     refilled with the next pending request inside the compiled loop.
 
@@ -290,6 +291,10 @@ def serve(model, bank: Slots, prompt_r: jax.Array, rng: jax.Array, config: Sampl
     and draws one token in every busy slot. The decode batch therefore stays full while
     requests remain, however long-tailed their lengths, unlike a static batch that waits for
     its longest row.
+
+    Once no request is pending, the busy slots are compacted into a batch half as wide
+    whenever they fit (down to ``min_slots``, default ``num_slots // 8``), so the last, longest
+    requests do not pay for a full batch of idle rows (one compiled loop per width).
 
     Randomness is per request: step i of request r uses ``uniform[r, i]`` of
     ``jax.random.uniform(rng, (R, N))``, so a request's tokens do not depend on the slot or
@@ -304,6 +309,7 @@ def serve(model, bank: Slots, prompt_r: jax.Array, rng: jax.Array, config: Sampl
     bank_valid = jnp.pad(bank.cache.valid_bs, ((0, 0), (0, width - bank.capacity)))
 
     def refill(loop: _Serve) -> _Serve:
+        s = loop.request_s.shape[0]
         free_s = loop.request_s == r
         rank_s = jnp.cumsum(free_s, dtype=jnp.int32) - 1
         new_s = jnp.where(free_s, loop.next_r + rank_s, r)
@@ -352,8 +358,19 @@ def serve(model, bank: Slots, prompt_r: jax.Array, rng: jax.Array, config: Sampl
                       step_s=loop.step_s + live_s.astype(jnp.int32), next_r=loop.next_r, iteration=loop.iteration + 1,
                       slots=loop.slots, out=(tokens, logp, mask, finish))
 
-    def cond(loop: _Serve):
+    def busy(loop: _Serve):
         return (loop.next_r < r) | jnp.any(loop.request_s < r)
+
+    def fits(loop: _Serve, width: int):
+        return (loop.next_r >= r) & (jnp.sum(loop.request_s < r) <= width)
+
+    def compact(loop: _Serve, width: int) -> _Serve:
+        """The busy slots first, then the first ``width`` of them."""
+        keep = jnp.argsort(loop.request_s == r, stable=True)[:width]
+        per_slot = (loop.token_s, loop.drew_s, loop.request_s, loop.step_s, loop.slots)
+        token_s, drew_s, request_s, step_s, slots = jax.tree.map(lambda x: x[keep], per_slot)
+        return loop._replace(token_s=token_s, drew_s=drew_s, request_s=request_s, step_s=step_s,
+                             slots=constrain(slots))
 
     real = wide(model.config.dtype)
     out = (jnp.full((r, n), config.pad_id, jnp.int32), jnp.zeros((r, n), real),
@@ -361,7 +378,16 @@ def serve(model, bank: Slots, prompt_r: jax.Array, rng: jax.Array, config: Sampl
     loop = _Serve(token_s=jnp.full((s,), config.pad_id, jnp.int32), drew_s=jnp.zeros((s,), bool),
                   request_s=jnp.full((s,), r, jnp.int32), step_s=jnp.zeros((s,), jnp.int32),
                   next_r=jnp.zeros((), jnp.int32), iteration=jnp.zeros((), jnp.int32), slots=slots, out=out)
-    loop = jax.lax.while_loop(cond, body, loop)
+    widths = [s]
+    while widths[-1] // 2 >= max(min_slots or s // 8, 1):
+        widths.append(widths[-1] // 2)
+    for width, narrower in zip(widths, widths[1:] + [None]):
+        if width < s:
+            loop = compact(loop, width)
+        if narrower is None:
+            loop = jax.lax.while_loop(busy, body, loop)
+        else:
+            loop = jax.lax.while_loop(lambda x, w=narrower: busy(x) & ~fits(x, w), body, loop)
     tokens, logp, mask, finish = loop.out
     return Generation(tokens_sn=tokens, logp_sn=logp, mask_sn=mask,
                       length_s=mask.sum(axis=1).astype(jnp.int32), finish_s=finish)
