@@ -35,7 +35,9 @@ from polrl import algorithms  # noqa: E402
 from polrl.models import Transformer, TransformerConfig  # noqa: E402
 from polrl.rollout import SamplingConfig  # noqa: E402
 from polrl.tasks import arithmetic_task, task_batch  # noqa: E402
-from polrl.train import rollouts, steps  # noqa: E402
+from polrl import collectors, sharding  # noqa: E402
+from polrl.tasks import Task  # noqa: E402
+from polrl.train import steps  # noqa: E402
 
 PROMPTS, GROUP, NEW = 8, 8, 8
 VOCAB = 64
@@ -63,10 +65,15 @@ def polrl_step(data: dict, prompt_len: int):
     sampling = SamplingConfig(max_new_tokens=NEW, eos_id=VOCAB, pad_id=0, temperature=1.0)
     from polrl.tasks import token_exact_match
 
+    task = Task(name="arithmetic", tokenizer=None, max_prompt_len=prompt_len, max_answer_len=data["answer_ba"].shape[1],
+                train=(), test=(), host_reward=None, device_reward=token_exact_match)
+    ctx = collectors.Context(graphdef=graphdef, task=task, sampling=sampling, group_size=GROUP,
+                             layout=sharding.layout_from_config(None))
+    collector = collectors.group_samples(ctx)
+
     def step(state, data):
         rng, sample_rng = jax.random.split(state.rng)
-        batch = rollouts.group_rollout(state.params, data, sample_rng, graphdef=graphdef, sampling=sampling,
-                                       group_size=GROUP, reward_fn=token_exact_match)
+        batch, _, _ = collector.collect((), state, data, sample_rng)
         state, metrics = steps.train_on_batch(state.replace(rng=rng), batch, algorithm=algo, graphdef=graphdef)
         return state, metrics["loss"]
 

@@ -26,5 +26,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = arithmetic_grpo.get_config(arg)
     c.algorithm = "dpo"
     c.algorithm_kwargs = ml_collections.ConfigDict(dict(beta=0.1, learning_rate=c.algorithm_kwargs.learning_rate))
-    c.batches = "preference_pairs"
+    c.collector = "preference_pairs"
+    c.phase_name = "dpo"
     return c

@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.algorithm = "grpo"
     c.algorithm_kwargs = ml_collections.ConfigDict(dict(learning_rate=3e-4, kl_coef=0.01, filter_zero_variance=True))
-    c.batches = "rollouts"
+    c.collector = "group_samples"
     c.rollout = ml_collections.ConfigDict(dict(batch_size=256, group_size=8, max_new_tokens=0, temperature=1.0, top_k=0, top_p=1.0))
     c.eval = ml_collections.ConfigDict(dict(num_examples=500, batch_size=250))
     # One device by default; e.g. --config.mesh.fsdp=-1 shards over every device (polrl.sharding).

@@ -32,5 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.algorithm_kwargs = ml_collections.ConfigDict(dict(
         learning_rate=5e-4, num_samples=8, sample_temperature=1.0, negative_reward=0.1,
     ))
-    c.batches = "demonstrations"
+    c.collector = "demonstrations"
+    c.data = "demos"
+    c.phase_name = "sft"
     return c

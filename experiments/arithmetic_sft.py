@@ -20,7 +20,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = arithmetic_grpo.get_config(arg)
     c.algorithm = "sft"
     c.algorithm_kwargs = ml_collections.ConfigDict(dict(learning_rate=c.warmup.learning_rate))
-    c.batches = "demonstrations"
+    c.collector = "demonstrations"
+    c.data = "demos"
+    c.phase_name = "sft"
     c.total_steps = c.warmup.steps
     c.warmup.steps = 0
     return c

@@ -82,7 +82,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.algorithm = "grpo"
     c.algorithm_kwargs = ml_collections.ConfigDict(dict(learning_rate=1e-6, kl_coef=0.001, filter_zero_variance=True, num_minibatches=4))
-    c.batches = "rollouts"
+    c.collector = "group_samples"
     c.rollout = ml_collections.ConfigDict(dict(batch_size=256, group_size=8, max_new_tokens=512, temperature=1.0, top_k=0, top_p=1.0))
     c.eval = ml_collections.ConfigDict(dict(num_examples=1319, batch_size=256))
     c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=1, tensor=1))

@@ -5,7 +5,7 @@ The core contract (``PolicyState``, ``Batch``, ``Transform``, ``chain``, ``named
 ``polrl.advantages`` / ``polrl.objectives``, algorithm nouns in ``polrl.algorithms``.
 """
 from polrl import advantages, algorithms, objectives, ops
-from polrl.core import EXPERT, ON_POLICY, REPLAY, Algorithm, Batch, BatchSpec, PolicyState, Transform, chain, named_chain, stateless, total_loss
+from polrl.core import EXPERT, ON_POLICY, REPLAY, Algorithm, Batch, Collector, PolicyState, Transform, chain, named_chain, stateless, total_loss
 
 __all__ = [
     "EXPERT",
@@ -13,7 +13,7 @@ __all__ = [
     "REPLAY",
     "Algorithm",
     "Batch",
-    "BatchSpec",
+    "Collector",
     "PolicyState",
     "Transform",
     "advantages",

@@ -1,6 +1,6 @@
-"""The core contract: PolicyState, Batch, Transform, chain, named_chain, Algorithm.
+"""The core contract: PolicyState, Batch, Transform, chain, named_chain, Algorithm, Collector.
 
-Everything in polrl is built from these five things.
+Everything in polrl is built from these things.
 
 * ``PolicyState`` — one pytree with everything a run needs to resume: parameters, optimizer
   state, the frozen reference, per-transform states and the RNG. Static things (the model's
@@ -15,11 +15,15 @@ Everything in polrl is built from these five things.
   run inside a transform and the union of needs is computed once.
 * ``chain`` / ``named_chain`` compose transforms like ``optax.chain``.
 * ``Algorithm`` — ``(prepare, objective, optimizer)`` plus the static shape of the update loop
-  (epochs × minibatches). ``prepare`` runs once per rollout batch outside the gradient
-  (advantages, filters, weights); ``objective`` runs inside ``value_and_grad`` on each minibatch,
-  after the scoring forward has filled ``logp_bt`` (and ``entropy_bt``/``value_bt``), adds named
-  per-token loss terms to ``batch.terms`` and ends with an explicit aggregation that turns them
-  into scalars in ``batch.losses``. The loss is ``Σ batch.losses``.
+  (epochs × minibatches) and, when the method needs data of its own, a collector wrapper.
+  ``prepare`` runs once per rollout batch outside the gradient (advantages, filters, weights);
+  ``objective`` runs inside ``value_and_grad`` on each minibatch, after the scoring forward has
+  filled ``logp_bt`` (and ``entropy_bt``/``value_bt``), adds named per-token loss terms to
+  ``batch.terms`` and ends with an explicit aggregation that turns them into scalars in
+  ``batch.losses``. The loss is ``Σ batch.losses``.
+* ``Collector`` — how a training step's Batch is acquired (sampling groups, demonstrations,
+  preference pairs, replay, multi-turn environments, trees): composable like transforms, with
+  its own state; the trainer is one loop of collect → prepare → update.
 """
 from __future__ import annotations
 
@@ -34,18 +38,19 @@ import optax
 Array = jax.Array
 
 # What a transform may ask the trainer to compute before ``prepare`` (outside the gradient):
+# These are computations of the model, not data: data a method needs (expert rows, a greedy
+# baseline, replayed rows) comes from its collector, in Batch fields or ``Batch.aux``.
 #   "ref_logp"        — log-probs of the response under the frozen reference parameters;
 #   "values"          — the value head at rollout time (``old_value_bt``) and during the update
 #                       (``value_bt``);
 #   "old_logp"        — π_old recomputed by the trainer (``old_logp_bt``) even with one update per
 #                       batch (importance corrections between sampler and trainer, replay);
-#   "greedy_baseline" — the reward of one greedy response per prompt (``baseline_b``, ReMax);
 #   "logits"          — the full next-token logits at each response position in the update
 #                       (``logits_btv``, differentiable; objectives over the whole vocabulary);
 #   "kl_to_old"       — the exact KL(π_θ(·|s_t) ‖ π_old(·|s_t)) of the full distributions at each
 #                       position in the update (``kl_to_old_bt``, differentiable; filled by
 #                       ``polrl.control`` on ``ControlBatch``; MDPO's mirror-descent term).
-KNOWN_NEEDS = frozenset({"ref_logp", "values", "old_logp", "greedy_baseline", "logits", "kl_to_old"})
+KNOWN_NEEDS = frozenset({"ref_logp", "values", "old_logp", "logits", "kl_to_old"})
 
 # Where a row of a Batch comes from (``Batch.source_b``).
 ON_POLICY, EXPERT, REPLAY = 0, 1, 2
@@ -64,6 +69,7 @@ class PolicyState:
       ref_params: frozen reference/anchor parameters (``None`` when no transform needs them).
       prepare_state: state of ``Algorithm.prepare`` (e.g. running statistics).
       objective_state: state of ``Algorithm.objective`` (e.g. an adaptive KL coefficient).
+      collector_state: state of the phase's ``Collector`` (e.g. a replay buffer).
     """
 
     step: Array
@@ -73,6 +79,7 @@ class PolicyState:
     ref_params: Any = None
     prepare_state: Any = None
     objective_state: Any = None
+    collector_state: Any = None
 
 
 @flax.struct.dataclass
@@ -89,8 +96,9 @@ class Batch:
     replayed rows, 0 for expert rows whose policy is unknown), ``old_value_bt`` (value head at
     rollout time), ``source_b`` (``ON_POLICY`` / ``EXPERT`` / ``REPLAY``; ``None`` = all
     on-policy), ``version_b`` (``PolicyState.step`` of the policy that produced the row; the
-    staleness of a row is ``step − version_b``), ``baseline_b`` (a per-row reward baseline
-    from a separate rollout, e.g. ReMax's greedy reward).
+    staleness of a row is ``step − version_b``), ``aux`` (name → per-row array with leading
+    dimension B: whatever else a collector provides for a method, e.g. ``greedy_reward_b`` for
+    ReMax or ``turn_bt`` for a multi-turn rollout; names carry their shape suffix).
     Prepare fields: ``old_logp_bt`` (recomputed π_old; ``None`` means "the parameters have not
     moved since the rollout", and the objective uses ``stop_gradient(logp_bt)``),
     ``ref_logp_bt``, ``adv_bt``, ``return_bt``.
@@ -115,7 +123,7 @@ class Batch:
     old_value_bt: Array | None = None
     source_b: Array | None = None
     version_b: Array | None = None
-    baseline_b: Array | None = None
+    aux: dict = flax.struct.field(default_factory=dict)
     old_logp_bt: Array | None = None
     ref_logp_bt: Array | None = None
     adv_bt: Array | None = None
@@ -141,6 +149,15 @@ class Batch:
                 f"{by} needs Batch field(s) {missing}, which are None. Fill them before this "
                 f"transform (the trainer fills ref_logp_bt / old_value_bt when the algorithm "
                 f"declares the need; reward_b and group_b come from the rollout)."
+            )
+
+    def require_aux(self, *names: str, by: str, provider: str) -> None:
+        """Raises a clear error when an ``aux`` field a transform reads is missing."""
+        missing = [n for n in names if n not in self.aux]
+        if missing:
+            raise ValueError(
+                f"{by} needs Batch.aux field(s) {missing}, which the phase's collector does not "
+                f"provide; collect with {provider}"
             )
 
     def add_term(self, name: str, loss_bt: Array) -> "Batch":
@@ -243,21 +260,6 @@ def named_chain(*named: tuple[str, Transform]) -> Transform:
     return Transform(init, apply, needs)
 
 
-class BatchSpec(NamedTuple):
-    """How the trainer composes each rollout batch for an algorithm (static).
-
-    Attributes:
-      expert_per_group: the last k rows of every group are the prompt's labelled answer
-        (``source_b = EXPERT``, ``behavior_logp_bt = 0``) instead of policy samples — the
-        on-policy/expert mixed groups of RL-PLUS, CHORD's expert rows.
-      oversample: dynamic sampling (DAPO): draw ``oversample ×`` as many prompts, keep the groups
-        whose rewards are not all equal first (in draw order), up to the batch's group count.
-    """
-
-    expert_per_group: int = 0
-    oversample: int = 1
-
-
 class Algorithm(NamedTuple):
     """A policy-optimization method: what to compute once per batch, what to minimize, how.
 
@@ -269,7 +271,9 @@ class Algorithm(NamedTuple):
       optimizer: the optax transformation for the policy parameters.
       num_epochs: passes over each rollout batch.
       num_minibatches: minibatches per pass (the batch size must be divisible by it).
-      batch: how rollout batches are composed (expert rows, dynamic sampling).
+      collector: ``Collector -> Collector``, the data this method adds to whatever the phase
+        collects (expert rows, dynamic sampling, a greedy baseline, replay), or None. The
+        trainer wraps the phase's collector with it.
     """
 
     prepare: Transform
@@ -277,7 +281,7 @@ class Algorithm(NamedTuple):
     optimizer: optax.GradientTransformation
     num_epochs: int = 1
     num_minibatches: int = 1
-    batch: BatchSpec = BatchSpec()
+    collector: Callable[["Collector"], "Collector"] | None = None
 
     @property
     def needs(self) -> frozenset:
@@ -286,6 +290,35 @@ class Algorithm(NamedTuple):
     @property
     def updates_per_batch(self) -> int:
         return self.num_epochs * self.num_minibatches
+
+
+class Collector(NamedTuple):
+    """How a training step's Batch is acquired (``polrl.collectors`` builds them).
+
+    Attributes:
+      init: ``(prompts) -> state``, the collector's initial state (``()`` when stateless) for
+        steps of ``prompts`` prompts; it lives in ``PolicyState.collector_state`` (checkpointed).
+      collect: ``(collector_state, policy_state, data, rng) -> (batch, collector_state, metrics)``.
+        ``data`` holds the step's prompts (``prompt_bp``, ``prompt_valid_bp``, ``answer_ba``,
+        ``answer_valid_ba``; with ``host``, also ``examples``: the example dicts); the policy
+        state gives the parameters (and the reference, the step as the rows' version).
+      example: ``(prompts) -> Batch`` of ``jax.ShapeDtypeStruct``: the shapes ``collect``
+        returns for steps of ``prompts`` prompts (shape-dependent transform states, and the
+        trainer's check of the algorithm against the data before compiling).
+      reads: ``(prompts) -> int``, how many prompts ``collect`` reads for a step of
+        ``prompts`` (dynamic sampling reads more than it keeps).
+      needs: what ``collect`` uses from the policy state besides the parameters:
+        ``"reference"`` keeps ``ref_params`` in the state.
+      host: ``collect`` runs host code (a verifier on strings, tools): the trainer calls it
+        outside ``jit`` (its device parts jit themselves) instead of compiling it into the step.
+    """
+
+    init: Callable[[int], Any]
+    collect: Callable[..., tuple[Batch, Any, dict]]
+    example: Callable[[int], Batch]
+    reads: Callable[[int], int] = lambda prompts: prompts
+    needs: frozenset = frozenset()
+    host: bool = False
 
 
 def total_loss(batch: Batch) -> Array:

@@ -21,8 +21,8 @@ update → rollout once per rollout inside the jitted step (``reshard_for_rollou
 
 Pure step functions never call mesh APIs: they call ``constrain`` / ``constrain_batch`` /
 ``reshard_for_rollout``, which are identities unless a ``Layout`` is active (``Layout.jit``
-activates it while tracing). Without a mesh (the default) nothing here runs and the trainer
-jits exactly as on one device.
+activates it while tracing). The trainer always has a Layout; on one device it is a 1-device
+mesh.
 """
 from __future__ import annotations
 
@@ -352,20 +352,23 @@ class Layout:
         return call
 
 
-def layout_from_config(mesh_config: Any, *, devices: Sequence | None = None) -> Layout | None:
-    """The Layout of a ``mesh`` config section, or ``None`` for the one-device default.
+def layout_from_config(mesh_config: Any, *, devices: Sequence | None = None) -> Layout:
+    """The Layout of a ``mesh`` config section.
 
     ``mesh`` fields: ``data``, ``fsdp``, ``tensor`` (-1 fills; default 1 each), optional
-    ``update_rules`` / ``rollout_rules`` (sequences of ``(logical name, mesh axes)``). A config
-    without ``mesh``, or with 1 × 1 × 1, runs on one device without a mesh (as before meshes
-    existed); any other shape must use every device.
+    ``update_rules`` / ``rollout_rules`` (sequences of ``(logical name, mesh axes)``). No
+    section, or 1 × 1 × 1, is a 1-device mesh on the first device (single-process runs only);
+    any other shape must use every device.
     """
-    if mesh_config is None:
-        return None
-    get = mesh_config.get if hasattr(mesh_config, "get") else lambda k, d=None: getattr(mesh_config, k, d)
+    get = (lambda k, d=None: d) if mesh_config is None else (
+        mesh_config.get if hasattr(mesh_config, "get") else lambda k, d=None: getattr(mesh_config, k, d))
     sizes = tuple(get(k, 1) for k in MESH_AXES)
+    devices = list(jax.devices() if devices is None else devices)
     if sizes == (1, 1, 1):
-        return None
+        if jax.process_count() > 1:
+            raise ValueError(f"a multi-process run ({jax.process_count()} processes) needs a mesh over every "
+                             f"device; set e.g. mesh.fsdp=-1")
+        devices = devices[:1]
     mesh = make_mesh(*sizes, devices=devices)
     return Layout(mesh, _rules(get("update_rules", None), UPDATE_RULES, "mesh.update_rules"),
                   _rules(get("rollout_rules", None), ROLLOUT_RULES, "mesh.rollout_rules"))

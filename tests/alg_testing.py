@@ -29,8 +29,9 @@ def tiny_model():
     return tiny_params(CFG)
 
 
-def hand_batch(mask, **fields) -> Batch:
-    """A Batch with the given mask [B, T] and fields (``group_b``/``source_b`` int, others float)."""
+def hand_batch(mask, aux=None, **fields) -> Batch:
+    """A Batch with the given mask [B, T] and fields (``group_b``/``source_b`` int, others float;
+    ``aux``: a dict of float per-row fields)."""
     mask = jnp.asarray(mask, jnp.float32)
     b, t = mask.shape
     ints = {"group_b", "source_b", "version_b"}
@@ -39,6 +40,7 @@ def hand_batch(mask, **fields) -> Batch:
         prompt_valid_bp=jnp.ones((b, 1), bool),
         response_bt=jnp.zeros((b, t), jnp.int32),
         mask_bt=mask,
+        aux={k: jnp.asarray(v, jnp.float32) for k, v in (aux or {}).items()},
         **{k: jnp.asarray(v, jnp.int32 if k in ints else jnp.float32) for k, v in fields.items()},
     )
 
@@ -51,7 +53,7 @@ def apply(t: Transform, batch: Batch, state=None, **extra):
 
 def rollout_batch(b: int = 8, t: int = 4, seed: int = 0) -> Batch:
     """Rollout-like batch of two groups of 4 rows (rewards vary in each group), ragged lengths,
-    sampler log-probs, a greedy baseline and the static group size."""
+    sampler log-probs, a greedy baseline (``aux["greedy_reward_b"]``) and the static group size."""
     rng = np.random.default_rng(seed)
     mask = np.ones((b, t), np.float32)
     mask[0, -1] = 0.0
@@ -65,7 +67,7 @@ def rollout_batch(b: int = 8, t: int = 4, seed: int = 0) -> Batch:
         reward_b=np.array([1, 0, 0, 1, 0.5, 0, 1, 1][:b], np.float32),
         group_b=(np.arange(b) // 4).astype(np.int32),
         behavior_logp_bt=(-2.0 + 0.1 * rng.normal(size=(b, t))).astype(np.float32) * mask,
-        baseline_b=np.full((b,), 0.5, np.float32),
+        aux={"greedy_reward_b": np.full((b,), 0.5, np.float32)},
         group_size=4,
     )
 

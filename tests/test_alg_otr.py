@@ -12,7 +12,8 @@ from polrl import algorithms
 from polrl.algorithms.otr import _candidates, one_token_rollout
 from polrl.core import Batch
 from polrl.models import TransformerConfig
-from polrl.train import rollouts, steps
+from polrl import collectors
+from polrl.train import steps
 from tiny_models import tiny_params
 
 LOGITS = np.array([[[1.0, 0.0, -1.0, 0.5], [0.2, 2.0, -0.3, 0.0]],
@@ -112,7 +113,7 @@ def test_train_step_on_demonstrations():
         "answer_ba": np.array([[3, 2, 1, 7], [5, 4, 7, 0], [6, 2, 2, 7], [3, 7, 0, 0]], np.int32),
         "answer_valid_ba": np.array([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0]], bool),
     }
-    batch = rollouts.demonstration_batch(data, pad_id=0)
+    batch = collectors.demonstration_batch(data, pad_id=0)
     alg = algorithms.otr(learning_rate=1e-2)
     assert alg.needs == frozenset({"logits"})
     state = steps.init_state(params, alg, jax.random.key(0))

@@ -11,7 +11,7 @@ import pytest
 
 from polrl import algorithms, objectives, ops
 from polrl.algorithms.remix import kl_convex_penalty
-from polrl.core import REPLAY, Batch, total_loss
+from polrl.core import REPLAY, Batch, Collector, PolicyState, total_loss
 from polrl.models import TransformerConfig
 from polrl.train import steps
 from polrl.train.build import build_spec
@@ -43,6 +43,7 @@ def _batch(seed: int = 0, version: int = 0) -> Batch:
 
 
 def _example() -> Batch:
+    """Shapes of the sampled rows (no π_old / reference log-probs)."""
     b = _batch().replace(old_logp_bt=None, ref_logp_bt=None)
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), b)
 
@@ -92,10 +93,30 @@ def _remix(**kw):
     return algorithms.remix(**kw)
 
 
-def _loss(alg, batch, logp_bt, state=None):
-    """(loss, d loss / d logp_bt) of prepare → objective with ``logp_bt`` as the policy's log-probs."""
-    state = alg.prepare.init(_example()) if state is None else state
-    prepared, state = alg.prepare.apply(batch, state, step=jnp.int32(0), rng=jax.random.key(0))
+def _replaying(alg) -> Collector:
+    """The noun's collector wrapper around a collector that returns ``data["batch"]`` (the
+    sampled rows: no π_old or reference log-probs yet)."""
+    inner = Collector(init=lambda prompts: (),
+                      collect=lambda cs, state, data, rng: (data["batch"], cs, {}),
+                      example=lambda prompts: _example())
+    return alg.collector(inner, None)
+
+
+def _collect(collector, cstate, batch, step):
+    """(grown batch with π_old / π_ref filled like the trainer would: the fresh rows' from
+    ``batch``, the replayed rows' arbitrary, collector state)."""
+    sampled = batch.replace(old_logp_bt=None, ref_logp_bt=None)
+    policy = PolicyState(step=jnp.int32(step), rng=None, params=None, opt_state=None)
+    grown, cstate, _ = collector.collect(cstate, policy, {"batch": sampled}, jax.random.key(step))
+    extra = grown.batch_size - B
+    pad = lambda x: None if x is None else jnp.concatenate([jnp.asarray(x), jnp.full((extra, T), -7.0)])
+    return grown.replace(old_logp_bt=pad(batch.old_logp_bt), ref_logp_bt=pad(batch.ref_logp_bt)), cstate
+
+
+def _loss(alg, prepared_input, logp_bt):
+    """(loss, d loss / d logp_bt, prepared batch) of prepare → objective with ``logp_bt`` as the
+    policy's log-probs."""
+    prepared, _ = alg.prepare.apply(prepared_input, alg.prepare.init(), step=jnp.int32(0), rng=jax.random.key(0))
 
     def f(lp):
         b = prepared.replace(logp_bt=lp, entropy_bt=jnp.zeros_like(lp))
@@ -105,21 +126,25 @@ def _loss(alg, batch, logp_bt, state=None):
     if lp.shape[0] < prepared.batch_size:  # replayed rows: any values (masked or tested separately)
         lp = jnp.concatenate([lp, jnp.zeros((prepared.batch_size - lp.shape[0], T))])
     loss, grad = jax.jit(jax.value_and_grad(f))(lp)
-    return loss, grad, prepared, state
+    return loss, grad, prepared
 
 
-def test_noun_declares_needs():
+def test_noun_declares_needs_and_collects_replay():
     assert _remix().needs == frozenset({"old_logp", "ref_logp"})
     assert _remix(kl_mix=0.0).needs == frozenset({"old_logp"})
     assert _remix(kl_coef=0.0).needs == frozenset({"old_logp"})
     assert _remix().updates_per_batch == 4
+    assert _replaying(_remix()).example(2).batch_size == B + 2 * G
 
 
 def test_first_batch_equals_grpo():
     """Empty buffer: replayed rows are masked, so ReMix is GRPO (λ = 1 KL) on the fresh rows."""
+    alg = _remix(kl_mix=1.0)
+    collector = _replaying(alg)
     batch = _batch()
+    grown, _ = _collect(collector, collector.init(2), batch, 0)
     logp = jnp.asarray(_batch(2).old_logp_bt)
-    loss, grad, prepared, _ = _loss(_remix(kl_mix=1.0), batch, logp)
+    loss, grad, prepared = _loss(alg, grown, logp)
     grpo = algorithms.grpo(kl_coef=0.05)
     g_batch, _ = grpo.prepare.apply(batch, grpo.prepare.init())
 
@@ -134,21 +159,22 @@ def test_first_batch_equals_grpo():
 
 
 def test_replayed_rows_use_their_behaviour_logp():
-    """Second batch: the loss by hand, with each replayed row's ratio against its stored logp."""
+    """Second batch: the loss by hand, with each replayed row's ratio against the log-probs of
+    the policy that sampled it."""
     alg = _remix(kl_coef=0.0, replay_groups=2, buffer_groups=2, aggregation="token_mean")
+    collector = _replaying(alg)
     first = _batch(0, version=0).replace(ref_logp_bt=None)
     second = _batch(1, version=1).replace(ref_logp_bt=None)
-    state = alg.prepare.init(_example())
-    _, state = alg.prepare.apply(first, state, step=jnp.int32(0), rng=jax.random.key(0))
+    _, cstate = _collect(collector, collector.init(2), first, 0)
+    grown, _ = _collect(collector, cstate, second, 1)
+    # both stored groups come back (R = C = 2), in a drawn order
+    first_group_first = bool((np.asarray(grown.response_bt[B:B + G]) == first.response_bt[:G]).all())
+    rep_rows = np.arange(B) if first_group_first else np.concatenate([np.arange(G, B), np.arange(G)])
+    np.testing.assert_array_equal(grown.response_bt[B:], first.response_bt[rep_rows])
     logp_fresh = np.asarray(_batch(3).old_logp_bt)
     logp_replay = np.asarray(_batch(4).old_logp_bt)
-    prepared, _ = alg.prepare.apply(second, state, step=jnp.int32(1), rng=jax.random.key(0))
-    # both stored groups come back (R = C = 2), in a drawn order
-    first_group_first = bool((np.asarray(prepared.response_bt[B:B + G]) == first.response_bt[:G]).all())
-    rep_rows = np.arange(B) if first_group_first else np.concatenate([np.arange(G, B), np.arange(G)])
-    np.testing.assert_array_equal(prepared.response_bt[B:], first.response_bt[rep_rows])
-    lp = np.concatenate([logp_fresh, logp_replay])
-    loss, _, _, _ = _loss(alg, second, lp, state)
+    loss, _, prepared = _loss(alg, grown, np.concatenate([logp_fresh, logp_replay]))
+    np.testing.assert_allclose(prepared.old_logp_bt[B:], first.behavior_logp_bt[rep_rows])
 
     def pg(logp, old, adv, mask):
         ratio = np.exp(logp - old)
@@ -157,25 +183,21 @@ def test_replayed_rows_use_their_behaviour_logp():
 
     adv = lambda b: np.asarray(ops.group_advantages(jnp.asarray(b.reward_b), jnp.asarray(b.group_b), B))[:, None] * b.mask_bt
     s1, n1 = pg(logp_fresh, second.old_logp_bt, adv(second), second.mask_bt)
-    s2, n2 = pg(logp_replay, first.old_logp_bt[rep_rows], adv(first)[rep_rows], first.mask_bt[rep_rows])
+    s2, n2 = pg(logp_replay, first.behavior_logp_bt[rep_rows], adv(first)[rep_rows], first.mask_bt[rep_rows])
     np.testing.assert_allclose(loss, (s1 + s2) / (n1 + n2), rtol=1e-5)
     np.testing.assert_array_equal(prepared.version_b[B:], 0)
 
 
 def test_jit_matches_no_jit():
     alg = _remix()
-    state = alg.prepare.init(_example())
-    _, state = alg.prepare.apply(_batch(0), state, step=jnp.int32(0), rng=jax.random.key(0))
+    collector = _replaying(alg)
+    _, cstate = _collect(collector, collector.init(2), _batch(0), 0)
+    grown, _ = _collect(collector, cstate, _batch(1), 1)
     logp = jnp.concatenate([jnp.asarray(_batch(3).old_logp_bt)] * 2)
-    fn = lambda b, s, lp: _loss(alg, b, lp, s)[:2]
-    eager, jitted = fn(_batch(1), state, logp), jax.jit(fn)(_batch(1), state, logp)
+    fn = lambda b, lp: _loss(alg, b, lp)[:2]
+    eager, jitted = fn(grown, logp), jax.jit(fn)(grown, logp)
     np.testing.assert_allclose(eager[0], jitted[0], rtol=1e-5)
     np.testing.assert_allclose(eager[1], jitted[1], rtol=1e-5, atol=1e-7)
-
-
-def test_minibatches_must_divide_the_grown_batch():
-    with pytest.raises(ValueError, match="num_minibatches=2"):
-        _remix(replay_groups=1).prepare.init(_example())
 
 
 @functools.lru_cache(maxsize=None)
@@ -184,15 +206,33 @@ def _model():
     return tiny_params(cfg)
 
 
-def test_tiny_model_prepare_and_update():
-    alg = algorithms.remix(learning_rate=1e-2, replay_groups=2, buffer_groups=4, kl_coef=0.05)
+def test_minibatches_must_divide_the_grown_batch():
+    alg = _remix(replay_groups=1)  # 2 fresh + 1 replayed groups over 2 minibatches
+    collector = _replaying(alg)
     graphdef, params = _model()
-    state = steps.init_state(params, alg, jax.random.key(0), ref_params=params, example=_example())
-    train = jax.jit(functools.partial(steps.train_on_batch, algorithm=alg, graphdef=graphdef))
+    state = steps.init_state(params, alg, jax.random.key(0), ref_params=params)
+    with pytest.raises(ValueError, match="num_minibatches=2"):
+        jax.eval_shape(functools.partial(steps.train_on_batch, algorithm=alg, graphdef=graphdef), state,
+                       collector.example(2))
+
+
+def test_tiny_model_collect_prepare_and_update():
+    alg = algorithms.remix(learning_rate=1e-2, replay_groups=2, buffer_groups=4, kl_coef=0.05)
+    collector = _replaying(alg)
+    graphdef, params = _model()
+    state = steps.init_state(params, alg, jax.random.key(0), ref_params=params, collector=collector, prompts=2)
+
+    @jax.jit
+    def step(state, batch):
+        grown, cstate, metrics = collector.collect(state.collector_state, state, {"batch": batch}, jax.random.key(9))
+        state, train_metrics = steps.train_on_batch(state.replace(collector_state=cstate), grown,
+                                                    algorithm=alg, graphdef=graphdef)
+        return state, {**metrics, **train_metrics}
+
     fresh = lambda k: _batch(k, version=k).replace(old_logp_bt=None, ref_logp_bt=None)
     history = []
     for k in range(3):
-        state, metrics = train(state, fresh(k))
+        state, metrics = step(state, fresh(k))
         history.append(jax.tree.map(float, metrics))
     assert int(state.step) == 3
     assert [h["replay/valid_frac"] for h in history] == [0.0, 1.0, 1.0]
@@ -217,6 +257,7 @@ def test_config_follow_up_phase(monkeypatch, tmp_path):
     assert spec.phases[1].algorithm.updates_per_batch == 4
     assert spec.phases[2].algorithm.updates_per_batch == 1
     assert "old_logp" not in spec.phases[2].algorithm.needs  # on-policy again, no replay
+    assert spec.phases[2].collector.example(4).batch_size == 4 * config.rollout.group_size
     config.then.switch_fraction = 1.0
     with pytest.raises(ValueError, match="switch_fraction"):
         build_spec(config, progress=False)

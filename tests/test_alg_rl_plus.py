@@ -89,7 +89,7 @@ def test_clip_option_and_jit():
 
 def test_noun():
     alg = algorithms.rl_plus(max_len=3)
-    assert alg.batch.expert_per_group == 1 and alg.needs == frozenset()
+    assert alg.collector is not None and alg.needs == frozenset()
     with pytest.raises(ValueError, match="max_len"):
         algorithms.rl_plus()
     assert algorithms.rl_plus(aggregation="token_mean").needs == frozenset()

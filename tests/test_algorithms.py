@@ -15,7 +15,9 @@ from polrl import algorithms, ops
 from polrl.core import Algorithm, Batch, Transform, chain, total_loss
 from polrl.models import TransformerConfig
 from polrl.rollout import SamplingConfig
-from polrl.train import rollouts, steps
+from polrl import collectors, sharding
+from polrl.tasks import Task
+from polrl.train import steps
 from tiny_models import tiny_params
 
 V = 8
@@ -107,7 +109,7 @@ def _demo_batch() -> Batch:
         "answer_ba": np.array([[3, 2, 1, EOS], [5, 4, EOS, 0], [6, 2, 2, EOS], [3, EOS, 0, 0]], np.int32),
         "answer_valid_ba": np.array([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0]], bool),
     }
-    return rollouts.demonstration_batch(data, pad_id=0)
+    return collectors.demonstration_batch(data, pad_id=0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -325,7 +327,8 @@ def test_preference_pairs_picks_best_and_worst():
         group_b=rows // 4,
         behavior_logp_bt=-np.stack([rows, rows], 1).astype(np.float32),
     )
-    pairs = rollouts.preference_pairs(batch, group_size=4)
+    batch = batch.replace(group_size=4)
+    pairs = collectors.best_and_worst(batch)
     picked = [1, 2, 6, 5]
     np.testing.assert_array_equal(pairs.response_bt[:, 0], picked)
     np.testing.assert_array_equal(pairs.response_bt[:, 1], 10 * np.array(picked))
@@ -335,7 +338,7 @@ def test_preference_pairs_picks_best_and_worst():
     np.testing.assert_array_equal(pairs.group_b, [0, 0, 1, 1])
     assert pairs.group_size == 2  # minibatches keep each pair whole
     # a flat group yields a tie (the same row twice), which the preference loss ignores
-    tie = rollouts.preference_pairs(batch.replace(reward_b=np.full(8, 3.0, np.float32)), group_size=4)
+    tie = collectors.best_and_worst(batch.replace(reward_b=np.full(8, 3.0, np.float32)))
     np.testing.assert_array_equal(tie.response_bt[:, 0], [0, 0, 4, 4])
 
 
@@ -358,12 +361,15 @@ def test_grpo_learns_first_token():
     def reward_fn(response_bt, mask_bt, answer_ba, answer_valid_ba):
         return (response_bt[:, 0] == 3).astype(jnp.float32)
 
+    task = Task(name="first_token", tokenizer=None, max_prompt_len=2, max_answer_len=1, train=(), test=(),
+                host_reward=None, device_reward=reward_fn)
+    ctx = collectors.Context(graphdef=graphdef, task=task, sampling=sampling, group_size=group,
+                             layout=sharding.layout_from_config(None))
+    collector = collectors.group_samples(ctx)
+
     @jax.jit
     def step(state, key):
-        batch = rollouts.group_rollout(
-            state.params, data, key, graphdef=graphdef, sampling=sampling, group_size=group,
-            reward_fn=reward_fn,
-        )
+        batch, _, _ = collector.collect((), state, data, key)
         state, metrics = steps.train_on_batch(state, batch, algorithm=alg, graphdef=graphdef)
         return state, batch.reward_b.mean(), metrics["loss"]
 

@@ -1,5 +1,6 @@
-"""Mixed batches: expert rows in groups, greedy baselines, dynamic sampling, version stamps,
-the ``logits`` need, and the on/off-policy diagnostics."""
+"""Collectors and mixed batches: expert rows appended to groups, greedy baselines, dynamic
+sampling, preference pairs, version stamps, the ``logits`` / ``old_logp`` needs, the on/off-policy
+diagnostics, and the trainer's check of an algorithm against its collector."""
 import dataclasses
 import functools
 
@@ -8,12 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from polrl import algorithms, diagnostics
-from polrl.core import EXPERT, ON_POLICY, REPLAY, Algorithm, Batch, BatchSpec, chain, stateless
+from polrl import algorithms, collectors, diagnostics, sharding
+from polrl.core import EXPERT, ON_POLICY, REPLAY, Batch, chain, stateless
 from polrl.models import TransformerConfig
-from polrl.rollout import SamplingConfig
-from polrl.tasks import token_exact_match
-from polrl.train import rollouts, steps
+from polrl.rollout import SamplingConfig, sample
+from polrl.tasks import Task, token_exact_match
+from polrl.train import steps
 from tiny_models import tiny_params
 
 V, EOS, PAD = 8, 7, 0
@@ -26,6 +27,13 @@ def _model():
     return tiny_params(CFG)
 
 
+def _context(group_size=2, device_reward=token_exact_match):
+    task = Task(name="tiny", tokenizer=None, max_prompt_len=3, max_answer_len=3, train=[], test=[],
+                host_reward=None, device_reward=device_reward)
+    return collectors.Context(graphdef=_model()[0], task=task, sampling=SAMPLING, group_size=group_size,
+                              layout=sharding.layout_from_config(None))
+
+
 def _data():
     """Two prompts; answers "3 EOS" and "5 6 EOS" (right-padded to 3)."""
     return {
@@ -36,54 +44,98 @@ def _data():
     }
 
 
-def _rollout(group_size, **kw):
+def _state(step=0):
+    _, params = _model()
+    alg = algorithms.grpo(kl_coef=0.0)
+    state = steps.init_state(params, alg, jax.random.key(0), ref_params=params)
+    return state.replace(step=jnp.int32(step), ref_params=params)
+
+
+def _collect(collector, step=0, data=None, prompts=2):
+    data = _data() if data is None else data
+    batch, _, metrics = jax.jit(collector.collect)(collector.init(prompts), _state(step), data, jax.random.key(3))
+    example = collector.example(prompts)
+    assert jax.tree.structure(batch) == jax.tree.structure(example)
+    assert [(x.shape, x.dtype) for x in jax.tree.leaves(batch)] == [(x.shape, x.dtype) for x in jax.tree.leaves(example)]
+    return batch, metrics
+
+
+def test_group_samples_are_the_forked_samples_with_rewards_and_versions():
+    ctx = _context(group_size=3)
+    batch, m = _collect(collectors.group_samples(ctx), step=5)
     graphdef, params = _model()
-    fn = functools.partial(
-        rollouts.group_rollout, graphdef=graphdef, sampling=SAMPLING, group_size=group_size,
-        reward_fn=token_exact_match, **kw,
-    )
-    return jax.jit(fn)(params, _data(), jax.random.key(3))
+    out = sample(graphdef, params, _data()["prompt_bp"], _data()["prompt_valid_bp"], jax.random.key(3), SAMPLING, 3)
+    np.testing.assert_array_equal(batch.response_bt, out.response_bt)
+    np.testing.assert_allclose(batch.behavior_logp_bt, out.logp_bt, atol=1e-5)  # jit vs eager rounding
+    np.testing.assert_array_equal(batch.group_b, [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(batch.version_b, 5)
+    answers = np.repeat(_data()["answer_ba"], 3, 0), np.repeat(_data()["answer_valid_ba"], 3, 0)
+    np.testing.assert_array_equal(batch.reward_b, token_exact_match(out.response_bt, out.mask_bt, *answers))
+    np.testing.assert_allclose(m["reward_mean"], np.asarray(batch.reward_b).mean())
+    assert batch.group_size == 3 and batch.source_b is None
 
 
-def test_expert_rows_close_each_group_and_policy_rows_are_unchanged():
-    plain = _rollout(2)
-    mixed = _rollout(3, expert_per_group=1, version=7)
+def test_expert_rows_are_appended_to_each_group_and_policy_rows_are_unchanged():
+    ctx = _context(group_size=2)
+    plain, plain_m = _collect(collectors.group_samples(ctx))
+    mixed, mixed_m = _collect(collectors.with_expert_rows(1)(collectors.group_samples(ctx), ctx), step=7)
+    assert mixed.group_size == 3
     np.testing.assert_array_equal(mixed.source_b, [ON_POLICY, ON_POLICY, EXPERT] * 2)
     np.testing.assert_array_equal(mixed.group_b, [0, 0, 0, 1, 1, 1])
     np.testing.assert_array_equal(mixed.version_b, [7] * 6)
     policy = np.array([0, 1, 3, 4])
-    for field in ("response_bt", "mask_bt", "behavior_logp_bt", "reward_b"):
+    for field in ("response_bt", "mask_bt", "behavior_logp_bt", "reward_b", "prompt_bp"):
         np.testing.assert_array_equal(np.asarray(getattr(mixed, field))[policy], getattr(plain, field))
     np.testing.assert_array_equal(mixed.response_bt[2], [3, EOS, PAD, PAD])
     np.testing.assert_array_equal(mixed.response_bt[5], [5, 6, EOS, PAD])
     np.testing.assert_array_equal(np.asarray(mixed.mask_bt)[[2, 5]], [[1, 1, 0, 0], [1, 1, 1, 0]])
     np.testing.assert_array_equal(np.asarray(mixed.behavior_logp_bt)[[2, 5]], 0.0)
     np.testing.assert_array_equal(np.asarray(mixed.reward_b)[[2, 5]], [1.0, 1.0])  # the verifier accepts the label
-    assert plain.source_b is None and mixed.baseline_b is None
+    np.testing.assert_array_equal(np.asarray(mixed.prompt_bp)[[2, 5]], _data()["prompt_bp"])
+    assert mixed_m == plain_m  # the metrics describe the policy's samples only
 
 
 def test_rollout_metrics_leave_expert_rows_out():
-    mixed = _rollout(3, expert_per_group=1)
-    m = rollouts.rollout_metrics(mixed)
+    ctx = _context(group_size=2)
+    mixed, _ = _collect(collectors.with_expert_rows(1)(collectors.group_samples(ctx), ctx))
+    m = collectors.rollout_metrics(mixed)
     policy = np.array([0, 1, 3, 4])
     np.testing.assert_allclose(m["reward_mean"], np.asarray(mixed.reward_b)[policy].mean())
     np.testing.assert_allclose(m["response_length"], np.asarray(mixed.mask_bt).sum(-1)[policy].mean())
 
 
 def test_greedy_baseline_is_the_greedy_responses_reward_per_group():
-    batch = _rollout(2, greedy_baseline=True)
+    ctx = _context(group_size=2)
+    batch, _ = _collect(collectors.with_greedy_baseline()(collectors.group_samples(ctx), ctx))
     graphdef, params = _model()
-    from polrl.rollout import sample
-
     greedy = sample(graphdef, params, _data()["prompt_bp"], _data()["prompt_valid_bp"], jax.random.key(0),
                     dataclasses.replace(SAMPLING, temperature=0.0))
     base = token_exact_match(greedy.response_bt, greedy.mask_bt, _data()["answer_ba"], _data()["answer_valid_ba"])
-    np.testing.assert_array_equal(batch.baseline_b, np.repeat(np.asarray(base), 2))
+    np.testing.assert_array_equal(batch.aux["greedy_reward_b"], np.repeat(np.asarray(base), 2))
 
 
-def test_expert_rows_need_a_policy_sample_per_group():
-    with pytest.raises(ValueError, match="expert_per_group=2"):
-        _rollout(2, expert_per_group=2)
+def test_preference_pairs_sample_the_reference_and_pair_best_with_worst():
+    ctx = _context(group_size=4)
+    pairs, _ = _collect(collectors.preference_pairs(ctx))
+    full, _ = _collect(collectors.group_samples(ctx, policy="reference"))
+    r = np.asarray(full.reward_b).reshape(2, 4)
+    rows = [int(np.argmax(r[0])), int(np.argmin(r[0])), 4 + int(np.argmax(r[1])), 4 + int(np.argmin(r[1]))]
+    np.testing.assert_array_equal(pairs.response_bt, np.asarray(full.response_bt)[rows])
+    np.testing.assert_array_equal(pairs.group_b, [0, 0, 1, 1])
+    assert pairs.group_size == 2 and "reference" in collectors.preference_pairs(ctx).needs
+    np.testing.assert_array_equal(pairs.version_b, 0)
+
+
+def test_wrappers_refuse_bad_settings():
+    with pytest.raises(ValueError, match="expert_per_group=0"):
+        collectors.with_expert_rows(0)
+    with pytest.raises(ValueError, match="oversample=0"):
+        collectors.dynamic_sampling(0)
+    ctx = _context(device_reward=None)
+    with pytest.raises(ValueError, match="device reward"):
+        collectors.with_expert_rows(1)(collectors.group_samples(ctx), ctx)
+    with pytest.raises(ValueError, match="device reward"):
+        collectors.with_greedy_baseline()(collectors.group_samples(ctx), ctx)
 
 
 def _grouped(rewards, g=2):
@@ -101,16 +153,24 @@ def _grouped(rewards, g=2):
 
 def test_keep_informative_groups_puts_groups_with_signal_first():
     batch = _grouped([1, 1, 0, 1, 0, 0, 1, 0])  # groups 1 and 3 have reward variance
-    kept, m = rollouts.keep_informative_groups(batch, 2)
+    kept, m = collectors.keep_informative_groups(batch, 2)
     np.testing.assert_array_equal(kept.response_bt[:, 0], [2, 3, 6, 7])
     np.testing.assert_array_equal(kept.group_b, [0, 0, 1, 1])
     assert float(m["dynamic/informative_frac"]) == 1.0
     assert float(m["dynamic/drawn_informative_frac"]) == 0.5
-    kept, m = rollouts.keep_informative_groups(batch, 3)  # one zero-variance group fills the slot
+    kept, m = collectors.keep_informative_groups(batch, 3)  # one zero-variance group fills the slot
     np.testing.assert_array_equal(kept.response_bt[:, 0], [2, 3, 6, 7, 0, 1])
     np.testing.assert_allclose(m["dynamic/informative_frac"], 2 / 3)
     with pytest.raises(ValueError, match="asked for 5 groups"):
-        rollouts.keep_informative_groups(batch, 5)
+        collectors.keep_informative_groups(batch, 5)
+
+
+def test_dynamic_sampling_reads_more_prompts_and_keeps_the_step_size():
+    ctx = _context(group_size=2)
+    wrapped = collectors.dynamic_sampling(2)(collectors.group_samples(ctx), ctx)
+    assert wrapped.reads(1) == 2
+    batch, m = _collect(wrapped, prompts=1)
+    assert batch.batch_size == 2 and "dynamic/informative_frac" in m
 
 
 def test_batch_diagnostics_hand_values():
@@ -169,7 +229,7 @@ def test_logits_need_fills_the_full_logits_in_the_update():
     alg = algorithms.sft(learning_rate=1e-3)
     alg = alg._replace(objective=chain(stateless(record, needs=("logits",)), alg.objective))
     graphdef, params = _model()
-    batch = rollouts.demonstration_batch(_data(), pad_id=PAD)
+    batch = collectors.demonstration_batch(_data(), pad_id=PAD)
     state = steps.init_state(params, alg, jax.random.key(0))
     _, m = steps.update(state, batch, algorithm=alg, graphdef=graphdef)
     assert seen["shape"] == (2, 3, V)
@@ -180,7 +240,7 @@ def test_old_logp_need_recomputes_pi_old_with_one_update():
     alg = algorithms.grpo(kl_coef=0.0)
     forced = alg._replace(prepare=chain(alg.prepare, stateless(lambda b: b, needs=("old_logp",))))
     graphdef, params = _model()
-    batch = _rollout(2)
+    batch, _ = _collect(collectors.group_samples(_context(group_size=2)))
     state = steps.init_state(params, forced, jax.random.key(0))
     prepared, _ = steps.prepare(state, batch, algorithm=forced, graphdef=graphdef)
     m = np.asarray(batch.mask_bt)
@@ -189,11 +249,6 @@ def test_old_logp_need_recomputes_pi_old_with_one_update():
     assert abs(float(prepared.metrics[p + "mismatch_k1"])) < 1e-5
     plain, _ = steps.prepare(steps.init_state(params, alg, jax.random.key(0)), batch, algorithm=alg, graphdef=graphdef)
     assert plain.old_logp_bt is None
-
-
-def test_batch_spec_defaults_keep_plain_rollouts():
-    assert algorithms.grpo().batch == BatchSpec()
-    assert isinstance(algorithms.grpo(), Algorithm)
 
 
 @pytest.fixture
@@ -208,9 +263,17 @@ def smoke_spec(tmp_path_factory, monkeypatch):
     return build_spec(config, progress=False)
 
 
-def _with_batch_spec(spec, batch_spec):
+def _with(spec, algorithm=None, wrap=None):
+    """The spec's last phase with another algorithm and/or collector wrappers."""
+    from polrl.collectors.group_samples import group_samples
+
     phase = spec.phases[-1]
-    phase = dataclasses.replace(phase, algorithm=phase.algorithm._replace(batch=batch_spec))
+    ctx = collectors.Context(graphdef=spec.graphdef, task=spec.task, sampling=spec.sampling,
+                             group_size=phase.collector.example(1).group_size, layout=spec.layout)
+    collector = group_samples(ctx)
+    if wrap is not None:
+        collector = wrap(collector, ctx)
+    phase = dataclasses.replace(phase, algorithm=algorithm or phase.algorithm, collector=collector)
     return dataclasses.replace(spec, phases=(phase,))
 
 
@@ -218,23 +281,26 @@ def test_trainer_runs_expert_rows_and_dynamic_sampling(smoke_spec, tmp_path):
     from polrl.train import metrics as metrics_lib
     from polrl.train.trainer import Trainer
 
-    spec = _with_batch_spec(smoke_spec, BatchSpec(expert_per_group=1, oversample=2))
+    wrap = collectors.compose(collectors.with_expert_rows(1), collectors.dynamic_sampling(2))
+    spec = _with(smoke_spec, wrap=wrap)
     Trainer(spec, str(tmp_path)).run()
     rows = [r for r in metrics_lib.read_metrics(str(tmp_path)) if "loss" in r]
     assert len(rows) == 2
     p = diagnostics.PREFIX
+    g = smoke_spec.phases[-1].collector.example(1).group_size
     for r in rows:
-        assert r[p + "expert_frac"] == pytest.approx(1 / spec.group_size)
+        assert r[p + "expert_frac"] == pytest.approx(1 / (g + 1))
         assert 0.0 <= r["dynamic/drawn_informative_frac"] <= r["dynamic/informative_frac"] <= 1.0
         assert r[p + "staleness_max"] == 0.0
 
 
-def test_trainer_rejects_impossible_batch_specs(smoke_spec, tmp_path):
+def test_trainer_refuses_an_algorithm_whose_data_the_collector_lacks(smoke_spec, tmp_path):
+    """ReMax without its greedy-baseline wrapper fails before compiling, naming the wrapper."""
     from polrl.train.trainer import Trainer
 
-    bad = _with_batch_spec(smoke_spec, BatchSpec(expert_per_group=smoke_spec.group_size))
-    with pytest.raises(ValueError, match="expert_per_group=4 must be below rollout.group_size=4"):
-        Trainer(bad, str(tmp_path))
-    bad = _with_batch_spec(smoke_spec, BatchSpec(oversample=0))
-    with pytest.raises(ValueError, match="oversample=0 must be >= 1"):
-        Trainer(bad, str(tmp_path))
+    bare = algorithms.remax()._replace(collector=None)
+    with pytest.raises(ValueError, match=r"phase 'rl'.*greedy_reward_b.*with_greedy_baseline"):
+        Trainer(_with(smoke_spec, algorithm=bare), str(tmp_path))
+    uneven = algorithms.grpo(num_minibatches=3)
+    with pytest.raises(ValueError, match="not divisible by num_minibatches=3"):
+        Trainer(_with(smoke_spec, algorithm=uneven), str(tmp_path))

@@ -106,22 +106,32 @@ def test_prompt_longer_than_context(tmp_path):
         Trainer(build_spec(config, progress=False), str(tmp_path))
 
 
-def test_reward_function_wrong_shape(tmp_path):
+def _with_reward(spec, reward):
+    """The spec with the RL phase's collector scoring by ``reward``."""
     import dataclasses
 
+    from polrl import collectors
+
+    task = dataclasses.replace(spec.task, device_reward=reward)
+    ctx = collectors.Context(graphdef=spec.graphdef, task=task, sampling=spec.sampling, group_size=4,
+                             layout=spec.layout)
+    phases = tuple(dataclasses.replace(ph, collector=collectors.group_samples(ctx)) if ph.name == "rl" else ph
+                   for ph in spec.phases)
+    return dataclasses.replace(spec, task=task, phases=phases)
+
+
+def test_reward_function_wrong_shape(tmp_path):
     spec = build_spec(smoke_config("arithmetic_grpo"), progress=False)
-    bad = dataclasses.replace(spec.task, device_reward=lambda r, m, a, av: jnp.zeros((r.shape[0], 2)))
-    with pytest.raises(ValueError, match=r"returns shape \(16, 2\), expected \[16\]"):
-        Trainer(dataclasses.replace(spec, task=bad), str(tmp_path))
+    bad = _with_reward(spec, lambda r, m, a, av: jnp.zeros((r.shape[0], 2)))
+    with pytest.raises(ValueError, match=r"phase 'rl': .* returns shape \(16, 2\), expected \[16\]"):
+        Trainer(bad, str(tmp_path))
 
 
 def test_nan_rewards_stop_the_run(tmp_path):
-    import dataclasses
-
     spec = build_spec(smoke_config("arithmetic_grpo"), progress=False)
-    bad = dataclasses.replace(spec.task, device_reward=lambda r, m, a, av: jnp.full((r.shape[0],), jnp.nan))
+    bad = _with_reward(spec, lambda r, m, a, av: jnp.full((r.shape[0],), jnp.nan))
     with pytest.raises(ValueError, match=r"returned NaN or inf"):
-        Trainer(dataclasses.replace(spec, task=bad), str(tmp_path)).run()
+        Trainer(bad, str(tmp_path)).run()
 
 
 def test_host_reward_path_runs(tmp_path):

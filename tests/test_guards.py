@@ -115,7 +115,8 @@ def test_a_streak_of_nonfinite_steps_stops_the_run(data_dir, tmp_path):
 @pytest.mark.parametrize("field, value, message", [
     ("mesh.data", 3, r"mesh.data × mesh.fsdp × mesh.tensor = 3 × 1 × 1 = 3, but jax.device_count\(\) = 8"),
     ("mesh.data", 8, r"4 prompts per step do not split over mesh.data × mesh.fsdp = 8 batch shards; make "
-                     r"rollout.batch_size / rollout.group_size a multiple of 8"),
+                     r"the batch size \(demos.batch_size, or rollout.batch_size / rollout.group_size\) a "
+                     r"multiple of 8"),
     ("model.dtype", "float16", r"model.dtype='float16'; use one of \['bfloat16', 'float32'\]"),
     ("guards.max_nonfinite_steps", 0, r"guards.max_nonfinite_steps=0 must be a positive int"),
 ])

@@ -58,8 +58,10 @@ def test_mesh_shape_fills_and_names_the_fields():
 
 
 def test_layout_from_config_default_is_one_device():
-    assert sharding.layout_from_config(None) is None
-    assert sharding.layout_from_config(dict(data=1, fsdp=1, tensor=1)) is None
+    for default in (None, dict(data=1, fsdp=1, tensor=1)):
+        layout = sharding.layout_from_config(default)
+        assert layout.mesh.devices.size == 1 and layout.batch_shards == 1
+        assert layout.mesh.devices.flat[0] == jax.devices()[0]
     layout = sharding.layout_from_config(dict(data=-1, fsdp=2, tensor=1))
     assert dict(layout.mesh.shape) == {"data": 4, "fsdp": 2, "tensor": 1} and layout.batch_shards == 8
     with pytest.raises(ValueError, match=r"mesh.update_rules: rule .* unknown mesh axes \['model'\]"):

@@ -5,9 +5,10 @@ and Reinforcement Learning via Dynamic Weighting" (arXiv 2508.11408); reference 
 ``trinity/algorithm/policy_loss_fn/chord_policy_loss.py`` (``mix_chord``, ``sft_phi``,
 ``sft_is``, ``mu_schedule_function``) and ``examples/mix_chord``.
 
-Each rollout group holds the policy's samples and, in its last k rows, the prompt's labelled
-answer (``BatchSpec(expert_per_group=k)``, ``source_b == EXPERT``). The GRPO part sees only the
-policy's rows (its advantages too), the SFT part only the expert rows, and
+Each rollout group holds the policy's samples followed by k rows of the prompt's labelled answer
+(the collector wrapper ``polrl.collectors.with_expert_rows(k)``, ``source_b == EXPERT``). The
+GRPO part sees only the policy's rows (its advantages too), the SFT part only the expert rows,
+and
 
     L = (1 − μ(step)) · L_RL(policy rows) + μ(step) · L_SFT(expert rows).
 """
@@ -20,7 +21,8 @@ import jax.numpy as jnp
 
 from polrl import advantages, objectives
 from polrl.algorithms.policy_gradient import REWARD_SIDE_OPTIONS, check_options, pg_algorithm
-from polrl.core import EXPERT, Algorithm, Batch, BatchSpec, Transform, chain, stateless
+from polrl.collectors import with_expert_rows
+from polrl.core import EXPERT, Algorithm, Batch, Transform, chain, stateless
 
 SFT_WEIGHTINGS = ("phi", "none", "is")
 
@@ -128,13 +130,13 @@ def chord(
     (W = D = 0, peak = valley = 0.1), φ on, ε = 0.2, no KL, ``token_mean`` for both parts.
     Presets: CHORD-μ = ``mu_decay_steps=200, mu_peak=0.9, mu_valley=0.05,
     sft_weighting="none"``; Trinity's example YAML: W = 200, D = 400, peak 0.5, valley 0.02, φ on.
-    ``sft_weighting="is"`` is Trinity's ``sft_is``. Expert rows: the last ``expert_per_group``
-    rows of each group (Trinity mixes 20% expert rows; with 8 samples per prompt, one expert
+    ``sft_weighting="is"`` is Trinity's ``sft_is``. Expert rows: ``expert_per_group`` rows
+    appended to each group (Trinity mixes 20% expert rows; with 8 samples per prompt, one expert
     row per group is 1/9). μ follows ``PolicyState.step`` of the phase (the step extra).
     INFERRED: polrl mixes expert rows within each prompt's group (Trinity draws them as a
     separate 20% of the batch); the KL/entropy options apply to the RL part only (Trinity's
     example runs without KL). Checked against Trinity's ``chord_policy_loss.py`` and
-    ``mix_chord.yaml`` (search tool, code corpus).
+    ``mix_chord.yaml``.
 
     Other keywords: see ``pg_algorithm`` (lr 1e-6, β = 0, k3, no entropy bonus, one update per
     batch), all but the prepare-side ``kl_in``, ``kl_target``, ``correction`` and
@@ -149,6 +151,6 @@ def chord(
     return pg_algorithm(
         advantages.group_advantage(scale=scale, exclude_expert=True),
         objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
-        aggregation=aggregation, max_len=max_len, batch=BatchSpec(expert_per_group=expert_per_group),
+        aggregation=aggregation, max_len=max_len, collector=with_expert_rows(expert_per_group),
         wrap_objective=lambda rl: mix_by_source(rl, sft, mu=mu), **options,
     )

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 
 from polrl import advantages, objectives
 from polrl.algorithms.policy_gradient import check_options, pg_algorithm
-from polrl.core import Algorithm, Batch, BatchSpec, Transform, stateless
+from polrl.collectors import dynamic_sampling
+from polrl.core import Algorithm, Batch, Transform, stateless
 
 
 def overlong_penalty(*, max_len: int, buffer: int, factor: float = 1.0) -> Transform:
@@ -55,7 +56,7 @@ def dapo(
     * clip-higher: ε_low = 0.2, ε_high = 0.28;
     * token-level loss: ``token_mean`` over the whole minibatch;
     * no KL (β = 0);
-    * dynamic sampling: each step draws ``oversample`` × the prompts (``BatchSpec(oversample)``;
+    * dynamic sampling: each step draws ``oversample`` × the prompts (the collector wrapper ``polrl.collectors.dynamic_sampling(oversample)``;
       the trainer keeps the groups whose rewards are not all equal first,
       ``rollouts.keep_informative_groups``) and any zero-variance group still kept is masked out
       (``drop_zero_variance_groups``). The default 3 follows verl's DAPO recipe
@@ -85,5 +86,5 @@ def dapo(
         prepare.append(advantages.drop_zero_variance_groups())
     return pg_algorithm(
         prepare, objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
-        batch=BatchSpec(oversample=oversample), **options,
+        collector=dynamic_sampling(oversample), **options,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from polrl import advantages, kl_control, objectives, optim
-from polrl.core import Algorithm, BatchSpec, Transform, chain
+from polrl.core import Algorithm, Transform, chain
 from polrl.correction import named_correction
 
 # The keywords a noun forwards to ``pg_algorithm`` with ``**options`` (users' configs pass them).
@@ -67,7 +67,7 @@ def pg_algorithm(
     max_grad_norm: float | None = 1.0,
     whiten: bool = False,
     kl_discount: float = 1.0,
-    batch: BatchSpec = BatchSpec(),
+    collector: Callable | None = None,
     wrap_objective: Callable[[Transform], Transform] | None = None,
 ) -> Algorithm:
     """The one assembly of a policy-gradient noun: advantage → KL/whitening/correction → loss terms
@@ -105,7 +105,8 @@ def pg_algorithm(
 
     Set by the noun, not forwarded from users: ``whiten`` (whiten the advantages after the KL
     reward), ``kl_discount`` (d = γλ of a GAE advantage the KL reward is added to; 1 otherwise),
-    ``batch`` (``BatchSpec``: expert rows, oversampling) and ``wrap_objective`` (a function of
+    ``collector`` (the data the method adds, ``Algorithm.collector``: expert rows, dynamic
+    sampling, a greedy baseline, replay) and ``wrap_objective`` (a function of
     the assembled objective returning the noun's objective, e.g. CHORD's mix with its SFT part).
     """
     added = kl_control.kl_in_reward(
@@ -127,7 +128,7 @@ def pg_algorithm(
         optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
         num_epochs=num_epochs,
         num_minibatches=num_minibatches,
-        batch=batch,
+        collector=collector,
     )
 
 

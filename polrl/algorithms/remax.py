@@ -3,21 +3,24 @@ from __future__ import annotations
 
 from polrl import objectives
 from polrl.algorithms.policy_gradient import check_options, pg_algorithm
+from polrl.collectors import with_greedy_baseline
+from polrl.collectors.greedy_baseline import FIELD
 from polrl.core import Algorithm, Batch, Transform, stateless
 
 
 def greedy_baseline_advantage() -> Transform:
     """A_i = r_i − r(ȳ), ȳ the greedy response to the row's prompt, broadcast over tokens.
 
-    The trainer fills ``baseline_b`` (one greedy, temperature-0 rollout per prompt, scored by the
-    same verifier) because this transform declares the need ``greedy_baseline``.
+    r(ȳ) is ``batch.aux["greedy_reward_b"]``: one greedy, temperature-0 rollout per prompt,
+    scored by the same verifier (the collector wrapper ``polrl.collectors.with_greedy_baseline``).
     """
 
     def fn(batch: Batch) -> Batch:
-        batch.require("reward_b", "baseline_b", by="greedy_baseline_advantage")
-        return batch.replace(adv_bt=(batch.reward_b - batch.baseline_b)[:, None] * batch.mask_bt)
+        batch.require("reward_b", by="greedy_baseline_advantage")
+        batch.require_aux(FIELD, by="greedy_baseline_advantage", provider="polrl.collectors.with_greedy_baseline()")
+        return batch.replace(adv_bt=(batch.reward_b - batch.aux[FIELD])[:, None] * batch.mask_bt)
 
-    return stateless(fn, needs=("greedy_baseline",))
+    return stateless(fn)
 
 
 def remax(
@@ -34,9 +37,9 @@ def remax(
         A_i = r(x, y_i) − r(x, ȳ),   ȳ = argmax decoding of π_θ for prompt x
         L   = agg[ max(−A_i ρ_i,t, −A_i clip(ρ_i,t, 1−ε, 1+ε)) ]
 
-    The baseline costs one extra greedy rollout per prompt, not a value network; it comes in
-    ``batch.baseline_b`` (need ``greedy_baseline``, filled by the trainer; needs a task with a
-    device reward). With one update per batch ρ = 1 and the loss is the paper's REINFORCE
+    The baseline costs one extra greedy rollout per prompt, not a value network; ReMax's
+    collector wrapper (``polrl.collectors.with_greedy_baseline``) adds it to the batch as
+    ``aux["greedy_reward_b"]`` (a task with a device reward). With one update per batch ρ = 1 and the loss is the paper's REINFORCE
     gradient Σ_t ∇log π(y_t) · A_i, i.e. ``seq_mean_token_sum`` (the default). The paper samples
     one response per prompt; here every one of the group's G samples is baselined by the same
     greedy reward. The KL sits in the reward (RLHF form, k1) with β = 0 by default.
@@ -46,5 +49,6 @@ def remax(
     check_options("remax", options)
     return pg_algorithm(
         [greedy_baseline_advantage()], objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
-        kl_estimator=kl_estimator, kl_in=kl_in, aggregation=aggregation, **options,
+        kl_estimator=kl_estimator, kl_in=kl_in, aggregation=aggregation, collector=with_greedy_baseline(),
+        **options,
     )

@@ -4,11 +4,26 @@ from __future__ import annotations
 import jax
 
 from polrl import advantages, objectives, ops
+import jax.numpy as jnp
+
 from polrl.algorithms.policy_gradient import REWARD_SIDE_OPTIONS, check_options, pg_algorithm
-from polrl.core import Algorithm, Batch, Transform, stateless
-from polrl.replay import replay_buffer
+from polrl.collectors import with_replay
+from polrl.core import REPLAY, Algorithm, Batch, Transform, stateless
 
 _KL = {"k1": ops.kl_k1, "k2": ops.kl_k2, "k3": ops.kl_k3}
+
+
+def replayed_rows_keep_their_behaviour() -> Transform:
+    """π_old of a replayed row is the policy that sampled it: ``old_logp_bt`` ← the row's
+    ``behavior_logp_bt`` where ``source_b == REPLAY`` (fresh rows keep the recomputed π_old), so
+    the clipped ratio of a replayed token is π_θ / π_behaviour. Needs ``old_logp``."""
+
+    def fn(batch: Batch) -> Batch:
+        batch.require("old_logp_bt", "behavior_logp_bt", "source_b", by="replayed_rows_keep_their_behaviour")
+        replayed = (batch.source_b == REPLAY)[:, None]
+        return batch.replace(old_logp_bt=jnp.where(replayed, batch.behavior_logp_bt, batch.old_logp_bt))
+
+    return stateless(fn, needs=("old_logp",))
 
 
 def kl_convex_penalty(*, coef: float, mix: float, estimator: str = "k3") -> Transform:
@@ -65,10 +80,12 @@ def remix(
 ) -> Algorithm:
     """ReMix's mix-policy proximal policy gradient on GRPO (Liang et al. 2025, arXiv 2507.06892).
 
-    Each rollout batch of fresh groups (advantages as GRPO, see ``advantages.group_advantage``)
-    is mixed with R = ``replay_groups`` groups replayed from a buffer of the last
-    ``buffer_groups`` groups (``polrl.replay.replay_buffer``; groups the zero-variance filter
-    masked out are not stored); every row keeps its own behaviour log-probs, so
+    Each rollout batch of fresh groups is mixed with R = ``replay_groups`` groups replayed from
+    a buffer of the last ``buffer_groups`` groups (the collector wrapper
+    ``polrl.collectors.with_replay``; with ``filter_zero_variance`` groups without reward
+    variance are neither stored nor trained on); advantages as GRPO's
+    (``advantages.group_advantage``, a group's from its own rewards), and every row keeps its own
+    behaviour log-probs (``replayed_rows_keep_their_behaviour``), so
 
         ρ_i,t = π_θ(o_i,t) / π_{θ_{k−j}}(o_i,t)     (j = the row's staleness, 0 for fresh rows)
         L     = agg[ max(−A_i ρ_i,t, −A_i clip(ρ_i,t, 1−ε_low, 1+ε_high))
@@ -76,7 +93,7 @@ def remix(
 
     with a higher update-to-data ratio than on-policy GRPO: ``num_epochs`` × ``num_minibatches``
     gradient steps per rollout batch (the minibatches must divide the grown batch of B/G + R
-    groups; the buffer checks it when the run starts).
+    groups; the trainer checks it before compiling).
 
     Policy reincarnation, the paper's third component, is a second phase: at step T_r the run
     restarts on-policy (e.g. ``grpo``, one update per batch, no replay) with the reference
@@ -84,12 +101,12 @@ def remix(
     (``polrl.train.build``); every phase takes its reference from its start parameters.
 
     Defaults: ε = 0.2, ``seq_mean_token_mean`` (GRPO's), k3 estimator. INFERRED — only the
-    abstract and project page of the paper were reachable (checked with the search tool: the
-    three components and their roles are stated there, the exact objective and the values of
-    the buffer size, replay ratio, λ, β, UTD and T_r are not): the KL-Convex term is a per-token
+    abstract and project page of the paper were available (the three components and their roles
+    are stated there, the exact objective and the values of the buffer size, replay ratio, λ, β,
+    UTD and T_r are not): the KL-Convex term is a per-token
     convex combination of KL estimators; the precedent policy of a replayed row is its
-    behaviour policy (see ``kl_convex_penalty``); stored advantages are reused when a group is
-    replayed; R = 8 of 64 stored groups, λ = 0.5, β = 0.001 and 2 epochs × 2 minibatches are
+    behaviour policy (see ``kl_convex_penalty``) and its π_old in the ratio too; R = 8 of 64
+    stored groups, λ = 0.5, β = 0.001 and 2 epochs × 2 minibatches are
     this implementation's choices, not the paper's.
 
     Other keywords: see ``pg_algorithm`` (lr 1e-6, no entropy bonus), all but the prepare-side
@@ -100,14 +117,12 @@ def remix(
     prepare = [advantages.group_advantage(scale=scale, ddof=ddof)]
     if filter_zero_variance:
         prepare.append(advantages.drop_zero_variance_groups())
-    prepare.append(replay_buffer(
-        capacity=buffer_groups, num_replay=replay_groups, with_ref_logp=bool(kl_coef) and kl_mix > 0,
-        num_minibatches=num_minibatches,
-    ))
+    prepare.append(replayed_rows_keep_their_behaviour())
     terms = [objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high)]
     if kl_coef:
         terms.append(kl_convex_penalty(coef=kl_coef, mix=kl_mix, estimator=kl_estimator))
+    replay = with_replay(capacity=buffer_groups, num_replay=replay_groups, skip_zero_variance=filter_zero_variance)
     return pg_algorithm(
         prepare, *terms, kl_coef=0.0, aggregation=aggregation, num_epochs=num_epochs,
-        num_minibatches=num_minibatches, **options,
+        num_minibatches=num_minibatches, collector=replay, **options,
     )

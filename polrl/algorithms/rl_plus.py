@@ -7,7 +7,8 @@ import jax.numpy as jnp
 
 from polrl import objectives, ops
 from polrl.algorithms.policy_gradient import REWARD_SIDE_OPTIONS, check_options, pg_algorithm
-from polrl.core import EXPERT, Algorithm, Batch, BatchSpec, Transform, stateless
+from polrl.collectors import with_expert_rows
+from polrl.core import EXPERT, Algorithm, Batch, Transform, stateless
 
 
 def _policy_rows(batch: Batch) -> jax.Array:
@@ -108,9 +109,9 @@ def rl_plus(
     max_len: int | None = None,
     **options,
 ) -> Algorithm:
-    """RL-PLUS (Dong et al. 2025, arXiv 2508.00222): GRPO-style groups in which the last
-    ``expert_per_group`` rows are the prompt's labelled answer (``BatchSpec(expert_per_group)``,
-    ``source_b = EXPERT``), trained jointly with the policy's own samples:
+    """RL-PLUS (Dong et al. 2025, arXiv 2508.00222): GRPO-style groups of the policy's samples
+    followed by ``expert_per_group`` rows of the prompt's labelled answer
+    (``polrl.collectors.with_expert_rows``, ``source_b = EXPERT``), trained jointly:
 
         A_i = r_i − mean_{policy rows of the group} r                      (no std)
         L   = agg[ −A ρ_t  (policy rows);   −r_MIS,t A (1 − sg π_θ,t)^0.5  (expert rows) ] − c_H H
@@ -137,5 +138,5 @@ def rl_plus(
         [policy_baseline_advantage(scale=scale)],
         mixed_policy_loss(eps_low=eps_low, eps_high=eps_high, exploration_power=exploration_power),
         entropy_coef=entropy_coef, aggregation=aggregation, max_len=max_len,
-        batch=BatchSpec(expert_per_group=expert_per_group), **options,
+        collector=with_expert_rows(expert_per_group), **options,
     )

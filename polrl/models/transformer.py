@@ -220,14 +220,18 @@ def init_cache(config: TransformerConfig, batch: int, length: int, dtype: Any = 
 
 def write_columns(cache_x: jax.Array, new_x: jax.Array, index_b: jax.Array, axis: int) -> jax.Array:
     """``cache_x`` with row b of ``new_x`` written at columns ``index_b[b] … index_b[b] + T − 1``
-    of ``axis`` (T = ``new_x.shape[axis]``); columns past the end are dropped."""
+    of ``axis`` (T = ``new_x.shape[axis]``); columns past the end are dropped.
+
+    Written as a per-row scatter vmapped over the rows, so the rows are a batch dimension of
+    the scatter and a mesh that splits them splits the write too (no gather of the cache).
+    """
     t = new_x.shape[axis]
-    cols_bt = index_b[:, None] + jnp.arange(t)
-    rows_bt = jnp.broadcast_to(jnp.arange(cache_x.shape[0])[:, None], cols_bt.shape)
-    where = [slice(None)] * cache_x.ndim
-    where[0], where[axis] = rows_bt, cols_bt
-    # Advanced indices at axes 0 and ``axis`` put the [B, T] index dims first.
-    return cache_x.at[tuple(where)].set(jnp.moveaxis(new_x, axis, 1), mode="drop")
+
+    def one_row(c, x, start):
+        where = (slice(None),) * (axis - 1) + (start + jnp.arange(t),)
+        return c.at[where].set(x, mode="drop")
+
+    return jax.vmap(one_row)(cache_x, new_x, index_b)
 
 
 class Block(nnx.Module):

@@ -1,1 +1,2 @@
-"""Pure steps (``steps``), batch builders (``rollouts``), the trainer loop, checkpoints, metrics."""
+"""Pure steps (``steps``: scoring, prepare, the LLM update), the one update loop (``update``),
+the trainer loop, checkpoints, metrics."""

@@ -15,17 +15,24 @@ Config layout (every experiment in ``experiments/`` follows it)::
   demos:      num (size of the fixed labelled set drawn from train), batch_size
   warmup:     steps (SFT warm start on the demos; 0 skips it), learning_rate
   algorithm:  a noun in polrl.algorithms ("grpo", "ppo", "dpo", "sft"); algorithm_kwargs
-  then:       optional follow-up phase on the same batches: algorithm, algorithm_kwargs,
+  then:       optional follow-up phase on the same collector: algorithm, algorithm_kwargs,
               switch_fraction (the main phase runs round(f · total_steps) steps, the follow-up
               the rest), name (default "<main phase>_then"); it starts from the main phase's
               final parameters, which also become its reference (ReMix's policy reincarnation)
-  batches:    "demonstrations" | "rollouts" | "preference_pairs"
+  collector:  a factory in polrl.collectors ("group_samples", "demonstrations",
+              "preference_pairs", …; default "group_samples"), built with the run's
+              collectors.Context and collector_kwargs; the algorithm's own wrapper
+              (Algorithm.collector) is applied on top
+  data:       what the main phase reads: "train" (prompts of the train split,
+              rollout.batch_size / rollout.group_size per step; the default) or "demos" (the
+              fixed labelled set, demos.batch_size per step)
+  phase_name: the main phase's name in metrics and checkpoints (default "rl")
   rollout:    batch_size (sequences per step = prompts × group_size), group_size,
               max_new_tokens (0 → the task's longest answer),
-              temperature, top_k, top_p
+              temperature, top_k, top_p, min_p
   eval:       num_examples, batch_size
-  mesh:       optional; data, fsdp, tensor (-1 fills; 1 × 1 × 1 or no section = one device, no
-              mesh), update_rules / rollout_rules (default polrl.sharding.UPDATE_RULES /
+  mesh:       optional; data, fsdp, tensor (-1 fills; 1 × 1 × 1 or no section = one device),
+              update_rules / rollout_rules (default polrl.sharding.UPDATE_RULES /
               ROLLOUT_RULES)
   guards:     optional; max_nonfinite_steps (default 5): consecutive steps whose updates were
               skipped for a non-finite loss or gradient before the run stops
@@ -34,24 +41,19 @@ Config layout (every experiment in ``experiments/`` follows it)::
 """
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from polrl import algorithms, sharding
-from polrl.models import Transformer, TransformerConfig
-from polrl.models.hf import load_hf
+from polrl import algorithms, collectors, models, sharding
 from polrl.models.hf_tokenizer import HFTokenizer
 from polrl.models.lora import apply_lora, lora_algorithm
 from polrl.rollout import SamplingConfig
 from polrl.tasks import get_task, registry
 from polrl.train.trainer import Phase, RunSpec
 
-PHASE_NAMES = {"demonstrations": "sft", "rollouts": "rl", "preference_pairs": "dpo"}
 
 
 def default_data_dir() -> str:
@@ -75,14 +77,6 @@ def build_task(config, tokenizer: HFTokenizer | None = None):
     return get_task(name, data_dir=data_dir, **kwargs)
 
 
-# TransformerConfig fields that a checkpoint's config.json fixes (see polrl.models.hf_config).
-CHECKPOINT_FIELDS = ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads", "mlp_dim",
-                     "head_dim", "rope_theta", "rope_scaling", "norm_eps", "tie_embeddings", "qkv_bias",
-                     "activation", "norm_offset", "scale_embeddings", "post_norms", "attn_softcap",
-                     "final_softcap", "query_pre_attn_scalar", "sliding_window", "sliding_layers")
-LOAD_HF_OPTIONS = ("dtype", "param_dtype", "max_len", "remat")
-
-
 def hf_tokenizer(hf_path: str) -> HFTokenizer | None:
     """The tokenizer of the checkpoint at ``model.hf_path`` (None when it is "")."""
     if not hf_path:
@@ -91,34 +85,6 @@ def hf_tokenizer(hf_path: str) -> HFTokenizer | None:
         raise ValueError(f"model.hf_path={hf_path!r} is not a directory; point it at a local Hugging Face "
                          f"checkpoint (config.json, *.safetensors, tokenizer.json)")
     return HFTokenizer.from_dir(hf_path)
-
-
-def pretrained_model(hf_path: str, model_kw: dict, *, value_head: bool) -> Transformer:
-    """The checkpoint at ``hf_path`` (``load_hf``) with the run options of ``model_kw``.
-
-    ``model_kw``: resolved ``config.model`` fields other than ``hf_path``. dtype / param_dtype /
-    max_len / remat go to ``load_hf``; other run options (e.g. ``logits_chunk_size``) replace
-    the loaded config's; ``CHECKPOINT_FIELDS`` must equal the checkpoint's (ValueError otherwise).
-    """
-    options = dict(model_kw)
-    fixed = {k: options.pop(k) for k in CHECKPOINT_FIELDS if k in options}
-    load = {k: options.pop(k) for k in LOAD_HF_OPTIONS if k in options}
-    model, _ = load_hf(hf_path, value_head=value_head, **load)
-    conflicts = [f"model.{k}={v!r} (checkpoint: {getattr(model.config, k)!r})"
-                 for k, v in fixed.items() if getattr(model.config, k) != v]
-    if conflicts:
-        raise ValueError(
-            f"model.hf_path={hf_path!r} fixes the model's shape, but the config sets {', '.join(conflicts)}; "
-            f"remove these fields from config.model (with hf_path they come from config.json)"
-        )
-    if not options:
-        return model
-    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(TransformerConfig)})
-    if unknown:
-        raise ValueError(f"config.model has {unknown}, which are not TransformerConfig fields; remove them")
-    config = dataclasses.replace(model.config, **options)
-    graphdef = nnx.graphdef(nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0))))
-    return nnx.merge(graphdef, nnx.state(model, nnx.Param))
 
 
 def demonstrations(task, num: int, seed: int) -> list[dict]:
@@ -139,22 +105,7 @@ def prompts_per_step(rollout) -> int:
     return rollout.batch_size // rollout.group_size
 
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 DEFAULT_MAX_NONFINITE_STEPS = 5
-
-
-def model_kwargs(model) -> dict:
-    """``config.model`` as TransformerConfig keywords, dtype names resolved (float32 / bfloat16)."""
-    kwargs = dict(model)
-    for field in ("dtype", "param_dtype"):
-        if field not in kwargs:
-            continue
-        value = kwargs[field]
-        name = value if isinstance(value, str) else jnp.dtype(value).name
-        if name not in DTYPES:
-            raise ValueError(f"model.{field}={value!r}; use one of {sorted(DTYPES)}")
-        kwargs[field] = DTYPES[name]
-    return kwargs
 
 
 def max_nonfinite_steps(config) -> int:
@@ -181,51 +132,51 @@ def split_steps(config) -> tuple[int, int]:
     return main_steps, config.total_steps - main_steps
 
 
+def collector_factory(name: str):
+    """The collector factory ``polrl.collectors.<name>`` (a base collector, not a wrapper)."""
+    bases = sorted(n for n in collectors.__all__ if not n.startswith("with_") and n[0].islower()
+                   and callable(getattr(collectors, n)) and "ctx" in inspect.signature(getattr(collectors, n)).parameters)
+    if name not in bases:
+        raise ValueError(f"config.collector={name!r} is not a collector; use one of {bases}")
+    return getattr(collectors, name)
+
+
+def phase_collector(base, algorithm, ctx):
+    """``base`` wrapped with what the algorithm adds (``Algorithm.collector``)."""
+    return base if algorithm.collector is None else algorithm.collector(base, ctx)
+
+
 def build_spec(config, *, progress: bool = True) -> RunSpec:
     """Resolves names to real objects and validates what can be checked without compiling."""
     layout = sharding.layout_from_config(config.get("mesh"))  # mesh vs devices, first
     guard_steps = max_nonfinite_steps(config)
-    model_kw = model_kwargs(config.model)
+    model_kw = models.model_kwargs(config.model)
     lora_rank, lora_alpha = model_kw.pop("lora_rank", 0), model_kw.pop("lora_alpha", None)
     hf_path = model_kw.pop("hf_path", "")
     algo_fn = algorithms.get(config.algorithm)
     main = algo_fn(**dict(config.algorithm_kwargs))
-    if config.batches not in PHASE_NAMES:
-        raise ValueError(f"config.batches={config.batches!r}; use one of {sorted(PHASE_NAMES)}")
+    collector_name = config.get("collector", "group_samples")
+    make_collector = collector_factory(collector_name)
     task = build_task(config, tokenizer=hf_tokenizer(hf_path))
     demos = demonstrations(task, config.demos.num, config.seed)
-    phases = []
-    if config.warmup.steps:
-        warm = algorithms.sft(learning_rate=config.warmup.learning_rate)
-        phases.append(Phase("sft_warmup", warm, "demonstrations", config.warmup.steps, config.demos.batch_size, demos))
-    main_is_sft = config.batches == "demonstrations"
+    data = config.get("data", "train")
+    if data not in ("train", "demos"):
+        raise ValueError(f"config.data={data!r}; use 'train' (prompts of the train split) or 'demos' (the labelled set)")
     main_steps, follow_steps = split_steps(config)
-    per_step = config.demos.batch_size if main_is_sft else prompts_per_step(config.rollout)
-    source = demos if main_is_sft else task.train
-    phases.append(Phase(PHASE_NAMES[config.batches], main, config.batches, main_steps, per_step, source))
+    per_step = config.demos.batch_size if data == "demos" else prompts_per_step(config.rollout)
+    source = demos if data == "demos" else task.train
+    follow = None
     if follow_steps:
-        then = config.then
-        follow = algorithms.get(then.algorithm)(**dict(then.get("algorithm_kwargs", {})))
-        name = then.get("name") or f"{PHASE_NAMES[config.batches]}_then"
-        phases.append(Phase(name, follow, config.batches, follow_steps, per_step, source))
-    if config.batches == "preference_pairs" and not config.warmup.steps:
-        raise ValueError("batches='preference_pairs' samples pairs from the warm model: set warmup.steps > 0")
+        follow = algorithms.get(config.then.algorithm)(**dict(config.then.get("algorithm_kwargs", {})))
+    algos = [algorithms.sft(learning_rate=config.warmup.learning_rate)] if config.warmup.steps else []
+    algos += [main] + ([follow] if follow is not None else [])
 
-    needs_values = any("values" in ph.algorithm.needs for ph in phases)
-    if hf_path:
-        model = pretrained_model(hf_path, model_kw, value_head=needs_values)
-        if task.tokenizer.vocab_size > model.config.vocab_size:
-            raise ValueError(
-                f"model.hf_path={hf_path!r}: the tokenizer has {task.tokenizer.vocab_size} ids but the "
-                f"embedding only {model.config.vocab_size} rows; the checkpoint's tokenizer.json and "
-                f"weights do not belong together"
-            )
-    else:
-        model_cfg = TransformerConfig(vocab_size=task.tokenizer.vocab_size, value_head=needs_values, **model_kw)
-        model = Transformer(model_cfg, rngs=nnx.Rngs(config.seed))
+    needs_values = any("values" in a.needs for a in algos)
+    model = models.build_model(model_kw, vocab_size=task.tokenizer.vocab_size, value_head=needs_values,
+                               seed=config.seed, hf_path=hf_path)
     if lora_rank:  # train LoRA adapters only: base weights get zero updates and no optimizer state
         apply_lora(model, rank=lora_rank, alpha=lora_alpha, rngs=nnx.Rngs(config.seed + 1))
-        phases = [dataclasses.replace(ph, algorithm=lora_algorithm(ph.algorithm)) for ph in phases]
+        algos = [lora_algorithm(a) for a in algos]
     graphdef, params = nnx.split(model, nnx.Param)
 
     r = config.rollout
@@ -236,14 +187,27 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
         temperature=r.temperature,
         top_k=r.top_k,
         top_p=r.top_p,
+        min_p=r.get("min_p", 0.0),
     )
+    ctx = collectors.Context(graphdef=graphdef, task=task, sampling=sampling, group_size=r.group_size, layout=layout)
+    phases = []
+    if config.warmup.steps:
+        phases.append(Phase("sft_warmup", algos.pop(0), collectors.demonstrations(ctx), config.warmup.steps,
+                            config.demos.batch_size, demos))
+    base = make_collector(ctx, **dict(config.get("collector_kwargs", {}) or {}))
+    if "reference" in base.needs and not config.warmup.steps:
+        raise ValueError(f"collector={collector_name!r} samples from the reference, the warm model: set warmup.steps > 0")
+    main_name = config.get("phase_name") or "rl"
+    phases.append(Phase(main_name, algos[0], phase_collector(base, algos[0], ctx), main_steps, per_step, source))
+    if follow is not None:
+        name = config.then.get("name") or f"{main_name}_then"
+        phases.append(Phase(name, algos[1], phase_collector(base, algos[1], ctx), follow_steps, per_step, source))
     return RunSpec(
         task=task,
         graphdef=graphdef,
         init_params=params,
         phases=tuple(phases),
         sampling=sampling,
-        group_size=r.group_size,
         seed=config.seed,
         eval_every=config.eval_every,
         checkpoint_every=config.checkpoint_every,

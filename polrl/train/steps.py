@@ -10,12 +10,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from polrl import diagnostics, ops, sharding
-from polrl.core import Algorithm, Batch, PolicyState, total_loss
-from polrl.models import init_cache
+from polrl.train import update as update_lib
+from polrl.core import Algorithm, Batch, Collector, PolicyState, total_loss
 
 
 # RNG streams folded out of ``PolicyState.rng`` for transforms (their ``rng`` extra); folding
@@ -49,7 +48,7 @@ def _hidden_shared_prompt(model, batch: Batch):
     g = batch.group_size
     prompt_bp, valid_bp = batch.prompt_bp[::g], batch.prompt_valid_bp[::g]
     (b, p), t = batch.response_bt.shape[0:1] + prompt_bp.shape[1:], batch.response_bt.shape[1]
-    cache = init_cache(model.config, b // g, p + t - 1)
+    cache = model.init_cache(b // g, p + t - 1)
     positions_bp = jnp.maximum(jnp.cumsum(valid_bp, axis=1, dtype=jnp.int32) - 1, 0)
     hidden_p, cache = model.forward(prompt_bp, positions_bp, valid_bp, cache)
     cache = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0) if x.ndim else x, cache)
@@ -132,71 +131,31 @@ def _row_fields(batch: Batch) -> Batch:
 
 
 def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, temperature: float = 1.0):
-    """``num_epochs`` passes of ``num_minibatches`` gradient steps over a prepared batch.
+    """``num_epochs`` passes of ``num_minibatches`` gradient steps over a prepared batch
+    (``polrl.train.update.epochs``, with the LLM scoring forward ``score``).
 
     Minibatches are random partitions into whole groups (``batch.group_size`` consecutive rows),
-    drawn anew each epoch from the state's RNG. Returns
-    ``(state, metrics)`` with metrics averaged over the minibatch steps: every loss, every
-    objective metric, ``loss``, ``grad_norm`` and the mean token ``entropy``.
-
-    Non-finite guard: a minibatch whose loss or gradient norm is NaN/inf is skipped — params,
-    optimizer state and objective state stay as they were (selected with ``jnp.where``, so
-    nothing leaves the jitted step) — and ``skipped_nonfinite`` is the fraction of minibatch
-    updates skipped. ``step`` and the RNG still advance (the batch counts as consumed).
+    drawn anew each epoch from the state's RNG. Returns ``(state, metrics)`` with metrics
+    averaged over the minibatch steps: every loss, every objective metric, ``loss``,
+    ``grad_norm``, the mean token ``entropy``, the ratio diagnostics and ``skipped_nonfinite``
+    (minibatches with a non-finite loss or gradient are skipped; ``step`` and the RNG still
+    advance: the batch counts as consumed).
     """
-    n, k, g = batch.batch_size, algorithm.num_minibatches, batch.group_size
-    if n % (k * g):
-        raise ValueError(
-            f"batch size {n} does not split into num_minibatches={k} minibatches of whole groups "
-            f"of {g}; make the number of groups ({n // g}) divisible by num_minibatches"
-        )
-    rows = _row_fields(batch)
     want_values, want_logits = "values" in algorithm.needs, "logits" in algorithm.needs
     rng, perm_rng = jax.random.split(state.rng)
-    local_group_b = jnp.arange(n // k, dtype=jnp.int32) // g
 
-    def loss_fn(params, objective_state, mb: Batch, step, rng):
-        scores = score(graphdef, params, mb, temperature=temperature, values=want_values, full_logits=want_logits)
-        mb = mb.replace(**scores)
-        mb, objective_state = algorithm.objective.apply(mb, objective_state, step=step, rng=rng)
-        loss = total_loss(mb)
+    def scored(params, mb: Batch) -> Batch:
+        return mb.replace(**score(graphdef, params, mb, temperature=temperature, values=want_values,
+                                  full_logits=want_logits))
+
+    def llm_metrics(mb: Batch) -> dict:
         entropy = ops.masked_mean(jax.lax.stop_gradient(mb.entropy_bt), mb.mask_bt)
-        metrics = {**mb.losses, **mb.metrics, **diagnostics.ratio_diagnostics(mb), "loss": loss, "entropy": entropy}
-        return loss, (objective_state, metrics)
+        return {**diagnostics.ratio_diagnostics(mb), "entropy": entropy}
 
-    grad_fn = jax.grad(loss_fn, has_aux=True)
-
-    objective_rng = jax.random.fold_in(state.rng, _OBJECTIVE_STREAM)
-
-    def minibatch_step(carry, xs):
-        idx, update_index = xs
-        params, opt_state, objective_state = carry
-        mb = sharding.constrain_batch(jax.tree.map(lambda x: x[idx], rows))
-        if g > 1 and mb.group_b is not None:
-            mb = mb.replace(group_b=local_group_b)  # whole groups, renumbered 0 … n/(k·g) − 1
-        mb_rng = jax.random.fold_in(objective_rng, update_index)
-        grads, (new_objective_state, metrics) = grad_fn(params, objective_state, mb, state.step, mb_rng)
-        grad_norm = optax.tree.norm(grads)
-        updates, new_opt_state = algorithm.optimizer.update(grads, opt_state, params)
-        new_params = jax.tree.map(lambda p, u: p + u, params, updates)
-        # Guard: a non-finite loss or gradient leaves params, optimizer and objective state as they were.
-        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
-        carry = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
-                             (new_params, new_opt_state, new_objective_state), (params, opt_state, objective_state))
-        metrics = {**metrics, "grad_norm": grad_norm, "skipped_nonfinite": 1.0 - finite.astype(jnp.float32)}
-        return carry, metrics
-
-    def epoch_step(carry, xs):
-        epoch_rng, epoch = xs
-        groups = jax.random.permutation(epoch_rng, n // g) if k > 1 else jnp.arange(n // g)
-        order = (groups[:, None] * g + jnp.arange(g)).reshape(-1)
-        return jax.lax.scan(minibatch_step, carry, (order.reshape(k, n // k), epoch * k + jnp.arange(k)))
-
-    carry = (state.params, state.opt_state, state.objective_state)
-    epochs = (jax.random.split(perm_rng, algorithm.num_epochs), jnp.arange(algorithm.num_epochs))
-    carry, metrics = jax.lax.scan(epoch_step, carry, epochs)
-    params, opt_state, objective_state = carry
-    metrics = jax.tree.map(jnp.mean, metrics)
+    params, opt_state, objective_state, metrics = update_lib.epochs(
+        state.params, state.opt_state, state.objective_state, _row_fields(batch), algorithm=algorithm,
+        score=scored, key=perm_rng, step=state.step, objective_key=jax.random.fold_in(state.rng, _OBJECTIVE_STREAM),
+        unit=batch.group_size, metrics_fn=llm_metrics)
     new_state = state.replace(
         step=state.step + 1, rng=rng, params=params, opt_state=opt_state, objective_state=objective_state
     )
@@ -212,21 +171,26 @@ def train_on_batch(state: PolicyState, batch: Batch, *, algorithm: Algorithm, gr
     return state, {**batch.metrics, **metrics}
 
 
-def init_state(params: Any, algorithm: Algorithm, rng, *, ref_params: Any = None, example: Batch | None = None) -> PolicyState:
-    """A fresh PolicyState for ``algorithm`` (reference kept only when a transform needs it).
+def init_state(params: Any, algorithm: Algorithm, rng, *, ref_params: Any = None, example: Batch | None = None,
+               collector: Collector | None = None, prompts: int | None = None) -> PolicyState:
+    """A fresh PolicyState for ``algorithm`` (and ``collector``, reading ``prompts`` per step).
 
-    The reference is a copy, so the state never holds one buffer twice (it is donated to jit).
-    ``example`` (a Batch of arrays or shape structs like the rollout batches) is handed to the
-    transforms' ``init`` for those whose state depends on shapes (replay buffers).
+    The reference is kept only when a transform needs reference log-probs or the collector
+    samples from the reference (``"reference"`` in its needs), and as a copy, so the state never
+    holds one buffer twice (it is donated to jit). ``example`` (a Batch of arrays or shape
+    structs like the rollout batches) is handed to the transforms' ``init`` for those whose
+    state depends on shapes.
     """
-    if "ref_logp" in algorithm.needs:
+    keep_ref = "ref_logp" in algorithm.needs or (collector is not None and "reference" in collector.needs)
+    if keep_ref:
         ref_params = jax.tree.map(jnp.copy, ref_params)
     return PolicyState(
         step=jnp.zeros((), jnp.int32),
         rng=rng,
         params=params,
         opt_state=algorithm.optimizer.init(params),
-        ref_params=ref_params if "ref_logp" in algorithm.needs else None,
+        ref_params=ref_params if keep_ref else None,
         prepare_state=algorithm.prepare.init(example),
         objective_state=algorithm.objective.init(example),
+        collector_state=() if collector is None else collector.init(prompts),
     )

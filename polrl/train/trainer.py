@@ -1,16 +1,19 @@
-"""The trainer: phases of (batch builder → algorithm) with eval, metrics and checkpoints.
+"""The trainer: phases of (collector → algorithm) with eval, metrics and checkpoints.
 
 A run is a list of phases, e.g. an SFT warm start on a fixed set of labelled demonstrations,
 then GRPO on prompts only. Each phase owns a PolicyState, a data position and a checkpoint
 directory ``WORKDIR/checkpoints/<phase>``; a relaunch with the same workdir restores the latest
 complete checkpoint of the unfinished phase and reuses the final parameters of finished ones.
 
-Per step, everything runs in one jitted call (rollout → reward → reference log-probs →
-prepare → epochs × minibatches of updates) when the task has a device reward; with a host
-reward the rollout and the update are two jitted calls with the verifier in between.
+Every phase runs the same loop — collect → prepare → update → log / evaluate / checkpoint —
+whatever its data: the phase's ``Collector`` (``polrl.collectors``) turns the step's prompts
+into a Batch, then ``steps.train_on_batch`` runs the algorithm on it. When the collector runs
+on the device only, the whole step (collect, prepare, epochs × minibatches of updates) is one
+jitted call; a host collector (a verifier on strings, tools) runs outside ``jit`` and the
+update is its own jitted call.
 
-Scale (``RunSpec.layout``, a ``polrl.sharding.Layout``; ``None`` = one device, as before):
-the state lives in the update layout (FSDP × tensor), every jitted step has explicit in/out
+Scale (``RunSpec.layout``, a ``polrl.sharding.Layout``; one device is a 1-device mesh): the
+state lives in the update layout (FSDP × tensor), every jitted step has explicit in/out
 shardings and donates the state, and the sampler reshards the weights to the rollout layout
 inside the step. Multi-host: each process reads its own slice of every batch
 (``BatchIterator`` shards) and the global batch is assembled with
@@ -42,12 +45,10 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from polrl import sharding
-from polrl.core import Algorithm, Batch
-from polrl.rollout import SamplingConfig, make_sampler, sample
-from polrl.tasks import BatchIterator, Task, check_rewards, task_batch
-from polrl.train import checkpoint, metrics as metrics_lib, rollouts, steps
-
-BATCH_KINDS = ("demonstrations", "rollouts", "preference_pairs")
+from polrl.core import Algorithm, Collector
+from polrl.rollout import SamplingConfig, sample
+from polrl.tasks import BatchIterator, Task, task_batch
+from polrl.train import checkpoint, metrics as metrics_lib, steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,26 +58,26 @@ class Phase:
     Attributes:
       name: used in metrics (``phase``) and the checkpoint directory.
       algorithm: what to optimize.
-      batches: how batches are built: ``demonstrations`` (labelled answers, SFT),
-        ``rollouts`` (G policy samples per prompt, scored by the verifier) or
-        ``preference_pairs`` (best vs worst of G samples from the frozen reference).
+      collector: how each step's batch is acquired (already wrapped with what the algorithm
+        adds, ``Algorithm.collector``).
       steps: update iterations.
-      prompts_per_step: prompts (or demonstrations) per step.
+      prompts_per_step: prompts (or demonstrations) per step; the collector may read more
+        (``Collector.reads``).
       source: the examples this phase reads (a random-access sequence of dicts).
     """
 
     name: str
     algorithm: Algorithm
-    batches: str
+    collector: Collector
     steps: int
     prompts_per_step: int
     source: Sequence[dict]
 
     def __post_init__(self):
-        if self.batches not in BATCH_KINDS:
-            raise ValueError(f"phase {self.name!r}: batches={self.batches!r}; use one of {BATCH_KINDS}")
         if self.steps < 0:
             raise ValueError(f"phase {self.name!r}: steps must be >= 0, got {self.steps}")
+        if self.prompts_per_step < 1:
+            raise ValueError(f"phase {self.name!r}: prompts_per_step must be >= 1, got {self.prompts_per_step}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,22 +89,26 @@ class RunSpec:
     init_params: Any
     phases: tuple[Phase, ...]
     sampling: SamplingConfig
-    group_size: int
     seed: int
     eval_every: int
     checkpoint_every: int
     eval_examples: int
     eval_batch_size: int
+    layout: sharding.Layout
     log_every: int = 1
     progress: bool = True
-    layout: sharding.Layout | None = None  # mesh + rules; None = one device, no mesh
     max_nonfinite_steps: int = 5  # consecutive steps with skipped non-finite updates that stop the run
 
 
 def validate(spec: RunSpec) -> None:
-    """Checks impossible combinations before anything compiles, with the field to fix."""
+    """Checks impossible combinations before anything compiles, with the field to fix.
+
+    Besides the lengths and the layout, each phase's algorithm is traced (``jax.eval_shape``,
+    no compilation) on the shapes its collector returns, so an algorithm that reads data the
+    collector does not provide fails here with the transform's own message.
+    """
     task, sampling = spec.task, spec.sampling
-    model_len = _model_max_len(spec)
+    model_len = nnx.merge(spec.graphdef, spec.init_params).max_len
     if task.max_prompt_len + sampling.max_new_tokens > model_len:
         raise ValueError(
             f"prompt ({task.max_prompt_len} tokens) + rollout.max_new_tokens ({sampling.max_new_tokens}) "
@@ -114,38 +119,18 @@ def validate(spec: RunSpec) -> None:
             f"rollout.max_new_tokens={sampling.max_new_tokens} is shorter than the task's longest answer "
             f"({task.max_answer_len} tokens incl. EOS); raise rollout.max_new_tokens"
         )
-    for ph in spec.phases:
-        rows = ph.prompts_per_step * (1 if ph.batches == "demonstrations" else spec.group_size)
-        if ph.batches == "preference_pairs":
-            rows = 2 * ph.prompts_per_step
-        if rows % ph.algorithm.num_minibatches:
-            raise ValueError(
-                f"phase {ph.name!r}: {rows} sequences per step are not divisible by "
-                f"num_minibatches={ph.algorithm.num_minibatches}; change the batch size or num_minibatches"
-            )
-        if ph.batches != "demonstrations" and spec.group_size < 2:
-            raise ValueError(f"phase {ph.name!r}: rollout.group_size must be >= 2 for group-relative batches")
-        if ph.batches == "rollouts" and task.device_reward is not None:
-            _check_device_reward(task, rows * ph.algorithm.batch.oversample, sampling.max_new_tokens)
-        _check_batch_composition(ph, task, spec.group_size)
-    _check_layout(spec)
     if spec.max_nonfinite_steps < 1:
         raise ValueError(f"guards.max_nonfinite_steps={spec.max_nonfinite_steps} must be >= 1")
-
-
-def _check_layout(spec: RunSpec) -> None:
-    """Under a mesh, every per-step batch (and the eval batch) splits evenly over the batch axes."""
-    if spec.layout is None:
-        return
     shards = spec.layout.batch_shards
     for ph in spec.phases:
-        prompts = ph.prompts_per_step * ph.algorithm.batch.oversample
-        if prompts % shards:
-            field = "demos.batch_size" if ph.batches == "demonstrations" else "rollout.batch_size / rollout.group_size"
+        reads = ph.collector.reads(ph.prompts_per_step)
+        if reads % shards:
             raise ValueError(
-                f"phase {ph.name!r}: {prompts} prompts per step do not split over mesh.data × mesh.fsdp = "
-                f"{shards} batch shards; make {field} a multiple of {shards} or change the mesh"
+                f"phase {ph.name!r}: {reads} prompts per step do not split over mesh.data × mesh.fsdp = "
+                f"{shards} batch shards; make the batch size (demos.batch_size, or rollout.batch_size / "
+                f"rollout.group_size) a multiple of {shards} or change the mesh"
             )
+        check_phase(spec, ph)
     if spec.eval_batch_size % shards:
         raise ValueError(
             f"eval.batch_size={spec.eval_batch_size} does not split over mesh.data × mesh.fsdp = {shards} "
@@ -153,50 +138,49 @@ def _check_layout(spec: RunSpec) -> None:
         )
 
 
-def _check_batch_composition(phase: Phase, task: Task, group_size: int) -> None:
-    """The algorithm's ``BatchSpec`` / needs against the phase's batches and the task."""
-    compose, needs = phase.algorithm.batch, phase.algorithm.needs
-    special = compose.expert_per_group or compose.oversample != 1 or "greedy_baseline" in needs
-    if not special:
-        return
-    if phase.batches != "rollouts":
+def check_phase(spec: RunSpec, phase: Phase) -> None:
+    """The algorithm traced on the collector's batch shapes (and, for a device collector, the
+    collector traced on the data shapes), without compiling; errors name the phase."""
+    algo, collector = phase.algorithm, phase.collector
+    example = collector.example(phase.prompts_per_step)
+    rows = example.batch_size
+    if rows % algo.num_minibatches:
         raise ValueError(
-            f"phase {phase.name!r}: expert rows, dynamic sampling and greedy baselines apply to "
-            f"batches='rollouts', not {phase.batches!r}"
+            f"phase {phase.name!r}: {rows} sequences per step are not divisible by "
+            f"num_minibatches={algo.num_minibatches}; change the batch size or num_minibatches"
         )
-    if task.device_reward is None:
-        raise ValueError(
-            f"phase {phase.name!r}: expert rows, dynamic sampling and greedy baselines need a task "
-            f"with a device reward; task {task.name!r} has only a host reward"
-        )
-    if not 0 <= compose.expert_per_group < group_size:
-        raise ValueError(
-            f"phase {phase.name!r}: the algorithm's expert_per_group={compose.expert_per_group} must be "
-            f"below rollout.group_size={group_size} (at least one policy sample per group)"
-        )
-    if compose.oversample < 1:
-        raise ValueError(f"phase {phase.name!r}: the algorithm's oversample={compose.oversample} must be >= 1")
+    state = jax.eval_shape(functools.partial(init_phase_state, spec, phase), spec.init_params, jax.random.key(0))
+    train = functools.partial(steps.train_on_batch, algorithm=algo, graphdef=spec.graphdef,
+                              temperature=spec.sampling.scoring_temperature)
+    try:
+        if not collector.host:
+            data = data_shapes(spec.task, collector.reads(phase.prompts_per_step))
+            collected = jax.eval_shape(collector.collect, state.collector_state, state, data, jax.random.key(0))[0]
+            if jax.tree.structure(collected) != jax.tree.structure(example) or any(
+                    (a.shape, a.dtype) != (b.shape, b.dtype)
+                    for a, b in zip(jax.tree.leaves(collected), jax.tree.leaves(example))):
+                raise ValueError(f"the collector's example() does not describe what it collects: {example} vs "
+                                 f"{collected}; fix the collector's example")
+        jax.eval_shape(train, state, example)
+    except ValueError as e:
+        raise ValueError(f"phase {phase.name!r}: {e}") from e
 
 
-def _model_max_len(spec: RunSpec) -> int:
-    model = nnx.merge(spec.graphdef, spec.init_params)
-    return model.config.max_len
+def data_shapes(task: Task, prompts: int) -> dict:
+    """ShapeDtypeStructs of a step's data arrays for ``prompts`` prompts."""
+    p, a = task.max_prompt_len, task.max_answer_len
+    return {"prompt_bp": jax.ShapeDtypeStruct((prompts, p), jnp.int32),
+            "prompt_valid_bp": jax.ShapeDtypeStruct((prompts, p), jnp.bool_),
+            "answer_ba": jax.ShapeDtypeStruct((prompts, a), jnp.int32),
+            "answer_valid_ba": jax.ShapeDtypeStruct((prompts, a), jnp.bool_)}
 
 
-def _check_device_reward(task: Task, rows: int, n: int) -> None:
-    shapes = (
-        jax.ShapeDtypeStruct((rows, n), jnp.int32),
-        jax.ShapeDtypeStruct((rows, n), jnp.float32),
-        jax.ShapeDtypeStruct((rows, task.max_answer_len), jnp.int32),
-        jax.ShapeDtypeStruct((rows, task.max_answer_len), jnp.bool_),
-    )
-    out = jax.eval_shape(task.device_reward, *shapes)
-    if getattr(out, "shape", None) != (rows,):
-        name = getattr(task.device_reward, "__name__", repr(task.device_reward))
-        raise ValueError(
-            f"task {task.name!r}: device reward {name} returns shape {getattr(out, 'shape', out)}, "
-            f"expected [{rows}] (one reward per sequence); fix the reward function"
-        )
+def init_phase_state(spec: RunSpec, phase: Phase, params, rng):
+    """A fresh PolicyState for the phase: its algorithm's and collector's states, the reference
+    when a transform or the collector needs it."""
+    return steps.init_state(params, phase.algorithm, rng, ref_params=params,
+                            example=phase.collector.example(phase.prompts_per_step),
+                            collector=phase.collector, prompts=phase.prompts_per_step)
 
 
 class Trainer:
@@ -213,12 +197,9 @@ class Trainer:
         self.preempted = False
         self._stop_requested = False
         greedy = dataclasses.replace(spec.sampling, temperature=0.0)
-        if self.layout is None:
-            self._greedy = make_sampler(spec.graphdef, greedy)
-        else:
-            self._greedy = self.layout.jit(
-                lambda params, prompt_bp, valid_bp, rng: sample(spec.graphdef, params, prompt_bp, valid_bp, rng, greedy),
-                ("params", "batch", "batch", "replicated"), "batch")
+        self._greedy = self.layout.jit(
+            lambda params, prompt_bp, valid_bp, rng: sample(spec.graphdef, params, prompt_bp, valid_bp, rng, greedy),
+            ("params", "batch", "batch", "replicated"), "batch")
         self._eval_data = task_batch(spec.task, [spec.task.test[i] for i in range(min(spec.eval_examples, len(spec.task.test)))])
 
     # ---------------------------------------------------------------- evaluation
@@ -233,7 +214,7 @@ class Trainer:
             size = len(chunk["examples"])
             padded = {k: np.concatenate([v, np.repeat(v[-1:], bs - size, 0)]) for k, v in chunk.items() if k != "examples"}
             prompts = (padded["prompt_bp"], padded["prompt_valid_bp"])
-            prompts = jax.tree.map(jnp.asarray, prompts) if self.layout is None else self.layout.from_global(prompts)
+            prompts = self.layout.from_global(prompts)
             out = self._greedy(params, *prompts, jax.random.PRNGKey(0))
             response_bt, mask_bt = sharding.to_host((out.response_bt, out.mask_bt))
             if task.device_reward is not None:
@@ -244,133 +225,52 @@ class Trainer:
         r = np.concatenate(rewards)
         return {"eval/accuracy": float((r >= 1.0).mean()), "eval/reward": float(r.mean())}
 
-    # ---------------------------------------------------------------- step functions
+    # ---------------------------------------------------------------- the step
     def _step_fn(self, phase: Phase) -> Callable:
-        """``(state, data, examples) -> (state, metrics)`` for a phase.
+        """``(state, data) -> (state, metrics)``: collect, then prepare and update.
 
-        One jitted call per step, except with a host verifier (``examples`` feed it).
+        The collector gets its own key split from the state's (``rng, collect_rng =
+        split(state.rng)``; the state keeps ``rng``). A device collector is compiled into the
+        step; a host collector runs outside ``jit`` and the update is its own jitted call.
         """
-        spec = self.spec
-        algo, graphdef = phase.algorithm, spec.graphdef
-        train = functools.partial(steps.train_on_batch, algorithm=algo, graphdef=graphdef, temperature=_train_temperature(spec.sampling))
-        pad_id = spec.task.tokenizer.pad_id
-        if phase.batches == "demonstrations":
+        spec, collector = self.spec, phase.collector
+        train = functools.partial(steps.train_on_batch, algorithm=phase.algorithm, graphdef=spec.graphdef,
+                                  temperature=spec.sampling.scoring_temperature)
 
-            def sft_step(state, data):
-                batch = rollouts.demonstration_batch(data, pad_id=pad_id)
-                state, m = train(state, batch)
-                m["response_tokens"] = batch.mask_bt.sum()
-                return state, m
+        def collect(state, data):
+            rng, collect_rng = jax.random.split(state.rng)
+            batch, collector_state, metrics = collector.collect(state.collector_state, state, data, collect_rng)
+            return state.replace(rng=rng, collector_state=collector_state), batch, metrics
 
-            return _ignore_examples(self._jit(sft_step))
+        def step(state, data):
+            state, batch, metrics = collect(state, data)
+            state, train_metrics = train(state, batch)
+            return state, {**metrics, **train_metrics}
 
-        rollout = functools.partial(
-            rollouts.group_rollout, graphdef=graphdef, sampling=spec.sampling, group_size=spec.group_size
-        )
-        compose = algo.batch
-        if phase.batches == "preference_pairs":
-            reward_fn = spec.task.device_reward
-            if reward_fn is None:
-                raise ValueError(f"phase {phase.name!r}: preference_pairs needs a task with a device reward")
+        if not collector.host:
+            step_jit = self._jit(step)
+            return lambda state, data: step_jit(state, {k: v for k, v in data.items() if k != "examples"})
 
-            def pair_step(state, data):
-                rng, sample_rng = jax.random.split(state.rng)
-                state = state.replace(rng=rng)
-                batch = rollout(state.ref_params, data, sample_rng, reward_fn=reward_fn)
-                m = rollouts.rollout_metrics(batch)
-                state, tm = train(state, rollouts.preference_pairs(batch, group_size=spec.group_size))
-                return state, {**m, **tm}
-
-            return _ignore_examples(self._jit(pair_step))
-
-        if spec.task.device_reward is not None:
-
-            def rl_step(state, data):
-                rng, sample_rng = jax.random.split(state.rng)
-                state = state.replace(rng=rng)
-                batch = rollout(
-                    state.params, data, sample_rng, reward_fn=spec.task.device_reward,
-                    expert_per_group=compose.expert_per_group, version=state.step,
-                    greedy_baseline="greedy_baseline" in algo.needs,
-                )
-                m = rollouts.rollout_metrics(batch)
-                if compose.oversample > 1:
-                    batch, dm = rollouts.keep_informative_groups(batch, phase.prompts_per_step)
-                    m = {**m, **dm}
-                state, tm = train(state, batch)
-                return state, {**m, **tm}
-
-            return _ignore_examples(self._jit(rl_step))
-
-        # Host verifier: rollout (jit) → rewards on the host → train (jit).
-        def sample_step(state, data):
-            rng, sample_rng = jax.random.split(state.rng)
-            return state.replace(rng=rng), rollout(state.params, data, sample_rng, reward_fn=None)
-
-        def update_step(state, batch):
-            state, tm = train(state, batch)
-            return state, {**rollouts.rollout_metrics(batch), **tm}
-
-        sample_jit = self._jit(sample_step, out_kinds=("state", "batch"))
-        update_jit = self._jit(update_step)
-        task = spec.task
-
-        def host_step(state, data, examples):
-            state, batch = sample_jit(state, data)
-            # This process's rows answer its own examples (the batch is split by process, in order).
-            completions = task.tokenizer.decode_batch(self._local_rows(batch.response_bt))
-            rep = [e for e in examples for _ in range(spec.group_size)]
-            reward = np.asarray(task.host_reward(completions, rep), np.float32)
-            check_rewards(reward, len(rep), getattr(task.host_reward, "__name__", "host_reward"))
-            return update_jit(state, batch.replace(reward_b=self._global_rows(reward, batch.batch_size)))
-
-        return host_step
-
-    def _example_batch(self, phase: Phase) -> Batch:
-        """Shapes of the batches the phase's transforms see (for shape-dependent states)."""
-        spec = self.spec
-        rows = phase.prompts_per_step * (1 if phase.batches == "demonstrations" else spec.group_size)
-        width = spec.task.max_answer_len if phase.batches == "demonstrations" else spec.sampling.max_new_tokens
-        if phase.batches == "preference_pairs":
-            rows = 2 * phase.prompts_per_step
-        f32, i32 = jnp.float32, jnp.int32
-        bt = lambda dtype: jax.ShapeDtypeStruct((rows, width), dtype)
-        b = lambda dtype: jax.ShapeDtypeStruct((rows,), dtype)
-        return Batch(
-            prompt_bp=jax.ShapeDtypeStruct((rows, spec.task.max_prompt_len), i32),
-            prompt_valid_bp=jax.ShapeDtypeStruct((rows, spec.task.max_prompt_len), jnp.bool_),
-            response_bt=bt(i32), mask_bt=bt(f32), reward_b=b(f32), group_b=b(i32),
-            behavior_logp_bt=bt(f32), source_b=b(i32), version_b=b(i32),
-            group_size=1 if phase.batches == "demonstrations" else (2 if phase.batches == "preference_pairs" else spec.group_size),
-        )
+        update_jit = self._jit(lambda state, batch, metrics: (lambda out: (out[0], {**metrics, **out[1]}))(train(state, batch)),
+                               in_kinds=("state", "batch", "replicated"))
+        return lambda state, data: update_jit(*collect(state, data))
 
     # ---------------------------------------------------------------- devices and hosts
-    def _jit(self, step: Callable, out_kinds=("state", "replicated")) -> Callable:
-        """``step(state, batch_like) -> outs`` jitted with the state donated; under a mesh with
-        explicit shardings (state in the update layout, batch split over data × fsdp)."""
-        if self.layout is None:
-            return jax.jit(step, donate_argnums=0)
-        return self.layout.jit(step, ("state", "batch"), out_kinds, donate_argnums=(0,))
+    def _jit(self, step: Callable, in_kinds=("state", "batch")) -> Callable:
+        """``step(state, …) -> (state, metrics)`` jitted with the state donated and explicit
+        shardings (state in the update layout, batches split over data × fsdp)."""
+        return self.layout.jit(step, in_kinds, ("state", "replicated"), donate_argnums=(0,))
 
     def _data_shard(self, rows: int) -> tuple[int, int]:
         """``(shard_index, shard_count)`` of the rows of a step's batch this process reads."""
-        if self.layout is None:
-            return 0, 1
         start, stop = self.layout.process_rows(rows)
         return start // (stop - start), rows // (stop - start)
 
     def _device_data(self, data: dict, rows: int) -> dict:
-        """This process's slice of the step's prompts as (global) device arrays."""
-        arrays = {k: v for k, v in data.items() if k != "examples"}
-        if self.layout is None:
-            return {k: jnp.asarray(v) for k, v in arrays.items()}
-        return self.layout.from_process_rows(arrays, rows)
-
-    def _local_rows(self, x) -> np.ndarray:
-        return np.asarray(x) if self.layout is None else self.layout.local_rows(x)
-
-    def _global_rows(self, local: np.ndarray, rows: int):
-        return jnp.asarray(local) if self.layout is None else self.layout.from_process_rows(local, rows)
+        """This process's slice of the step's prompts as (global) device arrays; the example
+        dicts stay on the host."""
+        arrays = self.layout.from_process_rows({k: v for k, v in data.items() if k != "examples"}, rows)
+        return {**arrays, "examples": data["examples"]}
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict:
@@ -417,11 +317,8 @@ class Trainer:
 
     def _run_phase(self, phase: Phase, index: int, params, global_step: int, rng):
         spec = self.spec
-        state = steps.init_state(params, phase.algorithm, rng, ref_params=params, example=self._example_batch(phase))
-        if self.layout is not None:
-            state = self.layout.put(state, self.layout.state_shardings(state))
-        else:  # committed to its device like a restored state: fresh and resumed runs compile the same program
-            state = jax.device_put(state, jax.devices()[0])
+        state = init_phase_state(spec, phase, params, rng)
+        state = self.layout.put(state, self.layout.state_shardings(state))
         ckpt = checkpoint.PhaseCheckpointer(os.path.join(self.workdir, "checkpoints", phase.name))
         position, start, lines = 0, 0, self._lines_done
         if ckpt.latest_step() is not None:
@@ -434,7 +331,7 @@ class Trainer:
         # Drop what was logged after the checkpoint we resume from (or by a start that never
         # checkpointed), so a resumed run's metrics.jsonl equals an uninterrupted run's.
         self.writer.truncate(lines)
-        prompts = phase.prompts_per_step * phase.algorithm.batch.oversample
+        prompts = phase.collector.reads(phase.prompts_per_step)
         shard_index, shard_count = self._data_shard(prompts)
         data_iter = BatchIterator(
             phase.source, prompts, task=spec.task, seed=spec.seed + 1000 * index, position=position,
@@ -450,7 +347,7 @@ class Trainer:
         for s in bar:
             data = next(data_iter)
             t0 = time.perf_counter()
-            state, m = step_fn(state, self._device_data(data, prompts), data["examples"])
+            state, m = step_fn(state, self._device_data(data, prompts))
             m = metrics_lib.to_python(sharding.to_host(m))
             dt = time.perf_counter() - t0
             global_step += 1
@@ -492,12 +389,3 @@ class Trainer:
         ckpt.close()
         self._lines_done = self.writer.lines
         return state.params, global_step, last_eval
-
-
-def _ignore_examples(step_jit):
-    return lambda state, data, examples: step_jit(state, data)
-
-
-def _train_temperature(sampling: SamplingConfig) -> float:
-    """The temperature log-probs are scored at: the sampler's (1 for greedy sampling)."""
-    return sampling.temperature if sampling.temperature > 0 else 1.0

@@ -1,0 +1,74 @@
+"""What collectors are built from: one ``Context`` per run."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from polrl import sharding
+from polrl.core import Batch
+from polrl.rollout import SamplingConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """The run's static facts a collector needs.
+
+    Attributes:
+      graphdef: the policy model's structure; collectors run it with the parameters of the
+        policy state (``state.params``, or ``state.ref_params`` for the reference).
+      task: data shapes (``max_prompt_len``, ``max_answer_len``), the tokenizer and the rewards.
+      sampling: the rollout's sampling options (budget, temperature, top-k/p, min-p, EOS).
+      group_size: samples per prompt (G).
+      layout: devices and shardings; host collectors jit their device parts with it and read
+        this process's rows of a batch through it.
+    """
+
+    graphdef: Any
+    task: Any
+    sampling: SamplingConfig
+    group_size: int
+    layout: sharding.Layout
+
+    @property
+    def pad_id(self) -> int:
+        return self.sampling.pad_id
+
+
+def shapes(rows: int, prompt_len: int, width: int, group_size: int, **fields: Any) -> Batch:
+    """A Batch of ShapeDtypeStructs: ``rows`` sequences of ``prompt_len`` prompt and ``width``
+    response tokens; ``fields`` name the optional fields present (value: dtype) and ``aux``
+    (a dict name → (shape suffix dims after rows, dtype))."""
+    bt = lambda dtype: jax.ShapeDtypeStruct((rows, width), dtype)
+    b = lambda dtype: jax.ShapeDtypeStruct((rows,), dtype)
+    aux = {k: jax.ShapeDtypeStruct((rows, *dims), dtype) for k, (dims, dtype) in fields.pop("aux", {}).items()}
+    per_token = {k: bt(v) for k, v in fields.items() if k.endswith("_bt")}
+    per_row = {k: b(v) for k, v in fields.items() if k.endswith("_b")}
+    return Batch(
+        prompt_bp=jax.ShapeDtypeStruct((rows, prompt_len), jnp.int32),
+        prompt_valid_bp=jax.ShapeDtypeStruct((rows, prompt_len), jnp.bool_),
+        response_bt=bt(jnp.int32), mask_bt=bt(jnp.float32), aux=aux, group_size=group_size,
+        **per_token, **per_row,
+    )
+
+
+def repeat_rows(x, copies: int):
+    """Each row of ``x`` (leading axis) ``copies`` times, in ``jnp.repeat`` order."""
+    return jnp.repeat(x, copies, axis=0)
+
+
+def check_rewards_shape(reward, rows: int, name: str) -> None:
+    """A reward function's output must be one float per sequence (checked while tracing)."""
+    if getattr(reward, "shape", None) != (rows,):
+        raise ValueError(
+            f"reward function {name} returns shape {getattr(reward, 'shape', reward)}, expected "
+            f"[{rows}] (one reward per sequence); fix the reward function"
+        )
+
+
+def host_rows(ctx: Context, x) -> np.ndarray:
+    """This process's rows of a batch-sharded array, on the host."""
+    return ctx.layout.local_rows(x)

@@ -1,0 +1,116 @@
+"""G samples per prompt from the policy, scored by the task's verifier."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from polrl.collectors.context import Context, check_rewards_shape, host_rows, repeat_rows, shapes
+from polrl.core import EXPERT, Batch, Collector
+from polrl.rollout import sample
+from polrl.tasks import check_rewards
+
+POLICIES = ("current", "reference")
+
+
+def rollout_metrics(batch: Batch) -> dict:
+    """Reward, accuracy (reward ≥ 1), length and token counts of the policy's samples.
+
+    Expert rows (``source_b = EXPERT``) are left out of the reward/accuracy/length statistics.
+    """
+    length_b = batch.mask_bt.sum(-1)
+    rows_b = jnp.ones_like(batch.reward_b) if batch.source_b is None else (batch.source_b != EXPERT).astype(jnp.float32)
+    mean = lambda x: (x * rows_b).sum() / rows_b.sum()
+    return {
+        "reward_mean": mean(batch.reward_b),
+        "accuracy": mean((batch.reward_b >= 1.0).astype(jnp.float32)),
+        "response_length": mean(length_b),
+        "response_tokens": length_b.sum(),
+        "reward_finite": jnp.isfinite(batch.reward_b).all(),
+    }
+
+
+def device_reward(ctx: Context, response_bt, mask_bt, answer_ba, answer_valid_ba):
+    """The task's jittable reward of every row, checked to be one float per row."""
+    reward_fn = ctx.task.device_reward
+    reward = reward_fn(response_bt, mask_bt, answer_ba, answer_valid_ba)
+    check_rewards_shape(reward, response_bt.shape[0], getattr(reward_fn, "__name__", repr(reward_fn)))
+    return reward.astype(jnp.float32)
+
+
+def group_samples(ctx: Context, *, group_size: int | None = None, policy: str = "current") -> Collector:
+    """G samples per prompt (G = ``group_size``, default the run's ``rollout.group_size``).
+
+    Each prompt is prefilled once and forked into G slots (``polrl.rollout.sample``); row
+    ``k·G + j`` is sample j of prompt k, ``group_b`` = k. The rows carry the sampler's
+    log-probs (``behavior_logp_bt``) and ``version_b`` = the policy's step; ``policy =
+    "reference"`` samples from the frozen reference instead (version 0). Rewards come from the
+    task's device reward inside the compiled step, or — for a task with only a host reward —
+    from decoding the samples and scoring the strings on the host (``host = True``: sampling
+    and the update then run as two compiled calls with the verifier between them).
+
+    Metrics: ``reward_mean``, ``accuracy``, ``response_length``, ``response_tokens`` (of the
+    sampled rows).
+    """
+    g = ctx.group_size if group_size is None else group_size
+    if g < 1:
+        raise ValueError(f"group_samples: group_size={g} must be >= 1")
+    if policy not in POLICIES:
+        raise ValueError(f"group_samples: policy={policy!r}; use one of {POLICIES}")
+    task, sampling = ctx.task, ctx.sampling
+    on_host = task.device_reward is None
+
+    def draw(state, data, rng):
+        params = state.params if policy == "current" else state.ref_params
+        if params is None:
+            raise ValueError("group_samples(policy='reference') needs PolicyState.ref_params, which is None; "
+                             "build the state with the collector (steps.init_state(..., collector=...))")
+        out = sample(ctx.graphdef, params, data["prompt_bp"], data["prompt_valid_bp"], rng, sampling, g)
+        n = out.response_bt.shape[0]
+        version = state.step if policy == "current" else 0
+        return Batch(
+            prompt_bp=repeat_rows(data["prompt_bp"], g),
+            prompt_valid_bp=repeat_rows(data["prompt_valid_bp"], g),
+            response_bt=out.response_bt,
+            mask_bt=out.mask_bt,
+            group_b=jnp.arange(n, dtype=jnp.int32) // g,
+            behavior_logp_bt=out.logp_bt,
+            version_b=jnp.full((n,), version, jnp.int32),
+            group_size=g,
+        )
+
+    def with_reward(batch, reward_b):
+        batch = batch.replace(reward_b=reward_b)
+        return batch, rollout_metrics(batch)
+
+    if not on_host:
+        def collect(cstate, state, data, rng):
+            batch = draw(state, data, rng)
+            answers = repeat_rows(data["answer_ba"], g), repeat_rows(data["answer_valid_ba"], g)
+            reward = device_reward(ctx, batch.response_bt, batch.mask_bt, *answers)
+            batch, metrics = with_reward(batch, reward)
+            return batch, cstate, metrics
+    else:
+        arrays = lambda data: {k: v for k, v in data.items() if k != "examples"}
+        draw_jit = ctx.layout.jit(lambda state, data, rng: draw(state, data, rng),
+                                  ("state", "batch", "replicated"), "batch")
+        metrics_jit = ctx.layout.jit(with_reward, ("batch", "batch"), ("batch", "replicated"))
+
+        def collect(cstate, state, data, rng):
+            batch = draw_jit(state, arrays(data), rng)
+            # This process's rows answer its own examples (the batch is split by process, in order).
+            completions = task.tokenizer.decode_batch(host_rows(ctx, batch.response_bt))
+            examples = [e for e in data["examples"] for _ in range(g)]
+            reward = np.asarray(task.host_reward(completions, examples), np.float32)
+            check_rewards(reward, len(examples), getattr(task.host_reward, "__name__", "host_reward"))
+            reward_b = ctx.layout.from_process_rows(reward, batch.batch_size)
+            batch, metrics = metrics_jit(batch, reward_b)
+            return batch, cstate, metrics
+
+    def example(prompts):
+        f32, i32 = jnp.float32, jnp.int32
+        return shapes(prompts * g, task.max_prompt_len, sampling.max_new_tokens, g, reward_b=f32,
+                      group_b=i32, behavior_logp_bt=f32, version_b=i32)
+
+    needs = frozenset({"reference"}) if policy == "reference" else frozenset()
+    return Collector(init=lambda prompts: (), collect=collect, example=example, needs=needs, host=on_host)
