@@ -95,7 +95,7 @@ def with_replay(*, capacity: int, num_replay: int, skip_zero_variance: bool = Fa
             is_new = jnp.arange(groups) < num_kept
 
             def store(f):
-                x = getattr(batch, f).reshape((groups, g) + state[f].shape[2:])[order].astype(state[f].dtype)
+                x = jnp.asarray(getattr(batch, f)).reshape((groups, g) + state[f].shape[2:])[order].astype(state[f].dtype)
                 keep = is_new.reshape((groups,) + (1,) * (x.ndim - 1))
                 return state[f].at[write].set(jnp.where(keep, x, state[f][write]))
 

@@ -190,14 +190,16 @@ class _Loop(NamedTuple):
 def generate(model, slots: Slots, rng: jax.Array, config: SamplingConfig, *,
              active_s: jax.Array | None = None, max_new_s: jax.Array | None = None,
              stop_sequences: Sequence[Sequence[int]] = (), commit_last: bool = True,
-             ) -> tuple[Generation, Slots | None]:
+             uniform_ns: jax.Array | None = None) -> tuple[Generation, Slots | None]:
     """Decodes in every active slot (lockstep: step i of every slot draws column i).
 
     A slot draws until it emits ``config.eos_id`` (finish ``EOS``), its last tokens equal one
     of ``stop_sequences`` (static tuples of token ids; ``STOP``), it has drawn ``max_new_s``
     tokens (default ``config.max_new_tokens``; ``LENGTH``) or its cache is full (``CAPACITY``).
     Randomness: ``uniform = jax.random.uniform(rng, (N, S))``, step i of slot s uses
-    ``uniform[i, s]``, so a slot's samples do not depend on which other slots are active.
+    ``uniform[i, s]``, so a slot's samples do not depend on which other slots are active; a
+    program that splits one draw over several calls (tree segments) passes its slice as
+    ``uniform_ns`` [N, S] instead (``rng`` is then unused).
 
     Every drawn token is run through the model (its key/value cached) when the next one is
     drawn; ``commit_last`` also runs the final one, so the returned slots can be continued
@@ -207,7 +209,9 @@ def generate(model, slots: Slots, rng: jax.Array, config: SamplingConfig, *,
     s, n = slots.num_slots, config.max_new_tokens
     live_s = jnp.ones((s,), bool) if active_s is None else active_s.astype(bool)
     budget_s = jnp.full((s,), n, jnp.int32) if max_new_s is None else jnp.minimum(max_new_s, n)
-    uniform_ns = jax.random.uniform(rng, (n, s))
+    if uniform_ns is None:
+        uniform_ns = jax.random.uniform(rng, (n, s))
+    assert uniform_ns.shape == (n, s), (uniform_ns.shape, (n, s))
     m = max((len(q) for q in stop_sequences), default=1)
     slots = constrain(slots)
 
