@@ -49,7 +49,7 @@ def cispo(*, eps_low: float | None = None, eps_high: float = 0.2, **options) -> 
     only differs from 1 when a rollout batch is reused (several minibatches / epochs, the
     setting CISPO is built for) or with a stale π_old.
 
-    Checked (search): the paper and ms-swift's CISPO page give the loss −sg(min(ρ, ε_max))·A·log π
+    Checked: the paper and ms-swift's CISPO page give the loss −sg(min(ρ, ε_max))·A·log π
     with no lower bound (ε_low^IS "set to a large value") and a token-level normalizer; verl's
     CISPO example sets ``clip_ratio_low=10`` (unbounded below) and ``clip_ratio_high=0.2``.
     INFERRED: ε_high = 0.2 (verl's example; the paper tunes ε_high and its value was not found).

@@ -66,7 +66,7 @@ def dapo(
       L_max, in tokens) and ``overlong_buffer`` (L_buf) are given; the paper uses L_max = 20480,
       L_buf = 4096, factor 1.
 
-    Checked (search, code corpus): verl's DAPO recipe scripts set clip 0.2 / 0.28,
+    Checked: verl's DAPO recipe scripts set clip 0.2 / 0.28,
     ``loss_agg_mode=token-mean``, no KL in reward or loss, ``filter_groups`` on, 3× generation
     prompts, ``overlong_buffer_len=4096`` with ``max_response_length=20480`` and factor 1.0.
 

@@ -26,7 +26,7 @@ def dr_grpo(
     (required: pass the generation budget, e.g. ``rollout.max_new_tokens``). Defaults as the
     authors' recipe: ε = 0.2, β = 0 (no KL term), lr 1e-6, one update per batch.
 
-    Checked (search, code corpus): the authors' ``sail-sg/understand-r1-zero`` example scripts
+    Checked: the authors' ``sail-sg/understand-r1-zero`` example scripts
     run ``--critic_type drgrpo --beta 0 --learning_rate 0.000001 --num_ppo_epochs 1`` with
     ``--generate_max_length 3000``. INFERRED: that T_max is the generation budget (the paper's
     MAX_TOKENS); the loss code itself was not read.

@@ -38,8 +38,8 @@ def decoupled_reward_loss(*, tau: float = 10.0, length_lambda: float | None = 0.
     length preference, w = 1); τ = ``tau``. Rows whose tokens are all masked and rewards other
     than 0/1 belong to neither set. Logs ``drpo_valid_frac`` (groups with both signs).
 
-    Verified against Optimization-AI/DRPO ``verl/trainer/ppo/core_algos.py::compute_policy_loss_drpo``
-    (read with the search tool). There the log-sum-exp is a value-1 surrogate S/sg(S) with the
+    Verified against Optimization-AI/DRPO ``verl/trainer/ppo/core_algos.py::compute_policy_loss_drpo``.
+    There the log-sum-exp is a value-1 surrogate S/sg(S) with the
     same gradient; here it is the true log-sum-exp, so the loss value is the objective itself.
     """
     if tau <= 0:

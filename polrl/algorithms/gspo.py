@@ -64,9 +64,9 @@ def gspo(
 
     (``seq_mean_token_mean`` of the per-token copy of the sequence loss is exactly this mean over
     sequences). ``token_level=True`` is GSPO-token (same values, per-token gradient path, see
-    ``sequence_clipped_policy_gradient``). Defaults from the paper / ALGORITHMS.md §1.5:
+    ``sequence_clipped_policy_gradient``). Defaults from the paper:
     ε_low = 3e-4, ε_high = 4e-4 (the ratio is a geometric mean, so its range is tiny), no KL.
-    Checked (search, pages corpus): a review that verified the arXiv PDF quotes "the clipping
+    Checked: a review that verified the arXiv PDF quotes "the clipping
     ranges in Equation (5) to 3e-4 and 4e-4". The clip only acts when a rollout batch is reused
     (``num_minibatches`` / ``num_epochs`` > 1); with one update per batch s_i = 1 and the loss is
     the REINFORCE gradient of the length-normalised sequence log-likelihood.

@@ -123,7 +123,7 @@ def lp_reg(
     scores (the reference thresholds the raw logits; identical at temperature 1, the recipe's
     and polrl's arithmetic setting); the batch-wide top-k runs over the update minibatch
     (the reference: the micro-batch). Checked against ``compute_policy_loss_lp_reg`` in
-    ``CarlanLark/Lp-Reg-dev`` (search tool, code corpus).
+    ``CarlanLark/Lp-Reg-dev``.
 
     Other keywords: see ``pg_algorithm`` (lr 1e-6, β = 0, k3, no entropy bonus, ``token_mean``),
     all but the prepare-side ``kl_in``, ``kl_target``, ``correction`` and ``correction_threshold``.

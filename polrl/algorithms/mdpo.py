@@ -62,7 +62,7 @@ def mdpo(
     the reference model (off by default, as MDPO). ``token_mean``.
     INFERRED: the group advantage in place of MDPO's GAE (no critic), and the sampled KL.
     Checked against ``mdpo_on/mdpo.py`` (loss ``mean(ratio·A) − meankl/t_k``,
-    ``t_k = 1 − (k−1)/K``, ``sgd_steps`` Adam steps per batch) with the search tool.
+    ``t_k = 1 − (k−1)/K``, ``sgd_steps`` Adam steps per batch).
 
     Other keywords: see ``pg_algorithm`` (lr 1e-6, no entropy bonus, ``token_mean``), all but
     ``kl_coef`` (here ``ref_kl_coef``) and the prepare-side ``kl_in``, ``kl_target``,

@@ -210,7 +210,7 @@ def opmd(
     the reference with β = 0.001 (Trinity's OPMD example runs ``kl_0.001``), ``token_mean``.
     INFERRED: Trinity has two τ's (advantage and loss) with the same default 1.0; polrl uses one
     τ for both, the regularization strength of the paper's mirror-descent step (checked against
-    the paper's abstract and Trinity's code: search tool, 2509.24203 pages and Trinity sources).
+    the paper's abstract, arXiv 2509.24203, and Trinity-RFT's code).
 
     Other keywords: see ``pg_algorithm`` (lr 1e-6, no entropy bonus, one update per batch), all
     but the prepare-side ``kl_in``, ``kl_target``, ``correction`` and ``correction_threshold``.
@@ -271,7 +271,7 @@ def rec(
     for ``gspo_one_side`` (Trinity forces it there). The masks act only when π_old ≠ π_θ, i.e.
     with ``num_epochs · num_minibatches > 1`` (the trainer then recomputes π_old).
     INFERRED: the mapping of the paper's variant names to these flags (checked against Trinity's
-    ``rec_policy_loss.py`` and the paper's abstract with the search tool); Trinity's
+    ``rec_policy_loss.py`` and the paper's abstract); Trinity's
     ``fix_opd_advantage`` (on-policy distillation only) is not carried.
 
     Other keywords: see ``pg_algorithm`` (lr 1e-6, β = 0, one update per batch), all but the

@@ -33,8 +33,7 @@ def one_token_rollout(
     (one key per minibatch). Logs ``otr_match_frac`` (candidates equal to y_t, over valid
     tokens).
 
-    INFERRED (only the abstract and summaries of arXiv 2509.26313 were reachable with the search
-    tool; they state the per-token rollout, the ground-truth reward and a second term that
+    INFERRED (only the abstract and summaries of arXiv 2509.26313 were available; they state the per-token rollout, the ground-truth reward and a second term that
     penalises sampled incorrect tokens): the reward −β for a wrong candidate, K = 8,
     τ_s = 1 and β = 0.1 are this implementation's choices.
     """

@@ -47,7 +47,7 @@ def reinforce_pp(
     "reward" / "k1" without baseline and "loss" / "k2" with it, and either can be overridden.
     A ``correction`` (``pg_algorithm``) runs after the normalization.
 
-    Checked (search): eq. 8–10 (token KL reward with k1 of π_old vs π_SFT, return-to-go,
+    Checked: eq. 8–10 (token KL reward with k1 of π_old vs π_SFT, return-to-go,
     normalization over the global batch) and the PPO clip, in the paper's arXiv pages and the
     RLinf / OpenRLHF-derived docs; the baseline variant's group-mean subtraction followed by a
     masked whitening over all tokens in verl's ``compute_reinforce_plus_plus_baseline_outcome_

@@ -68,8 +68,7 @@ def mixed_policy_loss(*, eps_low: float | None = None, eps_high: float | None = 
     (``stop_gradient(logp)`` with one update per batch). Logs ``off_ratio_mean`` (r_MIS over
     expert tokens), ``off_prob_mean`` (π_θ on expert tokens) and ``on_ratio_mean``.
     Verified against ``YihongDong/RL-PLUS : rl_plus/verl/verl/recipe/rlplus_core_alg.py::
-    compute_token_on_off_policy_loss`` (``off_policy_strategy="RL-PLUS"``, read with the search
-    tool); its released script sets ``loss_remove_clip=True`` (no clip, the default here).
+    compute_token_on_off_policy_loss`` (``off_policy_strategy="RL-PLUS"``); its released script sets ``loss_remove_clip=True`` (no clip, the default here).
     """
 
     def fn(batch: Batch) -> Batch:

@@ -12,8 +12,7 @@ def leave_one_out_advantage() -> Transform:
     The baseline is the mean reward of the OTHER rows of the group (``ops.leave_one_out_baseline``),
     so it is independent of the row's own sample and the estimate is unbiased (Kool et al. 2019).
     For groups of equal size G it equals G/(G−1) · (r_i − mean_g r), the Dr.GRPO advantage
-    rescaled. A group of one has no other row: its advantage is 0 (documented polrl choice, see
-    ALGORITHMS.md §19).
+    rescaled. A group of one has no other row: its advantage is 0 (a documented polrl choice).
     """
 
     def fn(batch: Batch) -> Batch:

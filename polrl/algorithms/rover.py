@@ -95,8 +95,8 @@ def rover(
     the next-state term then needs π_old's vocabulary mean log-prob at every position, which the
     trainer does not compute (it keeps π_old's log-probs of the taken tokens only), so that
     regime requires ``next_q_scale=0`` (ROVER's ``target_adv_only``).
-    INFERRED: the target is detached (as ALGORITHMS.md §6 records; the ROVER actor computes it
-    from the training forward and its loss helper was not in the searched snapshot).
+    INFERRED: the target is detached (the ROVER actor computes it from the training forward; its
+    loss helper was not available to check).
 
     Other keywords: see ``pg_algorithm`` (lr 1e-6, β = 0, k3, no entropy bonus, ``token_mean``),
     all but the prepare-side ``kl_in``, ``kl_target``, ``correction`` and ``correction_threshold``.

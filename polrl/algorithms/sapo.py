@@ -45,13 +45,13 @@ def soft_gated_policy_gradient(*, tau_pos: float = 1.0, tau_neg: float = 1.05) -
 def sapo(
     *, tau_pos: float = 1.0, tau_neg: float = 1.05, aggregation: str = "seq_mean_token_mean", **options
 ) -> Algorithm:
-    """SAPO (Qwen, arXiv 2511.20347; ALGORITHMS.md §2): GRPO with a soft, sign-dependent gate.
+    """SAPO (Qwen, arXiv 2511.20347): GRPO with a soft, sign-dependent gate.
 
         A_i = (r_i − mean_g r) / (std_g r + 1e-6)                           (GRPO advantage)
         J   = 1/G Σ_i 1/|y_i| Σ_t (4/τ_i,t) σ(τ_i,t (ρ_i,t − 1)) · A_i       (maximized)
 
-    τ_pos = 1.0, τ_neg = 1.05 and ``seq_mean_token_mean`` (verl hard-codes it), as the verl
-    port read for ALGORITHMS.md §2; no KL by default. The gate only matters when a rollout batch
+    τ_pos = 1.0, τ_neg = 1.05 and ``seq_mean_token_mean`` (verl hard-codes it), as in verl's
+    port; no KL by default. The gate only matters when a rollout batch
     is reused (several minibatches / epochs) or π_old is stale; at ρ = 1 the gradient is exactly
     REINFORCE's.
 

@@ -31,8 +31,7 @@ def egae_advantage(
     transform equals ``advantages.gae_advantage``. Values are the rollout-time value head
     (``old_value_bt``; need ``"values"``).
 
-    INFERRED (only the abstract of arXiv 2506.15050 was reachable; checked with the search
-    tool): the windowed bootstrap above is this implementation's reading of "advantage
+    INFERRED (only the abstract of arXiv 2506.15050 was available): the windowed bootstrap above is this implementation's reading of "advantage
     estimation derived from incomplete responses"; the decoupled λ for the critic follows the
     same group's VC-PPO (arXiv 2503.01491). polrl's sampler generates whole responses, so the
     windows are emulated over complete rows: every token gets the advantage it would get in
