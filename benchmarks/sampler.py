@@ -1,10 +1,11 @@
 """Sampler throughput on a fixed small Llama shape, optionally against HF ``generate``.
 
     python benchmarks/sampler.py [--vs hf] [--ceiling] [--repeats 15]
-    XLA_FLAGS=--xla_force_host_platform_device_count=2 python benchmarks/sampler.py ...
 
-The batch is sharded over all local devices (data parallel); on a 2-core CPU the second
-form gives XLA one device per core (HF's torch uses its default threads either way).
+The batch is sharded over all local devices (data parallel). On a CPU the script gives XLA one
+host device per core, as the launcher does (``polrl.devices.use_every_core``; set
+``XLA_FLAGS=--xla_force_host_platform_device_count=N`` to choose N); HF's torch uses its default
+threads.
 
 Shape: vocab 512, d_model 256, 4 layers, 8 heads / 2 KV heads, MLP 688, batch 32, prompt
 16, 64 new tokens, temperature 1, random weights. EOS is disabled by ``eos_id = vocab``
@@ -46,6 +47,7 @@ from flax import nnx  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 
 from benchmarks.flops import matmul_peak_flops, transformer_forward_flops  # noqa: E402
+from polrl.devices import use_every_core  # noqa: E402
 from polrl.models import Transformer, TransformerConfig  # noqa: E402
 from polrl.rollout import SamplingConfig, make_sampler  # noqa: E402
 
@@ -158,6 +160,7 @@ def main():
     parser.add_argument("--ceiling", action="store_true",
                         help="also time the sampler's dense matmuls alone (an upper bound)")
     args = parser.parse_args()
+    use_every_core()
 
     polrl_run = polrl_runner(args.repeats)
     ceiling_run = ceiling_runner() if args.ceiling else None

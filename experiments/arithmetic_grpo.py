@@ -47,9 +47,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.algorithm_kwargs = ml_collections.ConfigDict(dict(learning_rate=3e-4, kl_coef=0.01, filter_zero_variance=True))
     c.collector = "group_samples"
     c.rollout = ml_collections.ConfigDict(dict(batch_size=256, group_size=8, max_new_tokens=0, temperature=1.0, top_k=0, top_p=1.0))
-    c.eval = ml_collections.ConfigDict(dict(num_examples=500, batch_size=250))
-    # One device by default; e.g. --config.mesh.fsdp=-1 shards over every device (polrl.sharding).
-    c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=1, tensor=1))
+    c.eval = ml_collections.ConfigDict(dict(num_examples=500, batch_size=256))
+    # Data parallel over every device (on a CPU the launcher makes one device per core); e.g.
+    # --config.mesh.data=1 runs on one device, --config.mesh.fsdp=-1 shards the weights too.
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     c.guards = ml_collections.ConfigDict(dict(max_nonfinite_steps=5))
 
     if arg == "smoke":
@@ -62,6 +63,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.task.update(num_train=500, num_test=100)
         c.rollout.update(batch_size=16, group_size=4)
         c.eval.update(num_examples=32, batch_size=32)
+        c.mesh.data = 1  # one device (the test suite runs on 8 fake devices)
     elif arg:
         raise ValueError(f"unknown config arg {arg!r}; use '' or 'smoke'")
     return c

@@ -85,7 +85,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.collector = "group_samples"
     c.rollout = ml_collections.ConfigDict(dict(batch_size=256, group_size=8, max_new_tokens=512, temperature=1.0, top_k=0, top_p=1.0))
     c.eval = ml_collections.ConfigDict(dict(num_examples=1319, batch_size=256))
-    c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=1, tensor=1))
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))  # data parallel over every device
     c.guards = ml_collections.ConfigDict(dict(max_nonfinite_steps=5))
 
     if arg in _TPU_MESHES:
@@ -100,6 +100,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.algorithm_kwargs.update(learning_rate=1e-3, num_minibatches=1)
         c.rollout.update(batch_size=8, group_size=4, max_new_tokens=16)
         c.eval.update(num_examples=8, batch_size=8)
+        c.mesh.data = 1  # one device (the test suite runs on 8 fake devices)
     elif arg not in (None, "", "gpu"):
         raise ValueError(f"unknown config arg {arg!r}; use '', 'gpu', 'tpu_v4_8', 'tpu_v5e_8' or 'smoke'")
     return c

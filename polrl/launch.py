@@ -13,6 +13,10 @@ must reach every process during the same step, as a TPU maintenance event does; 
 at the same step boundary and save the checkpoint together. The stop is not synchronized
 across processes: a process signalled alone would wait forever for the others in that save.
 Shard over all devices with e.g. ``--config.mesh.fsdp=-1`` (see ``polrl.sharding``).
+
+On a CPU the launcher gives XLA one host device per core (``polrl.devices.use_every_core``) unless
+``XLA_FLAGS`` already sets a device count, so the experiments' data-parallel mesh
+(``mesh.data = -1``) keeps every core busy.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from polrl.devices import use_every_core
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiments/NAME.py[:arg]", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (metrics, checkpoints, curves)")
@@ -58,6 +64,7 @@ def initialize_distributed(*, multihost: bool, coordinator: str | None, num_proc
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
+    use_every_core()
     initialize_distributed(multihost=_MULTIHOST.value, coordinator=_COORDINATOR.value,
                            num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
                            cpu_collectives=_CPU_COLLECTIVES.value)

@@ -304,3 +304,15 @@ def test_trainer_refuses_an_algorithm_whose_data_the_collector_lacks(smoke_spec,
     uneven = algorithms.grpo(num_minibatches=3)
     with pytest.raises(ValueError, match="not divisible by num_minibatches=3"):
         Trainer(_with(smoke_spec, algorithm=uneven), str(tmp_path))
+
+
+def test_continuous_batching_samples_the_same_groups_by_request():
+    """``group_samples(slots=…)`` decodes the P·G samples through fewer slots; request r = k·G + j
+    draws with its own randomness, so the same rows come out whatever the number of slots."""
+    ctx = _context(group_size=3)
+    three, _ = _collect(collectors.group_samples(ctx, slots=3))
+    two, _ = _collect(collectors.group_samples(ctx, slots=2))
+    np.testing.assert_array_equal(three.response_bt, two.response_bt)
+    np.testing.assert_array_equal(three.mask_bt, two.mask_bt)
+    np.testing.assert_allclose(three.behavior_logp_bt, two.behavior_logp_bt, atol=1e-5)
+    np.testing.assert_array_equal(three.group_b, [0, 0, 0, 1, 1, 1])

@@ -171,6 +171,15 @@ def test_stateless_rejects_unknown_needs():
 # ----------------------------------------------------------------------------- Batch
 
 
+def test_batch_aux_rides_along_and_require_aux_names_the_provider():
+    b = _batch().replace(aux={"greedy_reward_b": jnp.arange(2.0)})
+    leaves = jax.tree.leaves(b)
+    assert any(x.shape == (2,) and float(x[1]) == 1.0 for x in leaves)  # a pytree leaf: sliced with the rows
+    b.require_aux("greedy_reward_b", by="t", provider="p")
+    with pytest.raises(ValueError, match=r"t needs Batch.aux field\(s\) \['turn_bt'\].*collect with my_wrapper\(\)"):
+        b.require_aux("turn_bt", by="t", provider="my_wrapper()")
+
+
 def test_batch_add_term_and_add_loss_reject_duplicates():
     b = _batch()
     x = jnp.ones((2, 3))

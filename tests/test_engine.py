@@ -166,9 +166,10 @@ def test_generate_jit_equals_eager():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-12), jitted, eager)
 
 
-@pytest.mark.parametrize("refill_every", [1, 3])
-def test_continuous_batching_equals_brute_force_per_request(refill_every):
-    """8 requests (groups of 2 over 4 prefilled prompts, varied budgets) through 3 slots."""
+@pytest.mark.parametrize("refill_every, num_slots", [(1, 3), (3, 4)])
+def test_continuous_batching_equals_brute_force_per_request(refill_every, num_slots):
+    """8 requests (groups of 2 over 4 prefilled prompts, varied budgets) through 3 slots (the
+    busy ones compacted into 1 when nothing is pending) or 4 slots (compacted into 2, then 1)."""
     m = model()
     config = SamplingConfig(max_new_tokens=6, eos_id=EOS)
     prompts = PROMPTS + [[1, 11]]
@@ -177,7 +178,8 @@ def test_continuous_batching_equals_brute_force_per_request(refill_every):
     prompt_r = jnp.arange(8) // 2
     budget_r = jnp.array([6, 1, 4, 6, 2, 6, 5, 3])
     rng = jax.random.key(7)
-    gen = engine.serve(m, bank, prompt_r, rng, config, num_slots=3, max_new_r=budget_r, refill_every=refill_every)
+    gen = engine.serve(m, bank, prompt_r, rng, config, num_slots=num_slots, max_new_r=budget_r,
+                       refill_every=refill_every, min_slots=1)
     uniform = np.asarray(jax.random.uniform(rng, (8, 6)))
     for r in range(8):
         check_row(gen, r, *brute_force(prompts[r // 2], uniform[r], config, int(budget_r[r])), config)

@@ -7,7 +7,10 @@ import numpy as np
 
 from polrl.collectors.context import Context, check_rewards_shape, host_rows, repeat_rows, shapes
 from polrl.core import EXPERT, Batch, Collector
-from polrl.rollout import sample
+from flax import nnx
+
+from polrl import sharding
+from polrl.rollout import SampleOutput, engine, sample
 from polrl.tasks import check_rewards
 
 POLICIES = ("current", "reference")
@@ -38,11 +41,15 @@ def device_reward(ctx: Context, response_bt, mask_bt, answer_ba, answer_valid_ba
     return reward.astype(jnp.float32)
 
 
-def group_samples(ctx: Context, *, group_size: int | None = None, policy: str = "current") -> Collector:
+def group_samples(ctx: Context, *, group_size: int | None = None, policy: str = "current",
+                  slots: int = 0) -> Collector:
     """G samples per prompt (G = ``group_size``, default the run's ``rollout.group_size``).
 
     Each prompt is prefilled once and forked into G slots (``polrl.rollout.sample``); row
-    ``k·G + j`` is sample j of prompt k, ``group_b`` = k. The rows carry the sampler's
+    ``k·G + j`` is sample j of prompt k, ``group_b`` = k. With ``slots`` > 0 the P·G samples are
+    decoded by continuous batching through that many slots (``engine.serve``: a finished
+    sample's slot takes the next one), which pays when lengths are long-tailed; the samples are
+    then drawn with per-request randomness (other draws than the lockstep decode's). The rows carry the sampler's
     log-probs (``behavior_logp_bt``) and ``version_b`` = the policy's step; ``policy =
     "reference"`` samples from the frozen reference instead (version 0). Rewards come from the
     task's device reward inside the compiled step, or — for a task with only a host reward —
@@ -57,6 +64,8 @@ def group_samples(ctx: Context, *, group_size: int | None = None, policy: str = 
         raise ValueError(f"group_samples: group_size={g} must be >= 1")
     if policy not in POLICIES:
         raise ValueError(f"group_samples: policy={policy!r}; use one of {POLICIES}")
+    if slots < 0:
+        raise ValueError(f"group_samples: slots={slots} must be >= 0 (0: lockstep decode of every row)")
     task, sampling = ctx.task, ctx.sampling
     on_host = task.device_reward is None
 
@@ -65,19 +74,29 @@ def group_samples(ctx: Context, *, group_size: int | None = None, policy: str = 
         if params is None:
             raise ValueError("group_samples(policy='reference') needs PolicyState.ref_params, which is None; "
                              "build the state with the collector (steps.init_state(..., collector=...))")
-        out = sample(ctx.graphdef, params, data["prompt_bp"], data["prompt_valid_bp"], rng, sampling, g)
+        if slots:
+            out = served(params, data["prompt_bp"], data["prompt_valid_bp"], rng)
+        else:
+            out = sample(ctx.graphdef, params, data["prompt_bp"], data["prompt_valid_bp"], rng, sampling, g)
         n = out.response_bt.shape[0]
         version = state.step if policy == "current" else 0
         return Batch(
             prompt_bp=repeat_rows(data["prompt_bp"], g),
             prompt_valid_bp=repeat_rows(data["prompt_valid_bp"], g),
             response_bt=out.response_bt,
-            mask_bt=out.mask_bt,
+            mask_bt=out.mask_bt.astype(jnp.float32),  # Batch floats are float32 whatever the model's dtype
             group_b=jnp.arange(n, dtype=jnp.int32) // g,
-            behavior_logp_bt=out.logp_bt,
+            behavior_logp_bt=out.logp_bt.astype(jnp.float32),
             version_b=jnp.full((n,), version, jnp.int32),
             group_size=g,
         )
+
+    def served(params, prompt_bp, valid_bp, rng):
+        model = nnx.merge(ctx.graphdef, sharding.reshard_for_rollout(params))
+        bank = engine.extend(model, engine.init_slots(model, prompt_bp.shape[0], prompt_bp.shape[1]), prompt_bp, valid_bp)
+        requests = jnp.arange(prompt_bp.shape[0] * g, dtype=jnp.int32) // g
+        out = engine.serve(model, bank, requests, rng, sampling, num_slots=slots)
+        return SampleOutput(response_bt=out.tokens_sn, logp_bt=out.logp_sn, mask_bt=out.mask_sn, length_b=out.length_s)
 
     def with_reward(batch, reward_b):
         batch = batch.replace(reward_b=reward_b)

@@ -1,0 +1,129 @@
+"""The collector contract, for every collector and wrapper in ``polrl.collectors``: what
+``collect`` returns matches ``example``, its state keeps its structure, jit == no-jit, and a
+second step with new data does not retrace. Runs on a float64 tiny model, so the jitted and
+eager samples cannot differ by float32 rounding."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from polrl import algorithms, collectors, sharding
+from polrl.core import Collector
+from polrl.envs import DeviceEnv
+from polrl.models import TransformerConfig
+from polrl.rollout import SamplingConfig
+from polrl.tasks import Task, token_exact_match
+from polrl.train import steps
+from tiny_models import tiny_params
+
+V, EOS, PAD, G = 8, 7, 0, 2
+CFG = TransformerConfig(vocab_size=V, d_model=16, num_layers=1, num_heads=2, num_kv_heads=1, mlp_dim=32, max_len=16,
+                        dtype=jnp.float64, param_dtype=jnp.float64)
+SAMPLING = SamplingConfig(max_new_tokens=4, eos_id=EOS, pad_id=PAD)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    with jax.enable_x64(True):
+        yield
+
+
+@functools.lru_cache(maxsize=None)
+def _model():
+    with jax.enable_x64(True):
+        return tiny_params(CFG)
+
+
+def _context():
+    task = Task(name="tiny", tokenizer=None, max_prompt_len=3, max_answer_len=3, train=[], test=[],
+                host_reward=None, device_reward=token_exact_match)
+    return collectors.Context(graphdef=_model()[0], task=task, sampling=SAMPLING, group_size=G,
+                              layout=sharding.layout_from_config(None))
+
+
+def _echo_step(count_k, tokens_kn, mask_kn):
+    """Echoes a turn's first token, pays the number of turns played when the turn ends with EOS."""
+    count_k = count_k + 1
+    done_k = jnp.any(mask_kn & (tokens_kn == EOS), axis=1)
+    return count_k, tokens_kn[:, :1], ~done_k[:, None], jnp.where(done_k, count_k, 0).astype(jnp.float32), done_k
+
+
+_ECHO = DeviceEnv(name="echo", observation_len=1, step=_echo_step,
+                  reset=lambda rows: (jnp.zeros(rows["prompt_bp"].shape[:1], jnp.int32),
+                                      rows["prompt_bp"][:, -1:], rows["prompt_valid_bp"][:, -1:]))
+
+
+def _wrapped(wrapper):
+    return lambda ctx: wrapper(collectors.group_samples(ctx), ctx)
+
+
+CASES = {
+    "demonstrations": collectors.demonstrations,
+    "group_samples": collectors.group_samples,
+    "group_samples(slots)": functools.partial(collectors.group_samples, slots=3),
+    "preference_pairs": collectors.preference_pairs,
+    "with_expert_rows": _wrapped(collectors.with_expert_rows(1)),
+    "dynamic_sampling": _wrapped(collectors.dynamic_sampling(2)),
+    "with_greedy_baseline": _wrapped(collectors.with_greedy_baseline()),
+    "with_replay": _wrapped(collectors.with_replay(capacity=4, num_replay=1)),
+    "turns": lambda ctx: collectors.turns(ctx, env=_ECHO, max_turns=2, turn_tokens=2),
+}
+
+
+def _data(seed, prompts):
+    rng = np.random.default_rng(seed)
+    valid = np.ones((prompts, 3), bool)
+    valid[0, 0] = False
+    answer_valid = np.ones((prompts, 3), bool)
+    answer_valid[:, 2] = False
+    return {
+        "prompt_bp": jnp.asarray(np.where(valid, rng.integers(1, V - 1, (prompts, 3)), PAD), jnp.int32),
+        "prompt_valid_bp": jnp.asarray(valid),
+        "answer_ba": jnp.asarray(np.where(answer_valid, rng.integers(1, V - 1, (prompts, 3)), PAD), jnp.int32),
+        "answer_valid_ba": jnp.asarray(answer_valid),
+    }
+
+
+def test_every_exported_collector_has_a_contract_case():
+    exported = {n for n in collectors.__all__ if n in dir(collectors) and n not in
+                ("Context", "compose", "demonstration_batch", "keep_informative_groups", "rollout_metrics",
+                 "best_and_worst")}
+    assert exported == {name.split("(")[0] for name in CASES}, f"add a contract case for {sorted(exported - set(CASES))}"
+
+
+def _signature(tree):
+    return jax.tree.structure(tree), [(x.shape, x.dtype) for x in jax.tree.leaves(tree)]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_collector_contract(name):
+    collector = CASES[name](_context())
+    assert isinstance(collector, Collector)
+    prompts = 2
+    graphdef, params = _model()
+    state = steps.init_state(params, algorithms.grpo(kl_coef=0.0), jax.random.key(0), ref_params=params,
+                             collector=collector, prompts=prompts)
+    if "reference" in collector.needs:
+        assert state.ref_params is not None
+    reads = collector.reads(prompts)
+    traces = []
+
+    def collect(cstate, policy_state, data, rng):
+        traces.append(None)
+        return collector.collect(cstate, policy_state, data, rng)
+
+    jitted = jax.jit(collect)
+    batch, cstate, metrics = jitted(state.collector_state, state, _data(0, reads), jax.random.key(1))
+    assert _signature(batch) == _signature(collector.example(prompts))
+    assert batch.batch_size % batch.group_size == 0
+    assert jax.tree.structure(cstate) == jax.tree.structure(state.collector_state)
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in jax.tree.leaves(metrics))
+    eager = collector.collect(state.collector_state, state, _data(0, reads), jax.random.key(1))
+    for a, b in zip(jax.tree.leaves((batch, cstate, metrics)), jax.tree.leaves(eager), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+    again, cstate2, _ = jitted(cstate, state.replace(step=jnp.int32(1)), _data(1, reads), jax.random.key(2))
+    assert len(traces) == 1, "a second step with same-shaped data retraced"
+    assert _signature(again) == _signature(batch)
+    assert jax.tree.structure(cstate2) == jax.tree.structure(cstate)
