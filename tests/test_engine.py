@@ -30,33 +30,38 @@ def float64():
         yield
 
 
+# Layer 0 attends only to the last 3 positions (Gemma 2's sliding window), so holes in a cached
+# sequence must not shift its window.
+SLIDING = dataclasses.replace(CFG, sliding_window=3, sliding_layers=(0,))
+
+
 @functools.lru_cache(maxsize=None)
-def parts():
+def parts(config=CFG):
     with jax.enable_x64(True):
-        return tiny_params(CFG, seed=0)
+        return tiny_params(config, seed=0)
 
 
-def model():
-    graphdef, params = parts()
+def model(config=CFG):
+    graphdef, params = parts(config)
     return nnx.merge(graphdef, params)
 
 
-@functools.partial(jax.jit, static_argnums=2)
-def next_token(seq, u, config):
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def next_token(seq, u, config, model_config=CFG):
     """The draw after the real tokens of ``seq`` (right-padded to max_len with -1), from a full
     forward without a cache."""
-    graphdef, params = parts()
+    graphdef, params = parts(model_config)
     valid = seq >= 0
     logits = nnx.merge(graphdef, params)(jnp.maximum(seq, 0)[None], jnp.arange(seq.shape[0])[None], valid[None])
     return draw(logits[:, valid.sum() - 1], u[None], config)
 
 
-def brute_force(prefix: list[int], uniforms, config: SamplingConfig, budget: int, stops=()):
+def brute_force(prefix: list[int], uniforms, config: SamplingConfig, budget: int, stops=(), model_config=CFG):
     """Tokens, log-probs and finish reason of one row, re-running prefix ++ generated each step."""
     seq, tokens, logps = list(prefix), [], []
     for i in range(budget):
         padded = jnp.asarray(seq + [-1] * (CFG.max_len - len(seq)), jnp.int32)
-        token, logp = next_token(padded, jnp.asarray(uniforms[i]), config)
+        token, logp = next_token(padded, jnp.asarray(uniforms[i]), config, model_config)
         token, logp = int(token[0]), float(logp[0])
         tokens.append(token)
         logps.append(logp)
@@ -103,25 +108,27 @@ def test_extend_then_generate_equals_brute_force(config):
         check_row(gen, row, *brute_force(prompt, uniform[:, row], config, 7), config)
 
 
-def test_multi_turn_program_equals_brute_force():
+@pytest.mark.parametrize("model_config", [CFG, SLIDING], ids=["full", "sliding_window"])
+def test_multi_turn_program_equals_brute_force(model_config):
     """generate (stop sequence) → extend a right-padded observation → generate again: each turn
-    continues the exact token history, holes and all."""
-    m = model()
+    continues the exact token history, holes and all (a sliding window counts positions, not
+    cache columns)."""
+    m = model(model_config)
     config = SamplingConfig(max_new_tokens=5, eos_id=EOS)
     stops = ((4, 4), (7,))
     tokens, valid = left_padded(PROMPTS, 6)
     slots = engine.extend(m, engine.init_slots(m, 3, 6 + 5 + 3 + 5), tokens, valid)
     rng1, rng2 = jax.random.key(1), jax.random.key(2)
     turn1, slots = engine.generate(m, slots, rng1, config, stop_sequences=stops)
-    obs = jnp.asarray([[10, 11, 0], [12, 0, 0], [10, 10, 10]], jnp.int32)
+    obs = jnp.asarray([[0, 10, 11], [12, 0, 0], [10, 0, 10]], jnp.int32)  # holes before, after, inside
     slots = engine.extend(m, slots, obs, obs != 0)
     turn2, _ = engine.generate(m, slots, rng2, config, stop_sequences=stops, commit_last=False)
     u1, u2 = np.asarray(jax.random.uniform(rng1, (5, 3))), np.asarray(jax.random.uniform(rng2, (5, 3)))
     for row, prompt in enumerate(PROMPTS):
-        first = brute_force(prompt, u1[:, row], config, 5, stops)
+        first = brute_force(prompt, u1[:, row], config, 5, stops, model_config)
         check_row(turn1, row, *first, config)
         history = prompt + first[0] + [t for t in np.asarray(obs[row]).tolist() if t]
-        check_row(turn2, row, *brute_force(history, u2[:, row], config, 5, stops), config)
+        check_row(turn2, row, *brute_force(history, u2[:, row], config, 5, stops, model_config), config)
 
 
 def test_fork_continues_the_source_and_release_empties():

@@ -8,8 +8,9 @@ Gemma 2 options (arXiv:2408.00118): ``post_norms`` also normalises each branch's
 (xₗ' = xₗ + RMSNorm(Attn(RMSNorm(xₗ))), likewise for the MLP); ``final_softcap`` caps the
 logits, logits ← cap · tanh(logits / cap); ``attn_softcap`` and ``query_pre_attn_scalar``
 act on the attention scores (see ``layers.Attention``); the layers listed in
-``sliding_layers`` attend only to the last ``sliding_window`` slots (query slot − key slot <
-window; slots and positions differ by a constant per row, since pads are only on the left).
+``sliding_layers`` attend only to the keys less than ``sliding_window`` positions back (query
+position − key position < window; a cache records each key's position, so holes in a cached
+sequence do not shift the window).
 
 Numerics: parameters are stored in ``param_dtype`` (the optimizer's master copy, float32 by
 default) and cast to ``dtype`` where they are used, so bfloat16 compute keeps float32 master
@@ -194,6 +195,7 @@ class KVCache:
                slicing a stack; these layouts make q·kᵀ and A·v plain batched matmuls over
                (B, kv_heads), with no per-step transpose of the cache.
     valid_bs:  bool [B, S], slot holds a real token (False for pads and unwritten slots).
+    position_bs: int32 [B, S], the RoPE position of the token in each slot (sliding windows).
     index:     int32 [B], the next slot each row writes (rows may be at different lengths:
                the rollout engine's slots); writes past S are dropped.
     """
@@ -201,6 +203,7 @@ class KVCache:
     k: tuple[jax.Array, ...]
     v: tuple[jax.Array, ...]
     valid_bs: jax.Array
+    position_bs: jax.Array
     index: jax.Array
 
 
@@ -215,7 +218,8 @@ def init_cache(config: TransformerConfig, batch: int, length: int, dtype: Any = 
     layers = range(config.num_layers)
     return KVCache(k=tuple(jnp.zeros(k_shape, dtype) for _ in layers),
                    v=tuple(jnp.zeros(v_shape, dtype) for _ in layers),
-                   valid_bs=jnp.zeros((batch, length), bool), index=jnp.zeros((batch,), jnp.int32))
+                   valid_bs=jnp.zeros((batch, length), bool), position_bs=jnp.zeros((batch, length), jnp.int32),
+                   index=jnp.zeros((batch,), jnp.int32))
 
 
 def write_columns(cache_x: jax.Array, new_x: jax.Array, index_b: jax.Array, axis: int) -> jax.Array:
@@ -303,13 +307,14 @@ class Transformer(nnx.Module):
             x = x * jnp.asarray(cfg.d_model ** 0.5, cfg.dtype)
         if cache is None:
             assert t <= cfg.max_len, (t, cfg.max_len)
-            valid_bs, index, kv = valid_bt, None, [None] * cfg.num_layers
+            valid_bs, position_bs, index, kv = valid_bt, positions_bt, None, [None] * cfg.num_layers
             query_slot = jnp.arange(t)[None]  # [1, T]
         else:
             assert cache.valid_bs.shape[0] == b and len(cache.k) == cfg.num_layers, (
                 cache.valid_bs.shape, b, len(cache.k))
             index = cache.index
             valid_bs = write_columns(cache.valid_bs, valid_bt, index, axis=1)
+            position_bs = write_columns(cache.position_bs, positions_bt, index, axis=1) if cfg.sliding_layers else cache.position_bs
             query_slot = index[:, None] + jnp.arange(t)  # [B, T]
             kv = list(zip(cache.k, cache.v))
         key_slot = jnp.arange(valid_bs.shape[1])
@@ -318,7 +323,7 @@ class Transformer(nnx.Module):
                               cfg.rope_scaling, wide(cfg.dtype))
         block = nnx.remat(Block.__call__) if cfg.remat else Block.__call__
         if cfg.sliding_layers:
-            visible_near = visible & ((query_slot[:, :, None] - key_slot) < cfg.sliding_window)
+            visible_near = visible & ((positions_bt[:, :, None] - position_bs[:, None, :]) < cfg.sliding_window)
         new_kv = []
         for i, (layer, layer_kv) in enumerate(zip(self.layers, kv)):
             layer_visible = visible_near if i in cfg.sliding_layers else visible
@@ -328,7 +333,7 @@ class Transformer(nnx.Module):
         if cache is None:
             return hidden, None
         ks, vs = zip(*new_kv)
-        return hidden, KVCache(k=tuple(ks), v=tuple(vs), valid_bs=valid_bs, index=index + t)
+        return hidden, KVCache(k=tuple(ks), v=tuple(vs), valid_bs=valid_bs, position_bs=position_bs, index=index + t)
 
     @property
     def max_len(self) -> int:

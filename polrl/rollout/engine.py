@@ -96,6 +96,7 @@ def constrain(slots: Slots) -> Slots:
     heads = lambda x: sharding.constrain(x, ("batch", "kv_heads", None, None), rollout=True)
     cache = slots.cache.replace(k=tuple(map(heads, slots.cache.k)), v=tuple(map(heads, slots.cache.v)),
                                 valid_bs=sharding.constrain_batch(slots.cache.valid_bs, rollout=True),
+                                position_bs=sharding.constrain_batch(slots.cache.position_bs, rollout=True),
                                 index=sharding.constrain_batch(slots.cache.index, rollout=True))
     return slots.replace(cache=cache, position_s=sharding.constrain_batch(slots.position_s, rollout=True),
                          hidden_sd=sharding.constrain_batch(slots.hidden_sd, rollout=True))
@@ -311,6 +312,7 @@ def serve(model, bank: Slots, prompt_r: jax.Array, rng: jax.Array, config: Sampl
     uniform_rn = jax.random.uniform(rng, (r, n))
     slots = init_slots(model, s, width)
     bank_valid = jnp.pad(bank.cache.valid_bs, ((0, 0), (0, width - bank.capacity)))
+    bank_position = jnp.pad(bank.cache.position_bs, ((0, 0), (0, width - bank.capacity)))
 
     def refill(loop: _Serve) -> _Serve:
         s = loop.request_s.shape[0]
@@ -329,6 +331,7 @@ def serve(model, bank: Slots, prompt_r: jax.Array, rng: jax.Array, config: Sampl
             k=tuple(write(x, b, 3) for x, b in zip(cache.k, bank.cache.k)),
             v=tuple(write(x, b, 2) for x, b in zip(cache.v, bank.cache.v)),
             valid_bs=cache.valid_bs.at[dst_s].set(bank_valid[src_s], mode="drop"),
+            position_bs=cache.position_bs.at[dst_s].set(bank_position[src_s], mode="drop"),
             index=cache.index.at[dst_s].set(bank.cache.index[src_s], mode="drop"))
         new = loop.slots.replace(cache=cache,
                                  position_s=loop.slots.position_s.at[dst_s].set(bank.position_s[src_s], mode="drop"),
