@@ -188,6 +188,9 @@ def main(argv=None) -> None:
 
     from absl import logging
 
+    from polrl.devices import use_every_core
+
+    use_every_core()  # as the launcher: one host device per core, the configs' mesh uses them all
     logging.set_verbosity(logging.ERROR)
     base = pathlib.Path(args.workdir)
     base.mkdir(parents=True, exist_ok=True)

@@ -6,12 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from polrl import algorithms, sharding
 from polrl.core import Batch
 from polrl.models import TransformerConfig
-from polrl.rollout import SamplingConfig, sample
+from polrl.rollout import SamplingConfig, engine, sample
 from polrl.train import steps
 from tiny_models import tiny_params
 
@@ -110,6 +111,14 @@ def _sample(params, prompt, valid, rng):
     return sample(_model()[0], params, prompt, valid, rng, SAMPLING)
 
 
+def _serve(params, prompt, valid, rng):
+    """Continuous batching: 16 requests (2 per prompt, varied budgets) through 8 slots."""
+    model = nnx.merge(_model()[0], sharding.reshard_for_rollout(params))
+    bank = engine.extend(model, engine.init_slots(model, prompt.shape[0], PROMPT), prompt, valid)
+    budget = jnp.arange(2 * prompt.shape[0], dtype=jnp.int32) % 4 + 1
+    return engine.serve(model, bank, jnp.arange(2 * prompt.shape[0]) // 2, rng, SAMPLING, num_slots=8, max_new_r=budget)
+
+
 @functools.lru_cache(maxsize=None)
 def _one_device():
     state, metrics = jax.jit(TRAIN)(_state(), _batch())
@@ -150,3 +159,16 @@ def test_sharded_update_and_sampling_match_one_device(shape):
     np.testing.assert_array_equal(sampled1.response_bt, out.response_bt)
     np.testing.assert_allclose(sampled1.logp_bt, out.logp_bt, rtol=1e-5, atol=1e-6)
     assert out.response_bt.sharding.spec == P(("data", "fsdp"))
+
+
+def test_continuous_batching_under_a_mesh_matches_one_device():
+    b = _batch()
+    served1 = jax.jit(_serve)(_model()[1], b.prompt_bp[::2], b.prompt_valid_bp[::2], jax.random.key(6))
+    layout = sharding.Layout(sharding.make_mesh(2, 2, 2))
+    server = layout.jit(_serve, ("state", "batch", "batch", "replicated"), "replicated")
+    served = server(layout.put(_model()[1], layout.state_shardings(_model()[1])), b.prompt_bp[::2],
+                    b.prompt_valid_bp[::2], jax.random.key(6))
+    np.testing.assert_array_equal(served1.tokens_sn, served.tokens_sn)
+    np.testing.assert_array_equal(served1.length_s, served.length_s)
+    np.testing.assert_array_equal(served1.length_s, np.arange(16) % 4 + 1)  # every budget, exactly
+    np.testing.assert_allclose(served1.logp_sn, served.logp_sn, rtol=1e-5, atol=1e-6)
