@@ -7,7 +7,6 @@ import pathlib
 import jax.numpy as jnp
 import pytest
 
-from jax_cache import persistent_cache
 from polrl.train import metrics as metrics_lib
 from polrl.train.build import build_spec
 from polrl.train.trainer import Trainer
@@ -24,14 +23,6 @@ EXPERIMENTS = [
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("POLRL_DATA_DIR", str(tmp_path_factory.getbasetemp() / "data"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """One persistent compilation cache for the smoke runs of every test worker: the configs share
-    their warm-start, evaluation and many update programs, which then compile once."""
-    with persistent_cache(str(tmp_path_factory.getbasetemp().parent / "jax_cache_experiments")):
-        yield
 
 
 def smoke_config(name):
