@@ -37,6 +37,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.provenance import cpu_model  # noqa: E402
+
 NOUNS = (
     "grpo", "ppo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo",
     "chord", "opmd", "asymre", "rec", "mdpo", "lp_reg", "rover", "otr", "copg", "drpo", "rl_plus",
@@ -114,8 +116,9 @@ def run_one(noun: str, seed: int, steps: int, base: pathlib.Path) -> dict:
         "noun": noun, "seed": seed, "steps": steps,
         "warm_accuracy": evals[0]["eval/accuracy"], "accuracy": evals[-1]["eval/accuracy"],
         "entropy": _last_fraction_mean(records, "entropy"), "kl": _last_fraction_mean(records, "kl"),
-        "seconds": seconds,
+        "seconds": seconds, "cpu": cpu_model(),
     }
+
 
 
 def _fmt(xs, scale=1.0, digits=1):

@@ -17,7 +17,9 @@ Both decode the same R requests with the same number of rows per decode step, so
 difference is how long rows wait for the longest row of their batch. Useful tokens are the
 generated ones (the sum of the lengths, the same for both). The two are timed alternately; each
 time is the median over ``--repeats`` rounds and ``speedup_vs_static`` the median of the
-per-round ratios. The last line printed is one JSON object.
+per-round ratios. The last line printed is one JSON object, also appended (with every round's
+times, the CPU and the commit) to ``--results`` (default
+``benchmarks/results/rollout_lengths.jsonl``).
 """
 from __future__ import annotations
 
@@ -29,12 +31,14 @@ import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "rollout_lengths.jsonl"
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from benchmarks import provenance  # noqa: E402
 from polrl.models import Transformer, TransformerConfig  # noqa: E402
 from polrl.rollout import SamplingConfig, engine  # noqa: E402
 
@@ -94,6 +98,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--requests", type=int, default=256)
     parser.add_argument("--slots", type=int, default=64)
+    parser.add_argument("--results", default=str(RESULTS), help="raw results file (one JSON line per run)")
     args = parser.parse_args()
     if args.requests % args.slots or args.slots % GROUP:
         raise SystemExit(f"--requests must be a multiple of --slots, and --slots of {GROUP}")
@@ -117,7 +122,9 @@ def main():
         "static_tokens_per_s": useful / statistics.median(t_static),
         "continuous_tokens_per_s": useful / statistics.median(t_cont),
         "speedup_vs_static": statistics.median(ratios),
+        "static_s": t_static, "continuous_s": t_cont, **provenance.provenance(),
     }
+    provenance.append(args.results, result)
     print(json.dumps(result))
 
 

@@ -13,7 +13,8 @@ Shape: vocab 512, d_model 256, 4 layers, 8 heads / 2 KV heads, MLP 688, batch 32
 (compiled) first. With ``--vs hf`` the two are timed alternately (polrl, HF, polrl, HF, …),
 so a slow spell of a shared machine hits both; each time is the median of ``--repeats``
 runs and ``speedup_vs_hf`` is the median of the per-round ratios. The last line printed
-is one JSON object.
+is one JSON object, also appended (with every round's times, the CPU and the commit) to
+``--results`` (default ``benchmarks/results/sampler.jsonl``).
 
 ``--ceiling`` also times, in the same rounds, a jitted program that performs only the
 sampler's dense matmuls — the same weights, the prefill's projections over B·P rows, then
@@ -39,6 +40,7 @@ import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "sampler.jsonl"
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -46,6 +48,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 
+from benchmarks import provenance  # noqa: E402
 from benchmarks.flops import matmul_peak_flops, transformer_forward_flops  # noqa: E402
 from polrl.devices import use_every_core  # noqa: E402
 from polrl.models import Transformer, TransformerConfig  # noqa: E402
@@ -159,6 +162,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--ceiling", action="store_true",
                         help="also time the sampler's dense matmuls alone (an upper bound)")
+    parser.add_argument("--results", default=str(RESULTS), help="raw results file (one JSON line per run)")
     args = parser.parse_args()
     use_every_core()
 
@@ -202,6 +206,8 @@ def main():
             result["ceiling_speedup_vs_hf"] = statistics.median(
                 h / c for c, h in zip(ceiling_times, hf_times))
         print(f"hf:    {result['hf_tokens_per_s']:.0f} tokens/s, {hf * 1e3:.1f} ms per batch")
+    result.update(polrl_s=polrl_times, hf_s=hf_times, ceiling_s=ceiling_times, **provenance.provenance())
+    provenance.append(args.results, result)
     print(json.dumps(result))
 
 

@@ -31,6 +31,7 @@ import ml_collections
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.trainer = "control"
+    c.run = "relic"  # polrl.control.relic trains this config
     c.seed = 0
     c.num_seeds = 3
     c.algorithm = "relic"

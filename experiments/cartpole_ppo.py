@@ -21,6 +21,7 @@ import ml_collections
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.trainer = "control"
+    c.run = "train"  # polrl.control.train trains this config
     c.seed = 0
     c.num_seeds = 3
     c.env_name = "CartPole-v1"

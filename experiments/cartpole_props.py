@@ -34,8 +34,7 @@ from experiments import cartpole_ppo
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = cartpole_ppo.get_config(None)
-    c.algorithm = "props"
-    c.props_target = "ppo"
+    c.run = "props"  # polrl.control.props trains this config; algorithm: the target's noun (ppo)
     c.total_timesteps = 100_000
     c.props = ml_collections.ConfigDict(dict(
         buffer_batches=2, behavior_chunks=4, behavior_updates=True,

@@ -33,6 +33,7 @@ import ml_collections
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.trainer = "control"
+    c.run = "hnpg"  # polrl.control.hnpg trains this config
     c.seed = 0
     c.num_seeds = 3
     c.algorithm = "hnpg"

@@ -1,6 +1,7 @@
 """Every control experiment's :smoke config runs through ``polrl.control.run`` (the launcher's
 control entry) and writes metrics.jsonl and curves.png; cartpole_mdpo goes through
-``python -m polrl.launch`` (the config's ``trainer = "control"`` dispatch)."""
+``python -m polrl.launch`` (the config's ``trainer = "control"`` dispatch). Every control config
+names the module that trains it (``config.run``); any other name is refused in one line."""
 import importlib
 import json
 import os
@@ -11,7 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from polrl.control import run
+import ml_collections
+
+from polrl.control import experiment, run
 from polrl.train import metrics as metrics_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -27,6 +30,37 @@ def test_control_configs_are_documented():
         assert "Expected result" in module.__doc__ and "MEASURED" not in module.__doc__, name
         with pytest.raises(ValueError, match="unknown arg"):
             module.get_config("smok")
+
+
+def control_configs() -> list[str]:
+    """Every experiment config of the control trainer."""
+    names = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if p.stem != "__init__")
+    return [n for n in names if importlib.import_module(f"experiments.{n}").get_config().get("trainer") == "control"]
+
+
+def test_every_control_config_names_the_module_that_trains_it():
+    assert experiment.trainer_names() == ["hnpg", "marl", "props", "relic", "train", "unio4"]
+    names = control_configs()
+    assert set(CONTROL) | {"cartpole_unio4", "lock_hnpg", "mpe_spread_mappo", "mpe_spread_ippo", "bandit_relic"} <= set(names)
+    for name in names:
+        config = importlib.import_module(f"experiments.{name}").get_config()
+        module = experiment.trainer_module(config)
+        assert module.__name__ == f"polrl.control.{config.run}" and callable(module.make_run), name
+
+
+@pytest.mark.parametrize("bad", ["ppo", "envs", "missing"])  # a noun, a module without make_run, no field
+def test_unknown_trainer_module_is_refused_in_one_line(bad):
+    config = importlib.import_module("experiments.cartpole_ppo").get_config("smoke").to_dict()
+    if bad == "missing":
+        del config["run"]
+    else:
+        config["run"] = bad
+    with pytest.raises(ValueError) as error:
+        run(ml_collections.ConfigDict(config), "/nonexistent")
+    message = str(error.value)
+    shown = None if bad == "missing" else bad
+    assert message.startswith(f"config.run={shown!r} is not a control trainer") and "\n" not in message
+    assert all(repr(name) in message for name in experiment.trainer_names())
 
 
 def check_workdir(name, config, summary, tmp_path):

@@ -135,7 +135,7 @@ def test_config_must_use_the_data_lock():
     config = importlib.import_module("experiments.lock_hnpg").get_config("smoke")
     config.offline_data.env_kwargs.lock_seed = 7
     with pytest.raises(ValueError, match="same lock"):
-        hnpg.make_train(config)
+        hnpg.make_run(config)
 
 
 @pytest.mark.slow

@@ -2,14 +2,17 @@
 
 ``envs`` (vectorized gymnax with auto-reset and truncation), ``policies`` (NNX actor-critic),
 ``rollout`` (scan over steps of vmapped envs), ``batch`` (``ControlBatch``: the shared ``Batch``
-for transitions), ``algorithms`` (nouns: ``ppo``, ``mdpo``), ``train`` (``make_train``: one jitted
-run, vmappable over seeds and hyper-parameters), ``props`` (PROPS: adaptive behaviour policy),
-``sampling_error``, ``experiment`` (``run(config, workdir)``, the launcher's entry).
+for transitions), ``algorithms`` (nouns: ``ppo``, ``mdpo``), ``sampling_error``.
+
+Trainer modules, each with ``make_run(config) -> seeds.Run`` (a config picks one with
+``config.run``): ``train`` (on-policy PPO / MDPO: one jitted run, vmappable over seeds and
+hyper-parameters; ``make_train``), ``props`` (PROPS: adaptive behaviour policy), ``marl``
+(MAPPO / IPPO), ``relic`` (in-context RL with partial updates), ``unio4`` (offline then online),
+``hnpg`` (hybrid NPG). ``experiment.run(config, workdir)`` is the launcher's entry.
 """
 from polrl.control import algorithms, envs, policies, rollout
 from polrl.control.batch import ControlBatch
 from polrl.control.experiment import run
-from polrl.control.props import make_train_props
 from polrl.control.train import make_train
 
-__all__ = ["ControlBatch", "algorithms", "envs", "make_train", "make_train_props", "policies", "rollout", "run"]
+__all__ = ["ControlBatch", "algorithms", "envs", "make_train", "policies", "rollout", "run"]

@@ -1,68 +1,76 @@
 """Launcher entry for control configs: ``polrl.control.run(config, workdir)`` (this module's ``run``).
 
 ``python -m polrl.launch --config experiments/cartpole_ppo.py --workdir DIR`` reaches here for a
-config with ``trainer = "control"``. All ``num_seeds`` seeds train in one jitted, vmapped call;
-then ``DIR/metrics.jsonl`` gets one record per update (``step`` = environment steps so far,
-``phase = "control"``, ``mean_return`` and every metric averaged over the seeds, with
-``mean_return_std`` across seeds) and ``DIR/curves.png`` the return curve (mean ± std).
+config with ``trainer = "control"``. The config names the module that trains it:
+``config.run = NAME`` imports ``polrl.control.NAME`` and calls its ``make_run(config)``, which
+returns a ``polrl.control.seeds.Run`` (the protocol every trainer module follows). All
+``num_seeds`` seeds from ``config.seed`` train in one jitted, vmapped call
+(``seeds.train_seeds``); then ``DIR/metrics.jsonl`` gets one record per update (``step`` =
+environment steps so far, ``phase = "control"``, every per-update curve of ``Run.report``
+averaged over the seeds, with ``mean_return_std`` across seeds) and ``DIR/curves.png`` the return
+curve (mean ± std). The summary holds ``Run.report``'s scalars and the final return.
 """
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import time
+from types import ModuleType
 
 import jax
 import numpy as np
 
-from polrl.control.props import make_train_props
-from polrl.control.train import make_train
+from polrl.control.seeds import train_seeds
 from polrl.train.metrics import MetricWriter
 
 
-def make_any_train(config):
-    """PROPS (``algorithm = "props"``, target noun in ``config.props_target``) or ``make_train``."""
-    if config.algorithm == "props":
-        target = config.copy_and_resolve_references()
-        with target.unlocked():
-            target.algorithm = config.get("props_target", "ppo")
-        return make_train_props(target)
-    return make_train(config)
+def trainer_names() -> list[str]:
+    """The modules of ``polrl.control`` that define ``make_run``: what ``config.run`` may name."""
+    package = importlib.import_module("polrl.control")
+    names = [m.name for m in pkgutil.iter_modules(package.__path__)]
+    return sorted(n for n in names if hasattr(importlib.import_module(f"polrl.control.{n}"), "make_run"))
+
+
+def trainer_module(config) -> ModuleType:
+    """``polrl.control.<config.run>``, the module whose ``make_run`` trains ``config``."""
+    name = config.get("run")
+    package = importlib.import_module("polrl.control")
+    if isinstance(name, str) and name in {m.name for m in pkgutil.iter_modules(package.__path__)}:
+        module = importlib.import_module(f"polrl.control.{name}")
+        if hasattr(module, "make_run"):
+            return module
+    raise ValueError(
+        f"config.run={name!r} is not a control trainer; set it to the module polrl.control.<run> that "
+        f"trains this config, one of {trainer_names()}"
+    )
 
 
 def run(config, workdir: str) -> dict:
     """Trains ``config.num_seeds`` seeds from ``config.seed``; returns the summary dict."""
-    from polrl.control import runs  # trainers with their own loop (HNPG, Uni-O4, …)
-
-    if config.algorithm in runs.ALGORITHMS:
-        return runs.run(config, workdir)
-    train = make_any_train(config)
+    trainer = trainer_module(config).make_run(config)
     num_seeds = int(config.get("num_seeds", 1))
     keys = jax.random.split(jax.random.key(int(config.seed)), num_seeds)
     start = time.time()
-    _, metrics = jax.block_until_ready(jax.jit(jax.vmap(train))(keys))
+    _, metrics = jax.block_until_ready(train_seeds(trainer, keys))
     wall = time.time() - start
-    metrics = {k: np.asarray(v, np.float64) for k, v in metrics.items()}  # [seeds, K]
-    steps_per_update = int(config.num_envs) * int(config.num_steps)
-    num_updates = metrics["mean_return"].shape[1]
+    curves, summary = trainer.report({k: np.asarray(v, np.float64) for k, v in metrics.items()})
+    returns = curves["mean_return"]  # [seeds, K]
+    steps = trainer.steps_per_update
     writer = MetricWriter(workdir, tensorboard=False)
     try:
-        for k in range(num_updates):
-            record = {name: float(v[:, k].mean()) for name, v in metrics.items()}
-            record.update(step=(k + 1) * steps_per_update, phase="control",
-                          mean_return_std=float(metrics["mean_return"][:, k].std()))
+        for k in range(returns.shape[1]):
+            record = {name: float(v[:, k].mean()) for name, v in curves.items() if v.ndim == 2}
+            record.update(step=(k + 1) * steps, phase="control", mean_return_std=float(returns[:, k].std()))
             writer.write(record)
     finally:
         writer.close()
-    plot_returns(metrics["mean_return"], steps_per_update, os.path.join(workdir, "curves.png"), config.env_name)
-    final = metrics["mean_return"][:, -1]
-    summary = dict(
-        env_steps=num_updates * steps_per_update, num_seeds=num_seeds,
-        final_mean_return=float(final.mean()), final_std=float(final.std()),
-        wall_s=round(wall, 2),
+    plot_returns(returns, steps, os.path.join(workdir, "curves.png"), f"{config.env_name} {config.algorithm}")
+    final = returns[:, -1]
+    summary.update(
+        env_steps=returns.shape[1] * steps, num_seeds=num_seeds,
+        final_mean_return=float(final.mean()), final_std=float(final.std()), wall_s=round(wall, 2),
     )
-    for key in ("sampling_error", "sampling_error_pooled"):
-        if key in metrics:
-            summary[key] = float(metrics[key][:, 1:].mean())
     return {"control": summary}
 
 

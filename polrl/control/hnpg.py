@@ -144,9 +144,10 @@ def hyper(config) -> dict:
     return {**DEFAULTS, **given}
 
 
-def make_train(config) -> Run:
-    """``Run(init, train)``: ``init(rng) -> Params`` (eager), ``train(rng, params, data) ->
-    (Params, metrics)``; ``data`` = ``per_step_data`` of the offline set (``load_data``).
+def make_run(config) -> Run:
+    """The launcher's ``Run`` (``config.run = "hnpg"``): ``init(rng) -> Params`` (eager),
+    ``train(rng, params, data) -> (Params, metrics)``; ``data`` = ``per_step_data`` of the
+    offline set (``load_data``, generated on first use); one update is num_envs × H steps.
 
     Config: ``env_name = "CombinationLock"``, ``env_params`` (horizon, action_dim, lock_seed — the
     same as ``offline_data.env_kwargs``), ``num_envs`` (episodes per update), ``total_timesteps``
@@ -270,7 +271,7 @@ def make_train(config) -> Run:
         keys = jax.random.split(rng, num_updates)
         return jax.lax.scan(lambda p, k: update(p, k, data), params, keys)
 
-    return Run(init, train)
+    return Run(init, train, steps_per_update=env.num_envs * horizon, data=(load_data(config),))
 
 
 def load_data(config):
@@ -280,4 +281,4 @@ def load_data(config):
     return jax.tree.map(jnp.asarray, per_step_data(data, horizon))
 
 
-__all__ = ["load_data", "make_train", "npg_step", "per_step_data", "surrogate_objective"]
+__all__ = ["load_data", "make_run", "npg_step", "per_step_data", "surrogate_objective"]

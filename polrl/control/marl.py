@@ -8,8 +8,8 @@
   the same concatenation).
 
 Both are the repo's PPO unchanged (``polrl.control.train.run_on_policy``: rollout, per-step GAE
-``stepwise_gae``, the shared clipped surrogate / clipped value loss / entropy bonus,
-``update_epochs``). What is multi-agent lives in two pieces:
+``stepwise_gae``, the shared clipped surrogate / clipped value loss / entropy bonus, the shared
+update loop ``polrl.train.update.epochs``). What is multi-agent lives in two pieces:
 
 * ``MultiAgentVecEnv``: E parallel JaxMARL environments with A agents seen as E·A rows (row
   e·A + i = agent i of environment e), each row's observation the concatenation
@@ -196,16 +196,16 @@ def setup(config) -> control_train.Setup:
     )
 
 
-def make_train(config) -> Run:
-    """``Run(init, train)``: ``init(rng)`` = the model's parameters (eager), ``train(rng, params,
-    hparams=None) -> ((PolicyState, EnvCarry), metrics)`` = the repo's PPO loop on the rows."""
+def make_run(config) -> Run:
+    """The launcher's ``Run`` (``config.run = "marl"``): ``init(rng)`` = the model's parameters
+    (eager), ``train(rng, params) -> ((PolicyState, EnvCarry), metrics)`` = the repo's PPO loop
+    on the rows; one update is num_envs × num_steps environment steps."""
     s = setup(config)
 
-    def train(rng, params, hparams=None):
-        model = s.model._replace(init=lambda key: params)
-        return control_train.run_on_policy(s._replace(model=model), rng, hparams)
+    def train(rng, params):
+        return control_train.run_on_policy(s, rng, params=params)
 
-    return Run(s.model.init, train)
+    return Run(s.model.init, train, steps_per_update=s.env.num_parallel * s.num_steps)
 
 
-__all__ = ["MultiAgentVecEnv", "SplitActorCritic", "make_env", "make_train", "setup"]
+__all__ = ["MultiAgentVecEnv", "SplitActorCritic", "make_env", "make_run", "setup"]

@@ -5,7 +5,7 @@ collected by a behaviour policy π_φ trained to make the buffer look on-policy 
 the probability of actions the buffer already over-represents, so under-sampled ones get sampled.
 Reference code: NicholasCorrado/PPOROS ``PROPS/ppo_props_continuous.py``.
 
-One update k of ``make_train_props`` (one jitted run, like ``polrl.control.train``):
+One update k of ``make_train`` (one jitted run, like ``polrl.control.train``):
 
     for each of ``behavior_chunks`` chunks of T/chunks steps:
         collect the chunk with π_φ; slide it into the buffer (the oldest steps fall out)
@@ -21,13 +21,15 @@ behaviour before every behaviour update; the behaviour's Adam state carries over
 With ``behavior_updates=False`` the behaviour is the target at collection time: PPO with a buffer of
 b batches and on-policy sampling, the paper's baseline for the sampling-error comparison.
 
-Defaults: b = 2, ε_P = 0.3, λ = 0.3 (ALGORITHMS.md), behaviour Adam 1e-4, 16 epochs × 16
+Defaults: b = 2, ε_P = 0.3, λ = 0.3 (the paper's values), behaviour Adam 1e-4, 16 epochs × 16
 minibatches. INFERRED / simplified: the reference's early stops (target KL 0.03 for PPO, 0.05 for
 the behaviour) are not applied (a data-dependent stop is a ``lax.cond`` per epoch; left out);
 returns are those of the episodes the behaviour policy collected; the values of truncation
 bootstraps are the target critic's at collection time (the per-step values are recomputed).
 """
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -37,8 +39,9 @@ from polrl import objectives, ops
 from polrl.control import batch as batch_lib
 from polrl.control import rollout
 from polrl.control.sampling_error import MAX_OBS_DIM, sampling_error
-from polrl.control.train import Setup, setup, update_epochs
-from polrl.core import Algorithm, Batch, PolicyState, Transform, chain, stateless
+from polrl.control.seeds import Run
+from polrl.control.train import Setup, initial_params, initial_state, setup, update
+from polrl.core import Algorithm, Batch, Transform, chain, stateless
 
 
 def props_behavior_loss(*, clip_coef=0.3, kl_coef=0.3) -> Transform:
@@ -84,16 +87,23 @@ PROPS_DEFAULTS = dict(
 )
 
 
-def make_train_props(config):
-    """``train(rng, hparams=None) -> (state, metrics)`` for PROPS (module docstring).
+def make_train(config):
+    """``train(rng, hparams=None, params=None) -> ((PolicyState, EnvCarry), metrics)`` for PROPS
+    (module docstring).
 
     ``config`` is a control config whose ``algorithm`` is the target's noun (``"ppo"``), plus
     ``config.props`` (keys of ``PROPS_DEFAULTS``). ``hparams`` may override the target noun's float
-    keywords and ``gamma`` (traced). Metrics per update: those of ``make_train`` for the target
-    update, ``behavior_*`` for the last behaviour update, and ``sampling_error`` /
-    ``sampling_error_pooled`` (discrete actions with observations of ≤ 8 coordinates; the buffer
-    before the target update; per tercile cell / one cell, see ``polrl.control.sampling_error``).
+    keywords and ``gamma`` (traced); ``params`` replaces the model's initialisation. Metrics per
+    update: those of ``polrl.control.train.make_train`` for the target update, ``behavior_*`` for
+    the last behaviour update, and ``sampling_error`` / ``sampling_error_pooled`` (discrete
+    actions with observations of ≤ 8 coordinates; the buffer before the target update; per
+    tercile cell / one cell, see ``polrl.control.sampling_error``).
     """
+    return _build(config)[1]
+
+
+def _build(config):
+    """(the target's ``Setup``, PROPS's ``train``) of ``config`` (see ``make_train``)."""
     s = setup(config)
     p = {**PROPS_DEFAULTS, **dict(config.get("props", {}) or {})}
     unknown = set(p) - set(PROPS_DEFAULTS)
@@ -107,7 +117,29 @@ def make_train_props(config):
     if (buffer_steps * s.env.num_envs) % behavior.num_minibatches:
         raise ValueError("buffer_batches × num_steps × num_envs must be divisible by props.num_minibatches")
     measure = s.env.action.discrete and 0 < _flat_dim(s.env.obs_shape) <= MAX_OBS_DIM
-    return lambda rng, hparams=None: _run(s, behavior, bool(p["behavior_updates"]), chunks, buffer_steps, measure, rng, hparams)
+
+    def train(rng, hparams=None, params=None):
+        return _run(s, behavior, bool(p["behavior_updates"]), chunks, buffer_steps, measure, rng, hparams, params)
+
+    return s, train
+
+
+def make_run(config) -> Run:
+    """The launcher's ``Run`` of a PROPS config (``config.run = "props"``): ``make_train``'s run
+    from the initial parameters of ``polrl.control.train.make_run``; its summary holds
+    ``sampling_error`` and ``sampling_error_pooled`` averaged over the updates after the first
+    and over seeds."""
+    s, train = _build(config)
+
+    def report(metrics):
+        return metrics, {k: float(metrics[k][:, 1:].mean()) for k in ("sampling_error", "sampling_error_pooled")
+                         if k in metrics}
+
+    return Run(
+        init=functools.partial(initial_params, s),
+        train=lambda rng, params: train(rng, params=params),
+        steps_per_update=s.env.num_envs * s.num_steps, report=report,
+    )
 
 
 def _flat_dim(shape) -> int:
@@ -151,16 +183,14 @@ def _buffer_batch(s: Setup, params, buffer: rollout.Trajectory, valid, last_obs,
     return batch, (jnp.swapaxes(buffer.obs, 0, 1), target_dist)
 
 
-def _run(s: Setup, behavior: Algorithm, behavior_updates: bool, chunks: int, buffer_steps: int, measure: bool, rng, hparams):
+def _run(s: Setup, behavior: Algorithm, behavior_updates: bool, chunks: int, buffer_steps: int, measure: bool, rng,
+         hparams, params):
     hparams = dict(hparams or {})
     gamma = hparams.pop("gamma", s.gamma)
     target = s.algorithm(num_updates=s.num_updates, **{**s.algorithm_kwargs, **hparams})
     rng, init_key, reset_key = jax.random.split(rng, 3)
-    params = s.model.init(init_key)
-    state = PolicyState(
-        step=jnp.zeros((), jnp.int32), rng=rng, params=params, opt_state=target.optimizer.init(params),
-        prepare_state=target.prepare.init(), objective_state=target.objective.init(),
-    )
+    params = s.model.init(init_key) if params is None else params
+    state = initial_state(target, params, rng)
     carry = rollout.reset(s.env, reset_key)
     buffer = _empty_buffer(s, buffer_steps)
     valid = jnp.zeros((buffer_steps, s.env.num_envs), bool)
@@ -172,11 +202,11 @@ def _run(s: Setup, behavior: Algorithm, behavior_updates: bool, chunks: int, buf
         # the oldest chunk is evicted next: the behaviour does not fit it
         keep = jnp.arange(buffer_steps) >= chunk_steps
         batch = batch.replace(mask_bt=batch.mask_bt * keep[None, :])
-        params, opt_state, objective_state, stats = update_epochs(s.model, behavior, bstate, batch, data, key)
+        params, opt_state, objective_state, stats = update(s.model, behavior, bstate, batch, data, key)
         bstate = bstate.replace(params=params, opt_state=opt_state, objective_state=objective_state)
         return bstate, stats
 
-    def update(runner, _):
+    def update_step(runner, _):
         state, bstate, carry, buffer, valid = runner
         rng, key = jax.random.split(state.rng)
         behaviour_stats = {}
@@ -206,7 +236,7 @@ def _run(s: Setup, behavior: Algorithm, behavior_updates: bool, chunks: int, buf
             metrics["sampling_error_pooled"] = sampling_error(*args, pooled=True)
         batch, prepare_state = target.prepare.apply(batch, state.prepare_state, step=state.step)
         key, update_key = jax.random.split(key)
-        params, opt_state, objective_state, stats = update_epochs(s.model, target, state, batch, data, update_key)
+        params, opt_state, objective_state, stats = update(s.model, target, state, batch, data, update_key)
         state = state.replace(
             step=state.step + 1, rng=rng, params=params, opt_state=opt_state,
             prepare_state=prepare_state, objective_state=objective_state,
@@ -216,11 +246,8 @@ def _run(s: Setup, behavior: Algorithm, behavior_updates: bool, chunks: int, buf
         metrics.update(mean_return=carry.last_return.mean(), episodes=buffer.done[-s.num_steps:].sum())
         return (state, bstate, carry, buffer, valid), metrics
 
-    bstate = PolicyState(
-        step=jnp.zeros((), jnp.int32), rng=rng, params=params, opt_state=behavior.optimizer.init(params),
-        prepare_state=behavior.prepare.init(), objective_state=behavior.objective.init(),
-    )
+    bstate = initial_state(behavior, params, rng)
     (state, bstate, carry, _, _), metrics = jax.lax.scan(
-        update, (state, bstate, carry, buffer, valid), None, length=s.num_updates
+        update_step, (state, bstate, carry, buffer, valid), None, length=s.num_updates
     )
     return (state, carry), metrics

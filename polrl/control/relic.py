@@ -42,14 +42,15 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from polrl.control import algorithms as control_algorithms
 from polrl.control.batch import ControlBatch
 from polrl.control.distributions import Categorical
 from polrl.control.seeds import Run
-from polrl.core import PolicyState, total_loss
+from polrl.control.train import initial_state
+from polrl.core import PolicyState
+from polrl.train import update as update_lib
 
 Array = jax.Array
 
@@ -208,9 +209,10 @@ class Context(NamedTuple):
 DEFAULTS = dict(d_model=32, num_layers=2, num_heads=2, updates_per_rollout=4, full_updates_per_rollout=2)
 
 
-def make_train(config) -> Run:
-    """``Run(init, train)`` of a ReLIC config: ``init(rng)`` the policy's parameters (eager),
-    ``train(rng, params) -> (PolicyState, metrics)`` the whole run.
+def make_run(config) -> Run:
+    """The launcher's ``Run`` of a ReLIC config (``config.run = "relic"``): ``init(rng)`` the
+    policy's parameters (eager), ``train(rng, params) -> (PolicyState, metrics)`` the whole run,
+    one context of num_envs × num_steps pulls per entry of the metrics.
 
     Config: ``num_envs`` (N rows = trials in parallel), ``num_steps`` (T, the context),
     ``total_timesteps`` (rollouts = total // (N·T)), ``gamma``, ``task`` (``Task`` fields),
@@ -281,30 +283,15 @@ def make_train(config) -> Run:
         )
 
     def ppo_update(state: PolicyState, batch: ControlBatch, tokens, end, key):
-        """Epochs × minibatches of whole rows (env groups) of the prepared batch."""
-        mb = algo.num_minibatches
-
-        def loss_fn(params, mb_batch, mb_tokens, objective_state):
-            scored = score(graphdef, params, mb_batch, mb_tokens, end)
-            out, objective_state = algo.objective.apply(scored, objective_state, step=state.step)
-            loss = total_loss(out)
-            return loss, (objective_state, dict(loss=loss, **out.losses, **out.metrics))
-
-        def minibatch(c, xs):
-            params, opt_state, objective_state = c
-            (_, (objective_state, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *xs, objective_state)
-            updates, opt_state = algo.optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state, objective_state), stats
-
-        def epoch(c, k):
-            perm = jax.random.permutation(k, n)
-            split = lambda x: x[perm].reshape((mb, n // mb) + x.shape[1:])
-            return jax.lax.scan(minibatch, c, (jax.tree.map(split, batch), split(tokens)))
-
-        init = (state.params, state.opt_state, state.objective_state)
-        (params, opt_state, objective_state), stats = jax.lax.scan(epoch, init, jax.random.split(key, algo.num_epochs))
+        """Epochs × minibatches of whole rows (contexts) of the prepared batch, through the
+        shared loop (``polrl.train.update.epochs``) with the whole-context ``score``."""
+        params, opt_state, objective_state, stats = update_lib.epochs(
+            state.params, state.opt_state, state.objective_state, (batch, tokens), algorithm=algo,
+            score=lambda params, rows: score(graphdef, params, *rows, end), key=key, step=state.step,
+            skip_nonfinite=False,
+        )
         state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, objective_state=objective_state)
-        return state, jax.tree.map(jnp.mean, stats)
+        return state, stats
 
     def rollout(state: PolicyState, key):
         """One context: new trials, T steps with U interleaved (partial / full) PPO updates."""
@@ -345,13 +332,9 @@ def make_train(config) -> Run:
         return nnx.split(make_model(rng))[1]
 
     def train(rng, params):
-        state = PolicyState(
-            step=jnp.zeros((), jnp.int32), rng=rng, params=params, opt_state=algo.optimizer.init(params),
-            prepare_state=algo.prepare.init(), objective_state=algo.objective.init(),
-        )
-        return jax.lax.scan(rollout, state, jax.random.split(rng, num_rollouts))
+        return jax.lax.scan(rollout, initial_state(algo, params, rng), jax.random.split(rng, num_rollouts))
 
-    return Run(init, train)
+    return Run(init, train, steps_per_update=n * t_ctx)
 
 
-__all__ = ["InContextPolicy", "Task", "context_mask", "forward", "loss_mask", "make_train", "score", "update_schedule"]
+__all__ = ["InContextPolicy", "Task", "context_mask", "forward", "loss_mask", "make_run", "score", "update_schedule"]

@@ -6,32 +6,36 @@ Policy Optimisation", arXiv 2210.05639):
     scan over updates k = 0 … K−1
       ├─ rollout: scan over T steps of vmap over N environments        (polrl.control.rollout)
       ├─ ControlBatch [N, T] → Algorithm.prepare (GAE via polrl.ops.gae)
-      └─ scan over epochs ⊃ scan over shuffled minibatches of N·T transitions [M, 1]:
-           score (log-prob, entropy, value; the exact KL to the acting policy when the
-           algorithm declares the need "kl_to_old") →
+      └─ polrl.train.update.epochs (the update loop every polrl trainer shares): scan over
+         epochs ⊃ scan over shuffled minibatches of the N·T transitions [M, 1]:
+           score (this module's: log-prob, entropy, value; the exact KL to the acting policy
+           when the algorithm declares the need "kl_to_old") →
            Algorithm.objective → total_loss → optax update
 
 No host callbacks inside, so ``jax.vmap(train)(keys)`` trains one run per seed in one call, and
 ``jax.vmap(train, in_axes=(None, 0))(key, {"learning_rate": lrs})`` one run per hyper-parameter
 value (any float keyword of the algorithm noun, and ``gamma``).
 
-Config fields (``ml_collections.ConfigDict``): ``env_name``, ``env_params`` (EnvParams
+Config fields (``ml_collections.ConfigDict``): ``run = "train"`` (the launcher's
+``make_run``), ``env_name``, ``env_params`` (EnvParams
 overrides), ``num_envs``, ``num_steps`` (T per update), ``total_timesteps``, ``gamma``,
 ``bootstrap_truncation``, ``hidden``, ``activation``, ``algorithm`` (a noun of
 ``polrl.control.algorithms``: ``"ppo"``, ``"mdpo"``) and ``algorithm_kwargs``.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from polrl.core import Algorithm, PolicyState, total_loss
+from polrl.core import Algorithm, PolicyState
 from polrl.control import algorithms as control_algorithms
 from polrl.control import batch as batch_lib
 from polrl.control import envs, policies, rollout
+from polrl.control.seeds import Run
+from polrl.train import update as update_lib
 
 Array = jax.Array
 
@@ -92,11 +96,28 @@ def make_train(config) -> Callable[..., tuple[Any, dict]]:
     ``hparams`` overrides float hyper-parameters (``gamma`` or keywords of the noun) with
     possibly traced values, for vmapped sweeps. ``metrics`` maps names to [K] arrays, one entry
     per update: ``mean_return`` (mean over environments of their last finished episode's
-    return), ``episodes`` (episodes finished during the update), ``loss``, every loss term and
-    every objective metric (averaged over the update's minibatches).
+    return), ``episodes`` (episodes finished during the update), ``loss``, ``grad_norm``, every
+    loss term and every objective metric (averaged over the update's minibatches).
     """
     s = setup(config)
     return lambda rng, hparams=None: run_on_policy(s, rng, hparams)
+
+
+def make_run(config) -> Run:
+    """The launcher's ``Run`` of an on-policy config (``config.run = "train"``):
+    ``train(rng, init(rng))`` is ``make_train(config)(rng)``."""
+    s = setup(config)
+    return Run(
+        init=functools.partial(initial_params, s),
+        train=lambda rng, params: run_on_policy(s, rng, params=params),
+        steps_per_update=s.env.num_envs * s.num_steps,
+    )
+
+
+def initial_params(s: Setup, rng: Array):
+    """The model's initial parameters of a run seeded with ``rng``: its init of the second of the
+    three keys ``run_on_policy`` splits ``rng`` into."""
+    return s.model.init(jax.random.split(rng, 3)[1])
 
 
 def _hyper(s: Setup, hparams: dict | None) -> tuple[Any, dict]:
@@ -107,23 +128,24 @@ def _hyper(s: Setup, hparams: dict | None) -> tuple[Any, dict]:
     return gamma, {**s.algorithm_kwargs, **hparams}
 
 
-def run_on_policy(s: Setup, rng: Array, hparams: dict | None = None):
-    """The jittable body of ``make_train``'s ``train`` (see there)."""
+def initial_state(algo: Algorithm, params, rng: Array) -> PolicyState:
+    """Step 0 of a run: ``params`` and the algorithm's fresh optimizer, prepare and objective states."""
+    return PolicyState(
+        step=jnp.zeros((), jnp.int32), rng=rng, params=params, opt_state=algo.optimizer.init(params),
+        prepare_state=algo.prepare.init(), objective_state=algo.objective.init(),
+    )
+
+
+def run_on_policy(s: Setup, rng: Array, hparams: dict | None = None, params=None):
+    """The jittable body of ``make_train``'s ``train`` (see there); ``params`` replaces the
+    model's initialisation (a run that starts from given parameters)."""
     gamma, kwargs = _hyper(s, hparams)
     algo = s.algorithm(num_updates=s.num_updates, **kwargs)
     rng, init_key, reset_key = jax.random.split(rng, 3)
-    params = s.model.init(init_key)
-    state = PolicyState(
-        step=jnp.zeros((), jnp.int32),
-        rng=rng,
-        params=params,
-        opt_state=algo.optimizer.init(params),
-        prepare_state=algo.prepare.init(),
-        objective_state=algo.objective.init(),
-    )
+    state = initial_state(algo, s.model.init(init_key) if params is None else params, rng)
     carry = rollout.reset(s.env, reset_key)
 
-    def update(runner, _):
+    def update_step(runner, _):
         state, carry = runner
         rng, rollout_key, shuffle_key = jax.random.split(state.rng, 3)
         carry, traj, last_value = rollout.rollout(
@@ -136,9 +158,7 @@ def run_on_policy(s: Setup, rng: Array, hparams: dict | None = None):
         batch = batch_lib.from_trajectory(traj, last_value, gamma)
         batch, prepare_state = algo.prepare.apply(batch, state.prepare_state, step=state.step)
         data = (jnp.swapaxes(traj.obs, 0, 1), jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj.dist))
-        params, opt_state, objective_state, stats = update_epochs(
-            s.model, algo, state, batch, data, shuffle_key
-        )
+        params, opt_state, objective_state, stats = update(s.model, algo, state, batch, data, shuffle_key)
         metrics = dict(
             **batch.metrics,
             **stats,
@@ -151,65 +171,41 @@ def run_on_policy(s: Setup, rng: Array, hparams: dict | None = None):
         )
         return (state, carry), metrics
 
-    return jax.lax.scan(update, (state, carry), None, length=s.num_updates)
+    return jax.lax.scan(update_step, (state, carry), None, length=s.num_updates)
 
 
-def score(model: policies.PolicyDef, params, batch, obs, old_dist):
-    """The scoring forward of a minibatch [M, 1]: log-prob, entropy, value, and the exact KL to
-    π_old when ``old_dist`` (π_old's distribution at these states) is given."""
-    dist, value = model.apply(params, obs[:, 0])
+def score(model: policies.PolicyDef, params, rows):
+    """The scoring forward of a minibatch of M transitions: ``rows`` = (``ControlBatch`` [M, 1],
+    (obs [M, ...], π_old's distribution [M, ...] or None)); fills the log-prob, entropy and
+    value, and the exact KL to π_old when its distribution is given."""
+    batch, (obs, old_dist) = rows
+    dist, value = model.apply(params, obs)
     action = batch.response_bt[:, 0]
-    kl = None if old_dist is None else dist.kl(jax.tree.map(lambda x: x[:, 0], old_dist))[:, None]
     return batch.replace(
         logp_bt=dist.log_prob(action)[:, None],
         entropy_bt=dist.entropy()[:, None],
         value_bt=value[:, None],
-        kl_to_old_bt=kl,
+        kl_to_old_bt=None if old_dist is None else dist.kl(old_dist)[:, None],
     )
 
 
-def update_epochs(model, algo: Algorithm, state: PolicyState, batch, data, key):
-    """``algo.num_epochs`` passes of ``algo.num_minibatches`` shuffled minibatches over a batch.
+def update(model: policies.PolicyDef, algo: Algorithm, state: PolicyState, batch, data, key):
+    """``algo.num_epochs`` passes of ``algo.num_minibatches`` shuffled minibatches of transitions
+    through the shared loop (``polrl.train.update.epochs``, its ``score`` this module's).
 
     ``batch`` is the prepared ``ControlBatch`` [N, T]; ``data`` = (obs [N, T, ...], π_old's
     distribution [N, T, ...] or None), the distribution used only when the algorithm needs
-    ``"kl_to_old"``. Returns the new params, optimizer and objective states, and the losses /
-    metrics averaged over all minibatch steps.
+    ``"kl_to_old"``. The rows are the N·T transitions (row n·T + t: environment n at step t).
+    Non-finite minibatches are not skipped (as PureJaxRL: a NaN shows in the metrics). Returns
+    the new params, optimizer and objective states, and the losses / metrics averaged over all
+    minibatch steps.
     """
     n, t = batch.mask_bt.shape
-    size = n * t
-    mb = algo.num_minibatches
     obs, old_dist = data
     if "kl_to_old" not in algo.needs:
         old_dist = None
-    flat = (batch_lib.to_transitions(batch), batch_lib.flatten((obs, old_dist), n, t))
-
-    def loss_fn(params, mb_batch, mb_data, objective_state):
-        scored = score(model, params, mb_batch, *mb_data)
-        out, objective_state = algo.objective.apply(scored, objective_state, step=state.step)
-        loss = total_loss(out)
-        return loss, (objective_state, dict(loss=loss, **out.losses, **out.metrics))
-
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
-    def minibatch(c, xs):
-        params, opt_state, objective_state = c
-        mb_batch, mb_data = xs
-        (_, (objective_state, stats)), grads = grad_fn(params, mb_batch, mb_data, objective_state)
-        updates, opt_state = algo.optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params, opt_state, objective_state), stats
-
-    def epoch(c, epoch_key):
-        if mb == 1:
-            shuffled = jax.tree.map(lambda x: x[None], flat)
-        else:
-            perm = jax.random.permutation(epoch_key, size)
-            shuffled = jax.tree.map(lambda x: x[perm].reshape((mb, size // mb) + x.shape[1:]), flat)
-        return jax.lax.scan(minibatch, c, shuffled)
-
-    init = (state.params, state.opt_state, state.objective_state)
-    (params, opt_state, objective_state), stats = jax.lax.scan(
-        epoch, init, jax.random.split(key, algo.num_epochs)
+    per_step = jax.tree.map(lambda x: x.reshape((n * t,) + x.shape[2:]), (obs, old_dist))
+    return update_lib.epochs(
+        state.params, state.opt_state, state.objective_state, (batch_lib.to_transitions(batch), per_step),
+        algorithm=algo, score=functools.partial(score, model), key=key, step=state.step, skip_nonfinite=False,
     )
-    return params, opt_state, objective_state, jax.tree.map(jnp.mean, stats)

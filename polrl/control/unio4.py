@@ -269,18 +269,20 @@ class Init(NamedTuple):
     v: Any
 
 
-def make_train(config) -> Run:
-    """``Run(init, train)`` of a Uni-O4 experiment config.
+def make_run(config) -> Run:
+    """The launcher's ``Run`` of a Uni-O4 experiment config (``config.run = "unio4"``).
 
     ``init(rng) -> Init`` (eager); ``train(rng, init, data) -> (result, metrics)`` with ``data``
-    the ``offline_data.Transitions`` as arrays (``load_data(config)``), shared by seeds in
-    ``seeds.train_seeds``. ``result`` = (``Offline``, (PolicyState, EnvCarry) of the online
-    phase); ``metrics`` holds the offline curves (``bc_loss`` [bc_steps, E], ``q_loss`` /
-    ``v_loss`` [value_steps], ``ope`` / ``best_ope`` [bppo_steps, E], ``clip_ratio``,
-    ``clip_frac``, ``anchor_updates``), the returns of deployed policies measured by rollouts
-    with sampled actions (``bc_return``: the BC member the OPE ranks best; ``offline_return``:
-    the member deployed online) and the online PPO metrics prefixed ``online/`` ([K] per update,
-    ``online/mean_return`` among them).
+    the ``offline_data.Transitions`` as arrays (``load_data(config)``, generated on first use),
+    shared by seeds in ``seeds.train_seeds``. ``result`` = (``Offline``, (PolicyState, EnvCarry)
+    of the online phase); ``metrics`` holds the offline curves (``bc_loss`` [bc_steps, E],
+    ``q_loss`` / ``v_loss`` [value_steps], ``ope`` / ``best_ope`` [bppo_steps, E],
+    ``clip_ratio``, ``clip_frac``, ``anchor_updates``), the returns of deployed policies measured
+    by rollouts with sampled actions (``bc_return``: the BC member the OPE ranks best;
+    ``offline_return``: the member deployed online) and the online PPO metrics prefixed
+    ``online/`` ([K] per update, ``online/mean_return`` among them). ``report``: the online
+    metrics are the per-update curves (one update = num_envs × num_steps online steps), the
+    summary holds ``bc_return`` and ``offline_return`` (mean and ``_std`` over seeds).
     """
     h = hyper(config)
     online_setup = control_train.setup(_online_config(config))
@@ -314,8 +316,7 @@ def make_train(config) -> Run:
         deployed = pick(offline.anchor_e, jnp.argmax(offline.best_e))
         key_bc_eval, key_off_eval = jax.random.split(key_eval)
         start = actor_critic_params(template, deployed, v)
-        model = online_setup.model._replace(init=lambda key: start)
-        (state, carry), online = control_train.run_on_policy(online_setup._replace(model=model), key_online)
+        (state, carry), online = control_train.run_on_policy(online_setup, key_online, params=start)
         metrics = dict(
             bc_loss=bc_loss, **value_stats, **stats,
             bc_return=evaluate(pick(bc_e, bc_best), key_bc_eval),
@@ -324,7 +325,19 @@ def make_train(config) -> Run:
         )
         return (offline, (state, carry)), metrics
 
-    return Run(init, train)
+    return Run(init, train, steps_per_update=online_setup.env.num_envs * online_setup.num_steps,
+               data=(load_data(config),), report=report)
+
+
+def report(metrics: dict) -> tuple[dict, dict]:
+    """(the online phase's per-update curves, ``bc_return`` / ``offline_return`` mean and std
+    over seeds) of a run's metrics (numpy, [seeds, ...])."""
+    curves = {k[len("online/"):]: v for k, v in metrics.items() if k.startswith("online/")}
+    summary = {}
+    for key in ("bc_return", "offline_return"):
+        summary[key] = float(metrics[key].mean())
+        summary[key + "_std"] = float(metrics[key].std())
+    return curves, summary
 
 
 def load_data(config):
@@ -333,4 +346,4 @@ def load_data(config):
     return jax.tree.map(jnp.asarray, data)
 
 
-__all__ = ["Init", "bc_ensemble_loss", "bppo_objective", "iql_losses", "load_data", "make_train"]
+__all__ = ["Init", "bc_ensemble_loss", "bppo_objective", "iql_losses", "load_data", "make_run", "report"]
