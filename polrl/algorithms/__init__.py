@@ -11,6 +11,7 @@ from polrl.algorithms.off_policy_reinforce import asymre, opmd, rec
 from polrl.algorithms.cispo import cispo
 from polrl.algorithms.dapo import dapo
 from polrl.algorithms.dr_grpo import dr_grpo
+from polrl.algorithms.flow_grpo import flow_grpo
 from polrl.algorithms.gspo import gspo
 from polrl.algorithms.policy_gradient import grpo, ppo
 from polrl.algorithms.reinforce_pp import reinforce_pp
@@ -21,12 +22,13 @@ from polrl.algorithms.drpo import drpo
 from polrl.algorithms.rl_plus import rl_plus
 from polrl.algorithms.otr import otr
 from polrl.algorithms.tppo import tppo
+from polrl.algorithms.treepo import treepo
 from polrl.algorithms.rloo import rloo
 from polrl.algorithms.sapo import sapo
 from polrl.algorithms.preference import dpo
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus"]
+__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo"]
 
 
 def get(name: str):

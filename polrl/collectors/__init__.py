@@ -17,6 +17,8 @@ from polrl.collectors.greedy_baseline import with_greedy_baseline
 from polrl.collectors.group_samples import group_samples, rollout_metrics
 from polrl.collectors.preference_pairs import best_and_worst, preference_pairs
 from polrl.collectors.replay import with_replay
+from polrl.collectors.tree import tree
+from polrl.collectors.turns import turns
 
 __all__ = [
     "Context",
@@ -29,6 +31,8 @@ __all__ = [
     "keep_informative_groups",
     "preference_pairs",
     "rollout_metrics",
+    "tree",
+    "turns",
     "with_expert_rows",
     "with_greedy_baseline",
     "with_replay",

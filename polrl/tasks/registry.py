@@ -14,9 +14,11 @@ import jax
 import numpy as np
 
 from polrl.tasks.arithmetic import Arithmetic, ArithmeticConfig
+from polrl.tasks.chain import Chain, ChainConfig, final_answer, final_answer_reward, MARKER
 from polrl.tasks.countdown import Countdown, CountdownConfig
 from polrl.tasks.data import decode_example, load_split
 from polrl.tasks.gsm8k import DEFAULT_INSTRUCTION, gsm8k_reward, gsm8k_splits, prompt_formatter
+from polrl.tasks.multiplication import Multiplication, MultiplicationConfig
 from polrl.tasks.rewards import countdown_reward, exact_match, token_exact_match
 from polrl.tasks.tokenizer import CharTokenizer
 
@@ -112,6 +114,42 @@ def arithmetic_task(
     )
 
 
+def chain_host_reward(completions: list[str], examples: list[dict]) -> np.ndarray:
+    """float32 [B]: 1 iff the completion's final answer (after its last "#") equals the
+    example's (`polrl.tasks.chain.final_answer`)."""
+    _check_lengths(completions, examples, "chain_host_reward")
+    answers = [final_answer(decode_example(e)["answer"]) for e in examples]
+    return np.array([float(final_answer(c) == a) for c, a in zip(completions, answers)], np.float32)
+
+
+def chain_task(
+    *,
+    data_dir: str,
+    min_terms: int = 3,
+    max_terms: int = 10,
+    ops: str = "+",
+    num_train: int = 20_000,
+    num_test: int = 1_000,
+    seed: int = 0,
+) -> Task:
+    """The chain task (see `polrl.tasks.chain`): a scratchpad of running totals, then the
+    final answer; rewarded on the final answer only, on device (`final_answer_reward`)."""
+    knobs = dict(min_terms=min_terms, max_terms=max_terms, ops=ops, num_train=num_train,
+                 num_test=num_test, seed=seed)
+    config = ChainConfig(**knobs)
+    tokenizer = CharTokenizer()
+    return Task(
+        name="chain",
+        tokenizer=tokenizer,
+        max_prompt_len=1 + config.max_prompt_chars,
+        max_answer_len=config.max_answer_chars + 1,
+        train=load_split(Chain, "train", data_dir=data_dir, **knobs),
+        test=load_split(Chain, "test", data_dir=data_dir, **knobs),
+        host_reward=chain_host_reward,
+        device_reward=final_answer_reward(tokenizer.encode(MARKER)[0], tokenizer.eos_id),
+    )
+
+
 def countdown_task(
     *,
     data_dir: str,
@@ -146,6 +184,44 @@ def countdown_task(
         train=load_split(Countdown, "train", data_dir=data_dir, **knobs),
         test=load_split(Countdown, "test", data_dir=data_dir, **knobs),
         host_reward=countdown_host_reward,
+    )
+
+
+def multiplication_host_reward(completions: list[str], examples: list[dict]) -> np.ndarray:
+    """float32 [B]: `exact_match(completion, example["target"])` per row (the product)."""
+    _check_lengths(completions, examples, "multiplication_host_reward")
+    targets = [decode_example(e)["target"] for e in examples]
+    return np.array([exact_match(c, t) for c, t in zip(completions, targets)], np.float32)
+
+
+def multiplication_task(
+    *,
+    data_dir: str,
+    num_digits: int = 3,
+    num_train: int = 20_000,
+    num_test: int = 1_000,
+    seed: int = 0,
+    tool_demonstrations: bool = False,
+) -> Task:
+    """The multiplication task (see `polrl.tasks.multiplication`), data under `data_dir`.
+
+    The answers (what SFT imitates) are the products, or with `tool_demonstrations` the
+    calculator transcripts of the same problems (`polrl.envs.calculator`). The verifier
+    compares a completion with the product; a device reward exists only for direct answers
+    (there answer = product, `token_exact_match`).
+    """
+    knobs = dict(num_digits=num_digits, num_train=num_train, num_test=num_test, seed=seed,
+                 tool_demonstrations=tool_demonstrations)
+    config = MultiplicationConfig(**knobs)
+    return Task(
+        name="multiplication",
+        tokenizer=CharTokenizer(),
+        max_prompt_len=1 + config.max_prompt_chars,
+        max_answer_len=config.max_answer_chars + 1,
+        train=load_split(Multiplication, "train", data_dir=data_dir, **knobs),
+        test=load_split(Multiplication, "test", data_dir=data_dir, **knobs),
+        host_reward=multiplication_host_reward,
+        device_reward=None if tool_demonstrations else token_exact_match,
     )
 
 
