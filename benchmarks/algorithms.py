@@ -37,7 +37,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.provenance import cpu_model  # noqa: E402
+from benchmarks.provenance import provenance  # noqa: E402
 
 NOUNS = (
     "grpo", "ppo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo",
@@ -94,6 +94,8 @@ def _last_fraction_mean(records, key: str, frac: float = 0.1):
 
 
 def run_one(noun: str, seed: int, steps: int, base: pathlib.Path) -> dict:
+    import jax
+
     from polrl.train import metrics as metrics_lib
 
     config = _config(noun, seed, steps)
@@ -116,7 +118,7 @@ def run_one(noun: str, seed: int, steps: int, base: pathlib.Path) -> dict:
         "noun": noun, "seed": seed, "steps": steps,
         "warm_accuracy": evals[0]["eval/accuracy"], "accuracy": evals[-1]["eval/accuracy"],
         "entropy": _last_fraction_mean(records, "entropy"), "kl": _last_fraction_mean(records, "kl"),
-        "seconds": seconds, "cpu": cpu_model(),
+        "seconds": seconds, "devices": jax.device_count(), **provenance(),
     }
 
 

@@ -41,6 +41,7 @@ import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from benchmarks.flops import transformer_forward_flops  # noqa: E402
+from benchmarks.provenance import provenance  # noqa: E402
 from polrl.collectors.tree import tree_rollout  # noqa: E402
 from polrl.models import Transformer, TransformerConfig  # noqa: E402
 from polrl.rollout import SamplingConfig, engine  # noqa: E402
@@ -133,6 +134,7 @@ def main():
             "prefill_s": statistics.median(times[f"prefill x{prefill_rows}"]),
             "sampled_tokens": sampled, "decode_rows": rows, "decode_flops": rows * per_row,
             "rollout_s": statistics.median(times[name]), "repeats": args.repeats, "devices": jax.device_count(),
+            **provenance(),
         })
     path = pathlib.Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)

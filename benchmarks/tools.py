@@ -38,6 +38,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.provenance import provenance  # noqa: E402
+
 from polrl import devices  # noqa: E402  (before JAX starts: one CPU device per core)
 
 devices.use_every_core()
@@ -247,7 +249,7 @@ def main(argv=None) -> None:
             steps = args.steps if args.steps is not None else arm_config(arm, seed, None).total_steps
             if any((r["arm"], r["seed"], r["steps"]) == (arm, seed, steps) for r in done):
                 continue
-            r = run_one(arm, seed, steps, base)
+            r = {**run_one(arm, seed, steps, base), **provenance()}
             print(json.dumps({k: v for k, v in r.items() if k != "curve"}), flush=True)
             with results_path.open("a") as f:
                 f.write(json.dumps(r) + "\n")

@@ -36,6 +36,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.provenance import provenance  # noqa: E402
+
 CONFIGS = {"grpo": "chain_grpo", "treepo": "chain_treepo", "tree_grpo": "chain_treepo", "sft": "chain_sft"}
 
 
@@ -252,7 +254,7 @@ def main(argv=None) -> None:
         for method in args.methods.split(","):
             if (method, seed) in have:
                 continue
-            r = run_one(method, seed, steps_of[method], args.eval_every, base)
+            r = {**run_one(method, seed, steps_of[method], args.eval_every, base), **provenance()}
             print(json.dumps({k: v for k, v in r.items() if k != "curve"}), flush=True)
             with results_path.open("a") as f:
                 f.write(json.dumps(r) + "\n")

@@ -13,6 +13,12 @@ Expected result (seed 0, one run; held-out greedy exact match on the 500 test pr
   SFT warm start 28.4% → 73.0% after the 3000 AsymRE steps (best evaluation 75.6% at step 2500);
   arithmetic_grpo gives 72.2% from the same warm start. Wall time 709 s on the shared
   2-core CPU machine under heavy load from other jobs (load average ≈ 11).
+
+These figures were measured with one XLA device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

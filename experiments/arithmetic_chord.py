@@ -7,8 +7,8 @@ Smoke (run by the test suite):
   python -m polrl.launch --config experiments/arithmetic_chord.py:smoke --workdir /tmp/polrl/chord_smoke
 
 Recipe: the arithmetic_grpo task, model, SFT warm start and prompts (32 prompts × 8 rows per
-step, lr 3e-4). Each group holds 7 policy samples and, as its 8th row, the prompt's labelled
-answer (``expert_per_group=1``); GRPO advantages come from the 7 samples only. μ follows
+step, lr 3e-4). Each group holds the 8 policy samples and, appended as a 9th row, the prompt's
+labelled answer (``expert_per_group=1``); GRPO advantages come from the 8 samples only. μ follows
 Trinity's example schedule: linear warm-up to 0.5 over 200 steps, cosine decay to 0.02 over 400
 steps, then 0.02; φ = p(1 − p) weighting; ε = 0.2; no KL (Trinity's mix_chord example);
 ``token_mean`` for both parts. The expert rows use the training prompts' labels, a supervision
@@ -18,6 +18,13 @@ Expected result (seed 0, one run; held-out greedy exact match on the 500 test pr
   SFT warm start 28.4% → 71.8% after the 3000 CHORD steps (best evaluation 74.6% at step 2600);
   arithmetic_grpo gives 72.2% from the same warm start. Wall time 768 s on the shared
   2-core CPU machine under heavy load from other jobs (load average ≈ 11).
+
+These figures were measured when the expert row took the place of the 8th sample, with one XLA
+device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

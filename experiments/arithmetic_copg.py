@@ -15,6 +15,12 @@ the shared 2-core CPU machine while other jobs ran, load average 10–17; steps 
 200 warm-up steps): SFT warm start 28.4% → 46.6% at step 500 → 50–55% over steps 1500–2000 →
 56.0% after 3000 CoPG steps (54–61% over the last 1000). GRPO from the same start: 72.2%.
 Wall time 20 min under that load.
+
+These figures were measured with one XLA device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

@@ -18,6 +18,12 @@ same start: 72.2%). Wall time 1697 s for the whole run on the 2-core machine sha
 (load average between 4 and 13 during these runs), so not a speed figure. Informative groups kept
 per step fall from 33% to about 2% as the policy sharpens (train accuracy ≈ 88%); 2× prompts drawn
 per step and 6-token rollouts make each step about twice as expensive.
+
+These figures were measured with one XLA device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

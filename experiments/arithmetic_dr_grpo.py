@@ -14,6 +14,12 @@ Expected result (2-core CPU, seed 0, held-out greedy exact match on 500 test pro
 28.4% after the SFT warm start → 73.4% after 3000 Dr.GRPO steps (best evaluation 76.8%; GRPO from
 the same start: 72.2%). Wall time 745 s for the whole run on the 2-core machine shared with other
 jobs (load average between 4 and 13 during these runs), so not a speed figure.
+
+These figures were measured with one XLA device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

@@ -18,6 +18,12 @@ the shared 2-core CPU machine while other jobs ran, load average ~12; steps coun
 66.0% after 3000 DRPO steps (57–72% over the last 800: it oscillates once most groups are
 all-correct and only a few carry a signal). GRPO from the same start: 72.2%. Wall time 18 min
 under that load.
+
+These figures were measured with one XLA device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

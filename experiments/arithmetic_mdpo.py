@@ -18,6 +18,12 @@ Expected result (seed 0, one run; held-out greedy exact match on the 500 test pr
   7.0 over those steps, the rollout reward falls from 0.83 to 0.63 and held-out accuracy from
   ≈ 0.65 to 0.38 (MDPO's own runs use the exact KL of small control policies). Wall time 1648 s
   on the shared 2-core CPU machine under heavy load from other jobs (load average ≈ 11).
+
+These figures were measured with one XLA device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

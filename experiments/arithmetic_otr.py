@@ -20,6 +20,12 @@ the shared 2-core CPU machine while other jobs ran, load average ~11): SFT warm 
 (35.8%) on this task: the 300 demonstrations are memorised by the warm start (candidates
 match the demonstrated token 95–100% of the time, gradients ~0), so there is little left for
 a token-level policy gradient on the same data to do. Wall time 9 min under that load.
+
+These figures were measured with one XLA device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

@@ -12,6 +12,12 @@ the sequence reward, whitened advantages, clip 0.2 with dual clip 3, clipped val
 
 Expected result (2-core CPU, seed 0, held-out greedy exact match): 28.4% after the SFT warm
 start → 70.6% after 3000 PPO steps (GRPO from the same start: 72.2%).
+
+These figures were measured with one XLA device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

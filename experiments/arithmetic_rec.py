@@ -18,6 +18,12 @@ Expected result (seed 0, one run; held-out greedy exact match on the 500 test pr
   2-core CPU machine under heavy load from other jobs (load average ≈ 11).
   The one-sided mask dropped 0.06% of the tokens on average (at most 1.7% in a step): at lr 1e-4
   the policy rarely leaves the ratio range within one batch's four updates.
+
+These figures were measured with one XLA device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

@@ -21,6 +21,12 @@ of arithmetic_grpo's 3000 steps) → 76.4% after the reincarnated GRPO phase (74
 last 1000 steps). GRPO from the same warm start: 72.2% after 3000 steps. Wall time 45 min
 under that load (a ReMix step, 4 updates on twice the rows, took 1.0 s against 0.64 s for a
 GRPO step of the reincarnation phase).
+
+These figures were measured with one XLA device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

@@ -16,6 +16,12 @@ same start: 72.2%). Wall time 794 s for the whole run on the 2-core machine shar
 constant multiple of Dr.GRPO's (advantage × 8/7, token sum instead of sum / 3), which Adam's
 normalization removes, so the two runs differ only where the gradient-norm clip acts (40% of RLOO's
 steps); both end at 73.4%.
+
+These figures were measured with one XLA device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

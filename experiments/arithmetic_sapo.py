@@ -16,6 +16,12 @@ same start: 72.2%). Wall time 343 s for the whole run on the 2-core machine shar
 (load average between 4 and 13 during these runs), so not a speed figure. The gate stays almost open
 (mean gradient weight 0.9999, no token below ½): with two minibatches per batch the ratios stay
 close to 1.
+
+These figures were measured with one XLA device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

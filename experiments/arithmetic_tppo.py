@@ -23,6 +23,12 @@ steps (36–49% over the last 800). PPO from the same start with whole-response 
 With 2–3-token answers a 2-token window mostly removes the reward from the digits'
 advantages; T-PPO is meant for responses thousands of tokens long. Wall time 35 min under
 that load.
+
+These figures were measured with one XLA device, the launcher's default until it gave XLA one
+host device per core, and before the rollout engine and collectors replaced the fixed sampler;
+the default now splits the rollout over every device, which draws a different random stream, so a
+rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
+device).
 """
 import ml_collections
 

@@ -186,16 +186,6 @@ def test_every_leaf_equals_brute_force(branch_on):
     assert int(out.fallbacks) > 0  # this seed exercises the fallback to the root
 
 
-def test_jit_equals_eager():
-    graphdef, params = parts()
-    tokens, valid = left_padded(PROMPTS[:1], 4)
-    config = SamplingConfig(max_new_tokens=4, eos_id=EOS)
-    kw = dict(leaves=2, segment_len=2, init_branches=1, branching=2, branch_on="uncertainty")
-    eager = tree_rollout(nnx.merge(graphdef, params), tokens, valid, jax.random.key(2), config, **kw)
-    jitted = rollout(params, tokens, valid, jax.random.key(2), config, **kw)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-12), jitted, eager)
-
-
 # --- the collector ------------------------------------------------------------------------
 
 def _context(device_reward):
