@@ -226,10 +226,17 @@ def write_columns(cache_x: jax.Array, new_x: jax.Array, index_b: jax.Array, axis
     """``cache_x`` with row b of ``new_x`` written at columns ``index_b[b] … index_b[b] + T − 1``
     of ``axis`` (T = ``new_x.shape[axis]``); columns past the end are dropped.
 
-    Written as a per-row scatter vmapped over the rows, so the rows are a batch dimension of
-    the scatter and a mesh that splits them splits the write too (no gather of the cache).
+    One column (a decode step) is a select against each row's column index: elementwise, so
+    it fuses with its neighbours and needs no scatter. Several columns (a prefill, an appended
+    block) are a per-row scatter vmapped over the rows. Either way the rows are a batch
+    dimension, so a mesh that splits them splits the write too (no gather of the cache).
     """
     t = new_x.shape[axis]
+    if t == 1:
+        shape = [1] * cache_x.ndim
+        shape[0], shape[axis] = cache_x.shape[0], cache_x.shape[axis]
+        hit = (jnp.arange(cache_x.shape[axis])[None, :] == index_b[:, None]).reshape(shape)
+        return jnp.where(hit, new_x, cache_x)
 
     def one_row(c, x, start):
         where = (slice(None),) * (axis - 1) + (start + jnp.arange(t),)
