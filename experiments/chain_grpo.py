@@ -15,8 +15,11 @@ Launch (CPU):
 Smoke (seconds, run by the test suite):
   python -m polrl.launch --config experiments/chain_grpo.py:smoke --workdir /tmp/polrl/chain_smoke
 
-Expected result: see benchmarks/treepo.md (written by benchmarks/treepo.py, which runs this
-config and experiments/chain_treepo.py from the same warm start per seed).
+Expected result (benchmarks/treepo.md, written by benchmarks/treepo.py, which runs this config and
+experiments/chain_treepo.py from the same warm start per seed; 2-core AMD EPYC CPU, held-out greedy
+exact match of the final answer on 500 prompts, each reading the mean of the last 3 evaluations,
+mean ± std over 3 seeds; raw results in benchmarks/results/treepo.jsonl): SFT warm start
+48.5 ± 5.9% → 62.7 ± 11.6% after 400 GRPO steps.
 """
 import ml_collections
 

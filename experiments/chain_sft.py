@@ -6,7 +6,9 @@ Launch:
 Smoke (run by the test suite):
   python -m polrl.launch --config experiments/chain_sft.py:smoke --workdir /tmp/polrl/chain_sft_smoke
 
-Expected result: see benchmarks/treepo.md (the SFT-only rows).
+Expected result (benchmarks/treepo.md, seed 0 only; held-out greedy exact match, the mean of the
+last 3 evaluations): 53.4% after the 500 warm-start steps, 65.4% after all 900 (GRPO's 400 steps
+from that warm start: 76.1%).
 """
 import ml_collections
 

@@ -22,8 +22,11 @@ without its tool (near 0 here); the tool arm's held-out accuracy is measured by
 benchmarks/tools.py (greedy multi-turn rollouts with the calculator), its training accuracy is
 `accuracy` in metrics.jsonl.
 
-Expected result: see benchmarks/tools.md (held-out greedy exact match on 500 test problems, 3
-paired seeds against the no-tool arm; raw results in benchmarks/results/tools.jsonl).
+Expected result (benchmarks/tools.md; 2-core AMD EPYC CPU, held-out greedy exact match on 500
+test problems with the calculator, mean ± std over 3 seeds; raw results in
+benchmarks/results/tools.jsonl): 82.3 ± 6.1% after the SFT warm start → 96.5 ± 3.4% after 600
+Flow-GRPO steps; the no-tool arm (experiments/multiply_grpo.py) reaches 11.6 ± 0.7% on the same
+budget, 84.9 ± 4.1 points below (paired by seed, the tool arm ahead on 3 of 3).
 """
 import ml_collections
 

@@ -14,8 +14,10 @@ Launch (CPU):
 Smoke (seconds, run by the test suite):
   python -m polrl.launch --config experiments/multiply_grpo.py:smoke --workdir /tmp/polrl/smoke
 
-Expected result: see benchmarks/tools.md (held-out greedy exact match on 500 test problems, 3
-paired seeds against the tool arm; raw results in benchmarks/results/tools.jsonl).
+Expected result (benchmarks/tools.md; 2-core AMD EPYC CPU, held-out greedy exact match on 500
+test problems, mean ± std over 3 seeds; raw results in benchmarks/results/tools.jsonl): 9.2 ± 1.6%
+after the SFT warm start → 11.6 ± 0.7% after 600 GRPO steps; the tool arm
+(experiments/multiply_flow_grpo.py) reaches 96.5 ± 3.4% on the same budget.
 """
 import ml_collections
 
