@@ -14,17 +14,12 @@ steps, then 0.02; φ = p(1 − p) weighting; ε = 0.2; no KL (Trinity's mix_chor
 ``token_mean`` for both parts. The expert rows use the training prompts' labels, a supervision
 GRPO does not get.
 
-Expected result (seed 0, one run; held-out greedy exact match on the 500 test prompts):
-  SFT warm start 28.4% → 71.8% after the 3000 CHORD steps (best evaluation 74.6% at step 2600);
-  arithmetic_grpo gives 72.2% from the same warm start. Wall time 768 s on the shared
-  2-core CPU machine under heavy load from other jobs (load average ≈ 11).
-
-These figures were measured when the expert row took the place of the 8th sample, with one XLA
-device, the launcher's default until it gave XLA one
-host device per core, and before the rollout engine and collectors replaced the fixed sampler;
-the default now splits the rollout over every device, which draws a different random stream, so a
-rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
-device).
+Expected result (2-core AMD EPYC CPU, the launcher's default of one XLA device per core, seed 0
+only; held-out greedy exact match on 500 test prompts; raw result in
+benchmarks/results/arithmetic.jsonl, from `python benchmarks/algorithms.py --nouns chord --seeds 0
+--steps 3000 --results benchmarks/results/arithmetic.jsonl`): 28.6% after the SFT warm start →
+67.6% after 3000 CHORD steps (GRPO from the same warm start: 75.0%). Each group holds the 8 policy
+samples and the appended expert row.
 """
 import ml_collections
 

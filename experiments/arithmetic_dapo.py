@@ -12,18 +12,12 @@ token-mean loss, no KL; dynamic sampling draws 2 × 32 prompts and keeps informa
 soft overlong punishment has a zone: answers need at most 3 tokens (2 digits + EOS), lengths 4–6
 are penalized linearly down to −1 (L_max = 6, L_buf = 3).
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match on 500 test prompts, one run):
-28.4% after the SFT warm start → 77.8% after 3000 DAPO steps (best evaluation 80.2%; GRPO from the
-same start: 72.2%). Wall time 1697 s for the whole run on the 2-core machine shared with other jobs
-(load average between 4 and 13 during these runs), so not a speed figure. Informative groups kept
-per step fall from 33% to about 2% as the policy sharpens (train accuracy ≈ 88%); 2× prompts drawn
-per step and 6-token rollouts make each step about twice as expensive.
-
-These figures were measured with one XLA device, the launcher's default until it gave XLA one
-host device per core, and before the rollout engine and collectors replaced the fixed sampler;
-the default now splits the rollout over every device, which draws a different random stream, so a
-rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
-device).
+Expected result (2-core AMD EPYC CPU, the launcher's default of one XLA device per core, seed 0
+only; held-out greedy exact match on 500 test prompts; raw result in
+benchmarks/results/arithmetic.jsonl, from `python benchmarks/algorithms.py --nouns dapo --seeds 0
+--steps 3000 --results benchmarks/results/arithmetic.jsonl`): 28.6% after the SFT warm start →
+72.0% after 3000 DAPO steps (GRPO from the same warm start: 75.0%). Each step draws twice the
+prompts and keeps the informative groups.
 """
 import ml_collections
 

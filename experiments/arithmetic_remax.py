@@ -10,16 +10,11 @@ step, 3000 steps, lr 3e-4, one update per batch). One extra greedy rollout per p
 baseline b = r(greedy answer); A_i = r_i − b, REINFORCE on the sequence log-probability
 (seq_mean_token_sum), no KL.
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match on 500 test prompts, one run):
-28.4% after the SFT warm start → 76.8% after 3000 ReMax steps (best evaluation 77.0%; GRPO from the
-same start: 72.2%). Wall time 774 s for the whole run on the 2-core machine shared with other jobs
-(load average between 4 and 13 during these runs), so not a speed figure.
-
-These figures were measured with one XLA device, the launcher's default until it gave XLA one
-host device per core, and before the rollout engine and collectors replaced the fixed sampler;
-the default now splits the rollout over every device, which draws a different random stream, so a
-rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
-device).
+Expected result (2-core AMD EPYC CPU, the launcher's default of one XLA device per core, seed 0
+only; held-out greedy exact match on 500 test prompts; raw result in
+benchmarks/results/arithmetic.jsonl, from `python benchmarks/algorithms.py --nouns remax --seeds 0
+--steps 3000 --results benchmarks/results/arithmetic.jsonl`): 28.6% after the SFT warm start →
+73.2% after 3000 ReMax steps (GRPO from the same warm start: 75.0%).
 """
 import ml_collections
 
