@@ -31,7 +31,6 @@ import json
 import pathlib
 import statistics
 import sys
-import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,18 +41,14 @@ from flax import nnx  # noqa: E402
 
 from benchmarks.flops import transformer_forward_flops  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
+from benchmarks.timing import decode_model_config, seconds  # noqa: E402
 from polrl.collectors.tree import tree_rollout  # noqa: E402
-from polrl.models import Transformer, TransformerConfig  # noqa: E402
+from polrl.models import Transformer  # noqa: E402
 from polrl.rollout import SamplingConfig, engine  # noqa: E402
 
 
-def model_config(prompt_len: int, new_tokens: int) -> TransformerConfig:
-    return TransformerConfig(vocab_size=512, d_model=256, num_layers=4, num_heads=8, num_kv_heads=2, mlp_dim=688,
-                             max_len=prompt_len + new_tokens)
-
-
 def programs(args):
-    config = model_config(args.prompt_len, args.new_tokens)
+    config = decode_model_config(args.prompt_len + args.new_tokens)
     graphdef, params = nnx.split(Transformer(config, rngs=nnx.Rngs(0)), nnx.Param)
     sampling = SamplingConfig(max_new_tokens=args.new_tokens, eos_id=config.vocab_size)
     b, p, g, n = args.prompts, args.prompt_len, args.group, args.new_tokens
@@ -87,12 +82,6 @@ def programs(args):
         runs[f"tree l={l}"] = (jax.jit(tree(l)), b)
     prefills = {rows: jax.jit(lambda params, rows=rows: prefill(params, rows)) for rows in (b, b * g)}
     return config, params, runs, prefills
-
-
-def seconds(fn, *args) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    return time.perf_counter() - start
 
 
 def main():

@@ -28,7 +28,6 @@ import json
 import pathlib
 import statistics
 import sys
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "rollout_lengths.jsonl"
@@ -39,12 +38,12 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from benchmarks import provenance  # noqa: E402
-from polrl.models import Transformer, TransformerConfig  # noqa: E402
+from benchmarks.timing import decode_model_config, seconds  # noqa: E402
+from polrl.models import Transformer  # noqa: E402
 from polrl.rollout import SamplingConfig, engine  # noqa: E402
 
 PROMPT, GROUP, CAP, MEAN = 16, 4, 256, 32
-CONFIG = TransformerConfig(vocab_size=512, d_model=256, num_layers=4, num_heads=8,
-                           num_kv_heads=2, mlp_dim=688, max_len=PROMPT + CAP)
+CONFIG = decode_model_config(PROMPT + CAP)
 
 
 def lengths(requests: int, seed: int = 0) -> np.ndarray:
@@ -85,12 +84,6 @@ def programs(requests: int, slots: int):
         return out.length_s
 
     return params, static, continuous, int(budget_r.sum())
-
-
-def seconds(fn, *args) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    return time.perf_counter() - start
 
 
 def main():

@@ -37,7 +37,6 @@ import os
 import pathlib
 import statistics
 import sys
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "sampler.jsonl"
@@ -49,21 +48,14 @@ from flax import nnx  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 
 from benchmarks import provenance  # noqa: E402
+from benchmarks.timing import decode_model_config, seconds  # noqa: E402
 from benchmarks.flops import matmul_peak_flops, transformer_forward_flops  # noqa: E402
 from polrl.devices import use_every_core  # noqa: E402
-from polrl.models import Transformer, TransformerConfig  # noqa: E402
+from polrl.models import Transformer  # noqa: E402
 from polrl.rollout import SamplingConfig, make_sampler  # noqa: E402
 
 BATCH, PROMPT, NEW = 32, 16, 64
-CONFIG = TransformerConfig(vocab_size=512, d_model=256, num_layers=4, num_heads=8,
-                           num_kv_heads=2, mlp_dim=688, max_len=PROMPT + NEW)
-
-
-def seconds(run) -> float:
-    """Wall time of ``run()`` (which must block until its result is ready)."""
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
+CONFIG = decode_model_config(PROMPT + NEW)
 
 
 def data_parallel():
