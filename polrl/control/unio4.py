@@ -24,7 +24,7 @@ four offline phases and online PPO — is one jittable ``train(rng, data)``:
    dataset states. The reference rolls a learned dynamics ensemble out from dataset states and
    averages Q along the rollout; for the small, deterministic tasks here a one-step fitted-Q
    estimate needs no learned termination model and no rollout horizon, and ranks the members
-   with the same Q that drives the improvement. (INFERRED substitute, as the issue allows.)
+   with the same Q that drives the improvement. (INFERRED: a substitute for the paper's OPE.)
 5. **Online.** The repo's PPO (``polrl.control.train.run_on_policy``, PureJaxRL loop) starts
    from the member with the best OPE score (its anchor) and V as the critic.
 

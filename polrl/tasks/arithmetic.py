@@ -21,7 +21,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from polrl.tasks.data import GeneratedSplits, draw_splits
+from polrl.tasks.data import GeneratedSplits, config_splits
 from polrl.tasks.rewards import parse_expression
 
 _OP_NAMES = {"+": "add", "-": "sub", "*": "mul"}
@@ -119,15 +119,7 @@ def sample_problems(
 
 def make_splits(config: ArithmeticConfig) -> dict[str, list[dict]]:
     """{"train": [...], "test": [...]} for `config` (see `draw_splits`)."""
-    return draw_splits(
-        lambda rng, n: sample_problems(config, rng, n),
-        key=lambda example: example["prompt"],
-        num_train=config.num_train,
-        num_test=config.num_test,
-        seed=config.seed,
-        what=f"ArithmeticConfig {config.name}",
-        harder_hint="raise num_digits or num_operands",
-    )
+    return config_splits(config, sample_problems, harder_hint="raise num_digits or num_operands")
 
 
 class Arithmetic(GeneratedSplits, tfds.core.GeneratorBasedBuilder):

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 
-from polrl.tasks.data import GeneratedSplits, draw_splits
+from polrl.tasks.data import GeneratedSplits, config_splits
 
 MARKER = "#"
 _OPS = "+-"
@@ -103,15 +103,7 @@ def sample_problems(config: ChainConfig, rng: np.random.Generator, n: int) -> li
 
 def make_splits(config: ChainConfig) -> dict[str, list[dict]]:
     """{"train": [...], "test": [...]} for `config` (see `draw_splits`)."""
-    return draw_splits(
-        lambda rng, n: sample_problems(config, rng, n),
-        key=lambda example: example["prompt"],
-        num_train=config.num_train,
-        num_test=config.num_test,
-        seed=config.seed,
-        what=f"ChainConfig {config.name}",
-        harder_hint="raise max_terms",
-    )
+    return config_splits(config, sample_problems, harder_hint="raise max_terms")
 
 
 def final_answer(text: str) -> str | None:

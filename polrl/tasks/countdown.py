@@ -25,7 +25,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from polrl.tasks.data import GeneratedSplits, draw_splits
+from polrl.tasks.data import GeneratedSplits, config_splits
 
 _OPS = "+-*"
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2}
@@ -141,15 +141,8 @@ def sample_problems(
 
 def make_splits(config: CountdownConfig) -> dict[str, list[dict]]:
     """{"train": [...], "test": [...]} for `config` (see `draw_splits`)."""
-    return draw_splits(
-        lambda rng, n: sample_problems(config, rng, n),
-        key=lambda example: (tuple(sorted(example["numbers"])), example["target"]),
-        num_train=config.num_train,
-        num_test=config.num_test,
-        seed=config.seed,
-        what=f"CountdownConfig {config.name}",
-        harder_hint="raise max_number, max_target or max_numbers",
-    )
+    return config_splits(config, sample_problems, harder_hint="raise max_number, max_target or max_numbers",
+                         key=lambda example: (tuple(sorted(example["numbers"])), example["target"]))
 
 
 class Countdown(GeneratedSplits, tfds.core.GeneratorBasedBuilder):

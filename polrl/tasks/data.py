@@ -91,6 +91,26 @@ def draw_splits(
     return {"train": train, "test": test}
 
 
+def config_splits(
+    config: Any,
+    sample_problems: Callable[[Any, np.random.Generator, int], list[dict]],
+    *,
+    harder_hint: str,
+    key: Callable[[dict], Hashable] = lambda example: example["prompt"],
+) -> dict[str, list[dict]]:
+    """`draw_splits` for a generated task's config (its `num_train`, `num_test`, `seed`, `name`):
+    problems from `sample_problems(config, rng, n)`, held out by `key` (default: the prompt)."""
+    return draw_splits(
+        lambda rng, n: sample_problems(config, rng, n),
+        key=key,
+        num_train=config.num_train,
+        num_test=config.num_test,
+        seed=config.seed,
+        what=f"{type(config).__name__} {config.name}",
+        harder_hint=harder_hint,
+    )
+
+
 class GeneratedSplits:
     """Builder mixin for generated tasks: the builder defines ``make_splits(config) ->
     {split: [example, ...]}`` and every split is written from it."""

@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from polrl.tasks.data import GeneratedSplits, draw_splits
+from polrl.tasks.data import GeneratedSplits, config_splits
 
 
 @dataclasses.dataclass(eq=False)
@@ -90,15 +90,7 @@ def sample_problems(config: MultiplicationConfig, rng: np.random.Generator, n: i
 
 def make_splits(config: MultiplicationConfig) -> dict[str, list[dict]]:
     """{"train": [...], "test": [...]} for `config` (see `draw_splits`)."""
-    return draw_splits(
-        lambda rng, n: sample_problems(config, rng, n),
-        key=lambda example: example["prompt"],
-        num_train=config.num_train,
-        num_test=config.num_test,
-        seed=config.seed,
-        what=f"MultiplicationConfig {config.name}",
-        harder_hint="raise num_digits",
-    )
+    return config_splits(config, sample_problems, harder_hint="raise num_digits")
 
 
 class Multiplication(GeneratedSplits, tfds.core.GeneratorBasedBuilder):
