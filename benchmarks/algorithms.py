@@ -37,7 +37,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.provenance import provenance  # noqa: E402
+from benchmarks.provenance import append, provenance, read  # noqa: E402
 
 NOUNS = (
     "grpo", "ppo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo",
@@ -199,12 +199,7 @@ def main(argv=None) -> None:
     logging.set_verbosity(logging.ERROR)
     base = pathlib.Path(args.workdir)
     base.mkdir(parents=True, exist_ok=True)
-    results_path = pathlib.Path(args.results)
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    done = []
-    if results_path.exists():
-        done = [json.loads(l) for l in results_path.read_text().splitlines() if l.strip()]
-    done = [r for r in done if r["steps"] == args.steps]
+    done = [r for r in read(args.results) if r["steps"] == args.steps]
     have = {(r["noun"], r["seed"]) for r in done}
     nouns = [n.strip() for n in args.nouns.split(",") if n.strip()]
     for seed in args.seeds:
@@ -213,8 +208,7 @@ def main(argv=None) -> None:
                 continue
             r = run_one(noun, seed, args.steps, base)
             print(json.dumps(r), flush=True)
-            with results_path.open("a") as f:
-                f.write(json.dumps(r) + "\n")
+            append(args.results, r)
             done.append(r)
     report = pathlib.Path(args.report)
     write_report([r for r in done if r["noun"] in nouns], report, report.with_suffix(".png"), args.steps, args.remark)

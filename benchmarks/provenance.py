@@ -2,7 +2,8 @@
 
 Float32 rounding, and so every accuracy figure, depends on the CPU; speed depends on the CPU,
 the device count and the load. ``provenance()`` is those facts plus the commit measured;
-``append`` writes one JSON object per line to a results file under ``benchmarks/results/``.
+``append`` writes one JSON object per line to a results file under ``benchmarks/results/`` and
+``read`` reads them back (a benchmark that resumes skips the runs it finds).
 """
 from __future__ import annotations
 
@@ -39,6 +40,14 @@ def provenance() -> dict:
     """``cpu``, ``cores``, ``commit`` and the UTC ``date`` of a measurement."""
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "commit": commit(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def read(path) -> list[dict]:
+    """The records of a results file (none when it does not exist yet)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def append(path: str, record: dict) -> None:

@@ -38,7 +38,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.provenance import provenance  # noqa: E402
+from benchmarks.provenance import append, provenance, read  # noqa: E402
 
 from polrl import devices  # noqa: E402  (before JAX starts: one CPU device per core)
 
@@ -238,9 +238,7 @@ def main(argv=None) -> None:
     logging.set_verbosity(logging.ERROR)
     base = pathlib.Path(args.workdir)
     base.mkdir(parents=True, exist_ok=True)
-    results_path = pathlib.Path(args.results)
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    done = [json.loads(l) for l in results_path.read_text().splitlines() if l.strip()] if results_path.exists() else []
+    done = read(args.results)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     wanted = {(arm, seed, args.steps if args.steps is not None else arm_config(arm, seed, None).total_steps)
               for seed in args.seeds for arm in arms}
@@ -251,8 +249,7 @@ def main(argv=None) -> None:
                 continue
             r = {**run_one(arm, seed, steps, base), **provenance()}
             print(json.dumps({k: v for k, v in r.items() if k != "curve"}), flush=True)
-            with results_path.open("a") as f:
-                f.write(json.dumps(r) + "\n")
+            append(args.results, r)
             done.append(r)
     report = pathlib.Path(args.report)
     reported = [r for r in done if (r["arm"], r["seed"], r["steps"]) in wanted]

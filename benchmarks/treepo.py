@@ -36,7 +36,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.provenance import provenance  # noqa: E402
+from benchmarks.provenance import append, provenance, read  # noqa: E402
 
 CONFIGS = {"grpo": "chain_grpo", "treepo": "chain_treepo", "tree_grpo": "chain_treepo", "sft": "chain_sft"}
 
@@ -244,9 +244,7 @@ def main(argv=None) -> None:
     logging.set_verbosity(logging.ERROR)
     base = pathlib.Path(args.workdir)
     base.mkdir(parents=True, exist_ok=True)
-    results_path = pathlib.Path(args.results)
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    done = [json.loads(l) for l in results_path.read_text().splitlines() if l.strip()] if results_path.exists() else []
+    done = read(args.results)
     steps_of = {"grpo": args.steps, "sft": args.steps, "treepo": args.treepo_steps, "tree_grpo": args.treepo_steps}
     done = [r for r in done if r["steps"] == steps_of[r["method"]]]
     have = {(r["method"], r["seed"]) for r in done}
@@ -256,8 +254,7 @@ def main(argv=None) -> None:
                 continue
             r = {**run_one(method, seed, steps_of[method], args.eval_every, base), **provenance()}
             print(json.dumps({k: v for k, v in r.items() if k != "curve"}), flush=True)
-            with results_path.open("a") as f:
-                f.write(json.dumps(r) + "\n")
+            append(args.results, r)
             done.append(r)
     report = pathlib.Path(args.report)
     write_report(done, args.steps, report, report.with_suffix(".png"), args.remark)
