@@ -13,12 +13,14 @@ Recipe: the arithmetic_grpo warm start; each step samples 8 answers for each of 
 the frozen warm model, and pairs the best with the worst (ties ignored); β = 0.1, lr 3e-4,
 3000 steps.
 
-Expected result (2-core AMD EPYC CPU, the launcher's default of one XLA device per core, seed 0
-only; held-out greedy exact match on 500 test prompts; raw result in
-benchmarks/results/arithmetic.jsonl, from `python benchmarks/algorithms.py --nouns dpo --seeds 0
---steps 3000 --results benchmarks/results/arithmetic.jsonl`): 28.6% after the SFT warm start →
-55.6% after 3000 DPO steps (GRPO from the same warm start: 75.0%). DPO learns only from the warm
-model's own, fixed sample distribution.
+<!-- report: arithmetic.dpo -->
+Full run (the launcher's default of one XLA device per core, 3000 steps, seed 0 only, CPU AMD EPYC;
+raw: benchmarks/results/arithmetic.jsonl, from `python benchmarks/algorithms.py --nouns dpo --steps
+3000 --results benchmarks/results/arithmetic.jsonl`): seed 0: 28.6% → 55.6% (GRPO from the same warm
+start: 75.0%).
+<!-- /report -->
+
+DPO learns only from the warm model's own, fixed sample distribution.
 """
 import ml_collections
 

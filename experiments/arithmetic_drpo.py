@@ -12,18 +12,13 @@ temperature 1, 3000 steps, lr 3e-4), no reference model; DRPO's defaults from it
 π_old, one epoch of 4 minibatches per batch (the paper samples at temperature 0.6; this config
 keeps the arithmetic runs' temperature 1 so all nouns see the same rollouts).
 
-Expected result (seed 0, held-out greedy exact match on the 500 test prompts; measured once on
-the shared 2-core CPU machine while other jobs ran, load average ~12; steps counted with the
-200 warm-up steps): SFT warm start 28.4% → 62.8% at step 900 → 70–74% over steps 1800–2400 →
-66.0% after 3000 DRPO steps (57–72% over the last 800: it oscillates once most groups are
-all-correct and only a few carry a signal). GRPO from the same start: 72.2%. Wall time 18 min
-under that load.
-
-These figures were measured with one XLA device, the launcher's default until it gave XLA one
-host device per core, and before the rollout engine and collectors replaced the fixed sampler;
-the default now splits the rollout over every device, which draws a different random stream, so a
-rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
-device).
+<!-- report: arithmetic.drpo -->
+Expected result (benchmarks/algorithms.py: 600 steps of this config from the shared SFT warm start
+of each seed, 3 seeds (0, 1, 2), held-out greedy exact match on 500 test prompts, mean ± std over
+seeds; measured with one XLA device before the rollout engine replaced the fixed sampler (CPU
+unrecorded; raw: benchmarks/results/algorithms.jsonl)): 32.1 ± 3.8% → 57.7 ± 3.9% (GRPO at the same
+budget: 56.6 ± 3.6%).
+<!-- /report -->
 """
 import ml_collections
 

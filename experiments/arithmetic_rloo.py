@@ -9,19 +9,17 @@ Recipe: the arithmetic_grpo task, model, SFT warm start and prompts (32 prompts 
 step, 3000 steps, lr 3e-4, one update per batch). A_i = r_i − mean of the other 7 rewards,
 REINFORCE on the sequence log-probability (seq_mean_token_sum), no KL.
 
-Expected result (2-core CPU, seed 0, held-out greedy exact match on 500 test prompts, one run):
-28.4% after the SFT warm start → 73.4% after 3000 RLOO steps (best evaluation 75.0%; GRPO from the
-same start: 72.2%). Wall time 794 s for the whole run on the 2-core machine shared with other jobs
-(load average between 4 and 13 during these runs), so not a speed figure. RLOO's gradient here is a
-constant multiple of Dr.GRPO's (advantage × 8/7, token sum instead of sum / 3), which Adam's
-normalization removes, so the two runs differ only where the gradient-norm clip acts (40% of RLOO's
-steps); both end at 73.4%.
+<!-- report: arithmetic.rloo -->
+Expected result (benchmarks/algorithms.py: 600 steps of this config from the shared SFT warm start
+of each seed, 3 seeds (0, 1, 2), held-out greedy exact match on 500 test prompts, mean ± std over
+seeds; measured with one XLA device before the rollout engine replaced the fixed sampler (CPU
+unrecorded; raw: benchmarks/results/algorithms.jsonl)): 32.1 ± 3.8% → 60.5 ± 6.0% (GRPO at the same
+budget: 56.6 ± 3.6%).
+<!-- /report -->
 
-These figures were measured with one XLA device, the launcher's default until it gave XLA one
-host device per core, and before the rollout engine and collectors replaced the fixed sampler;
-the default now splits the rollout over every device, which draws a different random stream, so a
-rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
-device).
+RLOO's gradient here is a constant multiple of Dr.GRPO's (advantage × G/(G−1), a token sum instead
+of a constant normalizer), which Adam's normalization removes, so the two differ only where the
+gradient-norm clip acts.
 """
 import ml_collections
 

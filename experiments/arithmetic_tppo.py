@@ -12,23 +12,18 @@ two-digit answers span two windows and their first window bootstraps from the va
 policy GAE λ = 0.95 within a window, Monte-Carlo value targets (λ_v = 1), and advantages NOT
 whitened: until the zero-initialised value head has learnt, the digits of a two-digit answer
 get advantages near 0 (their window ends before the reward), and whitening shifts all of them
-negative by the batch mean — in a trial with whitening (seed 0) accuracy fell from 28.4% to
-about 5% within 1000 steps.
+negative by the batch mean, and a trial with whitening collapsed within 1000 steps.
 
-Expected result (seed 0, held-out greedy exact match on the 500 test prompts; measured once on
-the shared 2-core CPU machine while other jobs ran, load average 10–17; steps counted with the
-200 warm-up steps): SFT warm start 28.4% → 17–19% at steps 400–600 while the value head learns
-(the digits' advantages come from it) → 35–41% at steps 1100–1600 → 42.2% after 3000 T-PPO
-steps (36–49% over the last 800). PPO from the same start with whole-response GAE: 70.6%.
-With 2–3-token answers a 2-token window mostly removes the reward from the digits'
-advantages; T-PPO is meant for responses thousands of tokens long. Wall time 35 min under
-that load.
+<!-- report: arithmetic.tppo -->
+Expected result (benchmarks/algorithms.py: 600 steps of this config from the shared SFT warm start
+of each seed, 3 seeds (0, 1, 2), held-out greedy exact match on 500 test prompts, mean ± std over
+seeds; measured with one XLA device before the rollout engine replaced the fixed sampler (CPU
+unrecorded; raw: benchmarks/results/algorithms.jsonl)): 32.1 ± 3.8% → 24.8 ± 5.8% (GRPO at the same
+budget: 56.6 ± 3.6%).
+<!-- /report -->
 
-These figures were measured with one XLA device, the launcher's default until it gave XLA one
-host device per core, and before the rollout engine and collectors replaced the fixed sampler;
-the default now splits the rollout over every device, which draws a different random stream, so a
-rerun gives different figures (`XLA_FLAGS=--xla_force_host_platform_device_count=1` keeps one
-device).
+With 2–3-token answers a 2-token window mostly removes the reward from the digits' advantages; T-PPO
+is meant for long responses.
 """
 import ml_collections
 

@@ -17,13 +17,13 @@ the whole context, every 2nd update full (loss from step 0; F = 2); PPO: 2 epoch
 minibatches of whole contexts, Adam 1e-3 annealed, clip 0.2, entropy 0.01, value 0.5,
 γ 0.99, λ 0.95 (episode ends cut the returns).
 
-Expected result (measured: 3 seeds in one vmapped call, 226 s wall on the 2-core CPU shared with
-other jobs at load ≈ 2–4): mean episode return over the context 5.98 ± 0.10 (mean ± std over
-seeds; 0.748 per pull; random play 4.0, the best arm 6.67) after 819,200 pulls per seed (200
-contexts); the seed mean first reaches 0.7 per pull at 221k pulls. In-context improvement, mean
-of the last 20 contexts: 0.640 per pull in a context's first episode, 0.758 in its last.
-With one full update per context instead (``:full_only``, 56 s): 5.53 ± 0.04 (0.692 per pull;
-0.7 per pull first reached at 606k).
+<!-- report: control.bandit_relic -->
+Expected result (benchmarks/results/control.jsonl, from `python benchmarks/control.py --runs
+bandit_relic`: 3 seeds (0, 1, 2) in one vmapped call, 819,200 environment steps, CPU AMD EPYC; mean
+± std over seeds of each seed's final return): mean episode return over the context 5.98 ± 0.12
+(random play 4.0, the best arm 6.67); with one full update per context instead (`:full_only`): 5.53
+± 0.05.
+<!-- /report -->
 """
 import ml_collections
 

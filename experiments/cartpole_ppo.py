@@ -10,10 +10,14 @@ Recipe (PureJaxRL's CartPole defaults): 4 envs × 128 steps per update, 5e5 envi
 value), entropy 0.01, value 0.5, grad-norm 0.5, tanh 64×64 actor and critic; per-minibatch
 advantage whitening; time-limit truncations bootstrapped with V(final obs).
 
-Expected result (measured: 3 seeds in one vmapped call, 2-core CPU shared with other jobs at load
-≈ 16, 76 s wall): mean return 500.0 ± 0.0 (mean ± std over seeds of each seed's last-finished-
-episode return, averaged over its 4 envs) after 499,712 environment steps; the seed mean first
-reaches ≥ 475 at 143k steps. ``benchmarks/ppo_control.py`` times this config against PureJaxRL.
+<!-- report: control.cartpole_ppo -->
+Expected result (benchmarks/results/control.jsonl, from `python benchmarks/control.py --runs
+cartpole_ppo`: 3 seeds (0, 1, 2) in one vmapped call, 499,712 environment steps, CPU AMD EPYC; mean
+± std over seeds of each seed's final return): mean return 500.0 ± 0.0; the seed mean first reaches
+475 at 143k steps.
+<!-- /report -->
+
+``benchmarks/ppo_control.py`` times this config against PureJaxRL.
 """
 import ml_collections
 

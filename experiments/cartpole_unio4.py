@@ -18,13 +18,13 @@ entropy 0, grad-norm 0.5 per member), fitted-Q OPE on 2048 dataset states every 
 online: cartpole_ppo's PPO (4 envs × 128 steps, 4 epochs × 4 minibatches, Adam 2.5e-4 annealed)
 for 102,400 environment steps from the member with the best OPE score and V as the critic.
 
-Expected result (measured: 3 seeds in one vmapped call, 29 s wall for the training call on the
-2-core CPU shared with other jobs at load ≈ 4; the dataset once, ≈ 40 s): return with sampled
-actions, mean ± std over seeds — BC member ranked best by the OPE 84.8 ± 14.0, offline Uni-O4
-policy 319.7 ± 33.3 (behaviour data: 107), online after 102,400 steps 426.8 ± 44.4 (≥ 380 from
-the first 10k online steps on). PPO from scratch with the same online budget (cartpole_ppo,
-total_timesteps=102,400, 3 seeds): 298.1 ± 28.6. The data itself cost 50k PPO steps + 16k
-behaviour steps.
+<!-- report: control.cartpole_unio4 -->
+Expected result (benchmarks/results/control.jsonl, from `python benchmarks/control.py --runs
+cartpole_unio4`: 3 seeds (0, 1, 2) in one vmapped call, 102,400 environment steps, CPU AMD EPYC;
+mean ± std over seeds of each seed's final return): bc_return 84.8 ± 14.0, offline_return 319.7 ±
+33.3; online return 426.8 ± 54.4. PPO from scratch with the same online budget (cartpole_ppo,
+total_timesteps=102,400): 298.1 ± 35.0.
+<!-- /report -->
 """
 import ml_collections
 

@@ -15,11 +15,12 @@ Launch (CPU):
 Smoke (seconds, run by the test suite):
   python -m polrl.launch --config experiments/chain_grpo.py:smoke --workdir /tmp/polrl/chain_smoke
 
-Expected result (benchmarks/treepo.md, written by benchmarks/treepo.py, which runs this config and
-experiments/chain_treepo.py from the same warm start per seed; 2-core AMD EPYC CPU, held-out greedy
-exact match of the final answer on 500 prompts, each reading the mean of the last 3 evaluations,
-mean ± std over 3 seeds; raw results in benchmarks/results/treepo.jsonl): SFT warm start
-48.5 ± 5.9% → 62.7 ± 11.6% after 400 GRPO steps.
+<!-- report: chain.grpo -->
+Expected result (benchmarks/treepo.md, written by `python benchmarks/treepo.py` from
+benchmarks/results/treepo.jsonl; CPU AMD EPYC / unrecorded; held-out greedy exact match of the final
+answer on 500 prompts, each reading the mean of the last 3 evaluations; mean ± std over 3 seeds (0,
+1, 2)): SFT warm start 48.5 ± 5.9% → 62.7 ± 11.6% after 400 GRPO steps.
+<!-- /report -->
 """
 import ml_collections
 

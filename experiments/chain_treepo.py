@@ -13,12 +13,16 @@ Launch (CPU):
 Smoke (seconds, run by the test suite):
   python -m polrl.launch --config experiments/chain_treepo.py:smoke --workdir /tmp/polrl/chain_treepo_smoke
 
-Expected result (benchmarks/treepo.md, written by benchmarks/treepo.py: TreePO vs GRPO from the
-same warm start per seed; 2-core AMD EPYC CPU, 3 seeds, raw results in
-benchmarks/results/treepo.jsonl): TreePO decodes 0.776 ± 0.016 of GRPO's sampled tokens per step
-(shared prefixes once), but on the same budget of sampled tokens it reaches 52.8 ± 22.4% against
-GRPO's 62.7 ± 11.6% (per seed 76.3 vs 76.1, 31.7 vs 55.3, 50.4 vs 56.7): on this task the tree
-rollouts do not pay yet, and the step time barely falls (0.558 vs 0.573 s: the update dominates).
+<!-- report: chain.treepo -->
+Expected result (benchmarks/treepo.md, written by `python benchmarks/treepo.py` from
+benchmarks/results/treepo.jsonl; CPU AMD EPYC / unrecorded; held-out greedy exact match of the final
+answer on 500 prompts, each reading the mean of the last 3 evaluations; mean ± std over 3 seeds (0,
+1, 2)): from the SFT warm start (48.5 ± 5.9%), TreePO samples 0.776 ± 0.016× GRPO's tokens per step
+and reaches 52.8 ± 22.4% within GRPO's budget of sampled tokens, against GRPO's 62.7 ± 11.6% after
+400 steps.
+<!-- /report -->
+
+Rollout cost and per-seed readings are in benchmarks/treepo.md.
 """
 import ml_collections
 

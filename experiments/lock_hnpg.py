@@ -21,11 +21,12 @@ Recipe (reference ``trpo.py`` / ``main.py``): 200 on-policy episodes (1000 steps
 30 Adam steps (3e-4) of the hybrid critic per h and update, GAE τ = 0.97 with γ = 1, NPG with
 10 CG iterations, damping 0.1, max KL 0.01 and a 10-step backtracking line search.
 
-Expected result (measured: 3 seeds in one vmapped call, 52 s wall for the training call on the
-2-core CPU shared with other jobs at load ≈ 4): mean return 0.998 ± 0.002 (mean ± std over seeds
-of the update's 200 on-policy episodes) after 100,000 environment steps; the seed mean first
-reaches 0.95 at 45,000 steps. On-policy NPG alone (``:onpolicy``, same budget, 30 s): 0.050 ±
-0.002 — the distractor; it never opens the lock.
+<!-- report: control.lock_hnpg -->
+Expected result (benchmarks/results/control.jsonl, from `python benchmarks/control.py --runs
+lock_hnpg`: 3 seeds (0, 1, 2) in one vmapped call, 100,000 environment steps, CPU AMD EPYC; mean ±
+std over seeds of each seed's final return): mean return 0.998 ± 0.003 (the seed mean first reaches
+0.95 at 45k steps); on-policy NPG alone (`:onpolicy`, same budget): 0.050 ± 0.002, the distractor.
+<!-- /report -->
 """
 import ml_collections
 

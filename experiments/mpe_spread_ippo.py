@@ -8,11 +8,12 @@ Smoke (run by tests/test_control_marl.py):
 The recipe of ``mpe_spread_mappo`` with ``algorithm = "ippo"``: the critic reads the agent's own
 observation and id instead of the global state.
 
-Expected result (measured: 3 seeds in one vmapped call, 69 s wall on the 2-core CPU shared with
-other jobs at load ≈ 4): mean per-agent episode return -18.16 ± 0.79 (mean ± std over seeds of
-each seed's last-finished-episode return averaged over its agents) after 999,424 environment
-steps, from −27.2 at the first update; mean of the last 10 updates -17.9; -22.3 at 250k steps.
-MAPPO with the same recipe: −17.51 ± 1.44 (−19.7 at 250k steps).
+<!-- report: control.mpe_spread_ippo -->
+Expected result (benchmarks/results/control.jsonl, from `python benchmarks/control.py --runs
+mpe_spread_ippo`: 3 seeds (0, 1, 2) in one vmapped call, 999,424 environment steps, CPU AMD EPYC;
+mean ± std over seeds of each seed's final return): mean per-agent episode return -18.16 ± 0.96,
+from -27.2 at the first update; -22.7 at 250k steps. MAPPO with the same recipe: -17.51 ± 1.76.
+<!-- /report -->
 """
 import ml_collections
 

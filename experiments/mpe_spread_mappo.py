@@ -14,11 +14,12 @@ Recipe: 16 parallel environments × 128 steps per update (6144 agent transitions
 environment steps, 4 epochs × 4 minibatches, Adam 2.5e-3 linearly annealed, γ 0.99, λ 0.95,
 clip 0.2, entropy 0.01, value 0.5, grad-norm 0.5, tanh 64×64; time-limit ends bootstrapped.
 
-Expected result (measured: 3 seeds in one vmapped call, 76 s wall on the 2-core CPU shared with
-other jobs at load ≈ 4): mean per-agent episode return -17.51 ± 1.44 (mean ± std over seeds of
-each seed's last-finished-episode return averaged over its agents) after 999,424 environment
-steps, from −27.2 at the first update; mean of the last 10 updates -17.0; -19.7 at 250k steps.
-IPPO with the same recipe: −18.16 ± 0.79 (−22.3 at 250k steps).
+<!-- report: control.mpe_spread_mappo -->
+Expected result (benchmarks/results/control.jsonl, from `python benchmarks/control.py --runs
+mpe_spread_mappo`: 3 seeds (0, 1, 2) in one vmapped call, 999,424 environment steps, CPU AMD EPYC;
+mean ± std over seeds of each seed's final return): mean per-agent episode return -17.51 ± 1.76,
+from -27.2 at the first update; -21.4 at 250k steps. IPPO with the same recipe: -18.16 ± 0.96.
+<!-- /report -->
 """
 import ml_collections
 

@@ -1,0 +1,471 @@
+"""Every measured number of the README and of the experiments' docstrings, written from raw results.
+
+    python benchmarks/report.py          # rewrite every generated block
+    python benchmarks/report.py --check  # list the stale blocks and exit 1 (the test suite runs this)
+
+A generated block is the text between a line holding ``<!-- report: KEY -->`` and the next line
+holding ``<!-- /report -->``, in ``README.md`` or in the docstring of an ``experiments/*.py``
+config. ``BLOCKS[KEY]`` computes its text from the JSON-lines files of ``benchmarks/results/``
+that the benchmark scripts append to (one record per run, with the CPU, cores, commit and date
+that measured it); nothing here trains or times anything. Figures are mean ± std over seeds with
+the number of seeds stated; a single seed is labelled as such. ``tests/test_report.py`` fails
+when a block differs from what the raw results give, and when a README line or a config's
+"Expected result" states a measured figure outside a block.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import re
+import statistics
+import sys
+import textwrap
+from typing import Callable
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import provenance, treepo  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+START = re.compile(r"<!-- report: ([\w.]+) -->")
+END = "<!-- /report -->"
+WIDTH = 100
+
+
+def results(name: str) -> list[dict]:
+    return provenance.read(RESULTS / f"{name}.jsonl")
+
+
+# ------------------------------------------------------------------------------ formatting
+
+
+def ms(xs, scale: float = 100.0, digits: int = 1) -> str:
+    """``mean ± std`` of ``xs`` (sample std), or ``x (1 seed)`` for a single value."""
+    xs = [scale * x for x in xs]
+    if len(xs) == 1:
+        return f"{xs[0]:.{digits}f} (1 seed)"
+    return f"{statistics.mean(xs):.{digits}f} ± {statistics.stdev(xs):.{digits}f}"
+
+
+def seeds_phrase(seeds) -> str:
+    seeds = sorted(seeds)
+    return f"seed {seeds[0]} only" if len(seeds) == 1 else f"{len(seeds)} seeds ({', '.join(map(str, seeds))})"
+
+
+def where(records: list[dict]) -> str:
+    """The CPU(s) the records were measured on, as recorded."""
+    cpus = sorted({r.get("cpu") or "unrecorded" for r in records})
+    return "CPU " + " / ".join(cpus)
+
+
+def para(text: str) -> str:
+    return textwrap.fill(" ".join(text.split()), WIDTH, break_on_hyphens=False)
+
+
+# ------------------------------------------------------------------------------ arithmetic
+
+
+def _algorithms() -> dict[str, list[dict]]:
+    by: dict[str, list[dict]] = {}
+    for r in results("algorithms"):
+        by.setdefault(r["noun"], []).append(r)
+    return {n: sorted(rs, key=lambda r: r["seed"]) for n, rs in by.items()}
+
+
+def _arithmetic() -> dict[str, list[dict]]:
+    by: dict[str, list[dict]] = {}
+    for r in results("arithmetic"):
+        by.setdefault(r["noun"], []).append(r)
+    return {n: sorted(rs, key=lambda r: r["seed"]) for n, rs in by.items()}
+
+
+ALGORITHMS_SETUP = (
+    "benchmarks/algorithms.py: {steps} steps of this config from the shared SFT warm start of each seed, "
+    "{seeds}, held-out greedy exact match on 500 test prompts, mean ± std over seeds; measured with one "
+    "XLA device before the rollout engine replaced the fixed sampler ({cpu}; raw: "
+    "benchmarks/results/algorithms.jsonl)"
+)
+
+
+def arithmetic_noun(noun: str) -> Callable[[], str]:
+    def block() -> str:
+        alg, long = _algorithms(), _arithmetic()
+        parts = []
+        if noun in alg:
+            rs, grpo = alg[noun], alg["grpo"]
+            setup = ALGORITHMS_SETUP.format(steps=rs[0]["steps"], seeds=seeds_phrase(r["seed"] for r in rs), cpu=where(rs))
+            text = (f"Expected result ({setup}): {ms([r['warm_accuracy'] for r in rs])}% → "
+                    f"{ms([r['accuracy'] for r in rs])}%")
+            text += "." if noun == "grpo" else f" (GRPO at the same budget: {ms([r['accuracy'] for r in grpo])}%)."
+            parts.append(para(text))
+        if noun in long:
+            rs = long[noun]
+            seeds = seeds_phrase(r["seed"] for r in rs)
+            setup = (f"the launcher's default of one XLA device per core, {rs[0]['steps']} steps, {seeds}, "
+                     f"{where(rs)}; raw: benchmarks/results/arithmetic.jsonl, from `python benchmarks/algorithms.py "
+                     f"--nouns {noun} --steps {rs[0]['steps']} --results benchmarks/results/arithmetic.jsonl`")
+            if noun == "sft":
+                text = (f"Trained from scratch on the same demonstrations ({setup}): "
+                        + ", ".join(f"{100 * r['accuracy']:.1f}% (seed {r['seed']})" for r in rs) + ".")
+            else:
+                by_seed = ", ".join(f"seed {r['seed']}: {100 * r['warm_accuracy']:.1f}% → {100 * r['accuracy']:.1f}%" for r in rs)
+                text = f"Full run ({setup}): {by_seed}"
+                if noun != "grpo":
+                    grpo = {r["seed"]: r for r in long["grpo"]}
+                    text += " (GRPO from the same warm start: " + ", ".join(
+                        f"{100 * grpo[r['seed']]['accuracy']:.1f}%" for r in rs if r["seed"] in grpo) + ")"
+                text += "."
+            parts.append(para(text))
+        if not parts:
+            raise KeyError(f"no raw results for arithmetic noun {noun!r}")
+        return "\n\n".join(parts)
+
+    return block
+
+
+def readme_algorithms() -> str:
+    alg = _algorithms()
+    mean = {n: statistics.mean(r["accuracy"] for r in rs) for n, rs in alg.items()}
+    order = sorted(mean, key=mean.get, reverse=True)
+    warm = [r["warm_accuracy"] for r in alg["grpo"]]
+    steps = alg["grpo"][0]["steps"]
+    seeds = sorted({r["seed"] for rs in alg.values() for r in rs})
+    fmt = lambda n: f"`{n}` {ms([r['accuracy'] for r in alg[n]])}"
+    losers = [n for n in order if statistics.mean(r["accuracy"] - r["warm_accuracy"] for r in alg[n]) <= 0]
+    text = (f"`benchmarks/algorithms.py` runs every noun from the same warm start with the same budget over several "
+            f"seeds and writes [`benchmarks/algorithms.md`](benchmarks/algorithms.md) and a PNG. The committed table "
+            f"({steps} steps, seeds {seeds[0]}–{seeds[-1]}, measured with one XLA device before the rollout engine): "
+            f"from a {ms(warm)}% warm start, {', '.join(fmt(n) for n in order[:3])} and {fmt(order[3])} lead, "
+            f"`grpo` reaches {ms([r['accuracy'] for r in alg['grpo']])}, and "
+            + ("every noun gains." if not losers else
+               f"every noun but {', '.join(fmt(n) for n in losers)} gains.")
+            + " On these 2–3-token answers the mechanisms that distinguish the methods barely act, so the ranking "
+              "says little about them. [`benchmarks/algorithms_claims.md`](benchmarks/algorithms_claims.md) reads "
+              "the table against each paper's claim: which it reproduces in direction, and which not.")
+    return para(text)
+
+
+# ------------------------------------------------------------------------------ chain (TreePO) and tools
+
+
+def _treepo_rows():
+    rs = results("treepo")
+    by = {(r["method"], r["seed"]): r for r in rs}
+    steps = next(r["steps"] for r in rs if r["method"] == "grpo")
+    seeds = sorted(s for m, s in by if m == "grpo" and ("treepo", s) in by)
+    out = {"seeds": seeds, "steps": steps, "records": rs}
+    out["warm"] = [by[("grpo", s)]["warm_accuracy"] for s in seeds]
+    out["grpo"] = [treepo.at_step(by[("grpo", s)], steps)["accuracy"] for s in seeds]
+    out["sft"] = [(s, treepo.at_step(by[("sft", s)], steps)["accuracy"]) for s in seeds if ("sft", s) in by]
+    budgets = [treepo.at_step(by[("grpo", s)], steps)["sampled_tokens"] for s in seeds]
+    out["treepo_budget"] = [treepo.at_budget(by[("treepo", s)], b)["accuracy"] for s, b in zip(seeds, budgets)]
+    out["treepo_tokens"] = [treepo.at_step(by[("treepo", s)], steps)["sampled_tokens"] / b for s, b in zip(seeds, budgets)]
+    return out
+
+
+CHAIN_SETUP = ("benchmarks/treepo.md, written by `python benchmarks/treepo.py` from benchmarks/results/treepo.jsonl; "
+               "{cpu}; held-out greedy exact match of the final answer on 500 prompts, each reading the mean of the "
+               "last 3 evaluations; mean ± std over {seeds}")
+
+
+def chain_block(which: str) -> Callable[[], str]:
+    def block() -> str:
+        t = _treepo_rows()
+        setup = CHAIN_SETUP.format(cpu=where(t["records"]), seeds=seeds_phrase(t["seeds"]))
+        if which == "grpo":
+            text = f"Expected result ({setup}): SFT warm start {ms(t['warm'])}% → {ms(t['grpo'])}% after {t['steps']} GRPO steps."
+        elif which == "treepo":
+            text = (f"Expected result ({setup}): from the SFT warm start ({ms(t['warm'])}%), TreePO samples "
+                    f"{ms(t['treepo_tokens'], 1.0, 3)}× GRPO's tokens per step and reaches {ms(t['treepo_budget'])}% "
+                    f"within GRPO's budget of sampled tokens, against GRPO's {ms(t['grpo'])}% after {t['steps']} steps.")
+        else:
+            sft = t["sft"]
+            text = (f"Expected result ({setup}): SFT continued for {t['steps']} more steps on the same demonstrations "
+                    f"reaches {ms([a for _, a in sft])}% ({seeds_phrase([s for s, _ in sft])}); GRPO from the same "
+                    f"warm start reaches {ms(t['grpo'])}%.")
+        return para(text)
+
+    return block
+
+
+def _tools():
+    rs = results("tools")
+    return {arm: sorted((r for r in rs if r["arm"] == arm), key=lambda r: r["seed"]) for arm in ("tool", "no_tool")}
+
+
+def multiply_block(arm: str) -> Callable[[], str]:
+    def block() -> str:
+        t = _tools()
+        rs, other = t[arm], t["no_tool" if arm == "tool" else "tool"]
+        text = (f"Expected result (benchmarks/tools.md, written by `python benchmarks/tools.py` from "
+                f"benchmarks/results/tools.jsonl; {where(rs)}; held-out greedy exact match on 500 problems, mean ± std "
+                f"over {seeds_phrase(r['seed'] for r in rs)}): {ms([r['warm_accuracy'] for r in rs])}% after SFT → "
+                f"{ms([r['accuracy'] for r in rs])}% after {rs[0]['steps']} RL steps; "
+                f"{'without' if arm == 'tool' else 'with'} the tool: {ms([r['warm_accuracy'] for r in other])}% → "
+                f"{ms([r['accuracy'] for r in other])}%.")
+        return para(text)
+
+    return block
+
+
+def readme_experiments() -> str:
+    long, t, tools = _arithmetic(), _treepo_rows(), _tools()
+    grpo, sft = long["grpo"], long["sft"]
+    slash = lambda rs, key: " / ".join(f"{100 * r[key]:.1f}" for r in rs)
+    one = lambda n: long[n][0]
+    rows = [
+        "| config | what | result |",
+        "|---|---|---|",
+        f"| `experiments/arithmetic_grpo.py` | SFT on 300 labelled demos (converged), then GRPO from prompts + verifier "
+        f"| warm start {slash(grpo, 'warm_accuracy')}% → **{slash(grpo, 'accuracy')}%** (seeds "
+        f"{'/'.join(str(r['seed']) for r in grpo)}); SFT-only for the same {sft[0]['steps']} steps: {slash(sft, 'accuracy')}% |",
+        "| `experiments/arithmetic_sft.py` | SFT only, on the same 300 demos | see above |",
+    ]
+    for noun, what in (("ppo", "the same warm start, then PPO (value head, GAE)"),
+                       ("dpo", "the same warm start, then DPO on best-vs-worst pairs of the warm model's samples")):
+        r = one(noun)
+        rows.append(f"| `experiments/arithmetic_{noun}.py` | {what} | {100 * r['warm_accuracy']:.1f}% → "
+                    f"{100 * r['accuracy']:.1f}% (seed {r['seed']} only) |")
+    trio = [one(n) for n in ("chord", "dapo", "remax")]
+    rows.append(
+        "| `experiments/arithmetic_{chord,dapo,remax}.py` | the same warm start and budget; their collectors (expert rows, "
+        f"dynamic sampling, greedy baseline) moved onto the engine | {100 * trio[0]['warm_accuracy']:.1f}% → "
+        f"{slash(trio, 'accuracy')}% (seed 0 only) |")
+    tool, no_tool = tools["tool"], tools["no_tool"]
+    rows.append(
+        "| `experiments/multiply_flow_grpo.py` vs `multiply_grpo.py` | multiplication of 1–3-digit numbers: Flow-GRPO "
+        "with a calculator tool (multi-turn) vs GRPO without, same demonstrations, SFT and RL budget | with the tool "
+        f"{ms([r['warm_accuracy'] for r in tool])}% → **{ms([r['accuracy'] for r in tool])}%**; without "
+        f"{ms([r['warm_accuracy'] for r in no_tool])}% → {ms([r['accuracy'] for r in no_tool])}% ({len(tool)} seeds, "
+        "[`benchmarks/tools.md`](benchmarks/tools.md)) |")
+    rows.append(
+        "| `experiments/chain_treepo.py` vs `chain_grpo.py` | running sums with a scratchpad: TreePO's tree rollouts and "
+        "advantage vs GRPO, same warm start, same budget of sampled tokens | TreePO samples "
+        f"{statistics.mean(t['treepo_tokens']):.2f}× GRPO's tokens per step but reaches {ms(t['treepo_budget'])}% vs "
+        f"GRPO's {ms(t['grpo'])}% from {ms(t['warm'])}% ({len(t['seeds'])} seeds, "
+        "[`benchmarks/treepo.md`](benchmarks/treepo.md)) |")
+    rows += [
+        "| `experiments/arithmetic_<noun>.py` for the other nouns | the same warm start | each docstring's figure comes "
+        "from [`benchmarks/algorithms.md`](benchmarks/algorithms.md) (every noun, 3 seeds, measured with one XLA "
+        "device before the rollout engine) |",
+        "| `experiments/gsm8k_grpo.py` | GRPO on GSM8K from a local Hugging Face checkpoint (`:gpu`, `:tpu_v4_8`, "
+        "`:tpu_v5e_8` presets) | not measured here (no accelerator); `:smoke` runs in the suite on a tiny checkpoint |",
+        "| `experiments/cartpole_ppo.py`, `pendulum_ppo.py`, `cartpole_mdpo.py`, … | the control track (below) | "
+        "see the control table |",
+    ]
+    return "\n".join(rows)
+
+
+# ------------------------------------------------------------------------------ control
+
+
+def _control() -> dict[str, dict]:
+    return {r["run"]: r for r in results("control")}
+
+
+def _first_reach(run: dict, threshold: float, curve: str = "mean_return") -> str:
+    xs = run["curves"][curve]
+    k = next((i for i, x in enumerate(xs) if x >= threshold), None)
+    return "never" if k is None else f"{(k + 1) * run['steps_per_update'] / 1000:.0f}k steps"
+
+
+def _final(run: dict, digits: int = 1, scale: float = 1.0) -> str:
+    return ms(run["final_return_by_seed"], scale, digits)
+
+
+def _at(run: dict, env_steps: int, curve: str = "mean_return") -> float:
+    k = max(0, min(len(run["curves"][curve]), env_steps // run["steps_per_update"]) - 1)
+    return run["curves"][curve][k]
+
+
+def _tail_mean(run: dict, n: int, curve: str = "mean_return") -> float:
+    return statistics.mean(run["curves"][curve][-n:])
+
+
+def _control_setup(run: dict) -> str:
+    return (f"benchmarks/results/control.jsonl, from `python benchmarks/control.py --runs {run['run']}`: "
+            f"{seeds_phrase(range(run['seed'], run['seed'] + run['num_seeds']))} in one vmapped call, {run['env_steps']:,} "
+            f"environment steps, {where([run])}; mean ± std over seeds of each seed's final return")
+
+
+def control_block(name: str) -> Callable[[], str]:
+    def block() -> str:
+        c = _control()
+        run = c[name]
+        head = f"Expected result ({_control_setup(run)}): "
+        if name in ("cartpole_ppo", "cartpole_mdpo"):
+            text = f"mean return {_final(run)}; the seed mean first reaches 475 at {_first_reach(run, 475)}"
+            if name == "cartpole_mdpo":
+                text += f" (PPO, same budget: {_first_reach(c['cartpole_ppo'], 475)})"
+            text += "."
+        elif name == "pendulum_ppo":
+            text = (f"mean episode return {_final(run, 0)} ({_at(run, run['env_steps'] // 2):.0f} at half the budget; "
+                    "a random policy scores around −1200).")
+        elif name == "cartpole_props":
+            on = c["cartpole_props_onpolicy"]
+            props_e, on_e = run["curves"]["sampling_error_pooled"], on["curves"]["sampling_error_pooled"]
+            lower = sum(a < b for a, b in zip(props_e, on_e)) / len(props_e)
+            text = (f"pooled sampling error of the buffer against the target policy (mean over updates, seed mean) "
+                    f"{statistics.mean(props_e):.3g} with PROPS vs {statistics.mean(on_e):.3g} with on-policy sampling "
+                    f"({statistics.mean(on_e) / statistics.mean(props_e):.1f}× lower, lower on {100 * lower:.0f}% of the "
+                    f"updates); the 81-cell measure: {statistics.mean(run['curves']['sampling_error']):.3g} vs "
+                    f"{statistics.mean(on['curves']['sampling_error']):.3g}. Mean return {_final(run, 0)} with PROPS vs "
+                    f"{_final(on, 0)} on-policy.")
+        elif name == "lock_hnpg":
+            on = c["lock_hnpg_onpolicy"]
+            text = (f"mean return {_final(run, 3)} (the seed mean first reaches 0.95 at {_first_reach(run, 0.95)}); "
+                    f"on-policy NPG alone (`:onpolicy`, same budget): {_final(on, 3)}, the distractor.")
+        elif name == "cartpole_unio4":
+            s, ppo = run["summary"], c["cartpole_ppo_unio4_budget"]
+            stats = ", ".join(f"{k} {s[k]:.1f} ± {s[k + '_std']:.1f}" for k in sorted(s) if k + "_std" in s)
+            text = (f"{stats}; online return {_final(run, 1)}. PPO from scratch with the same online budget "
+                    f"(cartpole_ppo, total_timesteps={ppo['env_steps']:,}): {_final(ppo, 1)}.")
+        elif name.startswith("mpe_spread"):
+            other = c["mpe_spread_ippo" if name.endswith("mappo") else "mpe_spread_mappo"]
+            text = (f"mean per-agent episode return {_final(run, 2)}, from {run['curves']['mean_return'][0]:.1f} at the "
+                    f"first update; {_at(run, 250_000):.1f} at 250k steps. "
+                    f"{'IPPO' if name.endswith('mappo') else 'MAPPO'} with the same recipe: {_final(other, 2)}.")
+        elif name == "bandit_relic":
+            full = c["bandit_relic_full_only"]
+            text = (f"mean episode return over the context {_final(run, 2)} (random play 4.0, the best arm 6.67); "
+                    f"with one full update per context instead (`:full_only`): {_final(full, 2)}.")
+        else:
+            raise KeyError(name)
+        return para(head + text)
+
+    return block
+
+
+def readme_control() -> str:
+    c = _control()
+    f = lambda n, d=1: _final(c[n], d)
+    props, on = c["cartpole_props"], c["cartpole_props_onpolicy"]
+    pe = statistics.mean(props["curves"]["sampling_error_pooled"])
+    oe = statistics.mean(on["curves"]["sampling_error_pooled"])
+    seeds = {r["num_seeds"] for r in c.values()}
+    rows = [
+        f"Measured results ({'/'.join(map(str, sorted(seeds)))} seeds in one vmapped call each, mean ± std over seeds "
+        "of the final return; raw: `benchmarks/results/control.jsonl`, from `python benchmarks/control.py`; recipes, "
+        "budgets and baselines in each config's docstring):",
+        "",
+        "| config | algorithm, task | result |",
+        "|---|---|---|",
+        f"| `cartpole_ppo.py` | PPO (PureJaxRL's config), CartPole-v1, {c['cartpole_ppo']['env_steps']:,} steps | "
+        f"{f('cartpole_ppo')}; ≥ 475 from {_first_reach(c['cartpole_ppo'], 475)} |",
+        f"| `cartpole_mdpo.py` | on-policy MDPO, CartPole-v1, {c['cartpole_mdpo']['env_steps']:,} steps | "
+        f"{f('cartpole_mdpo')}; ≥ 475 from {_first_reach(c['cartpole_mdpo'], 475)} |",
+        f"| `pendulum_ppo.py` | PPO, Gaussian policy, Pendulum-v1, {c['pendulum_ppo']['env_steps']:,} steps | "
+        f"{f('pendulum_ppo', 0)} |",
+        f"| `cartpole_props.py` | PROPS vs on-policy sampling into the same buffer, {props['env_steps']:,} steps | "
+        f"pooled sampling error {oe / pe:.1f}× lower ({pe:.3g} vs {oe:.3g}); return {f('cartpole_props', 0)} vs "
+        f"{f('cartpole_props_onpolicy', 0)} |",
+        f"| `lock_hnpg.py` | HNPG (hybrid NPG with offline data), continuous combination lock, "
+        f"{c['lock_hnpg']['env_steps']:,} steps | mean return {f('lock_hnpg', 3)} (opens the lock); on-policy "
+        f"NPG: {f('lock_hnpg_onpolicy', 3)} (the distractor) |",
+        f"| `cartpole_unio4.py` | Uni-O4: offline on an in-repo TFDS dataset, then online | online {f('cartpole_unio4', 0)} "
+        f"at {c['cartpole_unio4']['env_steps']:,} steps (PPO, same online budget: {f('cartpole_ppo_unio4_budget', 0)}) |",
+        f"| `mpe_spread_mappo.py` / `mpe_spread_ippo.py` | MAPPO / IPPO, JaxMARL MPE simple_spread, "
+        f"{c['mpe_spread_mappo']['env_steps']:,} steps | {f('mpe_spread_mappo')} / {f('mpe_spread_ippo')} per agent |",
+        f"| `bandit_relic.py` | ReLIC-style partial updates, transformer policy over multi-episode bandit contexts | "
+        f"{f('bandit_relic', 2)} per context vs {f('bandit_relic_full_only', 2)} with full-only updates |",
+    ]
+    return "\n".join(rows)
+
+
+# ------------------------------------------------------------------------------ speed
+
+
+def readme_speed() -> str:
+    sampler = [r for r in results("sampler") if "speedup_vs_hf" in r][-1]
+    lengths = results("rollout_lengths")[-1]
+    control = [r for r in results("ppo_control") if r.get("summary")][-1]
+    prefill = {r["program"]: r for r in results("fork_prefill")}
+    text = (f"`benchmarks/` holds scripts that print comparable figures (one JSON line last) and append raw results to "
+            f"`benchmarks/results/`; see [benchmarks/README.md](benchmarks/README.md). On the 2-core development CPU, "
+            f"each against a peer measured in the same run: the sampler draws {sampler['speedup_vs_hf']:.2f}× the "
+            f"tokens/s of transformers `generate`; continuous batching decodes a long-tailed length distribution "
+            f"{lengths['speedup_vs_static']:.2f}× faster than the static loop; control PPO on CartPole runs at "
+            f"{control['speedup_vs_purejaxrl']:.2f}× PureJaxRL's own `ppo.py`; forking a group's prompt prefill cuts "
+            f"its FLOPs to {prefill['group']['prefill_flops'] / prefill['flat']['prefill_flops']:.3f}× of a prefill "
+            f"per sample.")
+    return para(text)
+
+
+# ------------------------------------------------------------------------------ registry
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "readme.experiments": readme_experiments,
+    "readme.algorithms": readme_algorithms,
+    "readme.control": readme_control,
+    "readme.speed": readme_speed,
+    "chain.grpo": chain_block("grpo"),
+    "chain.treepo": chain_block("treepo"),
+    "chain.sft": chain_block("sft"),
+    "multiply.flow_grpo": multiply_block("tool"),
+    "multiply.grpo": multiply_block("no_tool"),
+    **{f"arithmetic.{n}": arithmetic_noun(n) for n in (
+        "grpo", "sft", "ppo", "dpo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo",
+        "chord", "opmd", "asymre", "rec", "mdpo", "lp_reg", "rover", "otr", "copg", "drpo", "rl_plus", "remix",
+        "tppo")},
+    **{f"control.{n}": control_block(n) for n in (
+        "cartpole_ppo", "cartpole_mdpo", "pendulum_ppo", "cartpole_props", "lock_hnpg", "cartpole_unio4",
+        "mpe_spread_mappo", "mpe_spread_ippo", "bandit_relic")},
+}
+
+
+def documents() -> list[pathlib.Path]:
+    """The files that may hold generated blocks."""
+    return [ROOT / "README.md", *sorted(p for p in (ROOT / "experiments").glob("*.py") if p.name != "__init__.py")]
+
+
+def render(text: str, path: pathlib.Path) -> str:
+    """``text`` with every block regenerated (the block keeps its first line's indentation)."""
+    lines, out, i = text.split("\n"), [], 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        m = START.search(line)
+        i += 1
+        if not m:
+            continue
+        key = m.group(1)
+        if key not in BLOCKS:
+            raise KeyError(f"{path}: unknown report block {key!r}; known: {sorted(BLOCKS)}")
+        j = i
+        while j < len(lines) and END not in lines[j]:
+            j += 1
+        if j == len(lines):
+            raise ValueError(f"{path}: report block {key!r} has no closing {END!r} line")
+        indent = re.match(r"\s*", line).group(0)
+        out += [indent + x if x else x for x in BLOCKS[key]().split("\n")]
+        out.append(lines[j])
+        i = j + 1
+    return "\n".join(out)
+
+
+def stale() -> list[str]:
+    """The files whose generated blocks differ from what the raw results give."""
+    return [str(p.relative_to(ROOT)) for p in documents() if render(p.read_text(), p) != p.read_text()]
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a block is stale")
+    args = p.parse_args(argv)
+    if args.check:
+        bad = stale()
+        if bad:
+            raise SystemExit(f"stale generated blocks in {bad}; run python benchmarks/report.py")
+        print("every generated block matches benchmarks/results/")
+        return
+    for path in documents():
+        text = path.read_text()
+        new = render(text, path)
+        if new != text:
+            path.write_text(new)
+            print(f"rewrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

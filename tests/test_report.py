@@ -1,0 +1,51 @@
+"""The documented figures agree with the raw results: ``benchmarks/report.py`` regenerates every
+block of measured numbers in the README and the experiments' docstrings, and no measured figure
+lives outside such a block."""
+import re
+
+import pytest
+
+from benchmarks import report
+
+# A measured figure: a decimal percentage, a ± spread or a decimal ratio.
+FIGURE = re.compile(r"\d\.\d+ ?%|±|\d\.\d+×")
+
+
+def outside_blocks(text: str):
+    inside = False
+    for number, line in enumerate(text.split("\n"), 1):
+        if report.START.search(line):
+            inside = True
+        elif report.END in line:
+            inside = False
+        elif not inside:
+            yield number, line
+
+
+def test_every_block_matches_the_raw_results():
+    assert report.stale() == [], "run python benchmarks/report.py and commit the result"
+
+
+@pytest.mark.parametrize("path", report.documents(), ids=lambda p: p.name)
+def test_no_measured_figure_outside_a_generated_block(path):
+    text = path.read_text()
+    if path.suffix == ".py":  # only the docstring: code may hold constants such as 0.5%
+        text = text[: text.index('"""', text.index('"""') + 3)]
+    bad = [f"{path.name}:{n}: {line.strip()}" for n, line in outside_blocks(text) if FIGURE.search(line)]
+    assert not bad, "measured figures must come from benchmarks/report.py blocks:\n" + "\n".join(bad)
+
+
+def test_every_block_is_used():
+    used = {m.group(1) for p in report.documents() for m in report.START.finditer(p.read_text())}
+    assert used == set(report.BLOCKS), f"blocks never placed: {sorted(set(report.BLOCKS) - used)}"
+
+
+def test_unknown_block_is_a_clear_error(tmp_path):
+    path = tmp_path / "doc.md"
+    with pytest.raises(KeyError, match="unknown report block 'nope'"):
+        report.render("<!-- report: nope -->\n<!-- /report -->", path)
+
+
+def test_unclosed_block_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no closing"):
+        report.render("<!-- report: readme.speed -->\ntext", tmp_path / "doc.md")
