@@ -49,8 +49,15 @@ Array = jax.Array
 #                       (``logits_btv``, differentiable; objectives over the whole vocabulary);
 #   "kl_to_old"       — the exact KL(π_θ(·|s_t) ‖ π_old(·|s_t)) of the full distributions at each
 #                       position in the update (``kl_to_old_bt``, differentiable; filled by
-#                       ``polrl.control`` on ``ControlBatch``; MDPO's mirror-descent term).
-KNOWN_NEEDS = frozenset({"ref_logp", "values", "old_logp", "logits", "kl_to_old"})
+#                       ``polrl.control`` on ``ControlBatch``; MDPO's mirror-descent term);
+#   "old_mean_logp"   — the vocabulary mean of the log-probs m(s_t) = (1/V) Σ_v log π(v|s_t) at
+#                       each response position: π_old's in ``aux["old_mean_logp_bt"]``, from the
+#                       forward in which prepare recomputes ``old_logp_bt`` (same LM-head chunks,
+#                       one more reduction over V), and π_θ's, without gradient, in
+#                       ``aux["mean_logp_bt"]`` from the update's scoring forward. Only when π_old
+#                       is recomputed: with ``old_logp_bt`` None, π_old = π_θ and neither is
+#                       filled (ROVER's next-state value ρ·(m_θ − m_old)).
+KNOWN_NEEDS = frozenset({"ref_logp", "values", "old_logp", "logits", "kl_to_old", "old_mean_logp"})
 
 # Where a row of a Batch comes from (``Batch.source_b``).
 ON_POLICY, EXPERT, REPLAY = 0, 1, 2

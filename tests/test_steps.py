@@ -324,3 +324,127 @@ def test_score_with_shared_prompts_equals_full_forward():
     grad = jax.jit(jax.grad(lambda prm, batch: steps.score(graphdef, prm, batch)["logp_bt"].sum()))
     for a, b in zip(jax.tree.leaves(grad(params, grouped)), jax.tree.leaves(grad(params, flat))):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- the "old_mean_logp" need
+
+CFG64 = TransformerConfig(
+    vocab_size=V, d_model=16, num_layers=1, num_heads=2, num_kv_heads=1, mlp_dim=32, max_len=16,
+    value_head=True, dtype=jnp.float64, param_dtype=jnp.float64,
+)
+
+
+@functools.lru_cache(maxsize=None)
+def _model64():
+    with jax.enable_x64(True):
+        return tiny_params(CFG64, seed=3)
+
+
+def _brute_mean_logp(params, batch, temperature=1.0):
+    """(1/V) Σ_v log π(v|s_t) in float64 numpy from the model's full logits over prompt ++ response."""
+    model = nnx.merge(_model64()[0], params)
+    tokens, positions, valid = steps.sequence_inputs(jnp.asarray(batch.prompt_bp), jnp.asarray(batch.prompt_valid_bp),
+                                                     jnp.asarray(batch.response_bt))
+    p, t = batch.prompt_bp.shape[1], batch.response_bt.shape[1]
+    z = np.asarray(model(tokens, positions, valid), np.float64)[:, p - 1 : p + t - 1] / temperature
+    top = z.max(-1, keepdims=True)
+    logp = z - (top + np.log(np.exp(z - top).sum(-1, keepdims=True)))
+    return logp.mean(-1)
+
+
+def _needs_mean(fn=None):
+    """An objective transform declaring the "old_mean_logp" need; ``fn(batch) -> batch``."""
+    from polrl.core import stateless
+
+    return stateless(fn or (lambda batch: batch), needs=("old_mean_logp",))
+
+
+@pytest.mark.parametrize("chunk_size", [0, 2])
+def test_score_mean_logp_matches_float64_brute_force(chunk_size):
+    with jax.enable_x64(True):
+        graphdef, params = _model64()
+        batch = _batch(t=3)  # T = 3 is not a multiple of the chunk: the tail is padded
+        fn = jax.jit(lambda prm, b, mean: steps.score(graphdef, prm, b, temperature=0.7, chunk_size=chunk_size,
+                                                       mean_logp=mean), static_argnums=2)
+        with_mean, default = fn(params, batch, True), fn(params, batch, False)
+        assert "mean_logp_bt" not in default and with_mean["mean_logp_bt"].dtype == jnp.float64
+        np.testing.assert_allclose(with_mean["mean_logp_bt"], _brute_mean_logp(params, batch, 0.7), rtol=1e-12)
+        for key in ("logp_bt", "entropy_bt"):  # the other scores are the default path's
+            np.testing.assert_allclose(with_mean[key], default[key], rtol=1e-12, atol=1e-14)
+
+
+def test_prepare_fills_old_mean_logp_only_when_pi_old_is_recomputed():
+    with jax.enable_x64(True):
+        graphdef, params = _model64()
+        batch = _batch()
+        alg = algorithms.rover(num_minibatches=2)  # 2 updates per batch: π_old and m_old recomputed
+        assert "old_mean_logp" in alg.needs
+        state = steps.init_state(params, alg, jax.random.key(0))
+        prepare = functools.partial(steps.prepare, algorithm=alg, graphdef=graphdef)
+        out, _ = jax.jit(prepare)(state, batch)
+        np.testing.assert_allclose(out.aux["old_mean_logp_bt"], _brute_mean_logp(params, batch), rtol=1e-12)
+        np.testing.assert_allclose(out.old_logp_bt, steps.score(graphdef, params, batch)["logp_bt"], rtol=1e-12)
+        eager, _ = prepare(state, batch)  # jit == no jit
+        np.testing.assert_allclose(eager.aux["old_mean_logp_bt"], out.aux["old_mean_logp_bt"], rtol=1e-12)
+        # one update per batch: π_old = π_θ, no forward, nothing filled (the need costs nothing)
+        one = algorithms.rover(num_minibatches=1)
+        out, _ = jax.jit(functools.partial(steps.prepare, algorithm=one, graphdef=graphdef))(state, batch)
+        assert out.old_logp_bt is None and "old_mean_logp_bt" not in out.aux
+        # several updates without the need: π_old only
+        ppo = algorithms.ppo(num_epochs=2, num_minibatches=1)
+        out, _ = jax.jit(functools.partial(steps.prepare, algorithm=ppo, graphdef=graphdef))(
+            steps.init_state(params, ppo, jax.random.key(0)), batch.replace(old_value_bt=None))
+        assert out.old_logp_bt is not None and "old_mean_logp_bt" not in out.aux
+
+
+def test_update_fills_mean_logp_at_the_current_parameters_without_gradient():
+    with jax.enable_x64(True):
+        graphdef, params = _model64()
+
+        def record(n_updates):
+            def init(example=None):
+                return jnp.zeros((), jnp.int32), jnp.zeros((n_updates, 2, 4, 3), jnp.float64)
+
+            def apply(batch, state, **extra):
+                i, seen = state
+                pair = jnp.stack([batch.aux["mean_logp_bt"], batch.aux["old_mean_logp_bt"]])
+                return batch, (i + 1, seen.at[i].set(pair))
+
+            return Transform(init, apply, frozenset({"old_mean_logp"}))
+
+        # the loss is Σ m_θ: were m_θ differentiable, SGD would move the parameters; the NLL gives
+        # the update a gradient so that the second epoch scores moved parameters
+        def algorithm(epochs, with_sum):
+            terms = [objectives.nll()]
+            if with_sum:
+                terms.append(_needs_mean(lambda b: b.add_loss("m_sum", b.aux["mean_logp_bt"].sum())))
+            return Algorithm(prepare=chain(), objective=chain(*terms, record(epochs), objectives.aggregate("token_mean")),
+                             optimizer=optax.sgd(0.5), num_epochs=epochs)
+
+        batch = _batch()
+        alg = algorithm(2, with_sum=False)
+        state = steps.init_state(params, alg, jax.random.key(0))
+        prepared, _ = jax.jit(functools.partial(steps.prepare, algorithm=alg, graphdef=graphdef))(state, batch)
+        update = jax.jit(functools.partial(steps.update, algorithm=alg, graphdef=graphdef))
+        new_state, _ = update(state, prepared)
+        seen = np.asarray(new_state.objective_state[1][1])
+        # epoch 0 scores π_old: m_θ = m_old = brute force at the initial parameters
+        np.testing.assert_allclose(seen[0, 0], seen[0, 1], rtol=1e-12)
+        np.testing.assert_allclose(seen[0, 0], _brute_mean_logp(params, batch), rtol=1e-12)
+        # epoch 1 scores the parameters after one SGD step (= a one-epoch update of the same batch)
+        one = algorithm(1, with_sum=False)
+        moved, _ = jax.jit(functools.partial(steps.update, algorithm=one, graphdef=graphdef))(
+            steps.init_state(params, one, jax.random.key(0)), prepared)
+        np.testing.assert_allclose(seen[1, 0], _brute_mean_logp(moved.params, batch), rtol=1e-12)
+        np.testing.assert_allclose(seen[1, 1], seen[0, 1], rtol=0)  # m_old stays π_old's
+        assert np.abs(seen[1, 0] - seen[1, 1]).max() > 1e-6
+        # jit == no jit
+        eager, _ = steps.update(state, prepared, algorithm=alg, graphdef=graphdef)
+        np.testing.assert_allclose(eager.objective_state[1][1], seen, rtol=1e-12)
+        # Σ m_θ adds nothing to the gradient: the same parameters as with the NLL alone
+        summed = algorithm(2, with_sum=True)
+        out, metrics = jax.jit(functools.partial(steps.update, algorithm=summed, graphdef=graphdef))(
+            steps.init_state(params, summed, jax.random.key(0)), prepared)
+        assert float(metrics["m_sum"]) != 0.0
+        for a, b in zip(jax.tree.leaves(out.params), jax.tree.leaves(new_state.params)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)

@@ -60,8 +60,46 @@ def _hidden_shared_prompt(model, batch: Batch):
     return jnp.concatenate([last, hidden_r], axis=1)
 
 
+def mean_logp_from_logits(logits_btv, temperature: float = 1.0):
+    """m = (1/V) Σ_v log softmax(z)_v = mean_v z_v − logsumexp_v z_v, z = logits / temperature.
+
+    The vocabulary mean of the log-probs at each position ([B, T], float32; float64 logits stay
+    float64), without forming the [B, T, V] log-probs: one more reduction over V next to the
+    logsumexp the log-probs already take.
+    """
+    z = logits_btv.astype(jnp.promote_types(logits_btv.dtype, jnp.float32)) / temperature
+    return jnp.mean(z, axis=-1) - jax.nn.logsumexp(z, axis=-1)
+
+
+def _chunked_scores_with_mean(h, head_fn, tokens_bt, *, chunk_size: int, temperature: float):
+    """``ops.token_logp_and_entropy`` plus ``mean_logp_from_logits``, from the same chunks.
+
+    The LM head runs on ``chunk_size`` positions at a time inside ``lax.map`` (each chunk
+    rematerialized in the backward pass), as ``ops.token_logp_and_entropy`` does, so the
+    [B, T, V] logits never exist and the head runs once for all three scores.
+    """
+    batch, length, _ = h.shape
+    num_chunks = -(-length // chunk_size)
+    pad = num_chunks * chunk_size - length
+    h = jnp.pad(h, ((0, 0), (0, pad), (0, 0)))
+    tokens_bt = jnp.pad(tokens_bt, ((0, 0), (0, pad)))
+
+    def to_chunks(x):  # [B, n·C, …] → [n, B, C, …]
+        return jnp.moveaxis(x.reshape(batch, num_chunks, chunk_size, *x.shape[2:]), 1, 0)
+
+    @jax.checkpoint
+    def chunk_scores(chunk):
+        hidden, tokens = chunk
+        logits = head_fn(hidden)
+        return (ops.log_softmax_at(logits, tokens, temperature), ops.entropy_from_logits(logits, temperature),
+                mean_logp_from_logits(logits, temperature))
+
+    outs = jax.lax.map(chunk_scores, (to_chunks(h), to_chunks(tokens_bt)))
+    return tuple(jnp.moveaxis(x, 0, 1).reshape(batch, num_chunks * chunk_size)[:, :length] for x in outs)
+
+
 def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: bool = False, full_logits: bool = False,
-          chunk_size: int | None = None) -> dict:
+          chunk_size: int | None = None, mean_logp: bool = False) -> dict:
     """One forward: per-response-token log-prob, entropy and (optionally) value and logits.
 
     The LM head runs only on the positions that predict response tokens (hidden states
@@ -72,12 +110,20 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
     ``chunk_size`` (None → ``model.config.logits_chunk_size``; 0 → off) runs the LM head on that
     many positions at a time (``ops.token_logp_and_entropy``), so [B, T, V] float32 logits never
     exist; same values and gradients. Ignored when ``full_logits`` asks for the whole array.
+
+    ``mean_logp`` also returns ``mean_logp_bt``, the vocabulary mean of the log-probs at each
+    position (``mean_logp_from_logits``; the need ``"old_mean_logp"``), from the same LM-head
+    pass (chunked as above when chunking is on).
     """
     model = nnx.merge(graphdef, params)
     h = _hidden_shared_prompt(model, batch) if batch.group_size > 1 else _hidden_full(model, batch)
     if chunk_size is None:  # the model's own setting (models without a config: unchunked)
         chunk_size = getattr(getattr(model, "config", None), "logits_chunk_size", 0)
-    if chunk_size and not full_logits:
+    if chunk_size and not full_logits and mean_logp:
+        logp, entropy, mean = _chunked_scores_with_mean(
+            h, model.logits, batch.response_bt, chunk_size=chunk_size, temperature=temperature)
+        out = {"logp_bt": logp, "entropy_bt": entropy, "mean_logp_bt": mean}
+    elif chunk_size and not full_logits:
         logp, entropy = ops.token_logp_and_entropy(
             h, model.logits, batch.response_bt, chunk_size=chunk_size, temperature=temperature)
         out = {"logp_bt": logp, "entropy_bt": entropy}
@@ -87,6 +133,8 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
             "logp_bt": ops.log_softmax_at(logits, batch.response_bt),
             "entropy_bt": ops.entropy_from_logits(logits),
         }
+        if mean_logp:
+            out["mean_logp_bt"] = mean_logp_from_logits(logits)
     if values:
         out["value_bt"] = model.value(h)
     if full_logits:
@@ -100,7 +148,9 @@ def prepare(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef,
     * ``ref_logp`` → one reference forward;
     * ``values`` → the value head at rollout parameters (``old_value_bt``);
     * more than one update per batch, or the ``old_logp`` need → recomputed ``old_logp_bt``
-      (else π_old = π_θ and the objective uses ``stop_gradient(logp)``, no forward pass).
+      (else π_old = π_θ and the objective uses ``stop_gradient(logp)``, no forward pass);
+    * ``old_mean_logp``, when ``old_logp_bt`` is recomputed → π_old's vocabulary-mean log-prob per
+      position in ``aux["old_mean_logp_bt"]``, from that same forward.
     Then logs the on/off-policy diagnostics of the batch (``polrl.diagnostics``).
     Returns ``(batch, prepare_state)``.
     """
@@ -112,10 +162,13 @@ def prepare(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef,
         batch = batch.replace(ref_logp_bt=ref["logp_bt"])
     want_values = "values" in needs
     want_old = algorithm.updates_per_batch > 1 or "old_logp" in needs
+    want_mean = want_old and "old_mean_logp" in needs
     if want_values or want_old:
-        cur = score(graphdef, state.params, batch, temperature=temperature, values=want_values)
+        cur = score(graphdef, state.params, batch, temperature=temperature, values=want_values, mean_logp=want_mean)
         if want_old:
             batch = batch.replace(old_logp_bt=cur["logp_bt"])
+        if want_mean:
+            batch = batch.replace(aux={**batch.aux, "old_mean_logp_bt": cur["mean_logp_bt"]})
         if want_values:
             batch = batch.replace(old_value_bt=cur["value_bt"] * batch.mask_bt)
     batch = jax.tree.map(jax.lax.stop_gradient, batch)
@@ -139,14 +192,21 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
     averaged over the minibatch steps: every loss, every objective metric, ``loss``,
     ``grad_norm``, the mean token ``entropy``, the ratio diagnostics and ``skipped_nonfinite``
     (minibatches with a non-finite loss or gradient are skipped; ``step`` and the RNG still
-    advance: the batch counts as consumed).
+    advance: the batch counts as consumed). With the ``old_mean_logp`` need and a recomputed
+    π_old, the scoring forward also fills ``aux["mean_logp_bt"]``: π_θ's vocabulary-mean log-prob
+    per position, without gradient.
     """
     want_values, want_logits = "values" in algorithm.needs, "logits" in algorithm.needs
+    want_mean = "old_mean_logp" in algorithm.needs and batch.old_logp_bt is not None
     rng, perm_rng = jax.random.split(state.rng)
 
     def scored(params, mb: Batch) -> Batch:
-        return mb.replace(**score(graphdef, params, mb, temperature=temperature, values=want_values,
-                                  full_logits=want_logits))
+        out = score(graphdef, params, mb, temperature=temperature, values=want_values, full_logits=want_logits,
+                    mean_logp=want_mean)
+        if want_mean:
+            mean = jax.lax.stop_gradient(out.pop("mean_logp_bt"))
+            mb = mb.replace(aux={**mb.aux, "mean_logp_bt": mean})
+        return mb.replace(**out)
 
     def llm_metrics(mb: Batch) -> dict:
         entropy = ops.masked_mean(jax.lax.stop_gradient(mb.entropy_bt), mb.mask_bt)
