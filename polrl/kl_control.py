@@ -18,7 +18,7 @@ Two places for β·KL(π ‖ π_ref), both usable by every noun:
   transform and BEFORE any whitening (REINFORCE++ normalizes the KL-shaped returns).
 
 The KL is measured at rollout parameters: kl_t = est(log π_old(y_t), log π_ref(y_t)) with the
-k1/k2/k3 estimators of ``polrl.ops`` (REINFORCE++ and verl's default: k1 = log π_old − log π_ref),
+estimators of ``polrl.ops.KL_ESTIMATORS`` (REINFORCE++ and verl's default: k1 = log π_old − log π_ref),
 so ``kl_reward`` needs ``ref_logp`` and ``old_logp``.
 
 Adaptive coefficient (Ziegler et al. 2019, arXiv 1909.08593, §2.2): with the measured KL of the
@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from polrl import ops
 from polrl.core import Batch, Transform, stateless
 
-KL_ESTIMATORS = {"k1": ops.kl_k1, "k2": ops.kl_k2, "k3": ops.kl_k3}
+KL_ESTIMATORS = ops.KL_ESTIMATORS  # k1/k2/k3/abs and their straight-through "+" forms
 KL_PLACEMENTS = ("loss", "reward")
 
 

@@ -26,7 +26,11 @@ def old_logp(batch: Batch) -> jax.Array:
 
 
 def clipped_policy_gradient(
-    *, eps_low: float = 0.2, eps_high: float | None = None, dual_clip: float | None = None
+    *,
+    eps_low: float = 0.2,
+    eps_high: float | None = None,
+    dual_clip: float | None = None,
+    seq_mask_delta: float | None = None,
 ) -> Transform:
     """PPO's clipped surrogate per token (Schulman et al. 2017), term ``"pg"``.
 
@@ -34,13 +38,32 @@ def clipped_policy_gradient(
         L_t = max(−A_t ρ_t, −A_t clip(ρ_t, 1−ε_low, 1+ε_high))
         dual clip (Ye et al. 2020), for A_t < 0:  L_t = min(L_t, −c A_t)
 
-    Logs ``clip_frac`` (clipped tokens), ``ratio_mean`` and ``ratio_max`` over valid tokens, and
-    ``dual_clip_frac`` (A < 0 and ρ > c) when the dual clip is on.
+    Off-policy sequence masking (``seq_mask_delta`` = δ; DeepSeek-V3.2, arXiv 2512.02556, and
+    Trinity-RFT's PPO loss ``enable_sequence_masking`` / ``delta``):
+
+        D_i   = 1/|y_i| Σ_t (log π_old(y_i,t) − log π_θ(y_i,t))    (the sequence's mean k1 of π_old ‖ π_θ)
+        M_i,t = 0 if A_i,t < 0 and D_i > δ, else 1;     L_t ← M_i,t · L_t
+
+    Negative-advantage tokens of sequences that the update has already moved away from (π_θ
+    assigns them less probability than π_old did, on average over the sequence) stop pushing
+    further; with a per-sequence advantage the whole row leaves the term. Off by default
+    (``None``); Trinity's default δ when enabled is 0.1. Masked tokens keep counting in the
+    aggregation's denominators and in the KL/entropy terms (Trinity multiplies the PPO loss by
+    the mask; the paper's objective keeps its 1/|o_i|). With one update per batch π_old = π_θ,
+    D_i = 0 and nothing is masked (δ ≥ 0).
+
+    Logs ``clip_frac`` (clipped tokens), ``ratio_mean`` and ``ratio_max`` over valid tokens,
+    ``dual_clip_frac`` (A < 0 and ρ > c) when the dual clip is on, and ``seq_mask_frac`` (valid
+    tokens masked) and ``seq_kl_mean`` (mean D_i over sequences with a valid token) when the
+    sequence mask is on.
     """
+    if seq_mask_delta is not None and not seq_mask_delta >= 0.0:
+        raise ValueError(f"clipped_policy_gradient: seq_mask_delta={seq_mask_delta} must be >= 0 (or None: off)")
 
     def fn(batch: Batch) -> Batch:
         batch.require("logp_bt", "adv_bt", by="clipped_policy_gradient")
-        ratio = jnp.exp(ops.log_ratio(batch.logp_bt, old_logp(batch)))
+        log_ratio = ops.log_ratio(batch.logp_bt, old_logp(batch))
+        ratio = jnp.exp(log_ratio)
         loss_bt, clipped_bt = ops.clipped_surrogate(
             ratio, batch.adv_bt, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip
         )
@@ -54,12 +77,18 @@ def clipped_policy_gradient(
         if dual_clip is not None:
             dual = ((batch.adv_bt < 0) & (sg_ratio > dual_clip)).astype(jnp.float32)
             metrics["dual_clip_frac"] = ops.masked_mean(dual, m)
+        if seq_mask_delta is not None:
+            seq_kl_b = ops.masked_mean(-jax.lax.stop_gradient(log_ratio), m, axis=1)
+            masked_bt = (batch.adv_bt < 0) & (seq_kl_b > seq_mask_delta)[:, None]
+            loss_bt = jnp.where(masked_bt, 0.0, loss_bt)
+            metrics["seq_mask_frac"] = ops.masked_mean(masked_bt.astype(jnp.float32), m)
+            metrics["seq_kl_mean"] = ops.masked_mean(seq_kl_b, jnp.any(m != 0, axis=1))
         return batch.add_term("pg", loss_bt).add_metrics(**metrics)
 
     return stateless(fn)
 
 
-_KL = {"k1": ops.kl_k1, "k2": ops.kl_k2, "k3": ops.kl_k3}
+_KL = ops.KL_ESTIMATORS
 
 
 def kl_penalty(*, coef: float, estimator: str = "k3") -> Transform:
@@ -67,6 +96,8 @@ def kl_penalty(*, coef: float, estimator: str = "k3") -> Transform:
 
         k1 = log π_θ − log π_ref,   k2 = ½ (log π_θ − log π_ref)²,
         k3 = exp(d) − d − 1 with d = log π_ref − log π_θ   (Schulman 2020; clamped to ±10)
+        abs = |log π_θ − log π_ref|                         (verl's "abs")
+        "k1+", "k3+", "abs+": that value, with k2's gradient (straight through, ``polrl.ops.kl``)
 
     Logs ``kl`` (the estimator's token mean). Needs ``ref_logp``.
     """

@@ -60,3 +60,56 @@ def test_kl_in_reward_goes_through_gae_before_whitening():
     np.testing.assert_allclose(np.asarray(out.return_bt)[m > 0], (adv + value)[m > 0], rtol=1e-5)
     assert "kl" not in apply(alg.objective, out.replace(
         logp_bt=old, value_bt=value, entropy_bt=np.zeros((2, 3)))).losses
+
+
+# ----------------------------------------------------------------------------- sequence masking
+
+# rows: 0 A = −1, mean log π_old − log π = .2 > δ;  1 A = −1, mean .05;  2 A = +1, mean .3;
+#       3 A = −1 on two tokens, +1 on one, mean .15 > δ
+SEQ_MASK = [[1, 1], [1, 1], [1, 1], [1, 1]]
+SEQ_D = np.array([[0.1, 0.3], [0.0, 0.1], [0.3, 0.3], [0.2, 0.1]])  # log π_old − log π
+SEQ_ADV = np.array([[-1.0, -1.0], [-1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+SEQ_LOGP = np.full((4, 2), -1.0)
+
+
+def _seq_batch():
+    return hand_batch(SEQ_MASK, logp_bt=SEQ_LOGP, old_logp_bt=SEQ_LOGP + SEQ_D, adv_bt=SEQ_ADV)
+
+
+def test_sequence_mask_by_hand():
+    from polrl import objectives
+
+    plain = objectives.clipped_policy_gradient(eps_low=0.5)
+    masked = objectives.clipped_policy_gradient(eps_low=0.5, seq_mask_delta=0.1)
+    out, ref = apply(masked, _seq_batch()), apply(plain, _seq_batch())
+    # masked tokens: row 0 (both, A < 0) and row 3 token 0 (A < 0); row 3 token 1 has A > 0
+    keep = np.array([[0, 0], [1, 1], [1, 1], [0, 1]], np.float32)
+    np.testing.assert_allclose(out.terms["pg"], np.asarray(ref.terms["pg"]) * keep, rtol=1e-6)
+    # inside the clip range ρ = e^−D: unmasked loss −A·ρ
+    np.testing.assert_allclose(np.asarray(out.terms["pg"])[1], np.exp(-SEQ_D[1]), rtol=1e-6)
+    np.testing.assert_allclose(out.metrics["seq_mask_frac"], 3 / 8)
+    np.testing.assert_allclose(out.metrics["seq_kl_mean"], (0.2 + 0.05 + 0.3 + 0.15) / 4, rtol=1e-5)
+    grad = jax.grad(lambda lp: apply(masked, _seq_batch().replace(logp_bt=lp)).terms["pg"].sum())(_seq_batch().logp_bt)
+    np.testing.assert_array_equal(np.asarray(grad)[keep == 0], 0.0)
+    assert np.all(np.asarray(grad)[keep == 1] != 0)
+    # δ = .25: only row 2 exceeds it, and its advantage is positive → nothing masked
+    out = apply(objectives.clipped_policy_gradient(eps_low=0.5, seq_mask_delta=0.25), _seq_batch())
+    np.testing.assert_array_equal(out.terms["pg"], ref.terms["pg"])
+    assert "seq_mask_frac" not in ref.metrics
+
+
+def test_sequence_mask_is_inactive_on_policy_and_reaches_the_nouns():
+    import pytest
+
+    from polrl import objectives
+
+    on = hand_batch(SEQ_MASK, logp_bt=SEQ_LOGP, adv_bt=SEQ_ADV)  # π_old = sg(π_θ): D = 0 ≤ δ
+    out = apply(objectives.clipped_policy_gradient(seq_mask_delta=0.0), on)
+    np.testing.assert_allclose(out.metrics["seq_mask_frac"], 0.0)
+    np.testing.assert_allclose(out.terms["pg"], -SEQ_ADV, rtol=1e-6)
+    for noun in (algorithms.grpo, algorithms.ppo):
+        alg = noun(seq_mask_delta=0.1, kl_coef=0.0)
+        res = apply(alg.objective, _seq_batch().replace(**{k: np.zeros((4, 2), np.float32) for k in VALUES}))
+        np.testing.assert_allclose(res.metrics["seq_mask_frac"], 3 / 8)
+    with pytest.raises(ValueError, match="seq_mask_delta"):
+        algorithms.grpo(seq_mask_delta=-0.1)

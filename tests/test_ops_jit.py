@@ -51,6 +51,7 @@ CASES = {
     "kl_k1": (ops.kl_k1, (LOGP_BT, REF_BT)),
     "kl_k2": (ops.kl_k2, (LOGP_BT, REF_BT)),
     "kl_k3": (ops.kl_k3, (LOGP_BT, REF_BT)),
+    "kl_abs": (ops.kl_abs, (LOGP_BT, REF_BT)),
     "log_ratio": (ops.log_ratio, (LOGP_BT, REF_BT)),
     "clipped_surrogate": (
         functools.partial(ops.clipped_surrogate, eps_high=0.28, dual_clip=3.0),

@@ -65,3 +65,57 @@ def test_k1_and_k3_are_unbiased_monte_carlo():
         np.testing.assert_allclose(float(jnp.mean(kl(logp, ref))), exact, atol=5e-3)
     # k2 is biased: exactly E_π[k2] = 0.0917 here against KL = 0.1070
     assert abs(float(jnp.mean(ops.kl_k2(logp, ref))) - exact) > 1e-2
+
+
+def test_abs_and_straight_through_values_and_gradients():
+    # logp − ref = [0.5, 0, −0.3]
+    est = ops.KL_ESTIMATORS
+    np.testing.assert_allclose(ops.kl_abs(LOGP, REF), [[0.5, 0.0, 0.3]], atol=1e-7)
+    assert est["abs"] is ops.kl_abs and est["k2+"] is ops.kl_k2
+
+    def grad(kl):
+        return jax.grad(lambda lp: jnp.sum(kl(lp, REF)))(LOGP)
+
+    # |Δ|' = sign(Δ) = [1, 0, −1]
+    np.testing.assert_allclose(grad(ops.kl_abs), [[1.0, 0.0, -1.0]])
+    # "+": the value of the named estimator, the gradient of k2 (Δ = [0.5, 0, −0.3])
+    for name, base in (("k1+", ops.kl_k1), ("k3+", ops.kl_k3), ("abs+", ops.kl_abs)):
+        np.testing.assert_array_equal(est[name](LOGP, REF), base(LOGP, REF))
+        np.testing.assert_allclose(grad(est[name]), [[0.5, 0.0, -0.3]], atol=1e-7)
+    np.testing.assert_array_equal(jax.jit(est["k3+"])(LOGP, REF), est["k3+"](LOGP, REF))
+
+
+def test_k2_gradient_is_the_kl_gradient_on_policy():
+    # E_π[∇k2] = ∇KL(π ‖ ref) exactly (as an expectation over the vocabulary), E_π[∇k1] = 0
+    logits = jnp.array([0.5, -0.2, 1.0, 0.0])
+    ref_v = jax.nn.log_softmax(jnp.array([0.0, 0.3, 0.2, -0.5]))
+
+    def kl(z):
+        lp = jax.nn.log_softmax(z)
+        return jnp.sum(jnp.exp(lp) * (lp - ref_v))
+
+    def expected_grad(name):
+        def surrogate(z):  # Σ_x sg(π(x)) · est(log π_z(x), ref(x))
+            lp = jax.nn.log_softmax(z)
+            return jnp.sum(jax.lax.stop_gradient(jnp.exp(lp)) * ops.KL_ESTIMATORS[name](lp, ref_v))
+        return jax.grad(surrogate)(logits)
+
+    for name in ("k2", "k1+", "k3+", "abs+"):
+        np.testing.assert_allclose(expected_grad(name), jax.grad(kl)(logits), atol=1e-6)
+    np.testing.assert_allclose(expected_grad("k1"), 0.0, atol=1e-6)
+    assert not np.allclose(expected_grad("k3"), jax.grad(kl)(logits), atol=1e-3)
+
+
+def test_kl_estimator_names_reach_the_loss_and_the_reward():
+    import pytest
+
+    from polrl import algorithms, kl_control, objectives
+
+    for name in ops.KL_ESTIMATORS:
+        objectives.kl_penalty(coef=0.1, estimator=name)
+        kl_control.kl_reward(coef=0.1, estimator=name)
+        algorithms.grpo(kl_estimator=name)
+    with pytest.raises(ValueError, match="k4"):
+        objectives.kl_penalty(coef=0.1, estimator="k4")
+    with pytest.raises(ValueError, match=r"k3\+\+"):
+        algorithms.grpo(kl_estimator="k3++")

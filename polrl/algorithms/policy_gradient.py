@@ -90,7 +90,8 @@ def pg_algorithm(
       learning_rate: AdamW's peak learning rate (1e-6), reached after ``warmup_steps`` (0) of
         linear warm-up; ``max_grad_norm`` (1.0; None: off) clips the global gradient norm.
       kl_coef, kl_estimator: β (0: no KL term and no reference forward pass) and the per-token
-        estimator of KL(π_θ ‖ π_ref) ("k3"; ``polrl.ops`` k1/k2/k3).
+        estimator of KL(π_θ ‖ π_ref) ("k3"; ``polrl.ops.KL_ESTIMATORS``: k1/k2/k3/abs and the
+        straight-through "k1+"/"k3+"/"abs+", value of the estimator with k2's gradient).
       kl_in: where the KL goes — "loss" (a β·kl term per token) or "reward" (token rewards
         −β·kl_t credited to the advantage before whitening, ``kl_control.kl_reward``).
       kl_target: None keeps β fixed; a target KL makes β adaptive (Ziegler et al. 2019,
@@ -140,6 +141,7 @@ def grpo(
     scale: str = "std",
     ddof: int = 1,
     filter_zero_variance: bool = False,
+    seq_mask_delta: float | None = None,
     aggregation: str = "seq_mean_token_mean",
     **options,
 ) -> Algorithm:
@@ -156,6 +158,9 @@ def grpo(
     groups whose rewards are all equal (DAPO's filter); ``scale="none"`` gives Dr.GRPO's
     advantage. ``kl_coef=0`` drops the KL term and the reference forward pass. With one update
     per batch (``num_epochs = num_minibatches = 1``) π_old = π_θ and no extra forward pass is run.
+    ``seq_mask_delta=δ`` turns on off-policy sequence masking (DeepSeek-V3.2; Trinity's
+    ``enable_sequence_masking``, δ = 0.1 there): negative-advantage tokens of sequences whose mean
+    log π_old − log π_θ exceeds δ leave the policy term (``objectives.clipped_policy_gradient``).
 
     Other keywords: see ``pg_algorithm`` (lr 1e-6, k3, ``kl_in="loss"``, no entropy bonus, no
     correction, one update per batch).
@@ -165,7 +170,7 @@ def grpo(
     if filter_zero_variance:
         prepare.append(advantages.drop_zero_variance_groups())
     return pg_algorithm(
-        prepare, objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
+        prepare, objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high, seq_mask_delta=seq_mask_delta),
         kl_coef=kl_coef, aggregation=aggregation, **options,
     )
 
@@ -176,6 +181,7 @@ def ppo(
     eps_low: float = 0.2,
     eps_high: float | None = None,
     dual_clip: float | None = 3.0,
+    seq_mask_delta: float | None = None,
     gamma: float = 1.0,
     lambda_: float = 0.95,
     value_coef: float = 0.5,
@@ -205,7 +211,9 @@ def ppo(
     check_options("ppo", options)
     return pg_algorithm(
         [advantages.gae_advantage(gamma=gamma, lambda_=lambda_)],
-        objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip),
+        objectives.clipped_policy_gradient(
+            eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip, seq_mask_delta=seq_mask_delta
+        ),
         objectives.value_loss(coef=value_coef, clip=value_clip),
         learning_rate=learning_rate, num_epochs=num_epochs, num_minibatches=num_minibatches,
         whiten=whiten, kl_discount=gamma * lambda_, **options,

@@ -13,7 +13,7 @@ from polrl.ops.group import (
     leave_one_out_baseline,
     zero_variance_groups,
 )
-from polrl.ops.kl import kl_k1, kl_k2, kl_k3
+from polrl.ops.kl import KL_ESTIMATORS, kl_abs, kl_k1, kl_k2, kl_k3
 from polrl.ops.returns import discounted_returns, gae, gae_bt
 from polrl.ops.stats import (
     masked_max,
@@ -30,6 +30,7 @@ from polrl.ops.vocabulary import MIN_P_MODES, min_p_log_prob
 __all__ = (
     "AGGREGATION_MODES",
     "GROUP_SCALES",
+    "KL_ESTIMATORS",
     "MIN_P_MODES",
     "aggregate",
     "clipped_surrogate",
@@ -39,6 +40,7 @@ __all__ = (
     "gae_bt",
     "group_advantages",
     "group_stats",
+    "kl_abs",
     "kl_k1",
     "kl_k2",
     "kl_k3",
