@@ -134,6 +134,21 @@ def test_mu_zero_is_the_rl_part():
     np.testing.assert_array_equal(np.asarray(grad)[SOURCE_B == EXPERT], 0.0)  # expert rows: no RL gradient
 
 
+def test_rl_part_has_trinitys_dual_clip():
+    # Trinity's CHORD runs its PPO loss with clip_ratio_c = 3: a policy token with A < 0 and ρ = e^1.5
+    # (4.481689 > 3) costs −A·3, not −A·ρ; expert rows are left to the SFT part
+    def rl_loss(**kw):
+        alg = algorithms.chord(mu_peak=0.0, mu_valley=0.0, **kw)
+        batch = hand_batch([[1, 1], [1, 1]], logp_bt=[[-0.5, -1.5], [-1.0, -1.0]], old_logp_bt=[[-2.0, -2.0], [-1.0, -1.0]],
+                           adv_bt=[[-1.0, -1.0], [0.0, 0.0]], source_b=[ON_POLICY, EXPERT])
+        return apply(alg.objective, batch)
+
+    out = rl_loss()
+    np.testing.assert_allclose(out.losses["pg"], (3.0 + math.exp(0.5)) / 2, rtol=1e-6)
+    np.testing.assert_allclose(out.metrics["dual_clip_frac"], 0.5)
+    np.testing.assert_allclose(rl_loss(dual_clip=None).losses["pg"], (math.exp(1.5) + math.exp(0.5)) / 2, rtol=1e-6)
+
+
 def test_mu_one_is_the_sft_part():
     alg = algorithms.chord(mu_peak=1.0, mu_valley=1.0)
     batch = prepared(alg)

@@ -197,6 +197,21 @@ def test_bad_arguments_name_the_field():
         algorithms.rec(drop="all")
     with pytest.raises(ValueError, match="regularizer"):
         algorithms.rec(regularizer="l2")
+    # τ only enters the logavgexp baseline: τ = 0 is refused there, accepted with the mean
+    with pytest.raises(ValueError, match="tau"):
+        algorithms.opmd(tau=0.0, baseline="logavgexp")
+    with pytest.raises(ValueError, match="tau"):
+        opr.shifted_baseline_advantage(tau=-0.5)
+
+
+def test_opmd_tau_zero_is_group_mean_reinforce():
+    # τ = 0 with the mean baseline: coefficient 1/(1 + 0) = 1, L = token_mean(−(r − mean_g r)·log π)
+    alg, asym = algorithms.opmd(tau=0.0, kl_coef=0.0), algorithms.asymre(baseline_shift=0.0)
+    batch = hand_batch(MASK, reward_b=REWARD_B, group_b=GROUP_B)
+    logp = -jnp.linspace(0.1, 1.2, 12).reshape(6, 2)
+    out = apply(alg.objective, apply(alg.prepare, batch).replace(logp_bt=logp))
+    ref = apply(asym.objective, apply(asym.prepare, batch).replace(logp_bt=logp))
+    np.testing.assert_allclose(total_loss(out), total_loss(ref), rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- nouns

@@ -114,6 +114,7 @@ def chord(
     expert_per_group: int = 1,
     eps_low: float = 0.2,
     eps_high: float | None = None,
+    dual_clip: float | None = 3.0,
     scale: str = "std",
     aggregation: str = "token_mean",
     max_len: int | None = None,
@@ -122,12 +123,15 @@ def chord(
     """CHORD (arXiv 2508.11408): GRPO on the policy's samples + φ-weighted SFT on expert answers.
 
         A_i  = GRPO advantage over the policy's rows of the group (expert rows left out)
-        L_RL = agg over policy tokens of max(−A ρ, −A clip(ρ, 1−ε, 1+ε))  (+ β KL − c_H H)
+        L_RL = agg over policy tokens of max(−A ρ, −A clip(ρ, 1−ε, 1+ε)),
+               and min(·, −c A) where A < 0 (dual clip c)              (+ β KL − c_H H)
         L_SFT = agg over expert tokens of −sg(p(1−p)) · log π_θ(y_t)
         L    = (1 − μ(step)) L_RL + μ(step) L_SFT          (μ: ``mu_schedule``)
 
     Defaults are Trinity's code defaults (the CHORD-φ preset): μ = 0.1 constant
-    (W = D = 0, peak = valley = 0.1), φ on, ε = 0.2, no KL, ``token_mean`` for both parts.
+    (W = D = 0, peak = valley = 0.1), φ on, ε = 0.2, dual clip c = 3 (the RL part is Trinity's
+    PPO loss, whose ``clip_ratio_c`` defaults to 3.0; ``dual_clip=None`` turns it off), no KL,
+    ``token_mean`` for both parts.
     Presets: CHORD-μ = ``mu_decay_steps=200, mu_peak=0.9, mu_valley=0.05,
     sft_weighting="none"``; Trinity's example YAML: W = 200, D = 400, peak 0.5, valley 0.02, φ on.
     ``sft_weighting="is"`` is Trinity's ``sft_is``. Expert rows: ``expert_per_group`` rows
@@ -150,7 +154,7 @@ def chord(
     mu = lambda step: mu_schedule(step, warmup_steps=mu_warmup_steps, decay_steps=mu_decay_steps, peak=mu_peak, valley=mu_valley)
     return pg_algorithm(
         advantages.group_advantage(scale=scale, exclude_expert=True),
-        objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high),
+        objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip),
         aggregation=aggregation, max_len=max_len, collector=with_expert_rows(expert_per_group),
         wrap_objective=lambda rl: mix_by_source(rl, sft, mu=mu), **options,
     )

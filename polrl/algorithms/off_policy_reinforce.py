@@ -43,11 +43,14 @@ def shifted_baseline_advantage(*, baseline: str = "mean", tau: float = 1.0, shif
 
     δ = ``shift``: AsymRE's baseline shift (δ < 0 puts the baseline below the group mean, so
     learning leans toward the positive samples). Groups of one get advantage 0 (polrl's
-    convention, as GRPO/RLOO here; Trinity uses b = 0 there, i.e. A = r − δ).
+    convention, as GRPO/RLOO here; Trinity uses b = 0 there, i.e. A = r − δ). τ only enters the
+    logavgexp baseline, which needs τ > 0; the mean baseline ignores it (any τ ≥ 0).
     """
     _choice(baseline, "baseline", BASELINES)
-    if tau <= 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
+    if baseline == "logavgexp" and not tau > 0:
+        raise ValueError(f"tau={tau} must be > 0 with baseline='logavgexp' (it divides the rewards)")
+    if not tau >= 0:
+        raise ValueError(f"tau={tau} must be >= 0")
 
     def fn(batch: Batch) -> Batch:
         batch.require("reward_b", "group_b", by="shifted_baseline_advantage")
@@ -206,7 +209,9 @@ def opmd(
         L   = agg[ −A_i · log π_θ(y_t) / (1 + τ)  +  β · k2(π_θ, π_ref) ]
 
     No importance ratio: π_old is not used (the 1/(1+τ) factor is the mirror-descent step's
-    regularization toward the current policy). Defaults: τ = 1, ``baseline="mean"``, k2 KL to
+    regularization toward the current policy). τ = 0 is allowed with the mean baseline (the
+    loss is then the plain group-mean REINFORCE term, Trinity's ``opmd`` with τ = 0); the
+    logavgexp baseline needs τ > 0. Defaults: τ = 1, ``baseline="mean"``, k2 KL to
     the reference with β = 0.001 (Trinity's OPMD example runs ``kl_0.001``), ``token_mean``.
     INFERRED: Trinity has two τ's (advantage and loss) with the same default 1.0; polrl uses one
     τ for both, the regularization strength of the paper's mirror-descent step (checked against
