@@ -9,6 +9,12 @@ from polrl.algorithms.mdpo import mdpo
 from polrl.algorithms.rover import rover
 from polrl.algorithms.off_policy_reinforce import asymre, opmd, rec
 from polrl.algorithms.cispo import cispo
+from polrl.algorithms.entropy_cov import clip_cov, kl_cov
+from polrl.algorithms.gmpo import gmpo
+from polrl.algorithms.gpg import gpg
+from polrl.algorithms.opo import opo
+from polrl.algorithms.otb import otb
+from polrl.algorithms.passk import passk_grpo
 from polrl.algorithms.dapo import dapo
 from polrl.algorithms.dr_grpo import dr_grpo
 from polrl.algorithms.flow_grpo import flow_grpo
@@ -28,7 +34,7 @@ from polrl.algorithms.sapo import sapo
 from polrl.algorithms.preference import dpo
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo"]
+__all__ = ["dpo", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb"]
 
 
 def get(name: str):

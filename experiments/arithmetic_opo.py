@@ -1,0 +1,27 @@
+"""OPO (exact on-policy, length-weighted optimal reward baseline) on embedded arithmetic.
+
+Launch:
+  python -m polrl.launch --config experiments/arithmetic_opo.py --workdir /tmp/polrl/arithmetic_opo
+Smoke (run by the test suite):
+  python -m polrl.launch --config experiments/arithmetic_opo.py:smoke --workdir /tmp/polrl/opo_smoke
+
+Recipe: the arithmetic_grpo task, model, SFT warm start and prompts (32 prompts × 8 samples per
+step, 3000 steps, lr 3e-4). A = r − Σ_j |o_j| r_j / Σ_j |o_j| over each group, no std, one gradient
+step per rollout batch (exact on-policy), PPO's surrogate at ρ = 1 (REINFORCE), token-mean, no KL,
+no entropy bonus.
+
+Expected result: not measured yet; no run of this config has been recorded. What the run logs to
+watch: ``ratio_mean`` (1 on every step: the update is exactly on-policy), ``entropy`` (OPO's claim
+is higher entropy than GRPO) and the held-out greedy exact match (``eval/accuracy``) every 100
+steps.
+"""
+import ml_collections
+
+from experiments import arithmetic_grpo
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = arithmetic_grpo.get_config(arg)
+    c.algorithm = "opo"
+    c.algorithm_kwargs = ml_collections.ConfigDict(dict(learning_rate=3e-4))
+    return c
