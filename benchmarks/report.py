@@ -105,12 +105,13 @@ def arithmetic_noun(noun: str) -> Callable[[], str]:
             setup = (f"the launcher's default of one XLA device per core, {rs[0]['steps']} steps, {seeds}, "
                      f"{where(rs)}; raw: benchmarks/results/arithmetic.jsonl, from `python benchmarks/algorithms.py "
                      f"--nouns {noun} --steps {rs[0]['steps']} --results benchmarks/results/arithmetic.jsonl`")
+            lead = "Full run" if parts else "Expected result"
             if noun == "sft":
-                text = (f"Trained from scratch on the same demonstrations ({setup}): "
+                text = (f"{lead}, trained from scratch on the same demonstrations ({setup}): "
                         + ", ".join(f"{100 * r['accuracy']:.1f}% (seed {r['seed']})" for r in rs) + ".")
             else:
                 by_seed = ", ".join(f"seed {r['seed']}: {100 * r['warm_accuracy']:.1f}% → {100 * r['accuracy']:.1f}%" for r in rs)
-                text = f"Full run ({setup}): {by_seed}"
+                text = f"{lead} ({setup}): {by_seed}"
                 if noun != "grpo":
                     grpo = {r["seed"]: r for r in long["grpo"]}
                     text += " (GRPO from the same warm start: " + ", ".join(

@@ -14,10 +14,10 @@ the frozen warm model, and pairs the best with the worst (ties ignored); β = 0.
 3000 steps.
 
 <!-- report: arithmetic.dpo -->
-Full run (the launcher's default of one XLA device per core, 3000 steps, seed 0 only, CPU AMD EPYC;
-raw: benchmarks/results/arithmetic.jsonl, from `python benchmarks/algorithms.py --nouns dpo --steps
-3000 --results benchmarks/results/arithmetic.jsonl`): seed 0: 28.6% → 55.6% (GRPO from the same warm
-start: 75.0%).
+Expected result (the launcher's default of one XLA device per core, 3000 steps, seed 0 only, CPU AMD
+EPYC; raw: benchmarks/results/arithmetic.jsonl, from `python benchmarks/algorithms.py --nouns dpo
+--steps 3000 --results benchmarks/results/arithmetic.jsonl`): seed 0: 28.6% → 55.6% (GRPO from the
+same warm start: 75.0%).
 <!-- /report -->
 
 DPO learns only from the warm model's own, fixed sample distribution.

@@ -6,10 +6,10 @@ Smoke (run by the test suite):
   python -m polrl.launch --config experiments/arithmetic_sft.py:smoke --workdir /tmp/polrl/sft_smoke
 
 <!-- report: arithmetic.sft -->
-Trained from scratch on the same demonstrations (the launcher's default of one XLA device per core,
-3200 steps, 3 seeds (0, 1, 2), CPU AMD EPYC; raw: benchmarks/results/arithmetic.jsonl, from `python
-benchmarks/algorithms.py --nouns sft --steps 3200 --results benchmarks/results/arithmetic.jsonl`):
-36.2% (seed 0), 48.6% (seed 1), 37.8% (seed 2).
+Expected result, trained from scratch on the same demonstrations (the launcher's default of one XLA
+device per core, 3200 steps, 3 seeds (0, 1, 2), CPU AMD EPYC; raw:
+benchmarks/results/arithmetic.jsonl, from `python benchmarks/algorithms.py --nouns sft --steps 3200
+--results benchmarks/results/arithmetic.jsonl`): 36.2% (seed 0), 48.6% (seed 1), 37.8% (seed 2).
 <!-- /report -->
 """
 import ml_collections
