@@ -46,8 +46,14 @@ NOUNS = (
 )
 
 
-def _config(noun: str, seed: int, steps: int):
+def _config(noun: str, seed: int, steps: int, overrides: dict | None = None):
     config = importlib.import_module(f"experiments.arithmetic_{noun}").get_config()
+    for key, value in (overrides or {}).items():  # dotted keys: "eval.samples"
+        *path, leaf = key.split(".")
+        node = config
+        for name in path:
+            node = node[name]
+        node[leaf] = value
     config.seed = seed
     config.total_steps = steps
     config.eval_every = 10**9  # evaluate at the start and the end of each phase only
@@ -93,17 +99,28 @@ def _last_fraction_mean(records, key: str, frac: float = 0.1):
     return sum(tail) / len(tail)
 
 
-def run_one(noun: str, seed: int, steps: int, base: pathlib.Path) -> dict:
+def _run_means(records) -> dict:
+    """The mean of every scalar metric over the main phase's logged steps (mechanism activity)."""
+    rows = [r for r in records if r.get("phase") != "sft_warmup" and "loss" in r]
+    keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and k not in ("step", "phase_step")})
+    return {k: sum(r[k] for r in rows if k in r) / sum(k in r for r in rows) for k in keys}
+
+
+def run_one(noun: str, seed: int, steps: int, base: pathlib.Path, overrides: dict | None = None, tag: str = "") -> dict:
+    """Trains ``noun`` from the seed's shared warm start; ``overrides`` (dotted config keys) and a
+    ``tag`` naming the run directory let other benchmarks vary one thing. The record holds the
+    first and last evaluation (every ``eval/*`` key) and ``run_means``, the mean of every logged
+    scalar over the main phase (clip, gate and mask fractions, importance-ratio range, ESS)."""
     import jax
 
     from polrl.train import metrics as metrics_lib
 
-    config = _config(noun, seed, steps)
+    config = _config(noun, seed, steps, overrides)
     from polrl import algorithms
 
     needs_values = "values" in algorithms.get(config.algorithm)(**dict(config.algorithm_kwargs)).needs
     _warm_start(base, seed, needs_values)
-    workdir = base / f"{noun}_seed{seed}"
+    workdir = base / f"{noun}{tag}_seed{seed}"
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "checkpoints").mkdir(parents=True)
     warm_dir = _warm_start_dir(base, seed, needs_values)
@@ -118,6 +135,7 @@ def run_one(noun: str, seed: int, steps: int, base: pathlib.Path) -> dict:
         "noun": noun, "seed": seed, "steps": steps,
         "warm_accuracy": evals[0]["eval/accuracy"], "accuracy": evals[-1]["eval/accuracy"],
         "entropy": _last_fraction_mean(records, "entropy"), "kl": _last_fraction_mean(records, "kl"),
+        **({"first_eval": evals[0], "last_eval": evals[-1], "run_means": _run_means(records)} if overrides is not None else {}),
         "seconds": seconds, "devices": jax.device_count(), **provenance(),
     }
 

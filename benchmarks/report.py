@@ -73,6 +73,29 @@ def _algorithms() -> dict[str, list[dict]]:
     return {n: sorted(rs, key=lambda r: r["seed"]) for n, rs in by.items()}
 
 
+def _catalogue() -> dict[str, list[dict]]:
+    by: dict[str, list[dict]] = {}
+    for r in results("catalogue"):
+        by.setdefault(r["noun"], []).append(r)
+    return {n: sorted(rs, key=lambda r: r["seed"]) for n, rs in by.items()}
+
+
+def catalogue_noun(noun: str) -> Callable[[], str]:
+    def block() -> str:
+        cat = _catalogue()
+        rs, grpo = cat[noun], cat["grpo"]
+        text = (f"Expected result (benchmarks/catalogue.md, written by `python benchmarks/algorithms.py --results "
+                f"benchmarks/results/catalogue.jsonl`: {rs[0]['steps']} steps of this config from the shared SFT warm "
+                f"start of each seed, {seeds_phrase(r['seed'] for r in rs)}, the launcher's default of one XLA device "
+                f"per core, {where(rs)}; held-out greedy exact match on 500 test prompts, mean ± std over seeds): "
+                f"{ms([r['warm_accuracy'] for r in rs])}% → {ms([r['accuracy'] for r in rs])}% (GRPO in the same "
+                f"benchmark: {ms([r['accuracy'] for r in grpo])}%; paired by seed, ahead of it on "
+                f"{sum(r['accuracy'] > g['accuracy'] for r, g in zip(rs, grpo))} of {len(rs)}).")
+        return para(text)
+
+    return block
+
+
 def _arithmetic() -> dict[str, list[dict]]:
     by: dict[str, list[dict]] = {}
     for r in results("arithmetic"):
@@ -246,6 +269,14 @@ def readme_experiments() -> str:
         f"{statistics.mean(t['treepo_tokens']):.2f}× GRPO's tokens per step but reaches {ms(t['treepo_budget'])}% vs "
         f"GRPO's {ms(t['grpo'])}% from {ms(t['warm'])}% ({len(t['seeds'])} seeds, "
         "[`benchmarks/treepo.md`](benchmarks/treepo.md)) |")
+    cat = _catalogue()
+    added = [n for n in cat if n != "grpo"]
+    gains = {n: statistics.mean(r["accuracy"] - r["warm_accuracy"] for r in cat[n]) for n in cat}
+    rows.append(
+        f"| `experiments/arithmetic_{{{','.join(added)}}}.py` | the verl / Trinity-RFT catalogue additions beside GRPO, "
+        f"the same warm start, {cat['grpo'][0]['steps']} steps | {'every one learns: ' if min(gains[n] for n in added) > 0 else 'gains '}{100 * min(gains[n] for n in added):+.1f} "
+        f"to {100 * max(gains[n] for n in added):+.1f} points (GRPO +{100 * gains['grpo']:.1f}) from {ms([r['warm_accuracy'] for r in cat['grpo']])}% "
+        f"({len(cat['grpo'])} seeds, [`benchmarks/catalogue.md`](benchmarks/catalogue.md)) |")
     rows += [
         "| `experiments/arithmetic_<noun>.py` for the other nouns | the same warm start | each docstring's figure comes "
         "from [`benchmarks/algorithms.md`](benchmarks/algorithms.md) (every noun, 3 seeds, measured with one XLA "
@@ -409,6 +440,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
         "grpo", "sft", "ppo", "dpo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo",
         "chord", "opmd", "asymre", "rec", "mdpo", "lp_reg", "rover", "otr", "copg", "drpo", "rl_plus", "remix",
         "tppo")},
+    **{f"catalogue.{n}": catalogue_noun(n) for n in ("clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb")},
     **{f"control.{n}": control_block(n) for n in (
         "cartpole_ppo", "cartpole_mdpo", "pendulum_ppo", "cartpole_props", "lock_hnpg", "cartpole_unio4",
         "mpe_spread_mappo", "mpe_spread_ippo", "bandit_relic")},
