@@ -49,3 +49,22 @@ def test_unknown_block_is_a_clear_error(tmp_path):
 def test_unclosed_block_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no closing"):
         report.render("<!-- report: readme.speed -->\ntext", tmp_path / "doc.md")
+
+
+def test_claims_table_matches_the_raw_results():
+    from benchmarks import claims
+
+    assert claims.OUT.read_text() == claims.render(), "run python benchmarks/claims.py and commit the result"
+
+
+def test_claims_statistics_on_hand_values():
+    from benchmarks import claims
+
+    assert claims.sign_test([0.1, 0.2, 0.3]) == 0.125  # 3 wins of 3: 1/8
+    assert claims.sign_test([0.1, -0.2, 0.0]) == 0.75  # tie dropped; 1 win of 2: (2 + 1)/4
+    low, high = claims.bootstrap([0.01, 0.01, 0.01])
+    assert low == high == 0.01
+    assert claims.verdict("better", [0.1, 0.2, 0.3], 0.1, 0.3) == "reproduced"
+    assert claims.verdict("better", [0.3, -0.1, 0.0], -0.1, 0.3) == "inconclusive"
+    assert claims.verdict("better", [-0.1, 0.05], -0.1, 0.05) == "not reproduced"
+    assert claims.verdict("parity", [-0.1, 0.05], -0.1, 0.05) == "parity consistent"
