@@ -68,6 +68,7 @@ CASES = {
     "dynamic_sampling": _wrapped(collectors.dynamic_sampling(2)),
     "with_greedy_baseline": _wrapped(collectors.with_greedy_baseline()),
     "with_replay": _wrapped(collectors.with_replay(capacity=4, num_replay=1)),
+    "stale": lambda ctx: collectors.stale(2, params=_model()[1])(collectors.group_samples(ctx), ctx),
     "turns": lambda ctx: collectors.turns(ctx, env=_ECHO, max_turns=2, turn_tokens=2),
     "tree": lambda ctx: collectors.tree(ctx, segment_len=2, init_branches=1, branching=2,
                                         branch_on="uncertainty"),

@@ -7,7 +7,9 @@ whatever it wraps (an algorithm names the wrappers its method needs in ``Algorit
 Base: ``demonstrations`` (labelled answers, SFT), ``group_samples`` (G samples per prompt,
 scored by the verifier), ``preference_pairs`` (best vs worst of G samples).
 Wrappers: ``with_expert_rows`` (labelled answers in every group: CHORD, RL-PLUS),
-``dynamic_sampling`` (DAPO), ``with_greedy_baseline`` (ReMax), ``with_replay`` (ReMix).
+``dynamic_sampling`` (DAPO), ``with_greedy_baseline`` (ReMax), ``with_replay`` (ReMix),
+``stale`` (rows from the policy of k updates ago: staleness as a controlled variable, the
+config's ``staleness``).
 """
 from polrl.collectors.context import Context
 from polrl.collectors.demonstrations import demonstration_batch, demonstrations
@@ -17,6 +19,7 @@ from polrl.collectors.greedy_baseline import with_greedy_baseline
 from polrl.collectors.group_samples import group_samples, rollout_metrics
 from polrl.collectors.preference_pairs import best_and_worst, preference_pairs
 from polrl.collectors.replay import with_replay
+from polrl.collectors.stale import stale
 from polrl.collectors.tree import tree
 from polrl.collectors.turns import turns
 
@@ -31,6 +34,7 @@ __all__ = [
     "keep_informative_groups",
     "preference_pairs",
     "rollout_metrics",
+    "stale",
     "tree",
     "turns",
     "with_expert_rows",

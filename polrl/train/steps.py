@@ -161,7 +161,8 @@ def prepare(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef,
         ref = score(graphdef, state.ref_params, batch, temperature=temperature)
         batch = batch.replace(ref_logp_bt=ref["logp_bt"])
     want_values = "values" in needs
-    want_old = algorithm.updates_per_batch > 1 or "old_logp" in needs
+    # π_old provided by the collector (``collectors.stale``: the behaviour policy) is kept as is.
+    want_old = (algorithm.updates_per_batch > 1 or "old_logp" in needs) and batch.old_logp_bt is None
     want_mean = want_old and "old_mean_logp" in needs
     if want_values or want_old:
         cur = score(graphdef, state.params, batch, temperature=temperature, values=want_values, mean_logp=want_mean)
