@@ -23,6 +23,10 @@ Config layout (every experiment in ``experiments/`` follows it)::
               "preference_pairs", …; default "group_samples"), built with the run's
               collectors.Context and collector_kwargs; the algorithm's own wrapper
               (Algorithm.collector) is applied on top
+  staleness:  optional, default 0: the rows of every RL phase come from the policy of that many
+              updates ago (polrl.collectors.stale wraps the phase's collector, outermost);
+              staleness_old_policy (default "behavior"): π_old of those rows is the stale
+              behaviour policy ("behavior") or recomputed by the trainer ("recomputed")
   data:       what the main phase reads: "train" (prompts of the train split,
               rollout.batch_size / rollout.group_size per step; the default) or "demos" (the
               fixed labelled set, demos.batch_size per step)
@@ -30,7 +34,10 @@ Config layout (every experiment in ``experiments/`` follows it)::
   rollout:    batch_size (sequences per step = prompts × group_size), group_size,
               max_new_tokens (0 → the task's longest answer),
               temperature, top_k, top_p, min_p
-  eval:       num_examples, batch_size
+  eval:       num_examples, batch_size (prompts per evaluation call); samples (default 0 = off):
+              n completions per held-out prompt at the rollout's sampling options, logging
+              pass@k, sampled accuracy, entropy, distinct answers and lengths
+              (polrl.evaluation); pass_k (default [1, samples]): the ks of eval/pass@k
   mesh:       optional; data, fsdp, tensor (-1 fills; 1 × 1 × 1 or no section = one device),
               update_rules / rollout_rules (default polrl.sharding.UPDATE_RULES /
               ROLLOUT_RULES)
@@ -48,6 +55,7 @@ import numpy as np
 from flax import nnx
 
 from polrl import algorithms, collectors, models, sharding
+from polrl.collectors.stale import check_options as check_stale_options
 from polrl.models.hf_tokenizer import HFTokenizer
 from polrl.models.lora import apply_lora, lora_algorithm
 from polrl.rollout import SamplingConfig
@@ -141,15 +149,38 @@ def collector_factory(name: str):
     return getattr(collectors, name)
 
 
-def phase_collector(base, algorithm, ctx):
-    """``base`` wrapped with what the algorithm adds (``Algorithm.collector``)."""
-    return base if algorithm.collector is None else algorithm.collector(base, ctx)
+def phase_collector(base, algorithm, ctx, staleness=None):
+    """``base`` wrapped with what the algorithm adds (``Algorithm.collector``), then, outermost,
+    with ``staleness`` (a ``collectors.stale`` wrapper, or None)."""
+    collector = base if algorithm.collector is None else algorithm.collector(base, ctx)
+    return collector if staleness is None else staleness(collector, ctx)
+
+
+def staleness_options(config) -> tuple[int, str]:
+    """``(staleness, staleness_old_policy)``, defaults ``(0, "behavior")``, validated."""
+    k, old_policy = config.get("staleness", 0), config.get("staleness_old_policy", "behavior")
+    check_stale_options(k, old_policy)
+    return k, old_policy
+
+
+def staleness_wrapper(config, params):
+    """``collectors.stale(config.staleness, …)`` (None when the field is 0 or absent)."""
+    k, old_policy = staleness_options(config)
+    return collectors.stale(k, params=params, old_policy=old_policy) if k else None
+
+
+def eval_options(config) -> tuple[int, tuple[int, ...]]:
+    """``(eval.samples, eval.pass_k)``: samples default 0 (off); pass_k default () = {1, samples}."""
+    samples = config.eval.get("samples", 0)
+    pass_k = config.eval.get("pass_k", None)
+    return samples, tuple(pass_k) if pass_k else ()
 
 
 def build_spec(config, *, progress: bool = True) -> RunSpec:
     """Resolves names to real objects and validates what can be checked without compiling."""
     layout = sharding.layout_from_config(config.get("mesh"))  # mesh vs devices, first
     guard_steps = max_nonfinite_steps(config)
+    staleness_options(config)  # a bad staleness fails before the task and the model are built
     model_kw = models.model_kwargs(config.model)
     lora_rank, lora_alpha = model_kw.pop("lora_rank", 0), model_kw.pop("lora_alpha", None)
     hf_path = model_kw.pop("hf_path", "")
@@ -198,10 +229,12 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
     if "reference" in base.needs and not config.warmup.steps:
         raise ValueError(f"collector={collector_name!r} samples from the reference, the warm model: set warmup.steps > 0")
     main_name = config.get("phase_name") or "rl"
-    phases.append(Phase(main_name, algos[0], phase_collector(base, algos[0], ctx), main_steps, per_step, source))
+    stale = staleness_wrapper(config, params)
+    phases.append(Phase(main_name, algos[0], phase_collector(base, algos[0], ctx, stale), main_steps, per_step, source))
     if follow is not None:
         name = config.then.get("name") or f"{main_name}_then"
-        phases.append(Phase(name, algos[1], phase_collector(base, algos[1], ctx), follow_steps, per_step, source))
+        phases.append(Phase(name, algos[1], phase_collector(base, algos[1], ctx, stale), follow_steps, per_step, source))
+    eval_samples, eval_pass_k = eval_options(config)
     return RunSpec(
         task=task,
         graphdef=graphdef,
@@ -217,4 +250,6 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
         progress=progress,
         layout=layout,
         max_nonfinite_steps=guard_steps,
+        eval_samples=eval_samples,
+        eval_pass_k=eval_pass_k,
     )

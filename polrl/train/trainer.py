@@ -44,7 +44,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from polrl import sharding
+from polrl import evaluation, sharding
 from polrl.core import Algorithm, Collector
 from polrl.rollout import SamplingConfig, sample
 from polrl.tasks import BatchIterator, Task, task_batch
@@ -98,6 +98,8 @@ class RunSpec:
     log_every: int = 1
     progress: bool = True
     max_nonfinite_steps: int = 5  # consecutive steps with skipped non-finite updates that stop the run
+    eval_samples: int = 0  # sampled completions per held-out prompt (0: greedy evaluation only)
+    eval_pass_k: tuple[int, ...] = ()  # the ks of eval/pass@k (empty: {1, eval_samples})
 
 
 def validate(spec: RunSpec) -> None:
@@ -131,6 +133,12 @@ def validate(spec: RunSpec) -> None:
                 f"rollout.group_size) a multiple of {shards} or change the mesh"
             )
         check_phase(spec, ph)
+    if not isinstance(spec.eval_samples, int) or spec.eval_samples < 0:
+        raise ValueError(f"eval.samples={spec.eval_samples!r} must be an int >= 0 (0: greedy evaluation only)")
+    if spec.eval_samples:
+        evaluation.check_pass_k(spec.eval_samples, spec.eval_pass_k)
+    elif spec.eval_pass_k:
+        raise ValueError(f"eval.pass_k={list(spec.eval_pass_k)} needs eval.samples > 0 (sampled completions per prompt)")
     if spec.eval_batch_size % shards:
         raise ValueError(
             f"eval.batch_size={spec.eval_batch_size} does not split over mesh.data × mesh.fsdp = {shards} "
@@ -200,15 +208,24 @@ class Trainer:
         self._greedy = self.layout.jit(
             lambda params, prompt_bp, valid_bp, rng: sample(spec.graphdef, params, prompt_bp, valid_bp, rng, greedy),
             ("params", "batch", "batch", "replicated"), "batch")
+        self._sampled = None
+        if spec.eval_samples:
+            self._pass_k = evaluation.check_pass_k(spec.eval_samples, spec.eval_pass_k or
+                                                   evaluation.default_pass_k(spec.eval_samples))
+            run = evaluation.sampled_completions(spec.graphdef, spec.sampling, spec.eval_samples, spec.task.device_reward)
+            self._sampled = self.layout.jit(run, ("params",) + ("batch",) * 4 + ("replicated",), "batch")
         self._eval_data = task_batch(spec.task, [spec.task.test[i] for i in range(min(spec.eval_examples, len(spec.task.test)))])
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self, params) -> dict:
-        """Greedy exact-match accuracy on the first ``eval_examples`` held-out prompts."""
+        """Greedy exact-match accuracy, mean reward and response length (``eval/greedy_length``)
+        on the first ``eval_examples`` held-out prompts; with ``eval_samples`` = n > 0 also the
+        metrics of n sampled completions per prompt (``polrl.evaluation``: pass@k, sampled
+        accuracy, entropy, distinct answers, response length)."""
         task, bs = self.spec.task, self.spec.eval_batch_size
         data = self._eval_data
         n = len(data["examples"])
-        rewards = []
+        rewards, lengths, samples = [], [], []
         for start in range(0, n, bs):
             chunk = {k: v[start : start + bs] for k, v in data.items()}
             size = len(chunk["examples"])
@@ -222,8 +239,34 @@ class Trainer:
             else:
                 r = task.host_reward(task.tokenizer.decode_batch(response_bt), chunk["examples"] + [chunk["examples"][-1]] * (bs - size))
             rewards.append(np.asarray(r)[:size])
+            lengths.append(np.asarray(mask_bt, np.float64).sum(-1)[:size])
+            if self._sampled is not None:
+                samples.append(self._sample_chunk(params, padded, chunk["examples"], size, start))
         r = np.concatenate(rewards)
-        return {"eval/accuracy": float((r >= 1.0).mean()), "eval/reward": float(r.mean())}
+        out = {"eval/accuracy": float((r >= 1.0).mean()), "eval/reward": float(r.mean()),
+               "eval/greedy_length": float(np.concatenate(lengths).mean())}
+        if samples:
+            reward, entropy, response, mask = (np.concatenate(x) for x in zip(*samples))
+            out.update(evaluation.sampled_metrics(reward, entropy, response, mask, self._pass_k))
+        return out
+
+    def _sample_chunk(self, params, padded: dict, examples: list, size: int, start: int):
+        """``eval_samples`` completions of each of the chunk's ``size`` real prompts, as host arrays
+        ``(reward [size, n], entropy sums [size, n], responses [size, n, T], masks [size, n, T])``;
+        the key is fixed by the seed and the chunk's first prompt (common random numbers)."""
+        task, k = self.spec.task, self.spec.eval_samples
+        arrays = self.layout.from_global(tuple(padded[f] for f in ("prompt_bp", "prompt_valid_bp", "answer_ba",
+                                                                  "answer_valid_ba")))
+        key = jax.random.fold_in(jax.random.PRNGKey(self.spec.seed), start)
+        out = sharding.to_host(self._sampled(params, *arrays, key))
+        rows = size * k
+        response, mask = np.asarray(out["response_bt"])[:rows], np.asarray(out["mask_bt"])[:rows]
+        if "reward_b" in out:
+            reward = np.asarray(out["reward_b"])[:rows]
+        else:
+            reward = np.asarray(task.host_reward(task.tokenizer.decode_batch(response), [e for e in examples for _ in range(k)]))
+        shape = lambda x: x.reshape((size, k) + x.shape[1:])
+        return shape(reward), shape(np.asarray(out["entropy_b"])[:rows]), shape(response), shape(mask)
 
     # ---------------------------------------------------------------- the step
     def _step_fn(self, phase: Phase) -> Callable:
