@@ -270,7 +270,7 @@ def readme_experiments() -> str:
         f"GRPO's {ms(t['grpo'])}% from {ms(t['warm'])}% ({len(t['seeds'])} seeds, "
         "[`benchmarks/treepo.md`](benchmarks/treepo.md)) |")
     cat = _catalogue()
-    added = [n for n in cat if n != "grpo"]
+    added = [n for n in cat if n not in ("grpo", "rover", "mdpo")]  # rover, mdpo: fidelity re-runs
     gains = {n: statistics.mean(r["accuracy"] - r["warm_accuracy"] for r in cat[n]) for n in cat}
     rows.append(
         f"| `experiments/arithmetic_{{{','.join(added)}}}.py` | the verl / Trinity-RFT catalogue additions beside GRPO, "
@@ -440,7 +440,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
         "grpo", "sft", "ppo", "dpo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo",
         "chord", "opmd", "asymre", "rec", "mdpo", "lp_reg", "rover", "otr", "copg", "drpo", "rl_plus", "remix",
         "tppo")},
-    **{f"catalogue.{n}": catalogue_noun(n) for n in ("clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb")},
+    **{f"catalogue.{n}": catalogue_noun(n) for n in (
+        "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "rover", "mdpo")},
     **{f"control.{n}": control_block(n) for n in (
         "cartpole_ppo", "cartpole_mdpo", "pendulum_ppo", "cartpole_props", "lock_hnpg", "cartpole_unio4",
         "mpe_spread_mappo", "mpe_spread_ippo", "bandit_relic")},
