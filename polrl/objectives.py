@@ -152,48 +152,162 @@ def nll() -> Transform:
     return stateless(fn)
 
 
-def preference_loss(*, beta: float = 0.1, loss_type: str = "sigmoid", label_smoothing: float = 0.0) -> Transform:
-    """Pairwise preference loss (DPO, Rafailov et al. 2023; IPO, Azar et al. 2023), loss ``"dpo"``.
+PREFERENCE_LOSS_TYPES = ("sigmoid", "robust", "hinge", "ipo", "simpo", "orpo", "kto")
+_REFERENCE_FREE = ("simpo", "orpo")
+
+
+def _log1mexp(x: jax.Array) -> jax.Array:
+    """log(1 − exp(x)) for x < 0, stable on both sides of −log 2."""
+    t = -0.6931471805599453
+    x = jnp.minimum(x, -1e-7)  # ā = 0 (P = 1) has infinite log odds; keep it finite
+    low = x < t
+    # each branch sees only its own range, so the unused one has a finite gradient under where
+    return jnp.where(low, jnp.log1p(-jnp.exp(jnp.where(low, x, t))), jnp.log(-jnp.expm1(jnp.where(low, t, x))))
+
+
+def preference_loss(
+    *,
+    beta: float = 0.1,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+    simpo_gamma: float = 0.5,
+    orpo_lambda: float = 0.1,
+    kto_desirable_weight: float = 1.0,
+    kto_undesirable_weight: float = 1.0,
+    kto_threshold: float = 0.5,
+) -> Transform:
+    """The offline pair-loss family (DPO and relatives): one transform, one ``loss_type`` each.
 
     Rows come in groups of two (``group_b``); within a group the row with the higher
-    ``reward_b`` is the chosen one y_w, the other y_l. With sequence log-ratios
-    s = Σ_t (log π_θ − log π_ref) over the response,
+    ``reward_b`` is the chosen one y_w, the other y_l (groups whose two rewards tie carry no
+    preference and are left out of every pair loss). With per-row sums over response tokens
+    ``S(y) = Σ_t log π_θ``, ``S_ref(y) = Σ_t log π_ref``, lengths |y| and means ``ā(y) = S(y)/|y|``:
 
-        h = s(y_w) − s(y_l)
-        sigmoid: L = −(1−ε) log σ(β h) − ε log σ(−β h)      (ε = label smoothing, cDPO)
-        ipo:     L = (h/|y| − 1/(2β))²  with length-normalised s (mean over tokens)
+        h = [S(y_w) − S_ref(y_w)] − [S(y_l) − S_ref(y_l)]
 
-    averaged over the groups whose two rewards differ (ties carry no preference). Logs
-    ``pref_accuracy`` (h > 0) and ``pref_margin`` (mean h).
+    ``sigmoid`` — DPO, "Direct Preference Optimization: Your Language Model is Secretly a Reward
+        Model" (Rafailov et al. 2023, arXiv 2305.18290), with conservative-DPO label smoothing ε
+        (cDPO):  L = −(1−ε) log σ(βh) − ε log σ(−βh).  ε = 0 is plain DPO. (TRL 1.16's DPO
+        ``sigmoid`` ignores ``label_smoothing``: equal to polrl only at ε = 0.) Loss ``"dpo"``.
+    ``robust`` — "Provably Robust DPO" (Chowdhury et al. 2024, arXiv 2403.00409), the unbiased
+        loss under label-flip rate ε:  L = [−(1−ε) log σ(βh) + ε log σ(−βh)] / (1 − 2ε).
+        Loss ``"dpo"``.
+    ``hinge`` — SLiC, "SLiC-HF: Sequence Likelihood Calibration with Human Feedback" (Zhao et al.
+        2023, arXiv 2305.10425), with DPO's log-ratios:  L = max(0, 1 − βh).  Loss ``"dpo"``.
+    ``ipo`` — "A General Theoretical Paradigm to Understand Learning from Human Preferences"
+        (Azar et al. 2023, arXiv 2310.12036):  L = (h̄ − 1/(2β))², where h̄ uses per-token MEAN
+        log-ratios (TRL's length normalisation).  Loss ``"dpo"``.
+    ``simpo`` — "SimPO: Simple Preference Optimization with a Reference-Free Reward" (Meng et al.
+        2024, arXiv 2405.14734), reference-free and length-normalised:
+        L = −log σ(β(ā(y_w) − ā(y_l)) − γ),  γ = ``simpo_gamma``. TRL's CPO ``simpo`` with
+        ``cpo_alpha = 0`` writes it β·(Δā − γ/β), the same number. Loss ``"simpo"``.
+    ``orpo`` — "ORPO: Monolithic Preference Optimization without Reference Model" (Hong et al.
+        2024, arXiv 2403.07691), reference-free:
+        log odds(y) = ā(y) − log(1 − exp(ā(y)))
+        L = −ā(y_w) + λ·(−log σ(log odds(y_w) − log odds(y_l))),  λ = ``orpo_lambda``.
+        Losses ``"nll"`` (the chosen's mean-token NLL averaged over pairs) and ``"orpo"`` (λ·OR).
+    ``kto`` — "KTO: Model Alignment as Prospect Theoretic Optimization" (Ethayarajh et al. 2024,
+        arXiv 2402.01306), UNPAIRED: each row is desirable when ``Batch.aux["label_b"]`` is true
+        (when present) else when ``reward_b ≥ kto_threshold``; ``group_b`` is not used. With
+        r = S(y) − S_ref(y) and the reference point
+        z = stop_gradient(max(0, mean over the batch's rows of r))  (matched rows),
+        L = λ_D (1 − σ(β(r − z))) for desirable rows, λ_U (1 − σ(β(z − r))) for undesirable,
+        averaged over rows. TRL estimates z from MISMATCHED (prompt, other row's completion)
+        pairs, as the paper suggests; the matched-row estimate here is polrl's choice. Loss ``"kto"``.
+
+    Defaults are TRL's (β = 0.1, γ = 0.5, λ = 0.1, λ_D = λ_U = 1); the SimPO paper uses β ≈ 2–2.5
+    (see the ``simpo`` noun). ``sigmoid`` / ``robust`` / ``hinge`` / ``ipo`` / ``kto`` need
+    ``ref_logp``; ``simpo`` / ``orpo`` declare no need, so no reference forward runs. Logs
+    ``pref_accuracy`` (margin > 0), ``pref_margin`` (mean margin: h, h̄, Δā or the log-odds
+    difference) and ``pref_pairs``; ``kto`` logs ``kto_z`` and ``kto_desirable``.
     """
-    if loss_type not in ("sigmoid", "ipo"):
-        raise ValueError(f"preference_loss: loss_type must be 'sigmoid' or 'ipo', got {loss_type!r}")
+    if loss_type not in PREFERENCE_LOSS_TYPES:
+        raise ValueError(f"preference_loss: loss_type must be one of {PREFERENCE_LOSS_TYPES}, got {loss_type!r}")
+    if not beta > 0:
+        raise ValueError(f"preference_loss: beta must be > 0, got {beta!r}")
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"preference_loss: label_smoothing must lie in [0, 0.5), got {label_smoothing!r}")
+    if orpo_lambda < 0 or kto_desirable_weight < 0 or kto_undesirable_weight < 0:
+        raise ValueError("preference_loss: orpo_lambda / kto_*_weight must be >= 0")
+    eps = label_smoothing
+    needs_ref = loss_type not in _REFERENCE_FREE
 
-    def fn(batch: Batch) -> Batch:
-        batch.require("logp_bt", "ref_logp_bt", "reward_b", "group_b", by="preference_loss")
+    def kto(batch: Batch) -> Batch:
+        batch.require("logp_bt", "ref_logp_bt", "reward_b", by="preference_loss(kto)")
         m = batch.mask_bt
-        s_b = ((batch.logp_bt - batch.ref_logp_bt) * m).sum(-1)
-        if loss_type == "ipo":
-            s_b = s_b / jnp.maximum(m.sum(-1), 1.0)
+        r_b = ((batch.logp_bt - batch.ref_logp_bt) * m).sum(-1)
+        row_b = (m.sum(-1) > 0).astype(r_b.dtype)
+        n_rows = jnp.maximum(row_b.sum(), 1.0)
+        if "label_b" in batch.aux:
+            desirable_b = jnp.asarray(batch.aux["label_b"]).astype(bool)
+        else:
+            desirable_b = batch.reward_b >= kto_threshold
+        z = jax.lax.stop_gradient(jnp.maximum((r_b * row_b).sum() / n_rows, 0.0))
+        loss_b = jnp.where(
+            desirable_b,
+            kto_desirable_weight * (1.0 - jax.nn.sigmoid(beta * (r_b - z))),
+            kto_undesirable_weight * (1.0 - jax.nn.sigmoid(beta * (z - r_b))),
+        )
+        r_sg = jax.lax.stop_gradient(r_b)
+        correct_b = jnp.where(desirable_b, r_sg > z, r_sg < z)
+        return batch.add_loss("kto", (loss_b * row_b).sum() / n_rows).add_metrics(
+            kto_z=z,
+            kto_desirable=(desirable_b * row_b).sum() / n_rows,
+            pref_accuracy=(correct_b * row_b).sum() / n_rows,
+        )
+
+    def pairs(batch: Batch) -> Batch:
+        fields = ("logp_bt", "ref_logp_bt", "reward_b", "group_b") if needs_ref else ("logp_bt", "reward_b", "group_b")
+        batch.require(*fields, by=f"preference_loss({loss_type})")
+        m = batch.mask_bt
+        len_b = jnp.maximum(m.sum(-1), 1.0)
         n = batch.batch_size
         mean_b, _, _ = ops.group_stats(batch.reward_b, batch.group_b, n, ddof=0)
-        sign_b = jnp.sign(batch.reward_b - mean_b)
-        h_g = jax.ops.segment_sum(sign_b * s_b, batch.group_b, num_segments=n)
+        sign_b = jnp.sign(batch.reward_b - mean_b)  # +1 chosen, −1 rejected, 0 tie
+        chosen_b = (sign_b > 0).astype(m.dtype)
+
+        def diff(x_b):  # x(y_w) − x(y_l) per group
+            return jax.ops.segment_sum(sign_b * x_b, batch.group_b, num_segments=n)
+
         valid_g = jax.ops.segment_sum(jnp.abs(sign_b), batch.group_b, num_segments=n) == 2
-        if loss_type == "sigmoid":
-            loss_g = -(1 - label_smoothing) * jax.nn.log_sigmoid(beta * h_g) - label_smoothing * jax.nn.log_sigmoid(-beta * h_g)
-        else:
-            loss_g = (h_g - 1.0 / (2.0 * beta)) ** 2
-        w = valid_g.astype(jnp.float32)
+        w = valid_g.astype(m.dtype)
         denom = jnp.maximum(w.sum(), 1.0)
+        losses = {}
+        if loss_type in ("sigmoid", "robust", "hinge", "ipo"):
+            s_b = ((batch.logp_bt - batch.ref_logp_bt) * m).sum(-1)
+            if loss_type == "ipo":
+                s_b = s_b / len_b
+            h_g = diff(s_b)
+            if loss_type == "sigmoid":
+                loss_g = -(1 - eps) * jax.nn.log_sigmoid(beta * h_g) - eps * jax.nn.log_sigmoid(-beta * h_g)
+            elif loss_type == "robust":
+                loss_g = (-(1 - eps) * jax.nn.log_sigmoid(beta * h_g) + eps * jax.nn.log_sigmoid(-beta * h_g)) / (1 - 2 * eps)
+            elif loss_type == "hinge":
+                loss_g = jax.nn.relu(1.0 - beta * h_g)
+            else:
+                loss_g = (h_g - 1.0 / (2.0 * beta)) ** 2
+            losses["dpo"] = loss_g
+        else:
+            avg_b = (batch.logp_bt * m).sum(-1) / len_b
+            if loss_type == "simpo":
+                h_g = diff(avg_b)
+                losses["simpo"] = -jax.nn.log_sigmoid(beta * h_g - simpo_gamma)
+            else:  # orpo
+                h_g = diff(avg_b - _log1mexp(avg_b))
+                nll_g = jax.ops.segment_sum(-chosen_b * avg_b, batch.group_b, num_segments=n)
+                losses["nll"] = nll_g
+                losses["orpo"] = -orpo_lambda * jax.nn.log_sigmoid(h_g)
+        for name, loss_g in losses.items():
+            batch = batch.add_loss(name, (loss_g * w).sum() / denom)
         h_sg = jax.lax.stop_gradient(h_g)
-        return batch.add_loss("dpo", (loss_g * w).sum() / denom).add_metrics(
+        return batch.add_metrics(
             pref_accuracy=((h_sg > 0) * w).sum() / denom,
             pref_margin=(h_sg * w).sum() / denom,
             pref_pairs=w.sum(),
         )
 
-    return stateless(fn, needs=("ref_logp",))
+    fn = kto if loss_type == "kto" else pairs
+    return stateless(fn, needs=("ref_logp",) if needs_ref else ())
 
 
 def aggregate(mode: str, *, max_len: int | None = None) -> Transform:

@@ -468,7 +468,7 @@ def test_preference_loss_ipo():
     np.testing.assert_allclose(out.losses["dpo"], 14.0625, rtol=1e-5)
     np.testing.assert_allclose(out.metrics["pref_margin"], 1.25, rtol=1e-5)
     with pytest.raises(ValueError, match="loss_type"):
-        objectives.preference_loss(loss_type="hinge")
+        objectives.preference_loss(loss_type="bogus")
 
 
 AGG_MASK = [[1, 1], [1, 0]]
