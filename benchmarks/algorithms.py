@@ -37,6 +37,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.stats import mean_std  # noqa: E402
 from benchmarks.provenance import append, provenance, read  # noqa: E402
 
 NOUNS = (
@@ -142,12 +143,7 @@ def run_one(noun: str, seed: int, steps: int, base: pathlib.Path, overrides: dic
 
 
 def _fmt(xs, scale=1.0, digits=1):
-    xs = [x * scale for x in xs if x is not None]
-    if not xs:
-        return "–"
-    if len(xs) == 1:
-        return f"{xs[0]:.{digits}f}"
-    return f"{statistics.mean(xs):.{digits}f} ± {statistics.stdev(xs):.{digits}f}"
+    return mean_std(xs, scale, digits)
 
 
 def write_report(results: list[dict], path_md: pathlib.Path, path_png: pathlib.Path, steps: int,

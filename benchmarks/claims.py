@@ -68,6 +68,9 @@ CLAIMS = (
     ("gpg", "grpo", "better", "a simpler baseline that beats GRPO", ""),
     ("opo", "grpo", "better", "more stable, higher entropy than GRPO", ""),
     ("passk_grpo", "grpo", "parity", "raises pass@k at little cost in pass@1 (INFERRED)", "pass@k (greedy evaluation only)"),
+    ("simpo", "dpo", "better", "outperforms DPO without a reference model", "length exploitation"),
+    ("orpo", "dpo", "better", "preference alignment without a reference model or a separate SFT phase, ≥ DPO", ""),
+    ("kto", "dpo", "parity", "matches or exceeds DPO from binary (unpaired) signals", ""),
     ("otb", "grpo", "better", "a lower-variance baseline than the group mean, so better learning (INFERRED)", "gradient variance"),
 )
 TABLES = ("catalogue", "algorithms")  # the newer table first
@@ -119,8 +122,7 @@ def render() -> str:
         "seed starts from the same warm start). Δ: mean paired difference in held-out accuracy, points; wins: seeds "
         "where the noun is ahead; p: one-sided sign test; 90% CI: paired bootstrap of the mean difference. The "
         "setting is a tiny dense model and 2–3-token answers, so claims about response length, MoE, memory or "
-        "pass@k are not checkable here; the long-reasoning testbed (`experiments/chain_long_grpo.py`) is where "
-        "they belong. Verdict rules are in the script's docstring. The claims come from each paper's abstract; "
+        "pass@k are not checkable here. Verdict rules are in the script's docstring. The claims come from each paper's abstract; "
         "INFERRED marks one the abstract does not state outright.",
         "",
         "| noun | paper's claim | baseline | table | seeds | Δ (points) | wins | p | 90% CI | entropy (noun / baseline) | verdict | not checkable here |",

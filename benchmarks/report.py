@@ -26,6 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import provenance, treepo  # noqa: E402
+from benchmarks.stats import mean_std  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 START = re.compile(r"<!-- report: ([\w.]+) -->")
@@ -41,11 +42,8 @@ def results(name: str) -> list[dict]:
 
 
 def ms(xs, scale: float = 100.0, digits: int = 1) -> str:
-    """``mean ± std`` of ``xs`` (sample std), or ``x (1 seed)`` for a single value."""
-    xs = [scale * x for x in xs]
-    if len(xs) == 1:
-        return f"{xs[0]:.{digits}f} (1 seed)"
-    return f"{statistics.mean(xs):.{digits}f} ± {statistics.stdev(xs):.{digits}f}"
+    """A figure over seeds (``benchmarks.stats.mean_std``), in percent by default."""
+    return mean_std(xs, scale, digits)
 
 
 def seeds_phrase(seeds) -> str:
@@ -80,15 +78,19 @@ def _catalogue() -> dict[str, list[dict]]:
     return {n: sorted(rs, key=lambda r: r["seed"]) for n, rs in by.items()}
 
 
+PAIR_NOUNS = ("simpo", "orpo", "kto")  # judged beside DPO, the baseline of their papers
+
+
 def catalogue_noun(noun: str) -> Callable[[], str]:
     def block() -> str:
         cat = _catalogue()
-        rs, grpo = cat[noun], cat["grpo"]
+        base = "dpo" if noun in PAIR_NOUNS else "grpo"
+        rs, grpo = cat[noun], cat[base]
         text = (f"Expected result (benchmarks/catalogue.md, written by `python benchmarks/algorithms.py --results "
                 f"benchmarks/results/catalogue.jsonl`: {rs[0]['steps']} steps of this config from the shared SFT warm "
                 f"start of each seed, {seeds_phrase(r['seed'] for r in rs)}, the launcher's default of one XLA device "
                 f"per core, {where(rs)}; held-out greedy exact match on 500 test prompts, mean ± std over seeds): "
-                f"{ms([r['warm_accuracy'] for r in rs])}% → {ms([r['accuracy'] for r in rs])}% (GRPO in the same "
+                f"{ms([r['warm_accuracy'] for r in rs])}% → {ms([r['accuracy'] for r in rs])}% ({base.upper()} in the same "
                 f"benchmark: {ms([r['accuracy'] for r in grpo])}%; paired by seed, ahead of it on "
                 f"{sum(r['accuracy'] > g['accuracy'] for r, g in zip(rs, grpo))} of {len(rs)}).")
         return para(text)
@@ -270,13 +272,21 @@ def readme_experiments() -> str:
         f"GRPO's {ms(t['grpo'])}% from {ms(t['warm'])}% ({len(t['seeds'])} seeds, "
         "[`benchmarks/treepo.md`](benchmarks/treepo.md)) |")
     cat = _catalogue()
-    added = [n for n in cat if n not in ("grpo", "rover", "mdpo")]  # rover, mdpo: fidelity re-runs
+    added = [n for n in cat if n not in ("grpo", "rover", "mdpo", "dpo", *PAIR_NOUNS)]  # rover, mdpo: fidelity re-runs
     gains = {n: statistics.mean(r["accuracy"] - r["warm_accuracy"] for r in cat[n]) for n in cat}
     rows.append(
         f"| `experiments/arithmetic_{{{','.join(added)}}}.py` | the verl / Trinity-RFT catalogue additions beside GRPO, "
         f"the same warm start, {cat['grpo'][0]['steps']} steps | {'every one learns: ' if min(gains[n] for n in added) > 0 else 'gains '}{100 * min(gains[n] for n in added):+.1f} "
         f"to {100 * max(gains[n] for n in added):+.1f} points (GRPO +{100 * gains['grpo']:.1f}) from {ms([r['warm_accuracy'] for r in cat['grpo']])}% "
         f"({len(cat['grpo'])} seeds, [`benchmarks/catalogue.md`](benchmarks/catalogue.md)) |")
+    pairs = [n for n in PAIR_NOUNS if n in cat]
+    if pairs and "dpo" in cat:
+        rows.append(
+            f"| `experiments/arithmetic_{{{','.join(pairs)}}}.py` beside `arithmetic_dpo.py` | offline pair losses on the warm "
+            f"model's own samples, same warm start, {cat['dpo'][0]['steps']} steps | DPO "
+            f"{ms([r['accuracy'] for r in cat['dpo']])}%; " + "; ".join(
+                f"{n.upper()} {ms([r['accuracy'] for r in cat[n]])}%" for n in pairs)
+            + f" ({len(cat['dpo'])} seeds, [`benchmarks/catalogue.md`](benchmarks/catalogue.md)) |")
     rows += [
         "| `experiments/arithmetic_<noun>.py` for the other nouns | the same warm start | each docstring's figure comes "
         "from [`benchmarks/algorithms.md`](benchmarks/algorithms.md) (every noun, 3 seeds, measured with one XLA "
@@ -405,6 +415,31 @@ def readme_control() -> str:
     return "\n".join(rows)
 
 
+# ------------------------------------------------------------------------------ staleness
+
+
+def readme_staleness() -> str:
+    from benchmarks import staleness
+
+    rs = results("staleness")
+    ks = sorted({r["staleness"] for r in rs})
+    nouns = [n for n in staleness.NOUNS if any(r["noun"] == n for r in rs)]
+    cell = lambda n, k, f: [f(r) for r in rs if r["noun"] == n and r["staleness"] == k]
+    seeds = sorted({r["seed"] for r in rs})
+    head = (f"`benchmarks/staleness.py` ({seeds_phrase(seeds)}, {rs[0]['steps']} steps on arithmetic from the shared "
+            f"warm starts, {where(rs)}; [`benchmarks/staleness.md`](benchmarks/staleness.md)): held-out greedy accuracy "
+            f"and the mean activity of each noun's mechanism, on-policy (k = 0) and with rows from the policy of "
+            f"k = {', '.join(map(str, ks[1:]))} updates ago:")
+    rows = ["| noun | mechanism | " + " | ".join(f"accuracy % (k = {k}) | activity % (k = {k})" for k in ks) + " |",
+            "|---|---|" + "---|---|" * len(ks)]
+    for n in nouns:
+        metric = staleness.MECHANISM[n]
+        rows.append(f"| `{n}` | `{metric}` | " + " | ".join(
+            f"{ms(cell(n, k, lambda r: r['accuracy']))} | {ms(cell(n, k, lambda r: r['run_means'].get(metric, 0.0)), 100, 2)}"
+            for k in ks) + " |")
+    return para(head) + "\n\n" + "\n".join(rows)
+
+
 # ------------------------------------------------------------------------------ speed
 
 
@@ -431,6 +466,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "readme.algorithms": readme_algorithms,
     "readme.control": readme_control,
     "readme.speed": readme_speed,
+    "readme.staleness": readme_staleness,
     "chain.grpo": chain_block("grpo"),
     "chain.treepo": chain_block("treepo"),
     "chain.sft": chain_block("sft"),
@@ -441,7 +477,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
         "chord", "opmd", "asymre", "rec", "mdpo", "lp_reg", "rover", "otr", "copg", "drpo", "rl_plus", "remix",
         "tppo")},
     **{f"catalogue.{n}": catalogue_noun(n) for n in (
-        "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "rover", "mdpo")},
+        "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "rover", "mdpo", "simpo", "orpo", "kto")},
     **{f"control.{n}": control_block(n) for n in (
         "cartpole_ppo", "cartpole_mdpo", "pendulum_ppo", "cartpole_props", "lock_hnpg", "cartpole_unio4",
         "mpe_spread_mappo", "mpe_spread_ippo", "bandit_relic")},

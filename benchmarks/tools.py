@@ -38,6 +38,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.stats import mean_std  # noqa: E402
 from benchmarks.provenance import append, provenance, read  # noqa: E402
 
 from polrl import devices  # noqa: E402  (before JAX starts: one CPU device per core)
@@ -143,10 +144,7 @@ def run_one(arm: str, seed: int, steps: int | None, base: pathlib.Path) -> dict:
 
 
 def _fmt(xs, scale=100.0, digits=1):
-    xs = [x * scale for x in xs]
-    if len(xs) == 1:
-        return f"{xs[0]:.{digits}f} (1 seed)"
-    return f"{statistics.mean(xs):.{digits}f} ± {statistics.stdev(xs):.{digits}f}"
+    return mean_std(xs, scale, digits)
 
 
 def write_report(results: list[dict], path_md: pathlib.Path, remark: str = "") -> None:

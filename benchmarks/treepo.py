@@ -36,6 +36,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.stats import mean_std  # noqa: E402
 from benchmarks.provenance import append, provenance, read  # noqa: E402
 
 CONFIGS = {"grpo": "chain_grpo", "treepo": "chain_treepo", "tree_grpo": "chain_treepo", "sft": "chain_sft"}
@@ -137,10 +138,7 @@ def at_step(run: dict, step: int) -> dict:
 
 
 def _fmt(xs, scale=100.0, digits=1):
-    xs = [x * scale for x in xs]
-    if len(xs) == 1:
-        return f"{xs[0]:.{digits}f} (1 seed)"
-    return f"{statistics.mean(xs):.{digits}f} ± {statistics.stdev(xs):.{digits}f}"
+    return mean_std(xs, scale, digits)
 
 
 NAMES = {"grpo": "GRPO", "treepo": "TreePO", "tree_grpo": "tree rollouts + GRPO advantage", "sft": "SFT only"}
