@@ -18,7 +18,6 @@ import argparse
 import importlib
 import pathlib
 import sys
-import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -51,24 +50,15 @@ def _rounded(x: float, digits: int = 6) -> float:
 
 
 def run_one(name: str) -> dict:
-    """Trains run ``name`` and returns its raw record."""
-    import jax
-    import numpy as np
-
-    from polrl.control.experiment import trainer_module
-    from polrl.control.seeds import train_seeds
+    """Trains run ``name`` (``polrl.control.experiment.train``) and returns its raw record."""
+    from polrl.control.experiment import train
 
     module, arg, overrides = RUNS[name]
     config = importlib.import_module(f"experiments.{module}").get_config(arg)
     for key, value in overrides.items():
         config[key] = value
-    trainer = trainer_module(config).make_run(config)
+    trainer, curves, summary, wall = train(config)
     num_seeds = int(config.get("num_seeds", 1))
-    keys = jax.random.split(jax.random.key(int(config.seed)), num_seeds)
-    start = time.time()
-    _, metrics = jax.block_until_ready(train_seeds(trainer, keys))
-    wall = time.time() - start
-    curves, summary = trainer.report({k: np.asarray(v, np.float64) for k, v in metrics.items()})
     returns = curves["mean_return"]
     return {
         "run": name, "config": module, "arg": arg, "overrides": overrides,

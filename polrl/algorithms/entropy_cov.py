@@ -119,12 +119,12 @@ def kl_cov_policy_gradient(*, kl_cov_ratio: float = 2e-4, kl_coef: float = 0.1) 
     def fn(batch: Batch) -> Batch:
         batch.require("logp_bt", "adv_bt", by="kl_cov_policy_gradient")
         m, adv = batch.mask_bt, batch.adv_bt
-        log_ratio = ops.log_ratio(batch.logp_bt, old_logp(batch))
-        ratio = jnp.exp(log_ratio)
+        old = old_logp(batch)
+        ratio = jnp.exp(ops.log_ratio(batch.logp_bt, old))
         cov = token_covariance(batch.logp_bt, adv, m)
         valid = m > 0
         chosen = valid & _lowest(jnp.where(valid, -cov, jnp.inf), _budget(kl_cov_ratio, m))
-        kl_bt = ops.kl_abs(batch.logp_bt, old_logp(batch))  # |log ρ|, gradient sign(log ρ) (0 at ρ = 1)
+        kl_bt = ops.kl_abs(batch.logp_bt, old)  # |log ρ|, gradient sign(log ρ) (0 at ρ = 1)
         sg_ratio = jax.lax.stop_gradient(ratio)
         return batch.add_term("pg", -adv * ratio + kl_coef * kl_bt * chosen).add_metrics(
             kl_cov_frac=ops.masked_mean(chosen.astype(jnp.float32), m),

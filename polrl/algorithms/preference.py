@@ -1,5 +1,9 @@
 """Preference optimization from pairs: DPO (with cDPO / robust / hinge / IPO losses), SimPO,
-ORPO, KTO, and the reward-augmented relabelling of preference pairs."""
+ORPO, KTO, and the reward-augmented relabelling of preference pairs.
+
+Every pair noun also takes the optimization keywords of ``OPTIMIZATION`` (AdamW learning rate
+1e-4, no warm-up, gradient-norm clip 1.0, one epoch of one minibatch per batch); any other
+keyword is a TypeError naming the noun."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,13 +14,24 @@ from polrl.core import Algorithm, Batch, chain
 DPO_LOSS_TYPES = ("sigmoid", "robust", "hinge", "ipo")
 
 
-def _algorithm(objective, learning_rate, warmup_steps, max_grad_norm, num_epochs, num_minibatches):
+# The optimization keywords every pair noun takes, with their defaults.
+OPTIMIZATION = dict(learning_rate=1e-4, warmup_steps=0, max_grad_norm=1.0, num_epochs=1, num_minibatches=1)
+
+
+def _algorithm(noun: str, objective, options: dict) -> Algorithm:
+    """The pair noun's Algorithm: no prepare, ``objective``, AdamW; ``options`` ⊆ ``OPTIMIZATION``
+    (learning rate, warm-up steps, gradient-norm clip (None: off), epochs, minibatches)."""
+    unknown = sorted(set(options) - set(OPTIMIZATION))
+    if unknown:
+        raise TypeError(f"{noun}() got unexpected keyword argument(s) {unknown}: it takes its own keywords and "
+                        f"{sorted(OPTIMIZATION)}")
+    o = {**OPTIMIZATION, **options}
     return Algorithm(
         prepare=chain(),
         objective=chain(objective),
-        optimizer=optim.adamw(learning_rate, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm),
-        num_epochs=num_epochs,
-        num_minibatches=num_minibatches,
+        optimizer=optim.adamw(o["learning_rate"], warmup_steps=o["warmup_steps"], max_grad_norm=o["max_grad_norm"]),
+        num_epochs=o["num_epochs"],
+        num_minibatches=o["num_minibatches"],
     )
 
 
@@ -25,11 +40,7 @@ def dpo(
     beta: float = 0.1,
     loss_type: str = "sigmoid",
     label_smoothing: float = 0.0,
-    learning_rate: float = 1e-4,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
+    **options,
 ) -> Algorithm:
     """Direct Preference Optimization (Rafailov et al. 2023, "Direct Preference Optimization:
     Your Language Model is Secretly a Reward Model", arXiv 2305.18290) and its reference-based
@@ -49,8 +60,8 @@ def dpo(
     if loss_type not in DPO_LOSS_TYPES:
         raise ValueError(f"dpo: loss_type must be one of {DPO_LOSS_TYPES} (see the simpo / orpo / kto nouns), got {loss_type!r}")
     return _algorithm(
-        objectives.preference_loss(beta=beta, loss_type=loss_type, label_smoothing=label_smoothing),
-        learning_rate, warmup_steps, max_grad_norm, num_epochs, num_minibatches,
+        "dpo", objectives.preference_loss(beta=beta, loss_type=loss_type, label_smoothing=label_smoothing),
+        options,
     )
 
 
@@ -58,11 +69,7 @@ def simpo(
     *,
     beta: float = 2.0,
     gamma: float = 0.5,
-    learning_rate: float = 1e-4,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
+    **options,
 ) -> Algorithm:
     """SimPO (Meng et al. 2024, "SimPO: Simple Preference Optimization with a Reference-Free
     Reward", arXiv 2405.14734): reference-free, length-normalised pair loss
@@ -74,19 +81,15 @@ def simpo(
     ``"simpo"``.
     """
     return _algorithm(
-        objectives.preference_loss(beta=beta, loss_type="simpo", simpo_gamma=gamma),
-        learning_rate, warmup_steps, max_grad_norm, num_epochs, num_minibatches,
+        "simpo", objectives.preference_loss(beta=beta, loss_type="simpo", simpo_gamma=gamma),
+        options,
     )
 
 
 def orpo(
     *,
     lambda_: float = 0.1,
-    learning_rate: float = 1e-4,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
+    **options,
 ) -> Algorithm:
     """ORPO (Hong et al. 2024, "ORPO: Monolithic Preference Optimization without Reference
     Model", arXiv 2403.07691): SFT on the chosen plus an odds-ratio pair term, no reference.
@@ -97,8 +100,8 @@ def orpo(
     λ = 0.1 (the paper's and TRL's ``beta``). Losses ``"nll"`` and ``"orpo"``.
     """
     return _algorithm(
-        objectives.preference_loss(beta=1.0, loss_type="orpo", orpo_lambda=lambda_),
-        learning_rate, warmup_steps, max_grad_norm, num_epochs, num_minibatches,
+        "orpo", objectives.preference_loss(beta=1.0, loss_type="orpo", orpo_lambda=lambda_),
+        options,
     )
 
 
@@ -108,11 +111,7 @@ def kto(
     desirable_weight: float = 1.0,
     undesirable_weight: float = 1.0,
     threshold: float = 0.5,
-    learning_rate: float = 1e-4,
-    warmup_steps: int = 0,
-    max_grad_norm: float | None = 1.0,
-    num_epochs: int = 1,
-    num_minibatches: int = 1,
+    **options,
 ) -> Algorithm:
     """KTO (Ethayarajh et al. 2024, "KTO: Model Alignment as Prospect Theoretic Optimization",
     arXiv 2402.01306) on unpaired rows:
@@ -125,11 +124,11 @@ def kto(
     batch's own rows, not TRL's mismatched pairs (docs/conventions.md). Loss ``"kto"``.
     """
     return _algorithm(
-        objectives.preference_loss(
+        "kto", objectives.preference_loss(
             beta=beta, loss_type="kto", kto_desirable_weight=desirable_weight,
             kto_undesirable_weight=undesirable_weight, kto_threshold=threshold,
         ),
-        learning_rate, warmup_steps, max_grad_norm, num_epochs, num_minibatches,
+        options,
     )
 
 

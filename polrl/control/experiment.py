@@ -46,8 +46,10 @@ def trainer_module(config) -> ModuleType:
     )
 
 
-def run(config, workdir: str) -> dict:
-    """Trains ``config.num_seeds`` seeds from ``config.seed``; returns the summary dict."""
+def train(config):
+    """Trains ``config.num_seeds`` seeds from ``config.seed`` in one call; returns
+    ``(run, curves, summary, wall_s)``: the ``Run``, its per-update curves ([seeds, K] each) and
+    summary scalars (``Run.report``), and the wall time of the training call."""
     trainer = trainer_module(config).make_run(config)
     num_seeds = int(config.get("num_seeds", 1))
     keys = jax.random.split(jax.random.key(int(config.seed)), num_seeds)
@@ -55,6 +57,13 @@ def run(config, workdir: str) -> dict:
     _, metrics = jax.block_until_ready(train_seeds(trainer, keys))
     wall = time.time() - start
     curves, summary = trainer.report({k: np.asarray(v, np.float64) for k, v in metrics.items()})
+    return trainer, curves, summary, wall
+
+
+def run(config, workdir: str) -> dict:
+    """Trains ``config.num_seeds`` seeds from ``config.seed``; returns the summary dict."""
+    trainer, curves, summary, wall = train(config)
+    num_seeds = int(config.get("num_seeds", 1))
     returns = curves["mean_return"]  # [seeds, K]
     steps = trainer.steps_per_update
     writer = MetricWriter(workdir, tensorboard=False)
