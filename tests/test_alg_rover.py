@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from polrl import algorithms
+from polrl import algorithms, ops
 from polrl.algorithms.rover import rover_q_regression
 from polrl.train import steps
 from alg_testing import (apply, assert_trained, check_algorithm_transforms, check_transform_contract, hand_batch,
@@ -82,7 +82,7 @@ def _means():
     theta = np.array([[u, p, u], [p, p, p]])  # m_θ = (−log 3, −log 5, −log 3), (−log 5, −log 5, ·)
     old = np.array([[u, u, p], [u, u, u]])    # m_old = (−log 3, −log 3, −log 5), (−log 3, −log 3, ·)
     with jax.enable_x64(True):
-        m_theta, m_old = (np.asarray(steps.mean_logp_from_logits(jnp.asarray(z, jnp.float64))) for z in (theta, old))
+        m_theta, m_old = (np.asarray(ops.mean_log_prob_from_logits(jnp.asarray(z, jnp.float64))) for z in (theta, old))
     np.testing.assert_allclose(m_theta, [[-math.log(3), -math.log(5), -math.log(3)], [-math.log(5)] * 3], rtol=1e-12)
     np.testing.assert_allclose(m_old, [[-math.log(3), -math.log(3), -math.log(5)], [-math.log(3)] * 3], rtol=1e-12)
     return {"mean_logp_bt": m_theta, "old_mean_logp_bt": m_old}

@@ -59,6 +59,7 @@ CASES = {
     ),
     "log_softmax_at": (ops.log_softmax_at, (_f32(B, T, V), TOKENS_BT, 0.7)),
     "entropy_from_logits": (ops.entropy_from_logits, (_f32(B, T, V), 0.7)),
+    "mean_log_prob_from_logits": (ops.mean_log_prob_from_logits, (_f32(B, T, V), 0.7)),
     "token_logp_and_entropy": (
         lambda h, tok: ops.token_logp_and_entropy(h, lambda x: x @ W_DV, tok, chunk_size=2),
         (_f32(B, T, D), TOKENS_BT),

@@ -5,7 +5,7 @@ Suffixes give shapes: ``_b`` per sequence [B], ``_bt`` per token [B, T], ``_btv`
 vocabulary entry [B, T, V]; ``mask_bt`` is 1 on loss-bearing tokens, rows are right-padded.
 """
 from polrl.ops.aggregation import AGGREGATION_MODES, aggregate
-from polrl.ops.distributions import entropy_from_logits, log_softmax_at, token_logp_and_entropy
+from polrl.ops.distributions import entropy_from_logits, log_softmax_at, mean_log_prob_from_logits, token_logp_and_entropy
 from polrl.ops.group import (
     GROUP_SCALES,
     group_advantages,
@@ -53,6 +53,7 @@ __all__ = (
     "masked_sum",
     "masked_var",
     "masked_whiten",
+    "mean_log_prob_from_logits",
     "min_p_log_prob",
     "safe_div",
     "token_logp_and_entropy",

@@ -56,8 +56,10 @@ def token_logp_and_entropy(
     *,
     chunk_size: int,
     temperature: float = 1.0,
+    with_mean: bool = False,
 ):
-    """``log_softmax_at`` and ``entropy_from_logits`` of ``head_fn(hidden)``, by chunks of T.
+    """``log_softmax_at`` and ``entropy_from_logits`` of ``head_fn(hidden)``, by chunks of T
+    (and, with ``with_mean``, ``mean_log_prob_from_logits`` from the same chunks).
 
     The LM head is applied to ``chunk_size`` positions at a time inside ``lax.map``, so only one
     [B, chunk_size, V] block of logits exists at once. Each chunk is rematerialized
@@ -72,7 +74,7 @@ def token_logp_and_entropy(
       temperature: sampling temperature.
 
     Returns:
-      (logp_bt, entropy_bt), each [B, T] float32.
+      (logp_bt, entropy_bt), each [B, T] float32; with ``with_mean``, (logp_bt, entropy_bt, mean_bt).
     """
     chex.assert_rank([hidden_btd, tokens_bt], [3, 2])
     chex.assert_equal_shape_prefix([hidden_btd, tokens_bt], 2)
@@ -92,14 +94,23 @@ def token_logp_and_entropy(
     def score(chunk):
         hidden, tokens = chunk
         logits = head_fn(hidden)
-        return (
-            log_softmax_at(logits, tokens, temperature),
-            entropy_from_logits(logits, temperature),
-        )
+        scores = (log_softmax_at(logits, tokens, temperature), entropy_from_logits(logits, temperature))
+        return (*scores, mean_log_prob_from_logits(logits, temperature)) if with_mean else scores
 
-    logp, entropy = jax.lax.map(score, (to_chunks(hidden_btd), to_chunks(tokens_bt)))
+    outs = jax.lax.map(score, (to_chunks(hidden_btd), to_chunks(tokens_bt)))
 
     def from_chunks(x):  # [n, B, C] → [B, T]
         return jnp.moveaxis(x, 0, 1).reshape(batch, num_chunks * chunk_size)[:, :length]
 
-    return from_chunks(logp), from_chunks(entropy)
+    return tuple(from_chunks(x) for x in outs)
+
+
+def mean_log_prob_from_logits(logits_btv: Array, temperature: float = 1.0) -> Array:
+    """m = (1/V) Σ_v log softmax(z)_v = mean_v z_v − logsumexp_v z_v, z = logits / temperature.
+
+    The vocabulary mean of the log-probs at each position ([B, T], float32; float64 logits stay
+    float64), without forming the [B, T, V] log-probs: one more reduction over V next to the
+    logsumexp the log-probs already take (ROVER's uniform-policy value).
+    """
+    z = logits_btv.astype(jnp.promote_types(logits_btv.dtype, jnp.float32)) / temperature
+    return jnp.mean(z, axis=-1) - jax.nn.logsumexp(z, axis=-1)

@@ -60,44 +60,6 @@ def _hidden_shared_prompt(model, batch: Batch):
     return jnp.concatenate([last, hidden_r], axis=1)
 
 
-def mean_logp_from_logits(logits_btv, temperature: float = 1.0):
-    """m = (1/V) Σ_v log softmax(z)_v = mean_v z_v − logsumexp_v z_v, z = logits / temperature.
-
-    The vocabulary mean of the log-probs at each position ([B, T], float32; float64 logits stay
-    float64), without forming the [B, T, V] log-probs: one more reduction over V next to the
-    logsumexp the log-probs already take.
-    """
-    z = logits_btv.astype(jnp.promote_types(logits_btv.dtype, jnp.float32)) / temperature
-    return jnp.mean(z, axis=-1) - jax.nn.logsumexp(z, axis=-1)
-
-
-def _chunked_scores_with_mean(h, head_fn, tokens_bt, *, chunk_size: int, temperature: float):
-    """``ops.token_logp_and_entropy`` plus ``mean_logp_from_logits``, from the same chunks.
-
-    The LM head runs on ``chunk_size`` positions at a time inside ``lax.map`` (each chunk
-    rematerialized in the backward pass), as ``ops.token_logp_and_entropy`` does, so the
-    [B, T, V] logits never exist and the head runs once for all three scores.
-    """
-    batch, length, _ = h.shape
-    num_chunks = -(-length // chunk_size)
-    pad = num_chunks * chunk_size - length
-    h = jnp.pad(h, ((0, 0), (0, pad), (0, 0)))
-    tokens_bt = jnp.pad(tokens_bt, ((0, 0), (0, pad)))
-
-    def to_chunks(x):  # [B, n·C, …] → [n, B, C, …]
-        return jnp.moveaxis(x.reshape(batch, num_chunks, chunk_size, *x.shape[2:]), 1, 0)
-
-    @jax.checkpoint
-    def chunk_scores(chunk):
-        hidden, tokens = chunk
-        logits = head_fn(hidden)
-        return (ops.log_softmax_at(logits, tokens, temperature), ops.entropy_from_logits(logits, temperature),
-                mean_logp_from_logits(logits, temperature))
-
-    outs = jax.lax.map(chunk_scores, (to_chunks(h), to_chunks(tokens_bt)))
-    return tuple(jnp.moveaxis(x, 0, 1).reshape(batch, num_chunks * chunk_size)[:, :length] for x in outs)
-
-
 def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: bool = False, full_logits: bool = False,
           chunk_size: int | None = None, mean_logp: bool = False) -> dict:
     """One forward: per-response-token log-prob, entropy and (optionally) value and logits.
@@ -112,21 +74,17 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
     exist; same values and gradients. Ignored when ``full_logits`` asks for the whole array.
 
     ``mean_logp`` also returns ``mean_logp_bt``, the vocabulary mean of the log-probs at each
-    position (``mean_logp_from_logits``; the need ``"old_mean_logp"``), from the same LM-head
+    position (``ops.mean_log_prob_from_logits``; the need ``"old_mean_logp"``), from the same LM-head
     pass (chunked as above when chunking is on).
     """
     model = nnx.merge(graphdef, params)
     h = _hidden_shared_prompt(model, batch) if batch.group_size > 1 else _hidden_full(model, batch)
     if chunk_size is None:  # the model's own setting (models without a config: unchunked)
         chunk_size = getattr(getattr(model, "config", None), "logits_chunk_size", 0)
-    if chunk_size and not full_logits and mean_logp:
-        logp, entropy, mean = _chunked_scores_with_mean(
-            h, model.logits, batch.response_bt, chunk_size=chunk_size, temperature=temperature)
-        out = {"logp_bt": logp, "entropy_bt": entropy, "mean_logp_bt": mean}
-    elif chunk_size and not full_logits:
-        logp, entropy = ops.token_logp_and_entropy(
-            h, model.logits, batch.response_bt, chunk_size=chunk_size, temperature=temperature)
-        out = {"logp_bt": logp, "entropy_bt": entropy}
+    if chunk_size and not full_logits:
+        scores = ops.token_logp_and_entropy(
+            h, model.logits, batch.response_bt, chunk_size=chunk_size, temperature=temperature, with_mean=mean_logp)
+        out = dict(zip(("logp_bt", "entropy_bt", "mean_logp_bt"), scores))
     else:
         logits = model.logits(h) / temperature
         out = {
@@ -134,7 +92,7 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
             "entropy_bt": ops.entropy_from_logits(logits),
         }
         if mean_logp:
-            out["mean_logp_bt"] = mean_logp_from_logits(logits)
+            out["mean_logp_bt"] = ops.mean_log_prob_from_logits(logits)
     if values:
         out["value_bt"] = model.value(h)
     if full_logits:
