@@ -104,6 +104,18 @@ def test_rollout_metrics_leave_expert_rows_out():
     np.testing.assert_allclose(m["response_length"], np.asarray(mixed.mask_bt).sum(-1)[policy].mean())
 
 
+def test_rollout_metrics_split_lengths_by_correctness():
+    mask = jnp.array([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]], jnp.float32)
+    batch = Batch(prompt_bp=jnp.zeros((4, 1), jnp.int32), prompt_valid_bp=jnp.ones((4, 1), bool),
+                  response_bt=jnp.zeros((4, 4), jnp.int32), mask_bt=mask,
+                  reward_b=jnp.array([1.0, 0.0, 1.0, 0.5]), source_b=jnp.array([ON_POLICY, ON_POLICY, EXPERT, ON_POLICY]))
+    m = collectors.rollout_metrics(batch)
+    assert float(m["response_length_correct"]) == 3.0  # row 0 (row 2 is an expert row)
+    assert float(m["response_length_incorrect"]) == 2.5  # rows 1 and 3: (1 + 4) / 2
+    none_right = collectors.rollout_metrics(batch.replace(reward_b=jnp.zeros(4)))
+    assert float(none_right["response_length_correct"]) == 0.0
+
+
 def test_greedy_baseline_is_the_greedy_responses_reward_per_group():
     ctx = _context(group_size=2)
     batch, _ = _collect(collectors.with_greedy_baseline()(collectors.group_samples(ctx), ctx))

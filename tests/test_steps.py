@@ -294,6 +294,9 @@ def test_train_on_batch_prepares_then_applies_the_optimizer_to_the_objective_gra
     ent = np.asarray(_score(params, batch)["entropy_bt"])
     m = prepared.mask_bt
     np.testing.assert_allclose(metrics["entropy"], (ent * m).sum() / m.sum(), rtol=1e-5)
+    # the sizes of the batch handed to the update (before prepare's masks), for counting compute
+    assert float(metrics["update_tokens"]) == batch.mask_bt.sum()
+    assert float(metrics["update_prompt_tokens"]) == np.asarray(batch.prompt_valid_bp).sum()
 
 
 def test_score_with_shared_prompts_equals_full_forward():

@@ -20,14 +20,20 @@ def rollout_metrics(batch: Batch) -> dict:
     """Reward, accuracy (reward ≥ 1), length and token counts of the policy's samples.
 
     Expert rows (``source_b = EXPERT``) are left out of the reward/accuracy/length statistics.
+    ``response_length_correct`` / ``_incorrect`` are the mean lengths of the right and the wrong
+    samples (0 when a step has none: weight a step's value by ``accuracy`` / 1 − ``accuracy``
+    to average over steps), the quantity length-bias claims are about.
     """
     length_b = batch.mask_bt.sum(-1)
     rows_b = jnp.ones_like(batch.reward_b) if batch.source_b is None else (batch.source_b != EXPERT).astype(jnp.float32)
-    mean = lambda x: (x * rows_b).sum() / rows_b.sum()
+    mean = lambda x, w=rows_b: (x * w).sum() / jnp.maximum(w.sum(), 1.0)
+    correct_b = (batch.reward_b >= 1.0).astype(jnp.float32)
     return {
         "reward_mean": mean(batch.reward_b),
-        "accuracy": mean((batch.reward_b >= 1.0).astype(jnp.float32)),
+        "accuracy": mean(correct_b),
         "response_length": mean(length_b),
+        "response_length_correct": mean(length_b, rows_b * correct_b),
+        "response_length_incorrect": mean(length_b, rows_b * (1.0 - correct_b)),
         "response_tokens": length_b.sum(),
         "reward_finite": jnp.isfinite(batch.reward_b).all(),
     }

@@ -182,12 +182,16 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
 
 
 def train_on_batch(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, temperature: float = 1.0):
-    """``prepare`` then ``update``: one full algorithm iteration on a rollout batch."""
+    """``prepare`` then ``update``: one full algorithm iteration on a rollout batch.
+
+    Adds ``update_tokens`` / ``update_prompt_tokens``: the response and prompt tokens of the
+    batch the update trains on (each epoch passes over them once), for counting compute."""
     batch = sharding.constrain_batch(batch)
+    sizes = {"update_tokens": batch.mask_bt.sum(), "update_prompt_tokens": batch.prompt_valid_bp.sum().astype(jnp.float32)}
     batch, prepare_state = prepare(state, batch, algorithm=algorithm, graphdef=graphdef, temperature=temperature)
     state = state.replace(prepare_state=prepare_state)
     state, metrics = update(state, batch, algorithm=algorithm, graphdef=graphdef, temperature=temperature)
-    return state, {**batch.metrics, **metrics}
+    return state, {**batch.metrics, **metrics, **sizes}
 
 
 def init_state(params: Any, algorithm: Algorithm, rng, *, ref_params: Any = None, example: Batch | None = None,
