@@ -2,6 +2,7 @@
 ``collect`` returns matches ``example``, its state keeps its structure, jit == no-jit, and a
 second step with new data does not retrace. Runs on a float64 tiny model, so the jitted and
 eager samples cannot differ by float32 rounding."""
+import dataclasses
 import functools
 
 import jax
@@ -59,6 +60,12 @@ def _wrapped(wrapper):
     return lambda ctx: wrapper(collectors.group_samples(ctx), ctx)
 
 
+@functools.lru_cache(maxsize=None)
+def _reward_model():
+    with jax.enable_x64(True):
+        return tiny_params(dataclasses.replace(CFG, value_head=True), seed=1)
+
+
 CASES = {
     "demonstrations": collectors.demonstrations,
     "group_samples": collectors.group_samples,
@@ -68,6 +75,9 @@ CASES = {
     "dynamic_sampling": _wrapped(collectors.dynamic_sampling(2)),
     "with_greedy_baseline": _wrapped(collectors.with_greedy_baseline()),
     "with_replay": _wrapped(collectors.with_replay(capacity=4, num_replay=1)),
+    "with_score_position": _wrapped(collectors.with_score_position()),
+    "with_reward_model": lambda ctx: collectors.with_reward_model(*_reward_model(), hidden_score=token_exact_match)(
+        collectors.group_samples(ctx), ctx),
     "stale": lambda ctx: collectors.stale(2, params=_model()[1])(collectors.group_samples(ctx), ctx),
     "turns": lambda ctx: collectors.turns(ctx, env=_ECHO, max_turns=2, turn_tokens=2),
     "tree": lambda ctx: collectors.tree(ctx, segment_len=2, init_branches=1, branching=2,
@@ -89,10 +99,14 @@ def _data(seed, prompts):
     }
 
 
+# Host collectors (strings tokenized outside jit) have their contract checked in their own tests.
+HOST_COLLECTORS = ("offline_pairs", "offline_unpaired")  # tests/test_offline_pairs.py
+
+
 def test_every_exported_collector_has_a_contract_case():
     exported = {n for n in collectors.__all__ if n in dir(collectors) and n not in
                 ("Context", "compose", "demonstration_batch", "keep_informative_groups", "rollout_metrics",
-                 "best_and_worst")}
+                 "best_and_worst") + HOST_COLLECTORS}
     assert exported == {name.split("(")[0] for name in CASES}, f"add a contract case for {sorted(exported - set(CASES))}"
 
 

@@ -5,20 +5,26 @@ config by ``config.collector``); a wrapper is ``(collector, ctx) -> collector`` 
 whatever it wraps (an algorithm names the wrappers its method needs in ``Algorithm.collector``).
 
 Base: ``demonstrations`` (labelled answers, SFT), ``group_samples`` (G samples per prompt,
-scored by the verifier), ``preference_pairs`` (best vs worst of G samples).
+scored by the verifier), ``preference_pairs`` (best vs worst of G samples), ``offline_pairs`` /
+``offline_unpaired`` (a fixed preference data set: pairs, or labelled completions for KTO).
 Wrappers: ``with_expert_rows`` (labelled answers in every group: CHORD, RL-PLUS),
 ``dynamic_sampling`` (DAPO), ``with_greedy_baseline`` (ReMax), ``with_replay`` (ReMix),
 ``stale`` (rows from the policy of k updates ago: staleness as a controlled variable, the
-config's ``staleness``).
+config's ``staleness``), ``with_score_position`` (rows one column wider, where a reward model
+reads r(x, y): the ``reward_model`` noun), ``with_reward_model`` (a frozen reward model's score as
+the reward: RLHF, the config's ``reward_model``).
 """
 from polrl.collectors.context import Context
 from polrl.collectors.demonstrations import demonstration_batch, demonstrations
 from polrl.collectors.dynamic_sampling import dynamic_sampling, keep_informative_groups
 from polrl.collectors.expert_rows import with_expert_rows
 from polrl.collectors.greedy_baseline import with_greedy_baseline
+from polrl.collectors.offline_pairs import offline_pairs, offline_unpaired
 from polrl.collectors.group_samples import group_samples, rollout_metrics
 from polrl.collectors.preference_pairs import best_and_worst, preference_pairs
 from polrl.collectors.replay import with_replay
+from polrl.collectors.reward_model import with_reward_model
+from polrl.collectors.score_position import with_score_position
 from polrl.collectors.stale import stale
 from polrl.collectors.tree import tree
 from polrl.collectors.turns import turns
@@ -32,6 +38,8 @@ __all__ = [
     "dynamic_sampling",
     "group_samples",
     "keep_informative_groups",
+    "offline_pairs",
+    "offline_unpaired",
     "preference_pairs",
     "rollout_metrics",
     "stale",
@@ -40,6 +48,8 @@ __all__ = [
     "with_expert_rows",
     "with_greedy_baseline",
     "with_replay",
+    "with_reward_model",
+    "with_score_position",
 ]
 
 

@@ -23,13 +23,26 @@ Config layout (every experiment in ``experiments/`` follows it)::
               "preference_pairs", …; default "group_samples"), built with the run's
               collectors.Context and collector_kwargs; the algorithm's own wrapper
               (Algorithm.collector) is applied on top
+  reward_model: optional; RLHF: a frozen Bradley–Terry reward model scores the main phase's
+              rows instead of the task's verifier (polrl.collectors.with_reward_model, wrapped
+              around the base collector): path (a reward-model run's checkpoint directory,
+              WORKDIR/checkpoints/<phase>), model (its TransformerConfig fields; default
+              config.model), hidden_score ("" or "closeness": a rule the policy never sees,
+              logged as hidden_score_mean beside the learned reward)
   staleness:  optional, default 0: the rows of every RL phase come from the policy of that many
               updates ago (polrl.collectors.stale wraps the phase's collector, outermost);
               staleness_old_policy (default "behavior"): π_old of those rows is the stale
               behaviour policy ("behavior") or recomputed by the trainer ("recomputed")
   data:       what the main phase reads: "train" (prompts of the train split,
-              rollout.batch_size / rollout.group_size per step; the default) or "demos" (the
-              fixed labelled set, demos.batch_size per step)
+              rollout.batch_size / rollout.group_size per step; the default), "demos" (the
+              fixed labelled set, demos.batch_size per step) or "pairs" (offline preference
+              rows, below; collector "offline_pairs" for paired rows, "offline_unpaired" for
+              labelled ones)
+  pairs:      with data = "pairs": path (a JSONL file) or tfds_name (+ tfds_split, default
+              "train", and tfds_data_dir, default TFDS's): rows {prompt, chosen, rejected} or
+              {prompt, completion, label} (polrl.tasks.preference_data, checked before
+              anything is built); batch_size: rows of the file per step (a pair is two
+              sequences)
   phase_name: the main phase's name in metrics and checkpoints (default "rl")
   rollout:    batch_size (sequences per step = prompts × group_size), group_size,
               max_new_tokens (0 → the task's longest answer),
@@ -59,7 +72,9 @@ from polrl.collectors.stale import check_options as check_stale_options
 from polrl.models.hf_tokenizer import HFTokenizer
 from polrl.models.lora import apply_lora, lora_algorithm
 from polrl.rollout import SamplingConfig
-from polrl.tasks import get_task, registry
+from polrl.tasks import get_task, preference_data, registry
+from polrl.tasks.closeness import closeness_reward
+from polrl.train.reward_checkpoint import load_reward_params
 from polrl.train.trainer import Phase, RunSpec
 
 
@@ -101,6 +116,33 @@ def demonstrations(task, num: int, seed: int) -> list[dict]:
         raise ValueError(f"demos.num={num} must be in [1, {len(task.train)}] (the train split size)")
     idx = np.random.default_rng([seed, 7]).permutation(len(task.train))[:num]
     return [task.train[int(i)] for i in idx]
+
+
+OFFLINE_COLLECTORS = {preference_data.PAIRED: "offline_pairs", preference_data.UNPAIRED: "offline_unpaired"}
+
+
+def preference_rows(config, task, collector_name: str) -> list[dict]:
+    """The checked rows of ``config.pairs`` (a JSONL ``path`` or a TFDS ``tfds_name``), as
+    examples of the data stream; their schema must match the offline collector named."""
+    pairs = config.get("pairs") or {}
+    path, name = pairs.get("path", ""), pairs.get("tfds_name", "")
+    if bool(path) == bool(name):
+        raise ValueError("config.data='pairs' reads config.pairs: set exactly one of pairs.path (a JSONL file) and "
+                         "pairs.tfds_name (a TFDS dataset)")
+    batch_size = pairs.get("batch_size", 0)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"pairs.batch_size={batch_size!r} must be a positive int (preference rows per step)")
+    limits = preference_data.Limits(task.tokenizer, task.max_prompt_len, task.max_answer_len)
+    if path:
+        rows = preference_data.load_jsonl(path, limits)
+    else:
+        rows = preference_data.load_tfds(name, pairs.get("tfds_split", "train"), limits,
+                                         data_dir=pairs.get("tfds_data_dir", ""))
+    wanted = OFFLINE_COLLECTORS[tuple(rows[0])]
+    if collector_name != wanted:
+        raise ValueError(f"config.pairs holds {'paired' if wanted == 'offline_pairs' else 'unpaired'} rows, which "
+                         f"collector={wanted!r} reads; config.collector is {collector_name!r}")
+    return preference_data.as_examples(rows)
 
 
 def prompts_per_step(rollout) -> int:
@@ -169,6 +211,37 @@ def staleness_wrapper(config, params):
     return collectors.stale(k, params=params, old_policy=old_policy) if k else None
 
 
+HIDDEN_SCORES = {"closeness": closeness_reward}
+
+
+def reward_model_structure(model_config, vocab_size: int):
+    """``(graphdef, parameter shapes)`` of the reward model a ``model`` config section describes:
+    a Transformer with a value head (nothing is initialized)."""
+    model_kw = models.model_kwargs(model_config)
+    if model_kw.pop("hf_path", "") or model_kw.pop("lora_rank", 0):
+        raise ValueError("reward_model.model: a reward model is a polrl Transformer trained with the reward_model "
+                         "noun; give its TransformerConfig fields (no hf_path / lora_rank)")
+    model_kw.pop("lora_alpha", None)
+    abstract = nnx.eval_shape(lambda: models.Transformer(models.TransformerConfig(
+        vocab_size=vocab_size, value_head=True, **model_kw), rngs=nnx.Rngs(0)))
+    return nnx.split(abstract, nnx.Param)
+
+
+def reward_model_wrapper(config, task):
+    """``collectors.with_reward_model`` for ``config.reward_model`` (None when absent): the
+    reward model's parameters read from ``path`` into the shape of ``model``, checked now."""
+    rm = config.get("reward_model")
+    if not rm:
+        return None
+    hidden = rm.get("hidden_score", "")
+    if hidden and hidden not in HIDDEN_SCORES:
+        raise ValueError(f"reward_model.hidden_score={hidden!r}; use '' or one of {sorted(HIDDEN_SCORES)}")
+    graphdef, shapes = reward_model_structure(rm.get("model") or config.model, task.tokenizer.vocab_size)
+    params = load_reward_params(rm.get("path", ""), shapes)
+    return collectors.with_reward_model(graphdef, params,
+                                        hidden_score=HIDDEN_SCORES[hidden](task.tokenizer) if hidden else None)
+
+
 def eval_options(config) -> tuple[int, tuple[int, ...]]:
     """``(eval.samples, eval.pass_k)``: samples default 0 (off); pass_k default () = {1, samples}."""
     samples = config.eval.get("samples", 0)
@@ -191,11 +264,19 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
     task = build_task(config, tokenizer=hf_tokenizer(hf_path))
     demos = demonstrations(task, config.demos.num, config.seed)
     data = config.get("data", "train")
-    if data not in ("train", "demos"):
-        raise ValueError(f"config.data={data!r}; use 'train' (prompts of the train split) or 'demos' (the labelled set)")
+    if data not in ("train", "demos", "pairs"):
+        raise ValueError(f"config.data={data!r}; use 'train' (prompts of the train split), 'demos' (the labelled set) "
+                         f"or 'pairs' (offline preference rows, config.pairs)")
+    if (data == "pairs") != (collector_name in OFFLINE_COLLECTORS.values()):
+        raise ValueError(f"collector={collector_name!r} with data={data!r}: the offline collectors "
+                         f"{sorted(OFFLINE_COLLECTORS.values())} read exactly config.data='pairs'")
     main_steps, follow_steps = split_steps(config)
-    per_step = config.demos.batch_size if data == "demos" else prompts_per_step(config.rollout)
-    source = demos if data == "demos" else task.train
+    if data == "pairs":
+        source, per_step = preference_rows(config, task, collector_name), config.pairs.batch_size
+    elif data == "demos":
+        source, per_step = demos, config.demos.batch_size
+    else:
+        source, per_step = task.train, prompts_per_step(config.rollout)
     follow = None
     if follow_steps:
         follow = algorithms.get(config.then.algorithm)(**dict(config.then.get("algorithm_kwargs", {})))
@@ -226,6 +307,9 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
         phases.append(Phase("sft_warmup", algos.pop(0), collectors.demonstrations(ctx), config.warmup.steps,
                             config.demos.batch_size, demos))
     base = make_collector(ctx, **dict(config.get("collector_kwargs", {}) or {}))
+    scored_by = reward_model_wrapper(config, task)
+    if scored_by is not None:
+        base = scored_by(base, ctx)
     if "reference" in base.needs and not config.warmup.steps:
         raise ValueError(f"collector={collector_name!r} samples from the reference, the warm model: set warmup.steps > 0")
     main_name = config.get("phase_name") or "rl"
