@@ -6,6 +6,7 @@ import pathlib
 
 import jax.numpy as jnp
 import pytest
+from jax_cache import persistent_cache
 
 from polrl.train import metrics as metrics_lib
 from polrl.train.build import build_spec
@@ -23,6 +24,14 @@ EXPERIMENTS = [
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("POLRL_DATA_DIR", str(tmp_path_factory.getbasetemp() / "data"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_compilations(tmp_path_factory):
+    """One compilation cache for the module: configs of a family share their warm-start, sampler
+    and evaluation programs, compiled once per worker."""
+    with persistent_cache(str(tmp_path_factory.getbasetemp() / "experiments_jax_cache")):
+        yield
 
 
 def smoke_config(name):
