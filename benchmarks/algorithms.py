@@ -47,8 +47,9 @@ NOUNS = (
 )
 
 
-def _config(noun: str, seed: int, steps: int, overrides: dict | None = None):
-    config = importlib.import_module(f"experiments.arithmetic_{noun}").get_config()
+def _config(noun: str, seed: int, steps: int, overrides: dict | None = None, family: str = "arithmetic",
+            eval_every: int | None = None):
+    config = importlib.import_module(f"experiments.{family}_{noun}").get_config()
     for key, value in (overrides or {}).items():  # dotted keys: "eval.samples"
         *path, leaf = key.split(".")
         node = config
@@ -57,9 +58,9 @@ def _config(noun: str, seed: int, steps: int, overrides: dict | None = None):
         node[leaf] = value
     config.seed = seed
     config.total_steps = steps
-    config.eval_every = 10**9  # evaluate at the start and the end of each phase only
+    config.eval_every = eval_every or 10**9  # by default at the start and the end of each phase only
     config.checkpoint_every = 0
-    config.log_every = max(1, steps // 100)
+    config.log_every = 1 if eval_every else max(1, steps // 100)
     return config  # a follow-up phase (ReMix's reincarnation) splits total_steps itself
 
 
@@ -80,12 +81,12 @@ def _run(config, workdir: pathlib.Path):
     return spec, summary, time.perf_counter() - t0
 
 
-def _warm_start(base: pathlib.Path, seed: int, value_head: bool) -> None:
+def _warm_start(base: pathlib.Path, seed: int, value_head: bool, family: str = "arithmetic") -> None:
     """Trains the seed's SFT warm start once (a run with 0 main-phase steps)."""
     workdir = _warm_start_dir(base, seed, value_head)
     if (workdir / "done").exists():
         return
-    config = _config("ppo" if value_head else "grpo", seed, 1)
+    config = _config("ppo" if value_head else "grpo", seed, 1, family=family)
     config.total_steps = 0
     shutil.rmtree(workdir, ignore_errors=True)
     _run(config, workdir)
@@ -107,20 +108,23 @@ def _run_means(records) -> dict:
     return {k: sum(r[k] for r in rows if k in r) / sum(k in r for r in rows) for k in keys}
 
 
-def run_one(noun: str, seed: int, steps: int, base: pathlib.Path, overrides: dict | None = None, tag: str = "") -> dict:
-    """Trains ``noun`` from the seed's shared warm start; ``overrides`` (dotted config keys) and a
-    ``tag`` naming the run directory let other benchmarks vary one thing. The record holds the
-    first and last evaluation (every ``eval/*`` key) and ``run_means``, the mean of every logged
-    scalar over the main phase (clip, gate and mask fractions, importance-ratio range, ESS)."""
+def run_one(noun: str, seed: int, steps: int, base: pathlib.Path, overrides: dict | None = None, tag: str = "",
+            family: str = "arithmetic", eval_every: int | None = None) -> dict:
+    """Trains ``noun`` (config ``experiments/<family>_<noun>.py``) from the seed's shared warm
+    start; ``overrides`` (dotted config keys) and a ``tag`` naming the run directory let other
+    benchmarks vary one thing. The record holds the first and last evaluation (every ``eval/*``
+    key) and ``run_means``, the mean of every logged scalar over the main phase (clip, gate and
+    mask fractions, importance-ratio range, ESS); with ``eval_every`` also ``records``, the main
+    phase's log (every logged step and evaluation)."""
     import jax
 
     from polrl.train import metrics as metrics_lib
 
-    config = _config(noun, seed, steps, overrides)
+    config = _config(noun, seed, steps, overrides, family, eval_every)
     from polrl import algorithms
 
     needs_values = "values" in algorithms.get(config.algorithm)(**dict(config.algorithm_kwargs)).needs
-    _warm_start(base, seed, needs_values)
+    _warm_start(base, seed, needs_values, family)
     workdir = base / f"{noun}{tag}_seed{seed}"
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "checkpoints").mkdir(parents=True)
@@ -137,6 +141,7 @@ def run_one(noun: str, seed: int, steps: int, base: pathlib.Path, overrides: dic
         "warm_accuracy": evals[0]["eval/accuracy"], "accuracy": evals[-1]["eval/accuracy"],
         "entropy": _last_fraction_mean(records, "entropy"), "kl": _last_fraction_mean(records, "kl"),
         **({"first_eval": evals[0], "last_eval": evals[-1], "run_means": _run_means(records)} if overrides is not None else {}),
+        **({"records": [r for r in records if r.get("phase") != "sft_warmup"]} if eval_every else {}),
         "seconds": seconds, "devices": jax.device_count(), **provenance(),
     }
 

@@ -47,7 +47,7 @@ CLAIMS = (
     ("sapo", "gspo", "better", "beats GSPO", ""),
     ("cispo", "grpo", "better", "beats the clipped variants", ""),
     ("cispo", "dapo", "better", "reaches DAPO's accuracy in about half the steps", ""),
-    ("dr_grpo", "grpo", "parity", "GRPO's accuracy", "shorter incorrect answers (lengths are 2–3 tokens)"),
+    ("dr_grpo", "grpo", "parity", "GRPO's accuracy", "shorter incorrect answers (lengths are 2–3 tokens here; see length.md)"),
     ("drpo", "grpo", "parity", "GRPO's accuracy", "much shorter answers"),
     ("rloo", "ppo", "better", "beats PPO", ""),
     ("remax", "ppo", "parity", "matches PPO", "the memory saving"),

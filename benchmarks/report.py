@@ -215,6 +215,62 @@ def chain_block(which: str) -> Callable[[], str]:
     return block
 
 
+def _length() -> dict:
+    """The long-chain testbed's runs (benchmarks/length.py), by arm, seed-sorted."""
+    rs = results("length")
+    arms = {}
+    for r in sorted(rs, key=lambda r: r["seed"]):
+        arms.setdefault(r["arm"], []).append(r)
+    return {"arms": arms, "records": rs, "seeds": sorted({r["seed"] for r in rs}), "steps": rs[0]["steps"]}
+
+
+LENGTH_SETUP = ("benchmarks/length.md, written by `python benchmarks/length.py` from benchmarks/results/length.jsonl; "
+                "{cpu}; held-out greedy exact match of the final answer on 500 prompts, the mean of a run's last 3 "
+                "evaluations; every arm of a seed from the same warm start; {steps} steps; mean ± std over {seeds}")
+
+
+def length_block(arm: str) -> Callable[[], str]:
+    def block() -> str:
+        from benchmarks import length
+
+        t = _length()
+        a = t["arms"]
+        setup = LENGTH_SETUP.format(cpu=where(t["records"]), steps=t["steps"], seeds=seeds_phrase(t["seeds"]))
+        acc = lambda name: ms([length.accuracy(r) for r in a[name]])
+        wrong = lambda name: ms([length.tail_mean(r, "response_length_incorrect") for r in a[name]], 1.0)
+        warm = ms([r["first_eval"]["eval/accuracy"] for r in a["grpo"]])
+        if arm == "grpo":
+            text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc('grpo')}% after {t['steps']} GRPO steps; "
+                    f"SFT continued on the same demonstrations instead: {acc('sft')}%.")
+        elif arm == "sft":
+            text = f"Expected result ({setup}): from the {warm}% warm start, {acc('sft')}% (GRPO instead: {acc('grpo')}%)."
+        elif arm == "dr_grpo":
+            text = (f"Expected result ({setup}): {acc('dr_grpo')}% (GRPO {acc('grpo')}%); its wrong samples are "
+                    f"{wrong('dr_grpo')} tokens long over the last quarter of the steps (GRPO's {wrong('grpo')}).")
+        else:
+            compute = [length.total_flops(d) / length.total_flops(g) for d, g in zip(a["dapo"], a["grpo"])]
+            text = (f"Expected result ({setup}): {acc('dapo')}% at {ms(compute, 1.0, 2)}× GRPO's counted compute "
+                    f"(GRPO {acc('grpo')}%); GRPO with DAPO's token-level loss alone: {acc('grpo_token_mean')}%.")
+        return para(text)
+
+    return block
+
+
+def readme_length() -> str:
+    from benchmarks import length
+
+    t = _length()
+    a = t["arms"]
+    acc = lambda name: ms([length.accuracy(r) for r in a[name]])
+    wrong = lambda name: ms([length.tail_mean(r, "response_length_incorrect") for r in a[name]], 1.0)
+    return (f"| `experiments/chain_long_{{grpo,dr_grpo,dapo,sft}}.py` | the long-reasoning testbed: sums of 4–12 "
+            f"operands with a 28–113-token scratchpad, 1000 demonstrations, then {t['steps']} steps of each method "
+            f"from the same warm start | warm start {ms([r['first_eval']['eval/accuracy'] for r in a['grpo']])}% → "
+            f"GRPO {acc('grpo')}%, Dr.GRPO {acc('dr_grpo')}%, DAPO {acc('dapo')}%, SFT continued {acc('sft')}%; "
+            f"wrong samples {wrong('grpo')} (GRPO) vs {wrong('dr_grpo')} tokens (Dr.GRPO) ({len(t['seeds'])} seeds, "
+            "[`benchmarks/length.md`](benchmarks/length.md)) |")
+
+
 def _tools():
     rs = results("tools")
     return {arm: sorted((r for r in rs if r["arm"] == arm), key=lambda r: r["seed"]) for arm in ("tool", "no_tool")}
@@ -271,6 +327,7 @@ def readme_experiments() -> str:
         f"{statistics.mean(t['treepo_tokens']):.2f}× GRPO's tokens per step but reaches {ms(t['treepo_budget'])}% vs "
         f"GRPO's {ms(t['grpo'])}% from {ms(t['warm'])}% ({len(t['seeds'])} seeds, "
         "[`benchmarks/treepo.md`](benchmarks/treepo.md)) |")
+    rows.append(readme_length())
     cat = _catalogue()
     added = [n for n in cat if n not in ("grpo", "rover", "mdpo", "dpo", *PAIR_NOUNS)]  # rover, mdpo: fidelity re-runs
     gains = {n: statistics.mean(r["accuracy"] - r["warm_accuracy"] for r in cat[n]) for n in cat}
@@ -470,6 +527,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "chain.grpo": chain_block("grpo"),
     "chain.treepo": chain_block("treepo"),
     "chain.sft": chain_block("sft"),
+    **{f"length.{a}": length_block(a) for a in ("grpo", "dr_grpo", "dapo", "sft")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),
     **{f"arithmetic.{n}": arithmetic_noun(n) for n in (

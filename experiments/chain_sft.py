@@ -19,8 +19,9 @@ import ml_collections
 from experiments import chain_grpo
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = chain_grpo.get_config(arg)
+def continued_sft(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The run ``c`` with SFT on its demonstrations in place of RL: one SFT phase of warm-start +
+    RL steps (the warm start's steps first, then the same optimizer state continues)."""
     c.algorithm = "sft"
     c.algorithm_kwargs = ml_collections.ConfigDict(dict(learning_rate=c.warmup.learning_rate))
     c.collector = "demonstrations"
@@ -29,3 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.total_steps = c.warmup.steps + c.total_steps
     c.warmup.steps = 0
     return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    return continued_sft(chain_grpo.get_config(arg))

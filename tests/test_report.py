@@ -68,3 +68,47 @@ def test_claims_statistics_on_hand_values():
     assert claims.verdict("better", [0.3, -0.1, 0.0], -0.1, 0.3) == "inconclusive"
     assert claims.verdict("better", [-0.1, 0.05], -0.1, 0.05) == "not reproduced"
     assert claims.verdict("parity", [-0.1, 0.05], -0.1, 0.05) == "parity consistent"
+
+
+def test_length_table_matches_the_raw_results():
+    from benchmarks import length
+    from benchmarks.provenance import read
+
+    root = report.ROOT / "benchmarks"
+    done = read(root / "results" / "length.jsonl")
+    steps = done[0]["steps"]
+    assert (root / "length.md").read_text() == length.render(done, steps), "run python benchmarks/length.py"
+
+
+def test_length_tail_means_and_counted_compute_on_hand_values():
+    from benchmarks import length
+    from benchmarks.flops import transformer_forward_flops
+    from polrl.models import TransformerConfig
+
+    series = {"step": [1, 2, 3, 4], "accuracy": [1.0, 0.5, 0.25, 0.75],
+              "response_length_incorrect": [0.0, 10.0, 20.0, 30.0], "entropy": [4.0, 3.0, 2.0, 1.0]}
+    run = {"series": series}
+    # the last quarter of 4 steps is step 4 alone
+    assert length.tail_mean(run, "entropy") == 1.0
+    assert length.tail_mean(run, "response_length_incorrect") == 30.0
+    # over every step, wrong lengths weigh by the wrong fraction: (0·0 + 10·.5 + 20·.75 + 30·.25) / 1.5
+    old, length.TAIL = length.TAIL, 1.0
+    try:
+        assert length.tail_mean(run, "response_length_incorrect") == pytest.approx(27.5 / 1.5)
+        assert length.tail_mean({"series": {**series, "accuracy": [1.0] * 4}}, "response_length_incorrect") is None
+    finally:
+        length.TAIL = old
+    # one GRPO step: sampled 1000 response + 200 prompt tokens, trained the same 1200 tokens
+    config, model = length._config_model("grpo")
+    assert isinstance(model, TransformerConfig)
+    rows = config.rollout.batch_size
+    f = transformer_forward_flops(model, 1.0, 0.5 * 1200 / rows)
+    got = length.step_flops("grpo", {"response_tokens": [1000.0], "update_tokens": [1000.0], "update_prompt_tokens": [200.0]})
+    assert got == [pytest.approx(f * 1200 + 3 * f * 1200)]
+    # DAPO samples 2× the prompts it trains on; SFT samples nothing
+    dapo = length.step_flops("dapo", {"response_tokens": [2000.0], "update_tokens": [1000.0], "update_prompt_tokens": [200.0]})
+    assert dapo == [pytest.approx(f * 2400 + 3 * f * 1200)]
+    sft_rows = length._config_model("sft")[0].demos.batch_size
+    f_sft = transformer_forward_flops(model, 1.0, 0.5 * 1200 / sft_rows)
+    sft = length.step_flops("sft", {"response_tokens": [1000.0], "update_tokens": [1000.0], "update_prompt_tokens": [200.0]})
+    assert sft == [pytest.approx(3 * f_sft * 1200)]
