@@ -152,11 +152,15 @@ def _paired(runs: dict, arm: str, base: str, fn):
     return seeds, [fn(runs[(arm, s)]) - fn(runs[(base, s)]) for s in seeds]
 
 
+def _index(done: list[dict]):
+    """``(runs by (arm, seed), arms present in ARMS order, seeds)``."""
+    runs = {(r["arm"], r["seed"]): r for r in done}
+    return runs, [a for a in ARMS if any(k[0] == a for k in runs)], sorted({s for _, s in runs})
+
+
 def render(done: list[dict], steps: int) -> str:
     """``length.md`` from the run records (the module docstring)."""
-    runs = {(r["arm"], r["seed"]): r for r in done}
-    arms = [a for a in ARMS if any(k[0] == a for k in runs)]
-    seeds = sorted({s for _, s in runs})
+    runs, arms, seeds = _index(done)
     of = lambda arm, fn: [fn(runs[(arm, s)]) for s in seeds if (arm, s) in runs]
     cpus = sorted({r.get("cpu") or "unrecorded" for r in done})
     lines = [
@@ -223,9 +227,7 @@ def render(done: list[dict], steps: int) -> str:
 def write_report(done: list[dict], path_md: pathlib.Path, steps: int) -> None:
     """``length.md`` and ``length.png`` beside it."""
     path_md.write_text(render(done, steps))
-    runs = {(r["arm"], r["seed"]): r for r in done}
-    arms = [a for a in ARMS if any(k[0] == a for k in runs)]
-    _plot(runs, arms, sorted({s for _, s in runs}), path_md.with_suffix(".png"))
+    _plot(*_index(done), path_md.with_suffix(".png"))
 
 
 def _plot(runs, arms, seeds, path_png: pathlib.Path) -> None:

@@ -216,12 +216,17 @@ def chain_block(which: str) -> Callable[[], str]:
 
 
 def _length() -> dict:
-    """The long-chain testbed's runs (benchmarks/length.py), by arm, seed-sorted."""
+    """The long-chain testbed's runs (benchmarks/length.py), by arm, seed-sorted, with ``acc(arm)``
+    and ``wrong(arm)``: its accuracy and the length of its wrong samples over seeds, formatted."""
+    from benchmarks import length
+
     rs = results("length")
     arms = {}
     for r in sorted(rs, key=lambda r: r["seed"]):
         arms.setdefault(r["arm"], []).append(r)
-    return {"arms": arms, "records": rs, "seeds": sorted({r["seed"] for r in rs}), "steps": rs[0]["steps"]}
+    return {"arms": arms, "records": rs, "seeds": sorted({r["seed"] for r in rs}), "steps": rs[0]["steps"],
+            "acc": lambda arm: ms([length.accuracy(r) for r in arms[arm]]),
+            "wrong": lambda arm: ms([length.tail_mean(r, "response_length_incorrect") for r in arms[arm]], 1.0)}
 
 
 LENGTH_SETUP = ("benchmarks/length.md, written by `python benchmarks/length.py` from benchmarks/results/length.jsonl; "
@@ -234,10 +239,8 @@ def length_block(arm: str) -> Callable[[], str]:
         from benchmarks import length
 
         t = _length()
-        a = t["arms"]
+        a, acc, wrong = t["arms"], t["acc"], t["wrong"]
         setup = LENGTH_SETUP.format(cpu=where(t["records"]), steps=t["steps"], seeds=seeds_phrase(t["seeds"]))
-        acc = lambda name: ms([length.accuracy(r) for r in a[name]])
-        wrong = lambda name: ms([length.tail_mean(r, "response_length_incorrect") for r in a[name]], 1.0)
         warm = ms([r["first_eval"]["eval/accuracy"] for r in a["grpo"]])
         if arm == "grpo":
             text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc('grpo')}% after {t['steps']} GRPO steps; "
@@ -257,12 +260,8 @@ def length_block(arm: str) -> Callable[[], str]:
 
 
 def readme_length() -> str:
-    from benchmarks import length
-
     t = _length()
-    a = t["arms"]
-    acc = lambda name: ms([length.accuracy(r) for r in a[name]])
-    wrong = lambda name: ms([length.tail_mean(r, "response_length_incorrect") for r in a[name]], 1.0)
+    a, acc, wrong = t["arms"], t["acc"], t["wrong"]
     return (f"| `experiments/chain_long_{{grpo,dr_grpo,dapo,sft}}.py` | the long-reasoning testbed: sums of 4–12 "
             f"operands with a 28–113-token scratchpad, 1000 demonstrations, then {t['steps']} steps of each method "
             f"from the same warm start | warm start {ms([r['first_eval']['eval/accuracy'] for r in a['grpo']])}% → "
