@@ -18,7 +18,7 @@ DPO_LOSS_TYPES = ("sigmoid", "robust", "hinge", "ipo")
 OPTIMIZATION = dict(learning_rate=1e-4, warmup_steps=0, max_grad_norm=1.0, num_epochs=1, num_minibatches=1)
 
 
-def _algorithm(noun: str, objective, options: dict) -> Algorithm:
+def pair_algorithm(noun: str, objective, options: dict) -> Algorithm:
     """The pair noun's Algorithm: no prepare, ``objective``, AdamW; ``options`` ⊆ ``OPTIMIZATION``
     (learning rate, warm-up steps, gradient-norm clip (None: off), epochs, minibatches)."""
     unknown = sorted(set(options) - set(OPTIMIZATION))
@@ -59,7 +59,7 @@ def dpo(
     """
     if loss_type not in DPO_LOSS_TYPES:
         raise ValueError(f"dpo: loss_type must be one of {DPO_LOSS_TYPES} (see the simpo / orpo / kto nouns), got {loss_type!r}")
-    return _algorithm(
+    return pair_algorithm(
         "dpo", objectives.preference_loss(beta=beta, loss_type=loss_type, label_smoothing=label_smoothing),
         options,
     )
@@ -80,7 +80,7 @@ def simpo(
     tunes γ/β). No reference: the algorithm needs nothing beyond the scoring forward. Loss
     ``"simpo"``.
     """
-    return _algorithm(
+    return pair_algorithm(
         "simpo", objectives.preference_loss(beta=beta, loss_type="simpo", simpo_gamma=gamma),
         options,
     )
@@ -99,7 +99,7 @@ def orpo(
 
     λ = 0.1 (the paper's and TRL's ``beta``). Losses ``"nll"`` and ``"orpo"``.
     """
-    return _algorithm(
+    return pair_algorithm(
         "orpo", objectives.preference_loss(beta=1.0, loss_type="orpo", orpo_lambda=lambda_),
         options,
     )
@@ -123,7 +123,7 @@ def kto(
     else when ``reward_b ≥ threshold``. β = 0.1, λ_D = λ_U = 1 (TRL's defaults). z comes from the
     batch's own rows, not TRL's mismatched pairs (docs/conventions.md). Loss ``"kto"``.
     """
-    return _algorithm(
+    return pair_algorithm(
         "kto", objectives.preference_loss(
             beta=beta, loss_type="kto", kto_desirable_weight=desirable_weight,
             kto_undesirable_weight=undesirable_weight, kto_threshold=threshold,

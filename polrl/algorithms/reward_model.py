@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from polrl import ops
-from polrl.algorithms.preference import _algorithm
+from polrl.algorithms.preference import pair_algorithm
 from polrl.collectors.score_position import FIELD, with_score_position
 from polrl.core import Algorithm, Batch, Transform, stateless
 
@@ -63,4 +63,4 @@ def reward_model(**options) -> Algorithm:
     last token). Takes the pair nouns' optimization keywords (AdamW, lr 1e-4, …). The trained
     parameters (the phase's checkpoint) score RLHF rows through ``config.reward_model``
     (``polrl.collectors.with_reward_model``)."""
-    return _algorithm("reward_model", bradley_terry_loss(), options)._replace(collector=with_score_position())
+    return pair_algorithm("reward_model", bradley_terry_loss(), options)._replace(collector=with_score_position())
