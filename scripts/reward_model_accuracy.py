@@ -36,6 +36,18 @@ def pair_accuracy(graphdef, params, rows: dict) -> float:
     return float(np.mean(scores[0::2] > scores[1::2]))
 
 
+def held_out_accuracy(config, checkpoint: str, pairs: str) -> dict:
+    """``{"pairs", "accuracy"}`` of the reward model at ``checkpoint`` (shaped by ``config``'s task
+    and model) on the JSONL file of pairs ``pairs``."""
+    task = build_task(config)
+    limits = preference_data.Limits(task.tokenizer, task.max_prompt_len, task.max_answer_len)
+    examples = preference_data.load_jsonl(pairs, limits)
+    graphdef, shapes = reward_model_structure(config.model, task.tokenizer.vocab_size)
+    params = load_reward_params(checkpoint, shapes)
+    rows = pair_rows(examples, task.tokenizer, task.max_prompt_len, task.max_answer_len, task.tokenizer.pad_id)
+    return {"pairs": len(examples), "accuracy": pair_accuracy(graphdef, params, rows)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="the reward model's experiment file")
@@ -47,13 +59,7 @@ def main() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config(args.arg or None)
-    task = build_task(config)
-    limits = preference_data.Limits(task.tokenizer, task.max_prompt_len, task.max_answer_len)
-    examples = preference_data.load_jsonl(args.pairs, limits)
-    graphdef, shapes = reward_model_structure(config.model, task.tokenizer.vocab_size)
-    params = load_reward_params(args.checkpoint, shapes)
-    rows = pair_rows(examples, task.tokenizer, task.max_prompt_len, task.max_answer_len, task.tokenizer.pad_id)
-    print(json.dumps({"pairs": len(examples), "accuracy": pair_accuracy(graphdef, params, rows),
+    print(json.dumps({**held_out_accuracy(config, args.checkpoint, args.pairs),
                       "checkpoint": args.checkpoint, "pairs_file": args.pairs}))
 
 
