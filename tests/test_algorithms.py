@@ -158,7 +158,7 @@ ALL_NOUNS = {
     "sft", "dpo", "grpo", "ppo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax",
     "sapo", "chord", "opmd", "asymre", "rec", "mdpo", "lp_reg", "rover", "otr", "copg", "drpo",
     "rl_plus", "remix", "tppo", "treepo", "flow_grpo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo",
-    "passk_grpo", "otb", "simpo", "orpo", "kto", "reward_model",
+    "passk_grpo", "otb", "simpo", "orpo", "kto", "reward_model", "gepo",
 }
 
 

@@ -11,6 +11,7 @@ from polrl.algorithms.off_policy_reinforce import asymre, opmd, rec
 from polrl.algorithms.cispo import cispo
 from polrl.algorithms.entropy_cov import clip_cov, kl_cov
 from polrl.algorithms.gmpo import gmpo
+from polrl.algorithms.gepo import gepo
 from polrl.algorithms.gpg import gpg
 from polrl.algorithms.opo import opo
 from polrl.algorithms.otb import otb
@@ -35,7 +36,7 @@ from polrl.algorithms.preference import dpo, kto, orpo, simpo
 from polrl.algorithms.reward_model import reward_model
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "simpo", "orpo", "kto", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "reward_model"]
+__all__ = ["dpo", "simpo", "orpo", "kto", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "reward_model", "gepo"]
 
 
 def get(name: str):

@@ -19,6 +19,7 @@ from polrl.tasks.countdown import Countdown, CountdownConfig
 from polrl.tasks.data import decode_example, load_split
 from polrl.tasks.gsm8k import DEFAULT_INSTRUCTION, gsm8k_reward, gsm8k_splits, prompt_formatter
 from polrl.tasks.multiplication import Multiplication, MultiplicationConfig
+from polrl.tasks.programs import MAX_PROGRAM_TOKENS, Programs, ProgramsConfig, host_unit_test_reward, unit_test_reward
 from polrl.tasks.rewards import countdown_reward, exact_match, token_exact_match
 from polrl.tasks.tokenizer import CharTokenizer
 
@@ -265,6 +266,49 @@ def gsm8k_task(
         train=splits["train"],
         test=splits["test"],
         host_reward=gsm8k_host_reward,
+    )
+
+
+def programs_host_reward(reward: str):
+    """``(completions, examples) -> float32 [B]``: `host_unit_test_reward` of each completion
+    against its example's answer."""
+
+    def score(completions: list[str], examples: list[dict]) -> np.ndarray:
+        _check_lengths(completions, examples, "programs_host_reward")
+        answers = [decode_example(e)["answer"] for e in examples]
+        return np.array([host_unit_test_reward(c, a, reward=reward) for c, a in zip(completions, answers)], np.float32)
+
+    return score
+
+
+def programs_task(
+    *,
+    data_dir: str,
+    min_ops: int = 1,
+    max_ops: int = 3,
+    ops: str = "+-*",
+    num_equivalents: int = 4,
+    num_train: int = 20_000,
+    num_test: int = 1_000,
+    seed: int = 0,
+    reward: str = "all_pass",
+) -> Task:
+    """The programs task (see `polrl.tasks.programs`): a stack-language program from
+    input/output examples, rewarded on device by running it on hidden unit tests
+    (`unit_test_reward`; ``reward`` "all_pass" or "fraction")."""
+    knobs = dict(min_ops=min_ops, max_ops=max_ops, ops=ops, num_equivalents=num_equivalents,
+                 num_train=num_train, num_test=num_test, seed=seed)
+    config = ProgramsConfig(**knobs)
+    device_reward = unit_test_reward(reward=reward)  # checks ``reward`` before any data is built
+    return Task(
+        name="programs",
+        tokenizer=CharTokenizer(),
+        max_prompt_len=1 + config.max_prompt_chars,
+        max_answer_len=MAX_PROGRAM_TOKENS + 1,
+        train=load_split(Programs, "train", data_dir=data_dir, **knobs),
+        test=load_split(Programs, "test", data_dir=data_dir, **knobs),
+        host_reward=programs_host_reward(reward),
+        device_reward=device_reward,
     )
 
 
