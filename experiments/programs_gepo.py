@@ -9,14 +9,15 @@ Smoke (seconds, run by the test suite):
   python -m polrl.launch --config experiments/programs_gepo.py:smoke --workdir /tmp/polrl/programs_gepo_smoke
 
 Recipe: everything of experiments/programs_grpo.py (task, model, SFT warm start, 16 prompts × 8
-samples, lr 3e-4, no KL, token-mean GRPO loss, 150 steps), with the ``gepo`` noun: each group
+samples, lr 3e-4, no KL, token-mean GRPO loss, 200 steps), with the ``gepo`` noun: each group
 also holds the prompt's labelled program as a 9th row (``expert_per_group=1``, left out of the
 GRPO part), and L = L_GRPO + w·L_GEPO over each group, whose winners are the rows passing every
 unit test (the labelled program and the equivalent samples) and whose losers are the others:
-−log σ(mean_W r̂ − mean_L r̂) + λ·Var_W r̂ with r̂ = β·log π_θ/π_ref, β = 0.1, λ = 1 (the paper's).
-w = 1 here, not the paper's 0.01: with this model's per-token gradients the paper's weight
-leaves the GEPO term about 10⁻³ of the GRPO term. The labelled programs are a supervision the
-GRPO baseline does not get.
+−log σ(mean_W r̂ − mean_L r̂) + λ·Var_W r̂ with r̂ = β·log π_θ/π_ref, λ = 1 (the paper's) and
+β = 0.1 (the paper gives none). w = 1 here, not the paper's 0.01 (the noun's default): a token's
+gradient from L_GEPO is about β/|W| ≤ 0.1, against GRPO's |A| ≈ 1, so at 0.01 the GEPO term
+would move the policy about 10⁻³ as much as the GRPO term. The labelled programs are a
+supervision the GRPO baseline does not get.
 
 Expected result: not measured by a benchmark yet (no report block). The run logs the held-out
 greedy accuracy (all 8 unit tests passed) of the warm start and after training (eval/accuracy),

@@ -14,8 +14,8 @@ Smoke (seconds, run by the test suite):
   python -m polrl.launch --config experiments/programs_grpo.py:smoke --workdir /tmp/polrl/programs_grpo_smoke
 
 Recipe:
-  1. SFT warm start: 2000 labelled demonstrations, 300 steps of batch 64, lr 2e-3.
-  2. GRPO from prompts only: 16 prompts × 8 samples per step for 150 steps, lr 3e-4, no KL, one
+  1. SFT warm start: 8000 labelled demonstrations, 200 steps of batch 64 (1.6 passes), lr 2e-3.
+  2. GRPO from prompts only: 16 prompts × 8 samples per step for 200 steps, lr 3e-4, no KL, one
      update per batch, token-mean loss.
 Model: 2-layer decoder, d_model 128, 4 heads / 2 KV heads, MLP 384, the 64-entry char vocabulary.
 
@@ -29,16 +29,16 @@ import ml_collections
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.total_steps = 150
+    c.total_steps = 200
     c.eval_every = 50
-    c.checkpoint_every = 150
+    c.checkpoint_every = 200
     c.log_every = 1
 
     c.task = ml_collections.ConfigDict(dict(name="programs", data_dir="", min_ops=1, max_ops=3, ops="+-*",
                                             num_train=20_000, num_test=500, seed=0))
     c.model = ml_collections.ConfigDict(dict(d_model=128, num_layers=2, num_heads=4, num_kv_heads=2, mlp_dim=384, max_len=64))
-    c.demos = ml_collections.ConfigDict(dict(num=2000, batch_size=64))
-    c.warmup = ml_collections.ConfigDict(dict(steps=300, learning_rate=2e-3))
+    c.demos = ml_collections.ConfigDict(dict(num=8000, batch_size=64))
+    c.warmup = ml_collections.ConfigDict(dict(steps=200, learning_rate=2e-3))
 
     c.algorithm = "grpo"
     c.algorithm_kwargs = ml_collections.ConfigDict(dict(learning_rate=3e-4, kl_coef=0.0, aggregation="token_mean"))
