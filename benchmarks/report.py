@@ -290,6 +290,79 @@ def multiply_block(arm: str) -> Callable[[], str]:
     return block
 
 
+def _preference() -> dict:
+    """The preference benchmark's runs (benchmarks/preference.py), by arm, seed-sorted, with
+    ``acc(arm)``: its held-out accuracy over seeds, formatted."""
+    from benchmarks import preference
+
+    rs = results("preference")
+    arms = {}
+    for r in sorted(rs, key=lambda r: r["seed"]):
+        arms.setdefault(r["arm"], []).append(r)
+    policy = [r for r in rs if r["arm"] != "reward_model"]
+    return {"arms": arms, "records": rs, "seeds": sorted({r["seed"] for r in rs}), "steps": policy[0]["budget"],
+            "warm": ms([r["evals"][0]["eval/accuracy"] for r in arms["dpo"]]),
+            "acc": lambda arm: ms([preference.accuracy(r) for r in arms[arm]])}
+
+
+PREFERENCE_SETUP = ("benchmarks/preference.md, written by `python benchmarks/preference.py` from "
+                    "benchmarks/results/preference.jsonl; {cpu}; held-out greedy exact match on 500 prompts, the mean "
+                    "of a run's last 3 evaluations; every arm of a seed from the same SFT warm start; {steps} steps; "
+                    "mean ± std over {seeds}")
+
+
+def preference_block(arm: str) -> Callable[[], str]:
+    def block() -> str:
+        t = _preference()
+        a, acc, warm = t["arms"], t["acc"], t["warm"]
+        setup = PREFERENCE_SETUP.format(cpu=where(t["records"]), steps=t["steps"], seeds=seeds_phrase(t["seeds"]))
+        tail = lambda arm, key: ms([r["tail"][key] for r in a[arm]], 1.0, 3)
+        head = lambda arm, key: ms([r["head"][key] for r in a[arm]], 1.0, 3)
+        if arm == "dpo_offline":
+            text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc('dpo_offline')}% on the file's pairs (DPO on "
+                    f"pairs of the warm model's samples: {acc('dpo')}%; of the current policy's samples: "
+                    f"{acc('online_dpo')}%).")
+        elif arm == "online_dpo":
+            text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc('online_dpo')}% (the same loss on pairs of the "
+                    f"warm model's samples: {acc('dpo')}%; on the fixed file of pairs: {acc('dpo_offline')}%; GRPO: "
+                    f"{acc('grpo')}%).")
+        elif arm == "reward_model":
+            rm = a["reward_model"]
+            text = (f"Expected result (benchmarks/preference.md, written by `python benchmarks/preference.py` from "
+                    f"benchmarks/results/preference.jsonl; {where(rm)}; {rm[0]['steps']} steps from each seed's SFT warm "
+                    f"start, mean ± std over {seeds_phrase(r['seed'] for r in rm)}): pair accuracy {tail('reward_model', 'rm_accuracy')} on "
+                    f"its training pairs at the end and {ms([r['pair_accuracy'] for r in rm], 1.0, 3)} on the "
+                    f"{rm[0]['held_out_pairs']} held-out pairs (0.5 is chance).")
+        elif arm == "rlhf_grpo":
+            text = (f"Expected result ({setup}; each seed's own reward model): over the run (first → last tenth of the "
+                    f"steps) the learned reward of the samples goes {head('rlhf_grpo', 'reward_mean')} → "
+                    f"{tail('rlhf_grpo', 'reward_mean')} and the hidden score s {head('rlhf_grpo', 'hidden_score_mean')} → "
+                    f"{tail('rlhf_grpo', 'hidden_score_mean')}; held-out greedy accuracy {warm}% → {acc('rlhf_grpo')}% "
+                    f"(GRPO on the verifier itself: {acc('grpo')}%).")
+        else:
+            text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc(arm)}% (DPO on the warm model's pairs "
+                    f"ranked by the verifier: {acc('dpo')}%).")
+        return para(text)
+
+    return block
+
+
+def readme_preference() -> str:
+    t = _preference()
+    acc = t["acc"]
+    arms = t["arms"]
+    rlhf = ""
+    if "rlhf_grpo" in arms:
+        h = lambda key: ms([r[key]["hidden_score_mean"] for r in arms["rlhf_grpo"]], 1.0, 3)
+        rlhf = (f"; a reward model of a hidden rule scores {ms([r['pair_accuracy'] for r in arms['reward_model']], 1.0, 3)} "
+                f"on held-out pairs and RLHF on it raises the hidden score {h('head')} → {h('tail')}")
+    return (f"| `experiments/arithmetic_{{dpo_offline,dpo,online_dpo,reward_model,rlhf_grpo}}.py` | preference learning "
+            f"from offline pairs to on-policy pairs and a learned reward, same warm start, {t['steps']} steps | DPO on a "
+            f"fixed file {acc('dpo_offline')}%, on the warm model's samples {acc('dpo')}%, on the policy's own samples "
+            f"{acc('online_dpo')}% (GRPO {acc('grpo')}%){rlhf} ({len(t['seeds'])} seeds, "
+            "[`benchmarks/preference.md`](benchmarks/preference.md)) |")
+
+
 def readme_experiments() -> str:
     long, t, tools = _arithmetic(), _treepo_rows(), _tools()
     grpo, sft = long["grpo"], long["sft"]
@@ -327,6 +400,7 @@ def readme_experiments() -> str:
         f"GRPO's {ms(t['grpo'])}% from {ms(t['warm'])}% ({len(t['seeds'])} seeds, "
         "[`benchmarks/treepo.md`](benchmarks/treepo.md)) |")
     rows.append(readme_length())
+    rows.append(readme_preference())
     cat = _catalogue()
     added = [n for n in cat if n not in ("grpo", "rover", "mdpo", "dpo", *PAIR_NOUNS)]  # rover, mdpo: fidelity re-runs
     gains = {n: statistics.mean(r["accuracy"] - r["warm_accuracy"] for r in cat[n]) for n in cat}
@@ -527,6 +601,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "chain.treepo": chain_block("treepo"),
     "chain.sft": chain_block("sft"),
     **{f"length.{a}": length_block(a) for a in ("grpo", "dr_grpo", "dapo", "sft")},
+    **{f"preference.{a}": preference_block(a) for a in ("dpo_offline", "online_dpo", "reward_model", "rlhf_grpo")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),
     **{f"arithmetic.{n}": arithmetic_noun(n) for n in (

@@ -20,9 +20,15 @@ Held-out pair accuracy (500 pairs on test-split prompts, never trained on):
 Recipe: the arithmetic_grpo model and SFT warm start (whose value head starts at 0), then 1000
 steps of 64 pairs (about 21 passes over the file), AdamW lr 3e-4.
 
-Expected result: not measured by a benchmark yet (no report block). What it shows: the run logs
-the Bradley–Terry loss and rm_accuracy / rm_margin on each step's training pairs; the command above
-measures the pair accuracy on held-out prompts (0.5 is chance).
+<!-- report: preference.reward_model -->
+Expected result (benchmarks/preference.md, written by `python benchmarks/preference.py` from
+benchmarks/results/preference.jsonl; CPU AMD EPYC; 1000 steps from each seed's SFT warm start, mean
+± std over 3 seeds (0, 1, 2)): pair accuracy 0.988 ± 0.001 on its training pairs at the end and
+0.825 ± 0.030 on the 500 held-out pairs (0.5 is chance).
+<!-- /report -->
+
+What it shows: the run logs the Bradley–Terry loss and rm_accuracy / rm_margin on each step's
+training pairs; the command above measures the pair accuracy on held-out prompts (0.5 is chance).
 """
 import pathlib
 

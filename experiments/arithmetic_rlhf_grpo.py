@@ -20,9 +20,18 @@ masked) with a stronger k3 KL to the warm start, β = 0.05 instead of 0.01 (a le
 exploited where a verifier cannot, so the policy is held closer to the model the reward model
 scored), 600 steps, reward = the reward model's score.
 
-Expected result: not measured by a benchmark yet (no report block). What it shows: the learned
-reward (reward_mean) and the hidden score (hidden_score_mean) of the policy's samples, step by
-step, from the same warm start.
+<!-- report: preference.rlhf_grpo -->
+Expected result (benchmarks/preference.md, written by `python benchmarks/preference.py` from
+benchmarks/results/preference.jsonl; CPU AMD EPYC; held-out greedy exact match on 500 prompts, the
+mean of a run's last 3 evaluations; every arm of a seed from the same SFT warm start; 600 steps;
+mean ± std over 3 seeds (0, 1, 2); each seed's own reward model): over the run (first → last tenth
+of the steps) the learned reward of the samples goes 3.154 ± 0.190 → 5.249 ± 0.150 and the hidden
+score s 0.693 ± 0.010 → 0.738 ± 0.023; held-out greedy accuracy 30.9 ± 3.9% → 40.6 ± 4.8% (GRPO on
+the verifier itself: 58.9 ± 3.2%).
+<!-- /report -->
+
+What it shows: the learned reward (reward_mean) and the hidden score (hidden_score_mean) of the
+policy's samples, step by step, from the same warm start.
 """
 import pathlib
 

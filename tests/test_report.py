@@ -112,3 +112,26 @@ def test_length_tail_means_and_counted_compute_on_hand_values():
     f_sft = transformer_forward_flops(model, 1.0, 0.5 * 1200 / sft_rows)
     sft = length.step_flops("sft", {"response_tokens": [1000.0], "update_tokens": [1000.0], "update_prompt_tokens": [200.0]})
     assert sft == [pytest.approx(3 * f_sft * 1200)]
+
+
+def test_preference_table_matches_the_raw_results():
+    from benchmarks import preference
+    from benchmarks.provenance import read
+
+    root = report.ROOT / "benchmarks"
+    done = read(root / "results" / "preference.jsonl")
+    steps = done[0]["budget"]
+    assert (root / "preference.md").read_text() == preference.render(done, steps), "run python benchmarks/preference.py"
+
+
+def test_preference_accuracy_edges_and_hidden_gain_on_hand_values():
+    from benchmarks import preference
+
+    run = {"evals": [{"eval/accuracy": a} for a in (0.2, 0.4, 0.5, 0.6, 0.7)]}
+    assert preference.accuracy(run) == pytest.approx((0.5 + 0.6 + 0.7) / 3)  # the last 3 evaluations
+    steps = [{"step": i, "loss": float(i), "hidden_score_mean": i / 20} for i in range(1, 21)]
+    steps[0]["only_first"] = 7.0
+    head, tail = preference._edge_means(steps, False), preference._edge_means(steps, True)
+    assert head == pytest.approx({"loss": 1.5, "hidden_score_mean": 0.075, "only_first": 7.0})  # steps 1, 2 of 20
+    assert tail == pytest.approx({"loss": 19.5, "hidden_score_mean": 0.975})  # steps 19, 20
+    assert preference.hidden_gain({"head": head, "tail": tail}) == pytest.approx(0.9)
