@@ -266,12 +266,15 @@ def _plot(runs, arms, seeds, path_png: pathlib.Path) -> None:
     if any(a == "rlhf_grpo" for a in arms):
         rs = [runs[("rlhf_grpo", s)] for s in seeds if ("rlhf_grpo", s) in runs]
         k = 20
-        for key, color in (("hidden_score_mean", "C0"), ("reward_mean", "C1")):
-            y = np.mean([r["series"][key] for r in rs], axis=0)
-            ax2.plot(np.arange(k, len(y) + 1), np.convolve(y, np.ones(k) / k, mode="valid"), color=color,
-                     label={"hidden_score_mean": "hidden score s", "reward_mean": "learned reward"}[key])
-        ax2.set(xlabel="RLHF step", ylabel=f"samples' mean ({k}-step mean, seed mean)")
-        ax2.legend(fontsize=8)
+        smooth = lambda key: np.convolve(np.mean([r["series"][key] for r in rs], axis=0), np.ones(k) / k, mode="valid")
+        hidden = smooth("hidden_score_mean")
+        x = np.arange(k, len(hidden) + k)
+        ax2.plot(x, hidden, color="C0")
+        ax2.set(xlabel="RLHF step", ylabel=f"hidden score s of the samples ({k}-step mean)")
+        ax2.yaxis.label.set_color("C0")
+        twin = ax2.twinx()
+        twin.plot(x, smooth("reward_mean"), color="C1")
+        twin.set_ylabel("learned reward of the samples", color="C1")
     ax1.set(xlabel="main-phase step", ylabel="held-out accuracy, % (seed mean)")
     ax1.legend(fontsize=8)
     fig.tight_layout()
