@@ -76,6 +76,8 @@ CASES = {
     "with_greedy_baseline": _wrapped(collectors.with_greedy_baseline()),
     "with_replay": _wrapped(collectors.with_replay(capacity=4, num_replay=1)),
     "with_score_position": _wrapped(collectors.with_score_position()),
+    "with_density_ratio": lambda ctx: collectors.with_density_ratio(_model()[0], _model()[1], tiny_params(CFG, seed=2)[1],
+                                                                    strong_prefix=[3])(collectors.group_samples(ctx), ctx),
     "with_reward_model": lambda ctx: collectors.with_reward_model(*_reward_model(), hidden_score=token_exact_match)(
         collectors.group_samples(ctx), ctx),
     "stale": lambda ctx: collectors.stale(2, params=_model()[1])(collectors.group_samples(ctx), ctx),

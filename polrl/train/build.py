@@ -29,6 +29,13 @@ Config layout (every experiment in ``experiments/`` follows it)::
               WORKDIR/checkpoints/<phase>), model (its TransformerConfig fields; default
               config.model), hidden_score ("" or "closeness": a rule the policy never sees,
               logged as hidden_score_mean beside the learned reward)
+  density_ratio: optional; CDR: the log density ratio of a strong over a weak frozen policy,
+              log π_strong(y|x) − log π_weak(y|x), scores the main phase's rows instead of the
+              verifier (polrl.collectors.with_density_ratio; inside preference_pairs it ranks the
+              samples before the pairs are chosen): strong, weak (phase checkpoint directories of
+              policy runs, e.g. WORKDIR/checkpoints/rl and WORKDIR/checkpoints/sft_warmup), model
+              (their TransformerConfig fields; default config.model), instruction (default "":
+              text before every prompt of the strong model only). Not with reward_model
   staleness:  optional, default 0: the rows of every RL phase come from the policy of that many
               updates ago (polrl.collectors.stale wraps the phase's collector, outermost);
               staleness_old_policy (default "behavior"): π_old of those rows is the stale
@@ -74,7 +81,7 @@ from polrl.models.lora import apply_lora, lora_algorithm
 from polrl.rollout import SamplingConfig
 from polrl.tasks import get_task, preference_data, registry
 from polrl.tasks.closeness import closeness_reward
-from polrl.train.reward_checkpoint import load_reward_params
+from polrl.train.reward_checkpoint import load_params, load_reward_params, policy_source
 from polrl.train.trainer import Phase, RunSpec
 
 
@@ -214,17 +221,23 @@ def staleness_wrapper(config, params):
 HIDDEN_SCORES = {"closeness": closeness_reward}
 
 
-def reward_model_structure(model_config, vocab_size: int):
-    """``(graphdef, parameter shapes)`` of the reward model a ``model`` config section describes:
-    a Transformer with a value head (nothing is initialized)."""
+def frozen_model_structure(model_config, vocab_size: int, *, value_head: bool, field: str):
+    """``(graphdef, parameter shapes)`` of a frozen polrl Transformer read from a polrl checkpoint,
+    as the ``model`` config section ``field`` describes (nothing is initialized)."""
     model_kw = models.model_kwargs(model_config)
     if model_kw.pop("hf_path", "") or model_kw.pop("lora_rank", 0):
-        raise ValueError("reward_model.model: a reward model is a polrl Transformer trained with the reward_model "
-                         "noun; give its TransformerConfig fields (no hf_path / lora_rank)")
+        raise ValueError(f"{field}: the model is a polrl Transformer read from a polrl run's checkpoint; give its "
+                         f"TransformerConfig fields (no hf_path / lora_rank)")
     model_kw.pop("lora_alpha", None)
     abstract = nnx.eval_shape(lambda: models.Transformer(models.TransformerConfig(
-        vocab_size=vocab_size, value_head=True, **model_kw), rngs=nnx.Rngs(0)))
+        vocab_size=vocab_size, value_head=value_head, **model_kw), rngs=nnx.Rngs(0)))
     return nnx.split(abstract, nnx.Param)
+
+
+def reward_model_structure(model_config, vocab_size: int):
+    """``(graphdef, parameter shapes)`` of the reward model a ``model`` config section describes:
+    a Transformer with a value head."""
+    return frozen_model_structure(model_config, vocab_size, value_head=True, field="reward_model.model")
 
 
 def reward_model_wrapper(config, task):
@@ -240,6 +253,48 @@ def reward_model_wrapper(config, task):
     params = load_reward_params(rm.get("path", ""), shapes)
     return collectors.with_reward_model(graphdef, params,
                                         hidden_score=HIDDEN_SCORES[hidden](task.tokenizer) if hidden else None)
+
+
+DENSITY_RATIO_FIELDS = ("strong", "weak", "model", "instruction")
+
+
+def density_ratio_wrapper(config, task):
+    """``collectors.with_density_ratio`` for ``config.density_ratio`` (None when absent): the
+    strong and weak policies read from their phase checkpoints into the shape of ``model`` (no
+    value head), checked now; ``instruction`` tokenized by the task's tokenizer."""
+    dr = config.get("density_ratio")
+    if not dr:
+        return None
+    unknown = sorted(set(dr) - set(DENSITY_RATIO_FIELDS))
+    if unknown:
+        raise ValueError(f"density_ratio has unknown field(s) {unknown}; it takes {list(DENSITY_RATIO_FIELDS)}")
+    graphdef, shapes = frozen_model_structure(dr.get("model") or config.model, task.tokenizer.vocab_size,
+                                              value_head=False, field="density_ratio.model")
+    strong, weak = (load_params(dr.get(k, ""), shapes, policy_source(f"density_ratio.{k}", "density_ratio.model"))
+                    for k in ("strong", "weak"))
+    instruction = dr.get("instruction", "")
+    return collectors.with_density_ratio(graphdef, strong, weak,
+                                         strong_prefix=task.tokenizer.encode(instruction) if instruction else None)
+
+
+def scoring_wrapper(config, task):
+    """The wrapper whose score replaces the verifier's reward in the main phase:
+    ``reward_model_wrapper`` or ``density_ratio_wrapper`` (None when neither is configured)."""
+    if config.get("reward_model") and config.get("density_ratio"):
+        raise ValueError("config.reward_model and config.density_ratio both replace the verifier's reward; set only "
+                         "one of them")
+    return reward_model_wrapper(config, task) or density_ratio_wrapper(config, task)
+
+
+def scored_collector(make_collector, ctx, kwargs: dict, scored_by):
+    """The main phase's base collector with ``scored_by``'s reward: passed in to a collector
+    that ranks its samples by reward (one taking ``scored_by``: ``preference_pairs``, so the pairs
+    are chosen by that reward), wrapped around any other."""
+    if scored_by is None:
+        return make_collector(ctx, **kwargs)
+    if "scored_by" in inspect.signature(make_collector).parameters:
+        return make_collector(ctx, scored_by=scored_by, **kwargs)
+    return scored_by(make_collector(ctx, **kwargs), ctx)
 
 
 def eval_options(config) -> tuple[int, tuple[int, ...]]:
@@ -306,10 +361,8 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
     if config.warmup.steps:
         phases.append(Phase("sft_warmup", algos.pop(0), collectors.demonstrations(ctx), config.warmup.steps,
                             config.demos.batch_size, demos))
-    base = make_collector(ctx, **dict(config.get("collector_kwargs", {}) or {}))
-    scored_by = reward_model_wrapper(config, task)
-    if scored_by is not None:
-        base = scored_by(base, ctx)
+    base = scored_collector(make_collector, ctx, dict(config.get("collector_kwargs", {}) or {}),
+                            scoring_wrapper(config, task))
     if "reference" in base.needs and not config.warmup.steps:
         raise ValueError(f"collector={collector_name!r} samples from the reference, the warm model: set warmup.steps > 0")
     main_name = config.get("phase_name") or "rl"

@@ -1,0 +1,130 @@
+"""CDR's reward: the log density ratio of a strong over a weak policy scores the rows of a collector.
+
+CDR ("CDR: Customizable Density Ratios of Strong-over-weak LLMs for Preference Annotation",
+Xu et al. 2024, arXiv 2411.02481) labels preference data without a verifier or a trained reward
+model: the reward of a response y to a prompt x is
+
+    r(x, y) = log π_strong(y | c ++ x) − log π_weak(y | x),
+    log π(y | x) = Σ_{t < L} log π(y_t | x, y_<t)          (L = the response's masked tokens),
+
+the log density ratio between a better aligned ("strong") and a less aligned ("weak") model —
+DPO's implicit reward β log π_θ/π_ref with the reference and the trained model generalized to any
+strong-over-weak pair, β = 1. The paper's "strong-over-weak hypothesis": the larger the alignment
+gap between the two, the better the reward ranks responses. Its customization ``c`` is an
+instruction (domain criteria, exemplars) that conditions the strong model, chosen per prompt by a
+domain router.
+
+The paper measures label quality as the accuracy of the reward's ranking of human-labelled pairs
+(RewardBench: the fraction of pairs with r(chosen) > r(rejected)), then annotates on-policy samples
+— the best and the worst of each prompt's samples by r as chosen / rejected — and preference-tunes
+on them. ``with_density_ratio`` logs the analogue against the task's verifier: of the best/worst
+pairs r selects (``preference_pairs.best_and_worst_rows``), the fraction whose order the verifier
+agrees with, among pairs the verifier does not tie (``pair_agreement``).
+
+INFERRED: the log-probabilities are sums over response tokens, not length-normalised (the
+paper's ratio of sequence densities, as DPO's implicit reward), at temperature 1 (the models'
+densities, whatever the rollout's sampling temperature), with no clipping of r. The instruction
+conditions the strong model only; the weak model scores the bare prompt. The router (one
+instruction per query domain) is not carried: a task here is one domain, so one ``strong_prefix``
+serves every prompt. Chosen / rejected = arg-max / arg-min of r over the prompt's G samples (first
+index on ties, as ``best_and_worst``).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from polrl.collectors.context import Context
+from polrl.collectors.preference_pairs import best_and_worst_rows
+from polrl.core import Batch, Collector
+from polrl.train.steps import score
+
+
+def with_prefix(batch: Batch, prefix) -> Batch:
+    """``batch`` with the tokens ``prefix`` (int [K]) before every row's prompt. Rows stay
+    left-padded in between (prefix, padding, prompt): positions count only valid tokens, so the
+    model reads prefix ++ prompt exactly."""
+    prefix = jnp.asarray(prefix, batch.prompt_bp.dtype)
+    rows = batch.prompt_bp.shape[0]
+    return batch.replace(
+        prompt_bp=jnp.concatenate([jnp.broadcast_to(prefix, (rows, prefix.shape[0])), batch.prompt_bp], axis=1),
+        prompt_valid_bp=jnp.concatenate([jnp.ones((rows, prefix.shape[0]), bool), batch.prompt_valid_bp], axis=1))
+
+
+def sequence_logp(graphdef, params, batch: Batch) -> jax.Array:
+    """[B]: log π(y | x) = Σ_t mask_t log π(y_t | x, y_<t) of every row, in the model's dtype,
+    from one scoring forward at temperature 1."""
+    logp_bt = score(graphdef, params, batch, temperature=1.0)["logp_bt"]
+    return (logp_bt * batch.mask_bt.astype(logp_bt.dtype)).sum(axis=1)
+
+
+def density_ratio_rewards(graphdef, strong_params, weak_params, batch: Batch, strong_prefix=None) -> jax.Array:
+    """float32 [B]: r(x, y) = log π_strong(y | c ++ x) − log π_weak(y | x) (the module's formula),
+    ``c`` = ``strong_prefix`` (int [K], or None for no instruction); both models share ``graphdef``."""
+    strong_batch = batch if strong_prefix is None else with_prefix(batch, strong_prefix)
+    ratio = sequence_logp(graphdef, strong_params, strong_batch) - sequence_logp(graphdef, weak_params, batch)
+    return ratio.astype(jnp.float32)
+
+
+def pair_agreement(score_b, verifier_b, group_size: int) -> tuple[jax.Array, jax.Array]:
+    """``(agreement, untied)`` of the pairs ``score_b`` selects in each group of ``group_size``
+    rows (best = first arg-max, worst = first arg-min, ``best_and_worst_rows``):
+    untied = the fraction of groups whose pair the verifier does not tie, v(best) ≠ v(worst);
+    agreement = the fraction of those with v(best) > v(worst) (0 when every pair is tied)."""
+    rows = best_and_worst_rows(score_b, group_size).reshape(-1, 2)
+    v_best, v_worst = verifier_b[rows[:, 0]], verifier_b[rows[:, 1]]
+    untied = (v_best != v_worst).astype(jnp.float32)
+    agreed = (v_best > v_worst).astype(jnp.float32)
+    return agreed.sum() / jnp.maximum(untied.sum(), 1.0), untied.mean()
+
+
+def with_density_ratio(graphdef, strong_params, weak_params, *, strong_prefix=None):
+    """``(collector, context) -> collector`` whose ``reward_b`` is CDR's r(x, y) of each row
+    (``density_ratio_rewards``) instead of the inner collector's (the task's verifier).
+
+    ``(graphdef, strong_params)`` and ``(graphdef, weak_params)`` are two frozen policies of one
+    architecture (e.g. a run's policy after GRPO and its SFT warm start, read by
+    ``polrl.train.reward_checkpoint.load_params``); ``strong_prefix`` (token ids, or None) is the
+    instruction conditioning the strong model. The parameters live in the collector state
+    (``{"strong_params", "weak_params", "inner"}``), returned unchanged by every step: laid out
+    and checkpointed with the phase, passed to the compiled step as arguments (as
+    ``with_reward_model``).
+
+    Metrics: ``reward_mean`` / ``density_ratio_std`` (r's, what the labels come from),
+    ``verifier_reward_mean`` (the inner collector's reward of the same rows; the inner metrics,
+    e.g. ``accuracy``, are kept) and, for groups of two or more rows, ``pair_agreement`` /
+    ``pair_untied`` (``pair_agreement``: how often the verifier agrees with the best/worst pair r
+    selects in each group, among pairs it does not tie; over many steps weight a step's agreement
+    by its ``pair_untied``). The inner collector must return one group per prompt.
+    """
+    prefix = None if strong_prefix is None else jnp.asarray(strong_prefix, jnp.int32).reshape(-1)
+
+    def wrap(inner: Collector, ctx: Context) -> Collector:
+        if inner.host:
+            raise ValueError("with_density_ratio: the inner collector runs on the host; score rows from a device "
+                             "collector (e.g. group_samples)")
+
+        def init(prompts):
+            return {"strong_params": strong_params, "weak_params": weak_params, "inner": inner.init(prompts)}
+
+        def collect(cstate, state, data, rng):
+            batch, inner_state, metrics = inner.collect(cstate["inner"], state, data, rng)
+            prompts, rows = data["prompt_bp"].shape[0], batch.batch_size
+            if rows != prompts * batch.group_size:
+                raise ValueError(f"with_density_ratio: the inner collector returned {rows} rows for {prompts} "
+                                 f"prompts in groups of {batch.group_size}; it must return one group per prompt")
+            reward_b = density_ratio_rewards(graphdef, cstate["strong_params"], cstate["weak_params"], batch, prefix)
+            out = {**metrics, "reward_mean": reward_b.mean(), "density_ratio_std": reward_b.std(),
+                   "reward_finite": jnp.isfinite(reward_b).all() & metrics.get("reward_finite", True)}
+            if batch.reward_b is not None:
+                out["verifier_reward_mean"] = batch.reward_b.mean()
+                if batch.group_size > 1:
+                    out["pair_agreement"], out["pair_untied"] = pair_agreement(reward_b, batch.reward_b,
+                                                                               batch.group_size)
+            cstate = {"strong_params": cstate["strong_params"], "weak_params": cstate["weak_params"],
+                      "inner": inner_state}
+            return batch.replace(reward_b=reward_b), cstate, out
+
+        return inner._replace(init=init, collect=collect)
+
+    return wrap
