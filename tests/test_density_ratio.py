@@ -12,7 +12,7 @@ from flax import nnx
 
 from polrl import algorithms, collectors, sharding
 from polrl.collectors.density_ratio import density_ratio_rewards, pair_agreement
-from polrl.core import Batch
+from polrl.core import Batch, Collector
 from polrl.models import TransformerConfig
 from polrl.rollout import SamplingConfig
 from polrl.tasks import Task, token_exact_match
@@ -100,6 +100,10 @@ def test_pair_agreement_on_a_hand_made_batch():
     verifier = jnp.asarray([0, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 0, 1, 0, 0], jnp.float32)
     agreement, untied = pair_agreement(ratio, verifier, G)
     np.testing.assert_allclose([float(agreement), float(untied)], [2 / 3, 3 / 5], rtol=1e-7)
+    # The verifier's pairs judged by the ratio: g0 rows (1, 0) agree, g1 (1, 0) disagree, g2 (0, 1) agree,
+    # g3 (0, 1) is a ratio tie, g4 (0, 1) disagrees.
+    accuracy, untied = pair_agreement(verifier, ratio, G)
+    np.testing.assert_allclose([float(accuracy), float(untied)], [2 / 4, 4 / 5], rtol=1e-7)
     agreement, untied = pair_agreement(ratio, jnp.ones(15), G)
     assert float(agreement) == 0.0 and float(untied) == 0.0  # every pair tied: nothing to agree with
 
@@ -157,6 +161,9 @@ def test_wrapper_rescores_the_samples_and_logs_agreement():
     agreement, untied = _agreement_numpy(batch.reward_b, plain.reward_b, G)
     np.testing.assert_allclose([float(metrics["pair_agreement"]), float(metrics["pair_untied"])], [agreement, untied],
                                rtol=1e-7)
+    accuracy, pairs = _agreement_numpy(plain.reward_b, batch.reward_b, G)
+    np.testing.assert_allclose([float(metrics["verifier_pair_accuracy"]), float(metrics["verifier_pairs"])],
+                               [accuracy, pairs], rtol=1e-7)
     for name, params in (("strong_params", strong), ("weak_params", weak)):
         for a, b in zip(jax.tree.leaves(cstate[name]), jax.tree.leaves(params), strict=True):
             np.testing.assert_array_equal(a, b)  # frozen
@@ -164,6 +171,31 @@ def test_wrapper_rescores_the_samples_and_logs_agreement():
     eager, _, eager_metrics = collect(*args)  # jit == no-jit
     np.testing.assert_allclose(eager.reward_b, batch.reward_b, rtol=2**-22)
     assert float(eager_metrics["pair_untied"]) == float(metrics["pair_untied"])
+
+
+def test_wrapper_metrics_on_a_hand_made_batch():
+    """An inner collector returning fixed rows whose verifier rewards differ on every row, so every
+    pair is judged: the logged agreements equal numpy's on the independently computed ratio."""
+    (graphdef, strong), weak = _models()
+    rows = _batch()
+    responses = np.concatenate([np.asarray(rows.response_bt)[:3], np.asarray(rows.response_bt)[1:]])
+    masks = np.concatenate([np.asarray(rows.mask_bt)[:3], np.asarray(rows.mask_bt)[1:]])
+    prompt = np.asarray(rows.prompt_bp)[[0, 0, 0, 2, 2, 2]]
+    verifier = np.array([0.0, 0.5, 1.0, 1.0, 0.5, 0.0], np.float32)
+    batch = Batch(prompt_bp=jnp.asarray(prompt), prompt_valid_bp=jnp.asarray(prompt != PAD),
+                  response_bt=jnp.asarray(responses), mask_bt=jnp.asarray(masks), reward_b=jnp.asarray(verifier),
+                  group_size=G)
+    inner = Collector(init=lambda prompts: (), collect=lambda cstate, state, data, rng: (batch, cstate, {}),
+                      example=lambda prompts: batch)
+    wrapped = collectors.with_density_ratio(graphdef, strong, weak)(inner, _context())
+    data = {"prompt_bp": jnp.asarray(prompt[::G])}
+    out, _, metrics = jax.jit(wrapped.collect)(wrapped.init(2), None, data, jax.random.key(0))
+    ratio = _logp_numpy(graphdef, strong, batch) - _logp_numpy(graphdef, weak, batch)
+    np.testing.assert_allclose(np.asarray(out.reward_b, np.float64), ratio, **F32_ROUNDING)
+    expected = [*_agreement_numpy(ratio, verifier, G), *_agreement_numpy(verifier, ratio, G)]
+    assert expected[1] == 1.0 and expected[3] == 1.0  # every pair judged, both ways
+    logged = [float(metrics[k]) for k in ("pair_agreement", "pair_untied", "verifier_pair_accuracy", "verifier_pairs")]
+    np.testing.assert_allclose(logged, expected, rtol=1e-7)
 
 
 def test_preference_pairs_are_ranked_by_the_ratio():

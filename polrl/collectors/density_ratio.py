@@ -17,9 +17,12 @@ domain router.
 The paper measures label quality as the accuracy of the reward's ranking of human-labelled pairs
 (RewardBench: the fraction of pairs with r(chosen) > r(rejected)), then annotates on-policy samples
 — the best and the worst of each prompt's samples by r as chosen / rejected — and preference-tunes
-on them. ``with_density_ratio`` logs the analogue against the task's verifier: of the best/worst
-pairs r selects (``preference_pairs.best_and_worst_rows``), the fraction whose order the verifier
-agrees with, among pairs the verifier does not tie (``pair_agreement``).
+on them (SimPO on Llama-3-8B-Instruct's own samples, judged by AlpacaEval 2, Arena-Hard and
+MT-Bench). ``with_density_ratio`` logs both sides against the task's verifier (``pair_agreement``):
+of the best/worst pairs r selects (``preference_pairs.best_and_worst_rows``), the fraction whose
+order the verifier agrees with, among pairs the verifier does not tie — the quality of the labels
+the run trains on — and, RewardBench's measure, of the verifier's own best/worst pairs (a right
+and a wrong answer), the fraction r orders the same way.
 
 INFERRED: the log-probabilities are sums over response tokens, not length-normalised (the
 paper's ratio of sequence densities, as DPO's implicit reward), at temperature 1 (the models'
@@ -66,15 +69,15 @@ def density_ratio_rewards(graphdef, strong_params, weak_params, batch: Batch, st
     return ratio.astype(jnp.float32)
 
 
-def pair_agreement(score_b, verifier_b, group_size: int) -> tuple[jax.Array, jax.Array]:
-    """``(agreement, untied)`` of the pairs ``score_b`` selects in each group of ``group_size``
-    rows (best = first arg-max, worst = first arg-min, ``best_and_worst_rows``):
-    untied = the fraction of groups whose pair the verifier does not tie, v(best) ≠ v(worst);
-    agreement = the fraction of those with v(best) > v(worst) (0 when every pair is tied)."""
-    rows = best_and_worst_rows(score_b, group_size).reshape(-1, 2)
-    v_best, v_worst = verifier_b[rows[:, 0]], verifier_b[rows[:, 1]]
-    untied = (v_best != v_worst).astype(jnp.float32)
-    agreed = (v_best > v_worst).astype(jnp.float32)
+def pair_agreement(select_b, judge_b, group_size: int) -> tuple[jax.Array, jax.Array]:
+    """``(agreement, untied)`` of the pairs ``select_b`` selects in each group of ``group_size``
+    rows (best = first arg-max, worst = first arg-min, ``best_and_worst_rows``), judged by
+    ``judge_b`` (j): untied = the fraction of groups whose pair j does not tie, j(best) ≠ j(worst);
+    agreement = the fraction of those with j(best) > j(worst) (0 when every pair is tied)."""
+    rows = best_and_worst_rows(select_b, group_size).reshape(-1, 2)
+    j_best, j_worst = judge_b[rows[:, 0]], judge_b[rows[:, 1]]
+    untied = (j_best != j_worst).astype(jnp.float32)
+    agreed = (j_best > j_worst).astype(jnp.float32)
     return agreed.sum() / jnp.maximum(untied.sum(), 1.0), untied.mean()
 
 
@@ -92,10 +95,13 @@ def with_density_ratio(graphdef, strong_params, weak_params, *, strong_prefix=No
 
     Metrics: ``reward_mean`` / ``density_ratio_std`` (r's, what the labels come from),
     ``verifier_reward_mean`` (the inner collector's reward of the same rows; the inner metrics,
-    e.g. ``accuracy``, are kept) and, for groups of two or more rows, ``pair_agreement`` /
-    ``pair_untied`` (``pair_agreement``: how often the verifier agrees with the best/worst pair r
-    selects in each group, among pairs it does not tie; over many steps weight a step's agreement
-    by its ``pair_untied``). The inner collector must return one group per prompt.
+    e.g. ``accuracy``, are kept) and, for groups of two or more rows (``pair_agreement``):
+    ``pair_agreement`` / ``pair_untied`` — how often the verifier agrees with the best/worst pair
+    r selects in each group, among the pairs it does not tie (the fraction of groups) — and
+    ``verifier_pair_accuracy`` / ``verifier_pairs`` — how often r orders the verifier's best/worst
+    pair the same way, among the groups where both distinguish the pair (a right and a wrong
+    answer). Over many steps weight a step's value by its fraction. The inner collector must
+    return one group per prompt.
     """
     prefix = None if strong_prefix is None else jnp.asarray(strong_prefix, jnp.int32).reshape(-1)
 
@@ -119,8 +125,9 @@ def with_density_ratio(graphdef, strong_params, weak_params, *, strong_prefix=No
             if batch.reward_b is not None:
                 out["verifier_reward_mean"] = batch.reward_b.mean()
                 if batch.group_size > 1:
-                    out["pair_agreement"], out["pair_untied"] = pair_agreement(reward_b, batch.reward_b,
-                                                                               batch.group_size)
+                    g = batch.group_size
+                    out["pair_agreement"], out["pair_untied"] = pair_agreement(reward_b, batch.reward_b, g)
+                    out["verifier_pair_accuracy"], out["verifier_pairs"] = pair_agreement(batch.reward_b, reward_b, g)
             cstate = {"strong_params": cstate["strong_params"], "weak_params": cstate["weak_params"],
                       "inner": inner_state}
             return batch.replace(reward_b=reward_b), cstate, out
