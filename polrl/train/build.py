@@ -18,7 +18,17 @@ Config layout (every experiment in ``experiments/`` follows it)::
   then:       optional follow-up phase on the same collector: algorithm, algorithm_kwargs,
               switch_fraction (the main phase runs round(f · total_steps) steps, the follow-up
               the rest), name (default "<main phase>_then"); it starts from the main phase's
-              final parameters, which also become its reference (ReMix's policy reincarnation)
+              final parameters, which also become its reference (ReMix's policy reincarnation).
+              Built as the two-entry phase list below (the main phase, then the follow-up)
+  phases:     optional list of phase sections run in order after the warm-up, instead of the
+              single main phase: name (unique; metrics and WORKDIR/checkpoints/<name>), steps
+              (int >= 0; total_steps must equal their sum), and optionally algorithm,
+              algorithm_kwargs, collector, collector_kwargs, data, pairs, each defaulting to the
+              top-level field (the *_kwargs only while the entry keeps the top-level noun, else
+              {}). Each phase starts from the previous one's final parameters, which are also its
+              reference (PolicyState.ref_params): DNO's iterations, a curriculum (SFT on demos →
+              DPO on pairs → GRPO on prompts), ReMix's reincarnation. Not with then / phase_name.
+              reward_model, density_ratio and staleness apply to every phase after the warm-up
   collector:  a factory in polrl.collectors ("group_samples", "demonstrations",
               "preference_pairs", …; default "group_samples"), built with the run's
               collectors.Context and collector_kwargs; the algorithm's own wrapper
@@ -50,7 +60,7 @@ Config layout (every experiment in ``experiments/`` follows it)::
               {prompt, completion, label} (polrl.tasks.preference_data, checked before
               anything is built); batch_size: rows of the file per step (a pair is two
               sequences)
-  phase_name: the main phase's name in metrics and checkpoints (default "rl")
+  phase_name: the main phase's name in metrics and checkpoints (default "rl"; not with phases)
   rollout:    batch_size (sequences per step = prompts × group_size), group_size,
               max_new_tokens (0 → the task's longest answer),
               temperature, top_k, top_p, min_p
@@ -189,6 +199,111 @@ def split_steps(config) -> tuple[int, int]:
     return main_steps, config.total_steps - main_steps
 
 
+PHASE_FIELDS = ("name", "steps", "algorithm", "algorithm_kwargs", "collector", "collector_kwargs", "data", "pairs")
+
+
+def with_defaults(top: dict, entry: dict) -> dict:
+    """The phase section ``entry`` over the top-level fields ``top``; a noun's keyword arguments
+    (``algorithm_kwargs``, ``collector_kwargs``) default to the top-level ones only while the
+    entry keeps the top-level noun (else ``{}``)."""
+    section = {**top, **entry}
+    for noun in ("algorithm", "collector"):
+        if f"{noun}_kwargs" not in entry and section[noun] != top[noun]:
+            section[f"{noun}_kwargs"] = {}
+    return section
+
+
+def check_phase_entry(entry, i: int, names: dict, warmup: bool) -> dict:
+    """``config.phases[i]`` as a dict, checked: known fields, a unique name, steps an int >= 0."""
+    where = f"phases[{i}]"
+    if not hasattr(entry, "keys"):
+        raise ValueError(f"{where}={entry!r} must be a section (a dict with name and steps); see polrl.train.build")
+    entry = dict(entry)
+    unknown = sorted(set(entry) - set(PHASE_FIELDS))
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]} is not a phase field; a phase takes {list(PHASE_FIELDS)}")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"{where}.name={name!r}: give every phase a non-empty name without '/' (its metrics and "
+                         f"checkpoint directory)")
+    if name in names:
+        raise ValueError(f"{where}.name={name!r} repeats phases[{names[name]}].name; give every phase a unique name")
+    if warmup and name == "sft_warmup":
+        raise ValueError(f"{where}.name='sft_warmup' is the warm-up phase's name; rename the phase")
+    steps = entry.get("steps")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"{where}.steps={steps!r} must be an int >= 0 (the phase's update steps)")
+    names[name] = i
+    return entry
+
+
+def phase_sections(config) -> list[dict]:
+    """The phases after the warm-up, as sections: ``PHASE_FIELDS`` plus ``where`` (the config path
+    errors name: "phases[i]", or "" for a section made from the top-level fields).
+
+    With ``config.phases``: its entries over the top-level fields (``with_defaults``), their
+    steps summing to ``total_steps``. Without: the main phase of the top-level fields
+    (``phase_name``, ``total_steps``) and, with ``then``, its follow-up on the same collector, the
+    steps split by ``split_steps``.
+    """
+    top = {"algorithm": config.algorithm, "algorithm_kwargs": config.get("algorithm_kwargs") or {},
+           "collector": config.get("collector", "group_samples"),
+           "collector_kwargs": config.get("collector_kwargs") or {},
+           "data": config.get("data", "train"), "pairs": config.get("pairs") or {}}
+    entries = config.get("phases")
+    if entries is None:
+        main_steps, follow_steps = split_steps(config)
+        sections = [{**top, "name": config.get("phase_name") or "rl", "steps": main_steps}]
+        if follow_steps:
+            then = config.then
+            sections.append(with_defaults(top, {
+                "name": then.get("name") or f"{sections[0]['name']}_then", "steps": follow_steps,
+                "algorithm": then.algorithm, "algorithm_kwargs": then.get("algorithm_kwargs") or {}}))
+        return [{**section, "where": ""} for section in sections]
+    for field in ("then", "phase_name"):
+        if config.get(field):
+            raise ValueError(f"config.{field} is set with config.phases; remove it and express the run as phases "
+                             f"entries (each with its own name)")
+    if isinstance(entries, (str, bytes)) or not isinstance(entries, (list, tuple)) or not entries:
+        raise ValueError(f"config.phases={entries!r} must be a non-empty list of phase sections")
+    names = {}
+    sections = [{**with_defaults(top, check_phase_entry(entry, i, names, bool(config.warmup.steps))),
+                 "where": f"phases[{i}]"} for i, entry in enumerate(entries)]
+    total = sum(section["steps"] for section in sections)
+    if total != config.total_steps:
+        raise ValueError(f"total_steps={config.total_steps} but phases[*].steps sum to {total}; a run with phases "
+                         f"lasts the sum of their steps: set total_steps={total} or change the steps")
+    return sections
+
+
+def section_call(section: dict, field: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, with an error of a ``config.phases`` entry naming ``phases[i].<field>``."""
+    if not section["where"]:
+        return fn(*args, **kwargs)
+    try:
+        return fn(*args, **kwargs)
+    except (TypeError, ValueError) as e:
+        value = section[field]
+        value = value.to_dict() if hasattr(value, "to_dict") else value  # a ConfigDict's repr spans lines
+        raise ValueError(f"{section['where']}.{field}={value!r}: {e}") from e
+
+
+def phase_data(section: dict, task, demos: list[dict], demos_per_step: int, rollout) -> tuple:
+    """``(source, prompts per step)`` of a phase section's ``data``, checked against its collector."""
+    where, data, name = section["where"], section["data"], section["collector"]
+    if data not in ("train", "demos", "pairs"):
+        raise ValueError(f"{where or 'config'}.data={data!r}; use 'train' (prompts of the train split), 'demos' (the "
+                         f"labelled set) or 'pairs' (offline preference rows, config.pairs)")
+    if (data == "pairs") != (name in OFFLINE_COLLECTORS.values()):
+        raise ValueError(f"{where + '.' if where else ''}collector={name!r} with data={data!r}: the offline collectors "
+                         f"{sorted(OFFLINE_COLLECTORS.values())} read exactly config.data='pairs'")
+    if data == "pairs":
+        return preference_rows({"pairs": section["pairs"]}, task, name), section["pairs"]["batch_size"]
+    if data == "demos":
+        return demos, demos_per_step
+    return task.train, prompts_per_step(rollout)
+
+
 def collector_factory(name: str):
     """The collector factory ``polrl.collectors.<name>`` (a base collector, not a wrapper)."""
     bases = sorted(n for n in collectors.__all__ if not n.startswith("with_") and n[0].islower()
@@ -312,31 +427,15 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
     model_kw = models.model_kwargs(config.model)
     lora_rank, lora_alpha = model_kw.pop("lora_rank", 0), model_kw.pop("lora_alpha", None)
     hf_path = model_kw.pop("hf_path", "")
-    algo_fn = algorithms.get(config.algorithm)
-    main = algo_fn(**dict(config.algorithm_kwargs))
-    collector_name = config.get("collector", "group_samples")
-    make_collector = collector_factory(collector_name)
+    sections = phase_sections(config)
+    main_algos = [section_call(s, "algorithm", lambda: algorithms.get(s["algorithm"])(**dict(s["algorithm_kwargs"])))
+                  for s in sections]
+    factories = [section_call(s, "collector", collector_factory, s["collector"]) for s in sections]
     task = build_task(config, tokenizer=hf_tokenizer(hf_path))
     demos = demonstrations(task, config.demos.num, config.seed)
-    data = config.get("data", "train")
-    if data not in ("train", "demos", "pairs"):
-        raise ValueError(f"config.data={data!r}; use 'train' (prompts of the train split), 'demos' (the labelled set) "
-                         f"or 'pairs' (offline preference rows, config.pairs)")
-    if (data == "pairs") != (collector_name in OFFLINE_COLLECTORS.values()):
-        raise ValueError(f"collector={collector_name!r} with data={data!r}: the offline collectors "
-                         f"{sorted(OFFLINE_COLLECTORS.values())} read exactly config.data='pairs'")
-    main_steps, follow_steps = split_steps(config)
-    if data == "pairs":
-        source, per_step = preference_rows(config, task, collector_name), config.pairs.batch_size
-    elif data == "demos":
-        source, per_step = demos, config.demos.batch_size
-    else:
-        source, per_step = task.train, prompts_per_step(config.rollout)
-    follow = None
-    if follow_steps:
-        follow = algorithms.get(config.then.algorithm)(**dict(config.then.get("algorithm_kwargs", {})))
+    data = [phase_data(s, task, demos, config.demos.batch_size, config.rollout) for s in sections]
     algos = [algorithms.sft(learning_rate=config.warmup.learning_rate)] if config.warmup.steps else []
-    algos += [main] + ([follow] if follow is not None else [])
+    algos += main_algos
 
     needs_values = any("values" in a.needs for a in algos)
     model = models.build_model(model_kw, vocab_size=task.tokenizer.vocab_size, value_head=needs_values,
@@ -361,16 +460,15 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
     if config.warmup.steps:
         phases.append(Phase("sft_warmup", algos.pop(0), collectors.demonstrations(ctx), config.warmup.steps,
                             config.demos.batch_size, demos))
-    base = scored_collector(make_collector, ctx, dict(config.get("collector_kwargs", {}) or {}),
-                            scoring_wrapper(config, task))
-    if "reference" in base.needs and not config.warmup.steps:
-        raise ValueError(f"collector={collector_name!r} samples from the reference, the warm model: set warmup.steps > 0")
-    main_name = config.get("phase_name") or "rl"
+    scored_by = scoring_wrapper(config, task)
     stale = staleness_wrapper(config, params)
-    phases.append(Phase(main_name, algos[0], phase_collector(base, algos[0], ctx, stale), main_steps, per_step, source))
-    if follow is not None:
-        name = config.then.get("name") or f"{main_name}_then"
-        phases.append(Phase(name, algos[1], phase_collector(base, algos[1], ctx, stale), follow_steps, per_step, source))
+    for i, (s, algo, make_collector, (source, per_step)) in enumerate(zip(sections, algos, factories, data, strict=True)):
+        base = section_call(s, "collector_kwargs", scored_collector, make_collector, ctx, dict(s["collector_kwargs"]),
+                            scored_by)
+        if i == 0 and "reference" in base.needs and not config.warmup.steps:
+            raise ValueError(f"collector={s['collector']!r} samples from the reference, the warm model: set "
+                             f"warmup.steps > 0")
+        phases.append(Phase(s["name"], algo, phase_collector(base, algo, ctx, stale), s["steps"], per_step, source))
     eval_samples, eval_pass_k = eval_options(config)
     return RunSpec(
         task=task,
