@@ -6,9 +6,11 @@ arXiv 2411.02481) labels preference pairs with r(x, y) = log π_strong(y|x) − 
 start, both from one arithmetic_grpo run; the verifier is never used to label. Each step samples
 G answers per prompt from the frozen warm model (the DPO reference), ranks them by r, and pairs
 the best with the worst (`preference_pairs` with `scored_by`). The verifier is logged beside the
-labels: verifier_reward_mean and accuracy of the samples, and pair_agreement — of the pairs r
+labels: verifier_reward_mean and accuracy of the samples; pair_agreement — of the pairs r
 chooses, the fraction the verifier orders the same way among those it does not tie (pair_untied:
-the fraction of prompts whose pair it does not tie).
+the fraction of prompts whose pair it does not tie); verifier_pair_accuracy — of the verifier's
+own pairs (a right and a wrong answer), the fraction r orders the same way (verifier_pairs: the
+fraction of prompts with such a pair), the paper's RewardBench measure.
 
 Launch (after training the strong and weak policies with the launch command of
 experiments/arithmetic_grpo.py, which writes runs/arithmetic_grpo):
@@ -23,11 +25,14 @@ Recipe: experiments/arithmetic_dpo.py's (the arithmetic_grpo SFT warm start; eac
 for each of 32 prompts from the frozen warm model, best vs worst, ties ignored; β = 0.1, lr 3e-4)
 with pairs ranked by the density ratio of runs/arithmetic_grpo's GRPO policy (checkpoints/rl)
 over its warm start (checkpoints/sft_warmup), 600 steps. With the same seed the weak model is
-this run's own warm start, so r = log π_strong − log π_ref.
+this run's own warm start, so r = log π_strong − log π_ref. Since log π_strong ≤ 0,
+r(y) ≤ −log π_weak(y): an answer the warm model already gives often cannot score much, while one it
+rarely gives can score high whether or not it is right, so r's best and worst samples of a prompt
+may both be wrong answers (a pair the verifier ties: pair_untied below 1).
 
 Expected result: not measured by a benchmark yet (no report block). What it shows: held-out
-accuracy after DPO on density-ratio labels, beside pair_agreement, the quality of those labels
-against the verifier, step by step.
+accuracy after DPO on density-ratio labels, beside pair_agreement and verifier_pair_accuracy, the
+quality of those labels against the verifier, step by step.
 """
 import pathlib
 
