@@ -29,10 +29,10 @@ graded annotator, e.g. config.reward_model, it drops the small margins). β = 0.
 arithmetic_dpo recipe). The gold answer is chosen only for prompts none of whose samples is right:
 those pairs (teacher vs student) are where the plain arithmetic_dpo recipe gets a tie.
 
-INFERRED: the paper's iterations each use a fresh partition of the prompts and train to
-convergence on a data set sampled once from π_t; here each iteration is a fixed number of steps,
-every step sampling fresh prompts of the train split (in the iteration's own order) from the
-frozen π_t, which draws from the same distribution. The paper's annotator is an LLM judge (GPT-4);
+INFERRED: the paper samples each iteration's pairs once from π_t and trains on that data set;
+here each iteration is a fixed number of steps, every step sampling fresh prompts of the train
+split (in the iteration's own order) from the frozen π_t, which draws from the same distribution
+(batched on-policy: the sampler is π_t, not the policy being trained). The paper's annotator is an LLM judge (GPT-4);
 here the verifier (or a reward model) scores, so the margin threshold is on that score.
 
 Expected result: not measured by a benchmark yet (no report block). What it shows: per iteration,
