@@ -25,10 +25,10 @@ Recipe: experiments/arithmetic_dpo.py's (the arithmetic_grpo SFT warm start; eac
 for each of 32 prompts from the frozen warm model, best vs worst, ties ignored; β = 0.1, lr 3e-4)
 with pairs ranked by the density ratio of runs/arithmetic_grpo's GRPO policy (checkpoints/rl)
 over its warm start (checkpoints/sft_warmup), 600 steps. With the same seed the weak model is
-this run's own warm start, so r = log π_strong − log π_ref. Since log π_strong ≤ 0,
-r(y) ≤ −log π_weak(y): an answer the warm model already gives often cannot score much, while one it
-rarely gives can score high whether or not it is right, so r's best and worst samples of a prompt
-may both be wrong answers (a pair the verifier ties: pair_untied below 1).
+this run's own warm start, so r = log π_strong − log π_ref. Unlike the verifier, r also ranks two
+wrong answers: a prompt whose samples are all wrong (no pair for verifier-ranked DPO) still gives a
+pair, so this run also trains on wrong-over-wrong preferences, which the verifier ties (the pairs
+it can judge are the pair_untied fraction).
 
 Expected result: not measured by a benchmark yet (no report block). What it shows: held-out
 accuracy after DPO on density-ratio labels, beside pair_agreement and verifier_pair_accuracy, the
