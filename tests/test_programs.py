@@ -1,7 +1,8 @@
 """The programs task (polrl.tasks.programs) and its stack-language interpreters
 (polrl.tasks.program_interpreter): semantics of hand-written programs, every crash kind with its
 observation string, the JAX interpreter against the Python one, the unit-test reward of
-hand-made responses, equivalence classes of a hand-made batch, the generator's invariants."""
+hand-made responses, equivalence classes of a hand-made batch, the source languages of hand-made
+expressions, the generator's invariants and its held-out split."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,8 +15,8 @@ from polrl.tasks.program_interpreter import (
     Language, Limits, Result, describe, run, run_tokens,
 )
 from polrl.tasks.programs import (
-    MAX_PROGRAM_TOKENS, SHOWN_INPUTS, TEST_INPUTS, ProgramsConfig, equivalence_classes, format_prompt,
-    host_unit_test_reward, sample_problems, unit_test_reward,
+    MAX_PROGRAM_TOKENS, SHOWN_INPUTS, TEST_INPUTS, ProgramsConfig, equivalence_classes, format_prompt, infix,
+    host_unit_test_reward, make_splits, postfix, problem_key, sample_problems, unit_test_reward,
 )
 from polrl.tasks.tokenizer import CharTokenizer
 
@@ -180,24 +181,91 @@ def test_equivalence_classes_of_a_hand_made_batch():
     assert equivalence_classes(["x2*", "xx*"]) == [0, 1]
 
 
-def test_generated_problems_hold_equivalent_programs():
-    config = ProgramsConfig(num_train=10, num_test=10)
-    examples = sample_problems(config, np.random.default_rng(3), 200)
-    assert {e["ops"] for e in examples} == {1, 2, 3}  # a spread of difficulty
+# x·2 + 1, x − (2 + x), (x + 1)·3, x·(x·3), x − 1 + 2, x·2 − 3·x
+TREES = [("+", ("*", "x", "2"), "1"), ("-", "x", ("+", "2", "x")), ("*", ("+", "x", "1"), "3"),
+         ("*", "x", ("*", "x", "3")), ("+", ("-", "x", "1"), "2"), ("-", ("*", "x", "2"), ("*", "3", "x"))]
+
+
+@pytest.mark.parametrize("tree, infix_text, prefix_text, program", [
+    (TREES[0], "x*2+1", "+*x21", "x2*1+"),
+    (TREES[1], "x-(2+x)", "-x+2x", "x2x+-"),
+    (TREES[2], "(x+1)*3", "*+x13", "x1+3*"),
+    (TREES[3], "x*(x*3)", "*x*x3", "xx3**"),
+    (TREES[4], "x-1+2", "+-x12", "x1-2+"),
+    (TREES[5], "x*2-3*x", "-*x2*3x", "x2*3x*-"),
+])
+def test_source_languages_of_hand_made_expressions(tree, infix_text, prefix_text, program):
+    assert format_prompt(tree, "infix") == infix_text + "="
+    assert format_prompt(tree, "prefix") == prefix_text + "="
+    assert postfix(tree) == program
+
+
+def test_examples_source_shows_the_function_on_0_to_3():
+    assert format_prompt(TREES[0], "examples") == "0:1,1:3,2:5,3:7="      # 2x + 1
+    assert format_prompt(TREES[1], "examples") == "0:-2,1:-2,2:-2,3:-2="  # x − (2 + x) = −2
+
+
+def _leaves_and_ops(text):
+    return [c for c in text if c == "x" or c.isdigit()], sorted(c for c in text if c in "+-*")
+
+
+@pytest.mark.parametrize("source", ["infix", "prefix", "infix,prefix,examples"])
+def test_generated_problems_hold_equivalent_programs(source):
+    config = ProgramsConfig(min_ops=1, max_ops=4, source=source, num_train=10, num_test=10)
+    examples = sample_problems(config, np.random.default_rng(3), 300)
+    assert {e["ops"] for e in examples} == {1, 2, 3, 4}  # a spread of difficulty
     for e in examples:
         programs = e["equivalents"].split(" ")
         assert len(programs) >= 2 and len(set(programs)) == len(programs)
-        assert e["answer"] in programs
+        assert e["answer"] == programs[0]  # canonical labels
         assert set(equivalence_classes(programs)) == {0}
         assert all(len(p) <= MAX_PROGRAM_TOKENS for p in programs)
-        outputs = [run(e["answer"], x).value for x in SHOWN_INPUTS]
-        assert e["prompt"] == format_prompt(outputs)
         assert all(run(e["answer"], x).status == OK for x in TEST_INPUTS)
-        assert len(e["prompt"]) <= config.max_prompt_chars
+        assert len(e["prompt"]) <= config.max_prompt_chars and e["prompt"].endswith("=")
+        if ":" in e["prompt"]:  # examples: the answer's outputs on 0–3
+            outputs = [run(e["answer"], x).value for x in SHOWN_INPUTS]
+            assert e["prompt"] == ",".join(f"{x}:{y}" for x, y in zip(SHOWN_INPUTS, outputs)) + "="
+        else:  # a translation: the same leaves in the same order, the same operators
+            assert _leaves_and_ops(e["prompt"]) == _leaves_and_ops(e["answer"])
+    kinds = {"examples" if ":" in e["prompt"] else "prefix" if e["prompt"][0] in "+-*" else "infix" for e in examples}
+    assert kinds == set(config.source_list)
+    random_labels = sample_problems(ProgramsConfig(label="random"), np.random.default_rng(3), 300)
+    assert any(e["answer"] != e["equivalents"].split(" ")[0] for e in random_labels)
+    assert all(e["answer"] in e["equivalents"].split(" ") for e in random_labels)
+
+
+def test_held_out_prompts_never_appear_in_train_and_few_repeat():
+    config = ProgramsConfig(min_ops=2, max_ops=4, source="infix,prefix", num_train=3000, num_test=300)
+    splits = make_splits(config)
+    train_prompts = {e["prompt"] for e in splits["train"]}
+    train_keys = {problem_key(e) for e in splits["train"]}
+    assert not any(e["prompt"] in train_prompts or problem_key(e) in train_keys for e in splits["test"])
+    draws = sample_problems(config, np.random.default_rng(0), 2000)
+    assert len({e["prompt"] for e in draws}) > 0.9 * len(draws)
+    # examples prompts of different expressions can coincide (x·2 and x+x), so they key on the prompt
+    assert problem_key({"prompt": "0:0,1:2,2:4,3:6=", "equivalents": "x2* 2x*"}) == "0:0,1:2,2:4,3:6="
+    # a translation keys on its expression, so an expression is held out in both languages at once
+    assert problem_key({"prompt": "x*2=", "equivalents": "x2* 2x*"}) == "x2*"
+    assert problem_key({"prompt": "*x2=", "equivalents": "x2* 2x*"}) == "x2*"
+
+
+def test_config_checks_and_prompt_length_bound():
     with pytest.raises(ValueError, match="ops"):
         ProgramsConfig(ops="+q")
     with pytest.raises(ValueError, match="max_ops"):
         ProgramsConfig(max_ops=5)
+    with pytest.raises(ValueError, match="source"):
+        ProgramsConfig(source="infix,lisp")
+    with pytest.raises(ValueError, match="source"):
+        ProgramsConfig(source="infix,infix")
+    with pytest.raises(ValueError, match="label"):
+        ProgramsConfig(label="shortest")
+    # infix with 4 operators: 5 leaves, 4 operators, 2·3 parentheses and "=", as "x-(x-(x-(x-x)))="
+    assert ProgramsConfig(max_ops=4).max_prompt_chars == 16
+    assert len(infix(("-", "x", ("-", "x", ("-", "x", ("-", "x", "x"))))) + "=") == 16
+    assert ProgramsConfig(max_ops=4, source="prefix").max_prompt_chars == 10       # "-x-x-x-xx="
+    assert ProgramsConfig(max_ops=2, source="examples").max_prompt_chars == len("0:-999,1:-999,2:-999,3:-999=")
+    assert ProgramsConfig(max_ops=4, source="prefix,examples").max_prompt_chars == 28
 
 
 def test_programs_task_labels_pass_their_own_tests(tmp_path):

@@ -285,19 +285,21 @@ def programs_task(
     *,
     data_dir: str,
     min_ops: int = 1,
-    max_ops: int = 3,
+    max_ops: int = 4,
     ops: str = "+-*",
+    source: str = "infix",
+    label: str = "canonical",
     num_equivalents: int = 4,
     num_train: int = 20_000,
     num_test: int = 1_000,
     seed: int = 0,
     reward: str = "all_pass",
 ) -> Task:
-    """The programs task (see `polrl.tasks.programs`): a stack-language program from
-    input/output examples, rewarded on device by running it on hidden unit tests
-    (`unit_test_reward`; ``reward`` "all_pass" or "fraction")."""
-    knobs = dict(min_ops=min_ops, max_ops=max_ops, ops=ops, num_equivalents=num_equivalents,
-                 num_train=num_train, num_test=num_test, seed=seed)
+    """The programs task (see `polrl.tasks.programs`): an expression given in ``source`` (infix,
+    prefix, or input/output examples) translated into the stack language, rewarded on device by
+    running it on hidden unit tests (`unit_test_reward`; ``reward`` "all_pass" or "fraction")."""
+    knobs = dict(min_ops=min_ops, max_ops=max_ops, ops=ops, source=source, label=label,
+                 num_equivalents=num_equivalents, num_train=num_train, num_test=num_test, seed=seed)
     config = ProgramsConfig(**knobs)
     device_reward = unit_test_reward(reward=reward)  # checks ``reward`` before any data is built
     return Task(
