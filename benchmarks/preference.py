@@ -18,6 +18,15 @@ Every arm of a seed starts from that seed's SFT warm start (the ``sft_warmup`` p
 * ``rlhf_grpo``    GRPO whose only reward is this seed's ``reward_model``; the hidden rule it never
                    sees is logged beside the learned reward.
 
+Two arms run the programs family instead (``experiments/programs_<noun>.py``: an expression in
+infix or prefix translated into a stack-language program, rewarded by unit tests run by the
+task's interpreter), from their own SFT warm start (the ``sft_warmup`` phase of
+``experiments/programs_grpo.py``, under ``<workdir>/programs``) and with the budget of those
+configs (``total_steps`` main-phase steps, evaluated every ``eval_every``) instead of ``--steps``:
+
+* ``programs_grpo`` GRPO on the all-tests-pass reward;
+* ``programs_gepo`` the same plus GEPO, the group equivalent preference loss (OORL, arXiv 2505.12723).
+
 Each run is evaluated every ``--eval_every`` steps on the 500 held-out prompts (greedy exact
 match); a run's accuracy is the mean of its last ``LAST_EVALS`` evaluations. Writes one JSON
 line per run to ``--results`` (the evaluation curve, per-step series of the pair and reward
@@ -49,7 +58,10 @@ from benchmarks.provenance import append, provenance, read  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
 FAMILY = "arithmetic"
-ARMS = ("dpo_offline", "dpo", "online_dpo", "grpo", "dno", "cdr_dpo", "reward_model", "rlhf_grpo")
+ARMS = ("dpo_offline", "dpo", "online_dpo", "grpo", "dno", "cdr_dpo", "reward_model", "rlhf_grpo",
+        "programs_grpo", "programs_gepo")
+# arms of another family: arm → (family, noun); every other arm is (FAMILY, arm)
+OTHER_FAMILY = {"programs_grpo": ("programs", "grpo"), "programs_gepo": ("programs", "gepo")}
 WHAT = {
     "dpo_offline": "DPO, fixed file of pairs",
     "dpo": "DPO, pairs of the warm model's samples",
@@ -58,6 +70,8 @@ WHAT = {
     "dno": "DNO: iterated DPO, reference = previous iterate",
     "cdr_dpo": "DPO, warm-model pairs ranked by the strong/weak density ratio",
     "rlhf_grpo": "GRPO on the learned reward model",
+    "programs_grpo": "programs: GRPO on the unit-test reward",
+    "programs_gepo": "programs: GRPO + GEPO (equivalent-program groups)",
 }
 # arm → the arm whose run it reads (checkpoints of the same seed)
 NEEDS = {"cdr_dpo": "grpo", "rlhf_grpo": "reward_model"}
@@ -74,19 +88,42 @@ CLAIMS = (
     ("online_dpo", "dpo_offline", "better", "On-policy pairs beat a fixed file of pairs (arXiv 2404.14367)"),
     ("dno", "dpo", "better", "Iterating against the previous iterate beats one DPO iteration (arXiv 2404.03715)"),
     ("cdr_dpo", "dpo", "parity", "Density-ratio labels match the verifier's labels (arXiv 2411.02481)"),
+    ("programs_gepo", "programs_grpo", "better", "GEPO adds to RL on unit-test rewards (arXiv 2505.12723)"),
 )
 
 
+def family_noun(arm: str) -> tuple[str, str]:
+    """(family, noun) of an arm: its config is ``experiments/<family>_<noun>.py``."""
+    return OTHER_FAMILY.get(arm, (FAMILY, arm))
+
+
 def experiment_exists(arm: str) -> bool:
-    return (ROOT / "experiments" / f"{FAMILY}_{arm}.py").exists()
+    family, noun = family_noun(arm)
+    return (ROOT / "experiments" / f"{family}_{noun}.py").exists()
+
+
+def family_base(base: pathlib.Path, arm: str) -> pathlib.Path:
+    """The arm's work directory: ``base`` for arithmetic, ``base/<family>`` for another family
+    (so each family has its own ``warm_seed<seed>``)."""
+    family, _ = family_noun(arm)
+    return base if family == FAMILY else base / family
+
+
+def budget(arm: str, steps: int) -> int:
+    """Main-phase steps of an arm's run: ``steps`` for arithmetic, the config's own otherwise."""
+    import importlib
+
+    family, noun = family_noun(arm)
+    return steps if family == FAMILY else importlib.import_module(f"experiments.{family}_{noun}").get_config().total_steps
 
 
 def checkpoint(base: pathlib.Path, arm: str, seed: int) -> pathlib.Path:
     """The main-phase checkpoint directory of ``arm``'s run for ``seed`` under ``base``."""
     import importlib
 
-    phase = importlib.import_module(f"experiments.{FAMILY}_{arm}").get_config().get("phase_name") or "rl"
-    return base / f"{arm}_seed{seed}" / "checkpoints" / phase
+    family, noun = family_noun(arm)
+    phase = importlib.import_module(f"experiments.{family}_{noun}").get_config().get("phase_name") or "rl"
+    return family_base(base, arm) / f"{noun}_seed{seed}" / "checkpoints" / phase
 
 
 def overrides(arm: str, seed: int, base: pathlib.Path) -> dict:
@@ -137,6 +174,14 @@ def run_arm(arm: str, seed: int, steps: int, eval_every: int, base: pathlib.Path
         held = held_out_accuracy(config, str(checkpoint(base, arm, seed)), str(HELD_OUT_PAIRS))
         r = compact(arm, r)
         r["pair_accuracy"], r["held_out_pairs"] = held["accuracy"], held["pairs"]
+    elif arm in OTHER_FAMILY:  # the family's own warm start and budget
+        import importlib
+
+        family, noun = family_noun(arm)
+        config = importlib.import_module(f"experiments.{family}_{noun}").get_config()
+        steps = config.total_steps
+        r = compact(arm, algorithms_bench.run_one(noun, seed, steps, family_base(base, arm), overrides={},
+                                                  family=family, eval_every=config.eval_every))
     else:
         r = compact(arm, algorithms_bench.run_one(arm, seed, steps, base, overrides=overrides(arm, seed, base),
                                                   family=FAMILY, eval_every=eval_every))
@@ -178,13 +223,19 @@ def render(done: list[dict], steps: int) -> str:
     of = lambda arm, fn: [fn(runs[(arm, s)]) for s in seeds if (arm, s) in runs]
     cpus = sorted({r.get("cpu") or "unrecorded" for r in done})
     policy_arms = [a for a in arms if a != "reward_model"]
-    warm = [runs[(a, s)]["evals"][0]["eval/accuracy"] for s in seeds for a in policy_arms[:1] if (a, s) in runs]
+    own = [a for a in policy_arms if a not in OTHER_FAMILY]
+    first_eval = lambda group, s: next((runs[(a, s)]["evals"][0]["eval/accuracy"] for a in group if (a, s) in runs), None)
+    warm = [w for w in (first_eval(own[:1], s) for s in seeds) if w is not None]
+    other = [a for a in policy_arms if a in OTHER_FAMILY]
+    budgets = sorted({(family_noun(a)[0], runs[(a, s)]["budget"]) for a in other for s in seeds if (a, s) in runs})
     lines = [
         "# Preference learning on arithmetic: offline pairs, on-policy pairs, a learned reward",
         "",
         f"Written by `python benchmarks/preference.py` from `benchmarks/results/preference.jsonl`; CPU {' / '.join(cpus)}; "
         f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}), paired: every arm of a seed "
-        f"starts from the same SFT warm start; {steps} main-phase steps per policy arm; mean ± std over seeds. Accuracy: "
+        f"starts from the same SFT warm start; {steps} main-phase steps per policy arm"
+        + "".join(f" ({family} arms: their own warm start, {b} steps)" for family, b in budgets)
+        + "; mean ± std over seeds. Accuracy: "
         f"greedy exact match on the 500 held-out prompts, the mean of a run's last {LAST_EVALS} evaluations. Pair "
         "accuracy / margin: the implicit reward's ranking of each step's training pairs, last tenth of the steps.",
         "",
@@ -194,6 +245,9 @@ def render(done: list[dict], steps: int) -> str:
     ]
     tail = lambda key: (lambda r: r["tail"].get(key))
     for arm in policy_arms:
+        if arm in other and arm == other[0]:
+            fw = [w for w in (first_eval(other[:1], s) for s in seeds) if w is not None]
+            lines.append(f"| SFT warm start ({family_noun(arm)[0]}) | – | {mean_std(fw, 100)} | – | – | – | – |")
         gains = of(arm, lambda r: accuracy(r) - r["evals"][0]["eval/accuracy"])
         pa, pm = of(arm, tail("pref_accuracy")), of(arm, tail("pref_margin"))
         lines.append(f"| `{arm}` | {WHAT[arm]} | {mean_std(of(arm, accuracy), 100)} | {mean_std(gains, 100)} | "
@@ -233,11 +287,16 @@ def render(done: list[dict], steps: int) -> str:
                                 "tenth)", "rlhf_grpo", "its own start", "better", [s for s in seeds if ("rlhf_grpo", s) in runs],
                                 rlhf, 1.0))
     lines += ["", "Per seed (held-out accuracy %):", "",
-              "| seed | warm | " + " | ".join(f"`{a}`" for a in policy_arms) + " |", "|---|---|" + "---|" * len(policy_arms)]
+              "| seed | warm | " + " | ".join(f"`{a}`" for a in own) + " |"
+              + (f" {family_noun(other[0])[0]} warm | " + " | ".join(f"`{a}`" for a in other) + " |" if other else ""),
+              "|---|---|" + "---|" * (len(own) + (len(other) + 1 if other else 0))]
+    cell = lambda a, s: "–" if (a, s) not in runs else f"{100 * accuracy(runs[(a, s)]):.1f}"
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}"
     for s in seeds:
-        first = next((runs[(a, s)]["evals"][0]["eval/accuracy"] for a in policy_arms if (a, s) in runs), None)
-        cells = ["–" if (a, s) not in runs else f"{100 * accuracy(runs[(a, s)]):.1f}" for a in policy_arms]
-        lines.append(f"| {s} | {'–' if first is None else f'{100 * first:.1f}'} | " + " | ".join(cells) + " |")
+        row = f"| {s} | {pct(first_eval(own, s))} | " + " | ".join(cell(a, s) for a in own) + " |"
+        if other:
+            row += f" {pct(first_eval(other, s))} | " + " | ".join(cell(a, s) for a in other) + " |"
+        lines.append(row)
     return "\n".join(lines) + "\n"
 
 
@@ -262,7 +321,7 @@ def _plot(runs, arms, seeds, path_png: pathlib.Path) -> None:
         n = min(len(r["evals"]) for r in rs)
         steps = [e["step"] - rs[0]["evals"][0]["step"] for e in rs[0]["evals"][:n]]
         acc = np.mean([[e["eval/accuracy"] for e in r["evals"][:n]] for r in rs], axis=0)
-        ax1.plot(steps, 100 * acc, marker="o", ms=3, label=arm)
+        ax1.plot(steps, 100 * acc, marker="o", ms=3, label=arm, ls="--" if arm in OTHER_FAMILY else "-")
     if any(a == "rlhf_grpo" for a in arms):
         rs = [runs[("rlhf_grpo", s)] for s in seeds if ("rlhf_grpo", s) in runs]
         k = 20
@@ -300,7 +359,7 @@ def main(argv=None) -> None:
     logging.set_verbosity(logging.ERROR)
     base = pathlib.Path(args.workdir)
     base.mkdir(parents=True, exist_ok=True)
-    done = [r for r in read(args.results) if r["budget"] == args.steps]
+    done = [r for r in read(args.results) if r["budget"] == budget(r["arm"], args.steps)]
     have = {(r["arm"], r["seed"]) for r in done}
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = sorted(set(arms) - set(ARMS))

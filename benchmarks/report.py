@@ -347,6 +347,32 @@ def preference_block(arm: str) -> Callable[[], str]:
     return block
 
 
+def programs_preference_block(arm: str) -> Callable[[], str]:
+    """The programs arms of the preference benchmark: their own warm start and budget."""
+
+    def block() -> str:
+        from benchmarks import preference
+
+        t = _preference()
+        a, acc = t["arms"], t["acc"]
+        rs = a["programs_grpo"] + a["programs_gepo"]
+        warm = ms([r["evals"][0]["eval/accuracy"] for r in a["programs_grpo"]])
+        diffs = [preference.accuracy(g) - preference.accuracy(b)
+                 for g in a["programs_gepo"] for b in a["programs_grpo"] if g["seed"] == b["seed"]]
+        setup = ("benchmarks/preference.md, written by `python benchmarks/preference.py` from "
+                 f"benchmarks/results/preference.jsonl; {where(rs)}; held-out greedy accuracy (every unit test passed) on "
+                 f"500 prompts, the mean of a run's last 3 evaluations; both arms of a seed from the same SFT warm start; "
+                 f"{rs[0]['budget']} RL steps; mean ± std over {seeds_phrase(r['seed'] for r in a['programs_grpo'])}")
+        gepo = f"{acc('programs_gepo')}% with GEPO ({'+' if statistics.mean(diffs) >= 0 else ''}" \
+               f"{100 * statistics.mean(diffs):.1f} points over GRPO on paired seeds, ahead on {sum(d > 0 for d in diffs)} of {len(diffs)} seeds)"
+        text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc('programs_grpo')}% with GRPO, {gepo}."
+                if arm == "programs_grpo" else
+                f"Expected result ({setup}): SFT warm start {warm}% → {gepo}; GRPO alone: {acc('programs_grpo')}%.")
+        return para(text)
+
+    return block
+
+
 def readme_preference() -> str:
     t = _preference()
     acc = t["acc"]
@@ -602,6 +628,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "chain.sft": chain_block("sft"),
     **{f"length.{a}": length_block(a) for a in ("grpo", "dr_grpo", "dapo", "sft")},
     **{f"preference.{a}": preference_block(a) for a in ("dpo_offline", "online_dpo", "reward_model", "rlhf_grpo")},
+    **{f"preference.{a}": programs_preference_block(a) for a in ("programs_grpo", "programs_gepo")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),
     **{f"arithmetic.{n}": arithmetic_noun(n) for n in (

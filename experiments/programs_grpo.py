@@ -1,12 +1,15 @@
-"""GRPO on the programs task (stack-language programs from input/output examples, rewarded by
-running them on hidden unit tests) from an SFT warm start: the baseline of programs_gepo.
+"""GRPO on the programs task (an expression in infix or prefix notation translated into a
+stack-language program, rewarded by running it on hidden unit tests) from an SFT warm start: the
+baseline of programs_gepo.
 
-Task: a hidden function of x (1–3 binary operators from "+-*" over x and the digits 1–9) shown
-on the inputs 0–3 ("0:1,1:3,2:5,3:7="); the answer is a program of the stack language of
-``polrl.tasks.program_interpreter`` ("x2*1+"), rewarded 1 iff it crashes on none of the 8 hidden
-unit tests (x = −2 … 5) and outputs what the labelled program outputs on each (OORL's binary
-unit-test reward, computed on device by the compiled interpreter). The labelled answers are
-drawn among several equivalent programs per problem. 10% of the prompts are held out.
+Task: an expression of x with 2–4 binary operators from "+-*" over x and the digits 1–9, written
+in one of two source languages drawn per problem, infix ("x*2+1=") or prefix ("+*x21="); the
+answer is a program of the stack language of ``polrl.tasks.program_interpreter`` ("x2*1+"),
+rewarded 1 iff it crashes on none of the 8 hidden unit tests (x = −2 … 5) and outputs what the
+labelled (canonical postfix) program outputs on each (OORL's binary unit-test reward, computed on
+device by the compiled interpreter; "On-Policy Optimization with Group Equivalent Preference for
+Multi-Programming Language Understanding", arXiv 2505.12723). 10% of the expressions are held
+out, in both languages at once.
 
 Launch (CPU):
   python -m polrl.launch --config experiments/programs_grpo.py --workdir runs/programs_grpo
@@ -14,14 +17,23 @@ Smoke (seconds, run by the test suite):
   python -m polrl.launch --config experiments/programs_grpo.py:smoke --workdir /tmp/polrl/programs_grpo_smoke
 
 Recipe:
-  1. SFT warm start: 8000 labelled demonstrations, 200 steps of batch 64 (1.6 passes), lr 2e-3.
+  1. SFT warm start: 8000 labelled demonstrations, 200 steps of batch 64 (1.6 passes), lr 2e-3,
+     sized to stop well short of the task (the expressions with 4 operators and the prefix
+     source are the hard part), leaving room for RL.
   2. GRPO from prompts only: 16 prompts × 8 samples per step for 200 steps, lr 3e-4, no KL, one
      update per batch, token-mean loss.
 Model: 2-layer decoder, d_model 128, 4 heads / 2 KV heads, MLP 384, the 64-entry char vocabulary.
 
-Expected result: not measured by a benchmark yet (no report block). The run logs the held-out
-greedy accuracy (all 8 unit tests passed) of the warm start and after GRPO (eval/accuracy), and
-the fraction of sampled programs that pass (accuracy) per step.
+<!-- report: preference.programs_grpo -->
+Expected result (benchmarks/preference.md, written by `python benchmarks/preference.py` from
+benchmarks/results/preference.jsonl; CPU AMD EPYC; held-out greedy accuracy (every unit test passed)
+on 500 prompts, the mean of a run's last 3 evaluations; both arms of a seed from the same SFT warm
+start; 200 RL steps; mean ± std over 3 seeds (0, 1, 2)): SFT warm start 43.8 ± 9.8% → 43.6 ± 11.0%
+with GRPO, 51.2 ± 11.1% with GEPO (+7.6 points over GRPO on paired seeds, ahead on 3 of 3 seeds).
+<!-- /report -->
+
+The run logs the held-out greedy accuracy (all 8 unit tests passed) of the warm start and every
+50 steps (eval/accuracy), and the fraction of sampled programs that pass (accuracy) per step.
 """
 import ml_collections
 
@@ -34,8 +46,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 200
     c.log_every = 1
 
-    c.task = ml_collections.ConfigDict(dict(name="programs", data_dir="", min_ops=1, max_ops=3, ops="+-*",
-                                            num_train=20_000, num_test=500, seed=0))
+    c.task = ml_collections.ConfigDict(dict(name="programs", data_dir="", min_ops=2, max_ops=4, ops="+-*",
+                                            source="infix,prefix", num_train=20_000, num_test=500, seed=0))
     c.model = ml_collections.ConfigDict(dict(d_model=128, num_layers=2, num_heads=4, num_kv_heads=2, mlp_dim=384, max_len=64))
     c.demos = ml_collections.ConfigDict(dict(num=8000, batch_size=64))
     c.warmup = ml_collections.ConfigDict(dict(steps=200, learning_rate=2e-3))
