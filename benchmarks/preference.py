@@ -1,5 +1,6 @@
-"""Preference learning on arithmetic: offline pairs → the warm model's samples → on-policy pairs,
-a learned reward model and RLHF with it; paired seeds, same budget.
+"""Preference and reward learning: offline pairs → the warm model's samples → on-policy pairs,
+iterated and curriculum variants, a learned reward model and RLHF with it, and a preference loss
+over equivalent programs; paired seeds, same budget.
 
 Every arm of a seed starts from that seed's SFT warm start (the ``sft_warmup`` phase of
 ``experiments/arithmetic_grpo.py``, trained once and copied into every run, as in
@@ -10,22 +11,27 @@ Every arm of a seed starts from that seed's SFT warm start (the ``sft_warmup`` p
 * ``dpo``          DPO on pairs of the frozen warm model's own samples, ranked by the verifier;
 * ``online_dpo``   the same loss on pairs of the current policy's samples (on-policy);
 * ``grpo``         the RL baseline with the same verifier;
-* ``dno``          iterated DPO, each iteration against the previous iterate (when its config exists);
+* ``dno``          iterated DPO, each iteration against the previous iterate;
 * ``cdr_dpo``      DPO on the warm model's pairs ranked by log π_strong − log π_weak instead of the
-                   verifier, strong = this seed's ``grpo`` run, weak = its warm start (when its config exists);
+                   verifier, strong = this seed's ``grpo`` run, weak = its warm start;
+* ``light_r1``     Light-R1's curriculum in the same steps: SFT on the hard demonstrations, DPO
+                   (right answer over the model's own wrong one), then GRPO;
 * ``reward_model`` a Bradley–Terry reward model of a hidden closeness rule, its own budget
                    (the config's steps), scored on 500 held-out pairs;
 * ``rlhf_grpo``    GRPO whose only reward is this seed's ``reward_model``; the hidden rule it never
                    sees is logged beside the learned reward.
 
-Two arms run the programs family instead (``experiments/programs_<noun>.py``: an expression in
+Three arms run the programs family instead (``experiments/programs_<noun>.py``: an expression in
 infix or prefix translated into a stack-language program, rewarded by unit tests run by the
 task's interpreter), from their own SFT warm start (the ``sft_warmup`` phase of
 ``experiments/programs_grpo.py``, under ``<workdir>/programs``) and with the budget of those
 configs (``total_steps`` main-phase steps, evaluated every ``eval_every``) instead of ``--steps``:
 
 * ``programs_grpo`` GRPO on the all-tests-pass reward;
-* ``programs_gepo`` the same plus GEPO, the group equivalent preference loss (OORL, arXiv 2505.12723).
+* ``programs_gepo`` the same plus GEPO, the group equivalent preference loss (OORL, arXiv 2505.12723),
+  whose groups include the labelled program as a winner;
+* ``programs_gepo_no_label`` GEPO on the policy's samples only (``expert_per_group=0``): the loss
+  without the label it otherwise adds.
 
 Each run is evaluated every ``--eval_every`` steps on the 500 held-out prompts (greedy exact
 match); a run's accuracy is the mean of its last ``LAST_EVALS`` evaluations. Writes one JSON
@@ -58,10 +64,11 @@ from benchmarks.provenance import append, provenance, read  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
 FAMILY = "arithmetic"
-ARMS = ("dpo_offline", "dpo", "online_dpo", "grpo", "dno", "cdr_dpo", "reward_model", "rlhf_grpo",
-        "programs_grpo", "programs_gepo")
-# arms of another family: arm → (family, noun); every other arm is (FAMILY, arm)
-OTHER_FAMILY = {"programs_grpo": ("programs", "grpo"), "programs_gepo": ("programs", "gepo")}
+ARMS = ("dpo_offline", "dpo", "online_dpo", "grpo", "dno", "cdr_dpo", "light_r1", "reward_model", "rlhf_grpo",
+        "programs_grpo", "programs_gepo", "programs_gepo_no_label")
+# arms of another family: arm → (family, noun, config overrides); every other arm is (FAMILY, arm, {})
+OTHER_FAMILY = {"programs_grpo": ("programs", "grpo", {}), "programs_gepo": ("programs", "gepo", {}),
+                "programs_gepo_no_label": ("programs", "gepo", {"algorithm_kwargs.expert_per_group": 0})}
 WHAT = {
     "dpo_offline": "DPO, fixed file of pairs",
     "dpo": "DPO, pairs of the warm model's samples",
@@ -72,6 +79,8 @@ WHAT = {
     "rlhf_grpo": "GRPO on the learned reward model",
     "programs_grpo": "programs: GRPO on the unit-test reward",
     "programs_gepo": "programs: GRPO + GEPO (equivalent-program groups)",
+    "programs_gepo_no_label": "programs: GRPO + GEPO on the policy's samples only (no labelled program)",
+    "light_r1": "Light-R1: SFT on hard demos → DPO → GRPO, same total steps",
 }
 # arm → the arm whose run it reads (checkpoints of the same seed)
 NEEDS = {"cdr_dpo": "grpo", "rlhf_grpo": "reward_model"}
@@ -88,13 +97,16 @@ CLAIMS = (
     ("online_dpo", "dpo_offline", "better", "On-policy pairs beat a fixed file of pairs (arXiv 2404.14367)"),
     ("dno", "dpo", "better", "Iterating against the previous iterate beats one DPO iteration (arXiv 2404.03715)"),
     ("cdr_dpo", "dpo", "parity", "Density-ratio labels match the verifier's labels (arXiv 2411.02481)"),
+    ("light_r1", "grpo", "better", "Curriculum SFT → DPO → GRPO beats GRPO alone at the same steps (arXiv 2503.10460)"),
     ("programs_gepo", "programs_grpo", "better", "GEPO adds to RL on unit-test rewards (arXiv 2505.12723)"),
+    ("programs_gepo_no_label", "programs_grpo", "better",
+     "GEPO's loss adds to RL without the labelled program in its groups (arXiv 2505.12723)"),
 )
 
 
 def family_noun(arm: str) -> tuple[str, str]:
     """(family, noun) of an arm: its config is ``experiments/<family>_<noun>.py``."""
-    return OTHER_FAMILY.get(arm, (FAMILY, arm))
+    return OTHER_FAMILY.get(arm, (FAMILY, arm, {}))[:2]
 
 
 def experiment_exists(arm: str) -> bool:
@@ -177,11 +189,12 @@ def run_arm(arm: str, seed: int, steps: int, eval_every: int, base: pathlib.Path
     elif arm in OTHER_FAMILY:  # the family's own warm start and budget
         import importlib
 
-        family, noun = family_noun(arm)
+        family, noun, changes = OTHER_FAMILY[arm]
         config = importlib.import_module(f"experiments.{family}_{noun}").get_config()
         steps = config.total_steps
-        r = compact(arm, algorithms_bench.run_one(noun, seed, steps, family_base(base, arm), overrides={},
-                                                  family=family, eval_every=config.eval_every))
+        r = compact(arm, algorithms_bench.run_one(noun, seed, steps, family_base(base, arm), overrides=changes,
+                                                  tag=f"_{arm}" if changes else "", family=family,
+                                                  eval_every=config.eval_every))
     else:
         r = compact(arm, algorithms_bench.run_one(arm, seed, steps, base, overrides=overrides(arm, seed, base),
                                                   family=FAMILY, eval_every=eval_every))
@@ -229,7 +242,7 @@ def render(done: list[dict], steps: int) -> str:
     other = [a for a in policy_arms if a in OTHER_FAMILY]
     budgets = sorted({(family_noun(a)[0], runs[(a, s)]["budget"]) for a in other for s in seeds if (a, s) in runs})
     lines = [
-        "# Preference learning on arithmetic: offline pairs, on-policy pairs, a learned reward",
+        "# Preference and reward learning: offline to on-policy pairs, a learned reward, equivalent programs",
         "",
         f"Written by `python benchmarks/preference.py` from `benchmarks/results/preference.jsonl`; CPU {' / '.join(cpus)}; "
         f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}), paired: every arm of a seed "

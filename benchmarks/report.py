@@ -339,9 +339,20 @@ def preference_block(arm: str) -> Callable[[], str]:
                     f"{tail('rlhf_grpo', 'reward_mean')} and the hidden score s {head('rlhf_grpo', 'hidden_score_mean')} → "
                     f"{tail('rlhf_grpo', 'hidden_score_mean')}; held-out greedy accuracy {warm}% → {acc('rlhf_grpo')}% "
                     f"(GRPO on the verifier itself: {acc('grpo')}%).")
+        elif arm == "cdr_dpo":
+            text = (f"Expected result ({setup}; strong = the seed's GRPO run of the same benchmark): SFT warm start "
+                    f"{warm}% → {acc('cdr_dpo')}% (DPO on the same samples ranked by the verifier: {acc('dpo')}%). Over "
+                    f"the last tenth of the steps the ratio's pairs are ones the verifier does not tie for "
+                    f"{ms([r['tail']['pair_untied'] for r in a['cdr_dpo']])}% of the prompts, and on those it agrees with "
+                    f"the verifier {ms([r['tail']['pair_agreement'] for r in a['cdr_dpo']])}% of the time: its other "
+                    f"pairs rank two answers the verifier scores alike (both wrong or both right).")
+        elif arm == "dno":
+            text = (f"Expected result ({setup}, three iterations of a third each): SFT warm start {warm}% → "
+                    f"{acc('dno')}% (one DPO iteration on the warm model's pairs, the same steps: {acc('dpo')}%; on the "
+                    f"current policy's pairs: {acc('online_dpo')}%).")
         else:
-            text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc(arm)}% (DPO on the warm model's pairs "
-                    f"ranked by the verifier: {acc('dpo')}%).")
+            text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc(arm)}% (GRPO alone for the same steps: "
+                    f"{acc('grpo')}%; DPO on the warm model's pairs: {acc('dpo')}%).")
         return para(text)
 
     return block
@@ -627,7 +638,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "chain.treepo": chain_block("treepo"),
     "chain.sft": chain_block("sft"),
     **{f"length.{a}": length_block(a) for a in ("grpo", "dr_grpo", "dapo", "sft")},
-    **{f"preference.{a}": preference_block(a) for a in ("dpo_offline", "online_dpo", "reward_model", "rlhf_grpo")},
+    **{f"preference.{a}": preference_block(a) for a in ("dpo_offline", "online_dpo", "reward_model", "rlhf_grpo",
+                                                         "dno", "cdr_dpo")},
     **{f"preference.{a}": programs_preference_block(a) for a in ("programs_grpo", "programs_gepo")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),

@@ -35,10 +35,19 @@ split (in the iteration's own order) from the frozen π_t, which draws from the 
 (batched on-policy: the sampler is π_t, not the policy being trained). The paper's annotator is an LLM judge (GPT-4);
 here the verifier (or a reward model) scores, so the margin threshold is on that score.
 
-Expected result: not measured by a benchmark yet (no report block). What it shows: per iteration,
-pairs_kept (the fraction of prompts whose pair carries a preference; it falls as π_t improves and
-fewer prompts have a wrong sample), pref_accuracy / pref_margin against π_t, and the held-out
-greedy accuracy (eval/accuracy) at the end of each iteration beside the warm start's.
+<!-- report: preference.dno -->
+Expected result (benchmarks/preference.md, written by `python benchmarks/preference.py` from
+benchmarks/results/preference.jsonl; CPU AMD EPYC; held-out greedy exact match on 500 prompts, the
+mean of a run's last 3 evaluations; every arm of a seed from the same SFT warm start; 600 steps;
+mean ± std over 3 seeds (0, 1, 2), three iterations of a third each): SFT warm start 30.9 ± 3.9% →
+48.0 ± 5.0% (one DPO iteration on the warm model's pairs, the same steps: 38.5 ± 4.0%; on the
+current policy's pairs: 56.0 ± 4.2%).
+<!-- /report -->
+
+What it shows: per iteration, pairs_kept (the fraction of prompts whose pair carries a preference;
+it falls as π_t improves and fewer prompts have a wrong sample), pref_accuracy / pref_margin against
+π_t, and the held-out greedy accuracy (eval/accuracy) at the end of each iteration beside the warm
+start's.
 """
 import ml_collections
 
