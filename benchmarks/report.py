@@ -299,8 +299,7 @@ def _preference() -> dict:
     arms = {}
     for r in sorted(rs, key=lambda r: r["seed"]):
         arms.setdefault(r["arm"], []).append(r)
-    policy = [r for r in rs if r["arm"] != "reward_model"]
-    return {"arms": arms, "records": rs, "seeds": sorted({r["seed"] for r in rs}), "steps": policy[0]["budget"],
+    return {"arms": arms, "records": rs, "seeds": sorted({r["seed"] for r in rs}), "steps": arms["dpo"][0]["budget"],
             "warm": ms([r["evals"][0]["eval/accuracy"] for r in arms["dpo"]]),
             "acc": lambda arm: ms([preference.accuracy(r) for r in arms[arm]])}
 
@@ -386,18 +385,17 @@ def programs_preference_block(arm: str) -> Callable[[], str]:
 
 def readme_preference() -> str:
     t = _preference()
-    acc = t["acc"]
-    arms = t["arms"]
-    rlhf = ""
-    if "rlhf_grpo" in arms:
-        h = lambda key: ms([r[key]["hidden_score_mean"] for r in arms["rlhf_grpo"]], 1.0, 3)
-        rlhf = (f"; a reward model of a hidden rule scores {ms([r['pair_accuracy'] for r in arms['reward_model']], 1.0, 3)} "
-                f"on held-out pairs and RLHF on it raises the hidden score {h('head')} → {h('tail')}")
-    return (f"| `experiments/arithmetic_{{dpo_offline,dpo,online_dpo,reward_model,rlhf_grpo}}.py` | preference learning "
-            f"from offline pairs to on-policy pairs and a learned reward, same warm start, {t['steps']} steps | DPO on a "
-            f"fixed file {acc('dpo_offline')}%, on the warm model's samples {acc('dpo')}%, on the policy's own samples "
-            f"{acc('online_dpo')}% (GRPO {acc('grpo')}%){rlhf} ({len(t['seeds'])} seeds, "
-            "[`benchmarks/preference.md`](benchmarks/preference.md)) |")
+    acc, arms = t["acc"], t["arms"]
+    h = lambda key: ms([r[key]["hidden_score_mean"] for r in arms["rlhf_grpo"]], 1.0, 3)
+    return (f"| `experiments/arithmetic_{{dpo_offline,dpo,online_dpo,dno,cdr_dpo,reward_model,rlhf_grpo}}.py`, "
+            f"`programs_{{grpo,gepo}}.py` | preference learning from offline pairs to on-policy pairs, iterated and "
+            f"density-ratio labels, a learned reward, same warm start, {t['steps']} steps; GEPO on program "
+            f"translation | DPO on a fixed file {acc('dpo_offline')}%, on the warm model's samples {acc('dpo')}%, on the "
+            f"policy's own samples {acc('online_dpo')}%, DNO {acc('dno')}%, CDR-ranked {acc('cdr_dpo')}% (GRPO "
+            f"{acc('grpo')}%); a reward model of a hidden rule scores "
+            f"{ms([r['pair_accuracy'] for r in arms['reward_model']], 1.0, 3)} on held-out pairs and RLHF on it raises "
+            f"the hidden score {h('head')} → {h('tail')}; programs: GRPO {acc('programs_grpo')}%, GRPO + GEPO "
+            f"{acc('programs_gepo')}% ({len(t['seeds'])} seeds, [`benchmarks/preference.md`](benchmarks/preference.md)) |")
 
 
 def readme_experiments() -> str:
