@@ -117,6 +117,24 @@ def sample_problems(
     return examples
 
 
+def difficulty(example: dict) -> int:
+    """The problem's difficulty: the number of digits of its exact value |v|, sign excluded
+    ("3+5+1=" → 1, "9+8+7=" → 2, "12-40=" → 2), i.e. the answer's length without its sign.
+
+    Read from the prompt alone (``parse_expression`` of the text before "="), so it applies to
+    train prompts, labelled demonstrations and preference rows alike, whatever the answer's
+    format (``reverse_answer``). A longer answer takes more generated digits, each depending on
+    the carries of the columns before it (for sums of one-digit operands: 2 digits iff the sum
+    carries), so the digit count orders problems by how much a small model must get right. It
+    stands in for the pass rate of a reference model, the difficulty of "Light-R1: Curriculum
+    SFT, DPO and RL for Long COT from Scratch and Beyond" (arXiv 2503.10460), in a phase's
+    ``difficulty`` filter (``polrl.train.build.select_by_difficulty``).
+    ``example["prompt"]`` is a str (``polrl.tasks.data.decode_example`` of a data-source row).
+    """
+    value, _ = parse_expression(example["prompt"].removesuffix("="))
+    return len(str(abs(value)))
+
+
 def make_splits(config: ArithmeticConfig) -> dict[str, list[dict]]:
     """{"train": [...], "test": [...]} for `config` (see `draw_splits`)."""
     return config_splits(config, sample_problems, harder_hint="raise num_digits or num_operands")

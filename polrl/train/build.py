@@ -23,7 +23,7 @@ Config layout (every experiment in ``experiments/`` follows it)::
   phases:     optional list of phase sections run in order after the warm-up, instead of the
               single main phase: name (unique; metrics and WORKDIR/checkpoints/<name>), steps
               (int >= 0; total_steps must equal their sum), and optionally algorithm,
-              algorithm_kwargs, collector, collector_kwargs, data, pairs, each defaulting to the
+              algorithm_kwargs, collector, collector_kwargs, data, pairs, difficulty, each defaulting to the
               top-level field (the *_kwargs only while the entry keeps the top-level noun, else
               {}). Each phase starts from the previous one's final parameters, which are also its
               reference (PolicyState.ref_params): DNO's iterations, a curriculum (SFT on demos →
@@ -55,6 +55,12 @@ Config layout (every experiment in ``experiments/`` follows it)::
               fixed labelled set, demos.batch_size per step) or "pairs" (offline preference
               rows, below; collector "offline_pairs" for paired rows, "offline_unpaired" for
               labelled ones)
+  difficulty: optional {min, max} (inclusive; either may be left out; {} or absent = every
+              example): the phase reads only the examples of its data (train prompts, demos or
+              pairs) whose task-defined difficulty lies in [min, max] — ``difficulty(example)``
+              in the task's module polrl.tasks.<task name> (e.g. arithmetic: the answer's digit
+              count), a curriculum's "harder subset" (``select_by_difficulty``). Not the warm-up's
+              demos
   pairs:      with data = "pairs": path (a JSONL file) or tfds_name (+ tfds_split, default
               "train", and tfds_data_dir, default TFDS's): rows {prompt, chosen, rejected} or
               {prompt, completion, label} (polrl.tasks.preference_data, checked before
@@ -78,6 +84,7 @@ Config layout (every experiment in ``experiments/`` follows it)::
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 
@@ -91,6 +98,7 @@ from polrl.models.lora import apply_lora, lora_algorithm
 from polrl.rollout import SamplingConfig
 from polrl.tasks import get_task, preference_data, registry
 from polrl.tasks.closeness import closeness_reward
+from polrl.tasks.data import decode_example
 from polrl.train.reward_checkpoint import load_params, load_reward_params, policy_source
 from polrl.train.trainer import Phase, RunSpec
 
@@ -199,7 +207,8 @@ def split_steps(config) -> tuple[int, int]:
     return main_steps, config.total_steps - main_steps
 
 
-PHASE_FIELDS = ("name", "steps", "algorithm", "algorithm_kwargs", "collector", "collector_kwargs", "data", "pairs")
+PHASE_FIELDS = ("name", "steps", "algorithm", "algorithm_kwargs", "collector", "collector_kwargs", "data", "pairs",
+                "difficulty")
 
 
 def with_defaults(top: dict, entry: dict) -> dict:
@@ -249,7 +258,8 @@ def phase_sections(config) -> list[dict]:
     top = {"algorithm": config.algorithm, "algorithm_kwargs": config.get("algorithm_kwargs") or {},
            "collector": config.get("collector", "group_samples"),
            "collector_kwargs": config.get("collector_kwargs") or {},
-           "data": config.get("data", "train"), "pairs": config.get("pairs") or {}}
+           "data": config.get("data", "train"), "pairs": config.get("pairs") or {},
+           "difficulty": config.get("difficulty") or {}}
     entries = config.get("phases")
     if entries is None:
         main_steps, follow_steps = split_steps(config)
@@ -288,7 +298,72 @@ def section_call(section: dict, field: str, fn, *args, **kwargs):
         raise ValueError(f"{section['where']}.{field}={value!r}: {e}") from e
 
 
+DIFFICULTY_BOUNDS = ("min", "max")
+DATA_KINDS = {"train": "train prompts", "demos": "demos", "pairs": "pairs"}
+
+
+def task_difficulty(task, field: str):
+    """The task's ``difficulty(example) -> number``: the function of that name in its module
+    ``polrl.tasks.<task.name>``; a one-line error naming ``field`` when there is none."""
+    try:
+        module = importlib.import_module(f"polrl.tasks.{task.name}")
+    except ImportError:
+        module = None
+    fn = getattr(module, "difficulty", None)
+    if not callable(fn):
+        raise ValueError(f"{field} is set but task {task.name!r} defines no difficulty (a difficulty(example) function "
+                         f"in polrl.tasks.{task.name}); remove {field} or use a task that defines one")
+    return fn
+
+
+def difficulty_bounds(bounds, field: str) -> tuple[float, float]:
+    """``(low, high)`` of a ``difficulty`` section {min, max} (inclusive; a missing bound is ∓inf), checked."""
+    bounds = dict(bounds)
+    unknown = sorted(set(bounds) - set(DIFFICULTY_BOUNDS))
+    if unknown:
+        raise ValueError(f"{field}.{unknown[0]} is not a difficulty bound; use min and/or max (inclusive)")
+    for key in bounds:
+        value = bounds[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise ValueError(f"{field}.{key}={value!r} must be a number (an inclusive bound on the task's difficulty)")
+    low, high = bounds.get("min", -float("inf")), bounds.get("max", float("inf"))
+    if low > high:
+        raise ValueError(f"{field}: min={low} > max={high}; give min <= max")
+    return low, high
+
+
+def select_by_difficulty(examples, difficulty, bounds, field: str, kind: str) -> list:
+    """The examples x of ``examples`` with min <= difficulty(x) <= max (``bounds``, a ``difficulty``
+    section), in their order; ``difficulty`` sees each example decoded (``decode_example``: str
+    text), the originals are kept. An empty selection is a one-line error naming ``field``.
+
+    A curriculum's data stages ("Light-R1: Curriculum SFT, DPO and RL for Long COT from Scratch and
+    Beyond", arXiv 2503.10460: SFT stage 2 on a harder subset of stage 1's problems) are phases
+    whose sections select {x : min <= d(x) <= max} of one source; the paper's d is a reference
+    model's pass rate, here the task's own d (INFERRED stand-in, no model needed)."""
+    low, high = difficulty_bounds(bounds, field)
+    levels = [difficulty(decode_example(examples[i])) for i in range(len(examples))]
+    kept = [examples[i] for i, level in enumerate(levels) if low <= level <= high]
+    if not kept:
+        span = f"span {min(levels)}..{max(levels)}" if levels else "are none"
+        raise ValueError(f"{field}={dict(bounds)!r} selects none of the {len(levels)} {kind} (their difficulties "
+                         f"{span}); widen the bounds")
+    return kept
+
+
 def phase_data(section: dict, task, demos: list[dict], demos_per_step: int, rollout) -> tuple:
+    """``(source, prompts per step)`` of a phase section's ``data``, checked against its collector;
+    with a ``difficulty`` section, only the examples it selects (``select_by_difficulty``)."""
+    source, per_step = phase_source(section, task, demos, demos_per_step, rollout)
+    bounds = section.get("difficulty") or {}
+    if bounds:
+        field = f"{section['where'] or 'config'}.difficulty"
+        source = select_by_difficulty(source, task_difficulty(task, field), bounds, field,
+                                      DATA_KINDS[section["data"]])
+    return source, per_step
+
+
+def phase_source(section: dict, task, demos: list[dict], demos_per_step: int, rollout) -> tuple:
     """``(source, prompts per step)`` of a phase section's ``data``, checked against its collector."""
     where, data, name = section["where"], section["data"], section["collector"]
     if data not in ("train", "demos", "pairs"):
