@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import pathlib
 import shutil
 import statistics
@@ -147,6 +146,20 @@ def run_one(noun: str, seed: int, steps: int, base: pathlib.Path, overrides: dic
 
 
 
+def prepare(workdir: str) -> pathlib.Path:
+    """A learning benchmark's start: one host device per core, as the launcher (the configs' mesh
+    uses them all), quiet logging, and ``workdir`` created; returns it as a path."""
+    from absl import logging
+
+    from polrl.devices import use_every_core
+
+    use_every_core()
+    logging.set_verbosity(logging.ERROR)
+    base = pathlib.Path(workdir)
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
 def _fmt(xs, scale=1.0, digits=1):
     return mean_std(xs, scale, digits)
 
@@ -210,14 +223,7 @@ def main(argv=None) -> None:
     p.add_argument("--remark", default="", help="a line for the report's header (e.g. how the runs shared the machine)")
     args = p.parse_args(argv)
 
-    from absl import logging
-
-    from polrl.devices import use_every_core
-
-    use_every_core()  # as the launcher: one host device per core, the configs' mesh uses them all
-    logging.set_verbosity(logging.ERROR)
-    base = pathlib.Path(args.workdir)
-    base.mkdir(parents=True, exist_ok=True)
+    base = prepare(args.workdir)
     done = [r for r in read(args.results) if r["steps"] == args.steps]
     have = {(r["noun"], r["seed"]) for r in done}
     nouns = [n.strip() for n in args.nouns.split(",") if n.strip()]

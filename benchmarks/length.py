@@ -269,14 +269,7 @@ def main(argv=None) -> None:
     p.add_argument("--report", default=str(ROOT / "benchmarks" / "length.md"))
     args = p.parse_args(argv)
 
-    from absl import logging
-
-    from polrl.devices import use_every_core
-
-    use_every_core()
-    logging.set_verbosity(logging.ERROR)
-    base = pathlib.Path(args.workdir)
-    base.mkdir(parents=True, exist_ok=True)
+    base = algorithms_bench.prepare(args.workdir)
     done = [r for r in read(args.results) if r["steps"] == args.steps]
     have = {(r["arm"], r["seed"]) for r in done}
     for seed in args.seeds:

@@ -11,6 +11,8 @@ Every arm of a seed starts from that seed's SFT warm start (the ``sft_warmup`` p
 * ``dpo``          DPO on pairs of the frozen warm model's own samples, ranked by the verifier;
 * ``online_dpo``   the same loss on pairs of the current policy's samples (on-policy);
 * ``grpo``         the RL baseline with the same verifier;
+* ``dpo_gold``     ``dpo`` with DNO's pair options (the labelled answer as a candidate, margin 1):
+                   one DNO iteration, so ``dno`` against it isolates the iterations;
 * ``dno``          iterated DPO, each iteration against the previous iterate;
 * ``cdr_dpo``      DPO on the warm model's pairs ranked by log π_strong − log π_weak instead of the
                    verifier, strong = this seed's ``grpo`` run, weak = its warm start;
@@ -64,7 +66,7 @@ from benchmarks.provenance import append, provenance, read  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
 FAMILY = "arithmetic"
-ARMS = ("dpo_offline", "dpo", "online_dpo", "grpo", "dno", "cdr_dpo", "light_r1", "reward_model", "rlhf_grpo",
+ARMS = ("dpo_offline", "dpo", "dpo_gold", "online_dpo", "grpo", "dno", "cdr_dpo", "light_r1", "reward_model", "rlhf_grpo",
         "programs_grpo", "programs_gepo", "programs_gepo_no_label")
 # arms of another family: arm → (family, noun, config overrides); every other arm is (FAMILY, arm, {})
 OTHER_FAMILY = {"programs_grpo": ("programs", "grpo", {}), "programs_gepo": ("programs", "gepo", {}),
@@ -72,6 +74,7 @@ OTHER_FAMILY = {"programs_grpo": ("programs", "grpo", {}), "programs_gepo": ("pr
 WHAT = {
     "dpo_offline": "DPO, fixed file of pairs",
     "dpo": "DPO, pairs of the warm model's samples",
+    "dpo_gold": "DPO, the same with DNO's gold answer and margin, one iteration",
     "online_dpo": "DPO, pairs of the current policy's samples",
     "grpo": "GRPO (RL baseline)",
     "dno": "DNO: iterated DPO, reference = previous iterate",
@@ -82,6 +85,8 @@ WHAT = {
     "programs_gepo_no_label": "programs: GRPO + GEPO on the policy's samples only (no labelled program)",
     "light_r1": "Light-R1: SFT on hard demos → DPO → GRPO, same total steps",
 }
+# arithmetic arms that are another arm's config with overrides: arm → (noun, overrides)
+VARIANTS = {"dpo_gold": ("dpo", {"collector_kwargs": {"gold": True, "margin": 1.0}})}
 # arm → the arm whose run it reads (checkpoints of the same seed)
 NEEDS = {"cdr_dpo": "grpo", "rlhf_grpo": "reward_model"}
 SERIES = ("loss", "pref_accuracy", "pref_margin", "reward_mean", "hidden_score_mean", "verifier_reward_mean",
@@ -95,7 +100,9 @@ CLAIMS = (
     ("online_dpo", "dpo", "better",
      "On-policy pairs beat pairs of the warm model's samples (same loss; arXiv 2404.14367)"),
     ("online_dpo", "dpo_offline", "better", "On-policy pairs beat a fixed file of pairs (arXiv 2404.14367)"),
-    ("dno", "dpo", "better", "Iterating against the previous iterate beats one DPO iteration (arXiv 2404.03715)"),
+    ("dno", "dpo", "better", "DNO beats DPO on the warm model's pairs (arXiv 2404.03715)"),
+    ("dno", "dpo_gold", "better",
+     "Iterating against the previous iterate beats one iteration with the same gold answers and margin (arXiv 2404.03715)"),
     ("cdr_dpo", "dpo", "parity", "Density-ratio labels match the verifier's labels (arXiv 2411.02481)"),
     ("light_r1", "grpo", "better", "Curriculum SFT → DPO → GRPO beats GRPO alone at the same steps (arXiv 2503.10460)"),
     ("programs_gepo", "programs_grpo", "better", "GEPO adds to RL on unit-test rewards (arXiv 2505.12723)"),
@@ -106,6 +113,8 @@ CLAIMS = (
 
 def family_noun(arm: str) -> tuple[str, str]:
     """(family, noun) of an arm: its config is ``experiments/<family>_<noun>.py``."""
+    if arm in VARIANTS:
+        return FAMILY, VARIANTS[arm][0]
     return OTHER_FAMILY.get(arm, (FAMILY, arm, {}))[:2]
 
 
@@ -196,8 +205,9 @@ def run_arm(arm: str, seed: int, steps: int, eval_every: int, base: pathlib.Path
                                                   tag=f"_{arm}" if changes else "", family=family,
                                                   eval_every=config.eval_every))
     else:
-        r = compact(arm, algorithms_bench.run_one(arm, seed, steps, base, overrides=overrides(arm, seed, base),
-                                                  family=FAMILY, eval_every=eval_every))
+        noun, changes = VARIANTS.get(arm, (arm, {}))
+        r = compact(arm, algorithms_bench.run_one(noun, seed, steps, base, overrides={**changes, **overrides(arm, seed, base)},
+                                                  tag=f"_{arm}" if changes else "", family=FAMILY, eval_every=eval_every))
     return {**r, "budget": steps, **provenance()}
 
 
@@ -364,14 +374,7 @@ def main(argv=None) -> None:
     p.add_argument("--report", default=str(ROOT / "benchmarks" / "preference.md"))
     args = p.parse_args(argv)
 
-    from absl import logging
-
-    from polrl.devices import use_every_core
-
-    use_every_core()
-    logging.set_verbosity(logging.ERROR)
-    base = pathlib.Path(args.workdir)
-    base.mkdir(parents=True, exist_ok=True)
+    base = algorithms_bench.prepare(args.workdir)
     done = [r for r in read(args.results) if r["budget"] == budget(r["arm"], args.steps)]
     have = {(r["arm"], r["seed"]) for r in done}
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]

@@ -347,11 +347,13 @@ def preference_block(arm: str) -> Callable[[], str]:
                     f"pairs rank two answers the verifier scores alike (both wrong or both right).")
         elif arm == "dno":
             text = (f"Expected result ({setup}, three iterations of a third each): SFT warm start {warm}% → "
-                    f"{acc('dno')}% (one DPO iteration on the warm model's pairs, the same steps: {acc('dpo')}%; on the "
-                    f"current policy's pairs: {acc('online_dpo')}%).")
+                    f"{acc('dno')}% (one DPO iteration on the warm model's pairs, the same steps: {acc('dpo')}%; one "
+                    f"iteration with the same gold answers and margin: {acc('dpo_gold')}%; on the current policy's pairs: "
+                    f"{acc('online_dpo')}%).")
         else:
-            text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc(arm)}% (GRPO alone for the same steps: "
-                    f"{acc('grpo')}%; DPO on the warm model's pairs: {acc('dpo')}%).")
+            text = (f"Expected result ({setup}, of which SFT stage 2, DPO and GRPO take a tenth, a fifth and the rest): "
+                    f"SFT warm start {warm}% → {acc('light_r1')}% (GRPO alone for the same steps: {acc('grpo')}%; DPO "
+                    f"with the same gold answers, one phase: {acc('dpo_gold')}%).")
         return para(text)
 
     return block
@@ -377,7 +379,9 @@ def programs_preference_block(arm: str) -> Callable[[], str]:
                f"{100 * statistics.mean(diffs):.1f} points over GRPO on paired seeds, ahead on {sum(d > 0 for d in diffs)} of {len(diffs)} seeds)"
         text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc('programs_grpo')}% with GRPO, {gepo}."
                 if arm == "programs_grpo" else
-                f"Expected result ({setup}): SFT warm start {warm}% → {gepo}; GRPO alone: {acc('programs_grpo')}%.")
+                f"Expected result ({setup}): SFT warm start {warm}% → {gepo}; GRPO alone: {acc('programs_grpo')}%; "
+                f"GEPO without the labelled program in its groups (expert_per_group=0): "
+                f"{acc('programs_gepo_no_label')}%.")
         return para(text)
 
     return block
@@ -387,11 +391,12 @@ def readme_preference() -> str:
     t = _preference()
     acc, arms = t["acc"], t["arms"]
     h = lambda key: ms([r[key]["hidden_score_mean"] for r in arms["rlhf_grpo"]], 1.0, 3)
-    return (f"| `experiments/arithmetic_{{dpo_offline,dpo,online_dpo,dno,cdr_dpo,reward_model,rlhf_grpo}}.py`, "
+    return (f"| `experiments/arithmetic_{{dpo_offline,dpo,online_dpo,dno,cdr_dpo,light_r1,reward_model,rlhf_grpo}}.py`, "
             f"`programs_{{grpo,gepo}}.py` | preference learning from offline pairs to on-policy pairs, iterated and "
             f"density-ratio labels, a learned reward, same warm start, {t['steps']} steps; GEPO on program "
             f"translation | DPO on a fixed file {acc('dpo_offline')}%, on the warm model's samples {acc('dpo')}%, on the "
-            f"policy's own samples {acc('online_dpo')}%, DNO {acc('dno')}%, CDR-ranked {acc('cdr_dpo')}% (GRPO "
+            f"policy's own samples {acc('online_dpo')}%, DNO {acc('dno')}%, CDR-ranked {acc('cdr_dpo')}%, Light-R1's "
+            f"SFT → DPO → GRPO curriculum {acc('light_r1')}% (GRPO "
             f"{acc('grpo')}%); a reward model of a hidden rule scores "
             f"{ms([r['pair_accuracy'] for r in arms['reward_model']], 1.0, 3)} on held-out pairs and RLHF on it raises "
             f"the hidden score {h('head')} → {h('tail')}; programs: GRPO {acc('programs_grpo')}%, GRPO + GEPO "
@@ -637,7 +642,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "chain.sft": chain_block("sft"),
     **{f"length.{a}": length_block(a) for a in ("grpo", "dr_grpo", "dapo", "sft")},
     **{f"preference.{a}": preference_block(a) for a in ("dpo_offline", "online_dpo", "reward_model", "rlhf_grpo",
-                                                         "dno", "cdr_dpo")},
+                                                         "dno", "cdr_dpo", "light_r1")},
     **{f"preference.{a}": programs_preference_block(a) for a in ("programs_grpo", "programs_gepo")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),

@@ -86,14 +86,7 @@ def main(argv=None) -> None:
     p.add_argument("--report", default=str(ROOT / "benchmarks" / "staleness.md"))
     args = p.parse_args(argv)
 
-    from absl import logging
-
-    from polrl.devices import use_every_core
-
-    use_every_core()
-    logging.set_verbosity(logging.ERROR)
-    base = pathlib.Path(args.workdir)
-    base.mkdir(parents=True, exist_ok=True)
+    base = algorithms.prepare(args.workdir)
     done = read(args.results)
     have = {(r["noun"], r["seed"], r["staleness"], r["steps"]) for r in done}
     for seed in args.seeds:

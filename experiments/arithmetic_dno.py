@@ -40,8 +40,8 @@ Expected result (benchmarks/preference.md, written by `python benchmarks/prefere
 benchmarks/results/preference.jsonl; CPU AMD EPYC; held-out greedy exact match on 500 prompts, the
 mean of a run's last 3 evaluations; every arm of a seed from the same SFT warm start; 600 steps;
 mean ± std over 3 seeds (0, 1, 2), three iterations of a third each): SFT warm start 30.9 ± 3.9% →
-48.0 ± 5.0% (one DPO iteration on the warm model's pairs, the same steps: 38.5 ± 4.0%; on the
-current policy's pairs: 56.0 ± 4.2%).
+48.0 ± 5.0% (one DPO iteration on the warm model's pairs, the same steps: 38.5 ± 4.0%; one iteration
+with the same gold answers and margin: 52.0 ± 6.6%; on the current policy's pairs: 56.0 ± 4.2%).
 <!-- /report -->
 
 What it shows: per iteration, pairs_kept (the fraction of prompts whose pair carries a preference;

@@ -49,9 +49,18 @@ Launch:
 Smoke (run by the test suite):
   python -m polrl.launch --config experiments/arithmetic_light_r1.py:smoke --workdir /tmp/polrl/light_r1_smoke
 
-Expected result: not measured by a benchmark yet (no report block). What it shows: the held-out
-greedy accuracy (eval/accuracy) at the end of each phase beside the warm start's, DPO's
-pairs_kept (the fraction of hard prompts with a wrong sample) and pref_accuracy, and GRPO's reward.
+<!-- report: preference.light_r1 -->
+Expected result (benchmarks/preference.md, written by `python benchmarks/preference.py` from
+benchmarks/results/preference.jsonl; CPU AMD EPYC; held-out greedy exact match on 500 prompts, the
+mean of a run's last 3 evaluations; every arm of a seed from the same SFT warm start; 600 steps;
+mean ± std over 3 seeds (0, 1, 2), of which SFT stage 2, DPO and GRPO take a tenth, a fifth and the
+rest): SFT warm start 30.9 ± 3.9% → 70.5 ± 4.3% (GRPO alone for the same steps: 58.9 ± 3.2%; DPO
+with the same gold answers, one phase: 52.0 ± 6.6%).
+<!-- /report -->
+
+What it shows: the held-out greedy accuracy (eval/accuracy) at the end of each phase beside the warm
+start's, DPO's pairs_kept (the fraction of hard prompts with a wrong sample) and pref_accuracy, and
+GRPO's reward.
 """
 import ml_collections
 

@@ -25,7 +25,8 @@ Expected result (benchmarks/preference.md, written by `python benchmarks/prefere
 benchmarks/results/preference.jsonl; CPU AMD EPYC; held-out greedy accuracy (every unit test passed)
 on 500 prompts, the mean of a run's last 3 evaluations; both arms of a seed from the same SFT warm
 start; 200 RL steps; mean ± std over 3 seeds (0, 1, 2)): SFT warm start 43.8 ± 9.8% → 51.2 ± 11.1%
-with GEPO (+7.6 points over GRPO on paired seeds, ahead on 3 of 3 seeds); GRPO alone: 43.6 ± 11.0%.
+with GEPO (+7.6 points over GRPO on paired seeds, ahead on 3 of 3 seeds); GRPO alone: 43.6 ± 11.0%;
+GEPO without the labelled program in its groups (expert_per_group=0): 45.2 ± 11.4%.
 <!-- /report -->
 
 The run logs the held-out greedy accuracy (all 8 unit tests passed) of the warm start and every

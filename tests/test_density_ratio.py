@@ -19,7 +19,7 @@ from polrl.tasks import Task, token_exact_match
 from polrl.train import steps
 from polrl.train.build import build_spec, frozen_model_structure
 from polrl.train.reward_checkpoint import load_params, policy_source
-from tiny_models import tiny_params
+from tiny_models import tiny_params, two_prompt_data
 
 V, EOS, PAD, G = 8, 7, 0, 3
 CFG = TransformerConfig(vocab_size=V, d_model=16, num_layers=1, num_heads=2, num_kv_heads=1, mlp_dim=32, max_len=16,
@@ -119,15 +119,6 @@ def _context():
                               layout=sharding.layout_from_config(None))
 
 
-def _data():
-    rng = np.random.default_rng(0)
-    answer_valid = np.array([[True, True, False], [True, False, False]])
-    return {"prompt_bp": jnp.asarray(rng.integers(1, V - 1, (2, 3)), jnp.int32),
-            "prompt_valid_bp": jnp.ones((2, 3), bool),
-            "answer_ba": jnp.asarray(np.where(answer_valid, rng.integers(1, V, (2, 3)), PAD), jnp.int32),
-            "answer_valid_ba": jnp.asarray(answer_valid)}
-
-
 def _agreement_numpy(ratio, verifier, g):
     ratio, verifier = np.asarray(ratio).reshape(-1, g), np.asarray(verifier).reshape(-1, g)
     best = verifier[np.arange(len(ratio)), ratio.argmax(1)]
@@ -139,7 +130,7 @@ def _agreement_numpy(ratio, verifier, g):
 def _collect(collector, params, ref_params):
     state = steps.init_state(params, algorithms.dpo(), jax.random.key(0), ref_params=ref_params, collector=collector,
                              prompts=2)
-    return state, collector.collect, (state.collector_state, state, _data(), jax.random.key(3))
+    return state, collector.collect, (state.collector_state, state, two_prompt_data(V, PAD), jax.random.key(3))
 
 
 def test_wrapper_rescores_the_samples_and_logs_agreement():

@@ -22,7 +22,7 @@ from polrl.train import steps
 from polrl.train.build import build_spec, reward_model_structure
 from polrl.train.checkpoint import PhaseCheckpointer
 from polrl.train.reward_checkpoint import load_reward_params
-from tiny_models import tiny_params
+from tiny_models import tiny_params, two_prompt_data
 
 V, EOS, PAD, G = 8, 7, 0, 3
 POLICY = TransformerConfig(vocab_size=V, d_model=16, num_layers=1, num_heads=2, num_kv_heads=1, mlp_dim=32, max_len=16,
@@ -36,15 +36,6 @@ def _context():
     return collectors.Context(graphdef=tiny_params(POLICY)[0], task=task, group_size=G,
                               sampling=SamplingConfig(max_new_tokens=4, eos_id=EOS, pad_id=PAD),
                               layout=sharding.layout_from_config(None))
-
-
-def _data():
-    rng = np.random.default_rng(0)
-    answer_valid = np.array([[True, True, False], [True, False, False]])
-    return {"prompt_bp": jnp.asarray(rng.integers(1, V - 1, (2, 3)), jnp.int32),
-            "prompt_valid_bp": jnp.ones((2, 3), bool),
-            "answer_ba": jnp.asarray(np.where(answer_valid, rng.integers(1, V, (2, 3)), PAD), jnp.int32),
-            "answer_valid_ba": jnp.asarray(answer_valid)}
 
 
 def _direct(graphdef, params, batch):
@@ -68,7 +59,7 @@ def test_scores_equal_a_direct_forward_of_the_reward_model():
         inner = collectors.group_samples(ctx)
         wrapped = collectors.with_reward_model(rm_graphdef, rm_params, hidden_score=hidden)(inner, ctx)
         state = steps.init_state(policy, algorithms.grpo(kl_coef=0.0), jax.random.key(0), collector=wrapped, prompts=2)
-        data = _data()
+        data = two_prompt_data(V, PAD)
         batch, cstate, metrics = jax.jit(wrapped.collect)(state.collector_state, state, data, jax.random.key(3))
         plain, _, plain_metrics = inner.collect((), state, data, jax.random.key(3))
         np.testing.assert_array_equal(batch.response_bt, plain.response_bt)  # the same samples, rescored

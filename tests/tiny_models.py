@@ -1,5 +1,6 @@
-"""Tiny test models whose parameters are drawn with numpy (no initializer is compiled)."""
+"""Tiny test models whose parameters are drawn with numpy (no initializer is compiled), and a tiny step's data."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -28,3 +29,14 @@ def tiny_params(config: TransformerConfig, seed: int = 0):
         return np.asarray(rng.normal(0.0, std, leaf.shape), leaf.dtype)
 
     return graphdef, jax.device_put(jax.tree_util.tree_map_with_path(draw, shapes))
+
+
+def two_prompt_data(vocab: int, pad: int) -> dict:
+    """A step's data for two 3-token prompts with 2- and 1-token labelled answers (pad after
+    them), token ids drawn in [1, vocab − 1) for prompts and [1, vocab) for answers, seed 0."""
+    rng = np.random.default_rng(0)
+    answer_valid = np.array([[True, True, False], [True, False, False]])
+    return {"prompt_bp": jnp.asarray(rng.integers(1, vocab - 1, (2, 3)), jnp.int32),
+            "prompt_valid_bp": jnp.ones((2, 3), bool),
+            "answer_ba": jnp.asarray(np.where(answer_valid, rng.integers(1, vocab, (2, 3)), pad), jnp.int32),
+            "answer_valid_ba": jnp.asarray(answer_valid)}
