@@ -212,8 +212,10 @@ def run_arm(arm: str, seed: int, steps: int, eval_every: int, base: pathlib.Path
 
 
 def accuracy(run: dict) -> float:
-    """The mean of the run's last ``LAST_EVALS`` held-out evaluations."""
-    tail = [e["eval/accuracy"] for e in run["evals"]][-LAST_EVALS:]
+    """The mean of the run's last ``LAST_EVALS`` held-out evaluations, one per step (a phase's end
+    and the next phase's start evaluate the same parameters at the same step)."""
+    by_step = {e["step"]: e["eval/accuracy"] for e in run["evals"]}
+    tail = [by_step[s] for s in sorted(by_step)][-LAST_EVALS:]
     return sum(tail) / len(tail)
 
 
@@ -259,7 +261,7 @@ def render(done: list[dict], steps: int) -> str:
         f"starts from the same SFT warm start; {steps} main-phase steps per policy arm"
         + "".join(f" ({family} arms: their own warm start, {b} steps)" for family, b in budgets)
         + "; mean ± std over seeds. Accuracy: "
-        f"greedy exact match on the 500 held-out prompts, the mean of a run's last {LAST_EVALS} evaluations. Pair "
+        f"greedy exact match on the 500 held-out prompts, the mean of a run's last {LAST_EVALS} evaluations (every eval_every steps and at each phase's end). Pair "
         "accuracy / margin: the implicit reward's ranking of each step's training pairs, last tenth of the steps.",
         "",
         "| arm | what | accuracy % | Δ vs warm start (points) | pair accuracy | pair margin | wall s |",

@@ -127,8 +127,10 @@ def test_preference_table_matches_the_raw_results():
 def test_preference_accuracy_edges_and_hidden_gain_on_hand_values():
     from benchmarks import preference
 
-    run = {"evals": [{"eval/accuracy": a} for a in (0.2, 0.4, 0.5, 0.6, 0.7)]}
-    assert preference.accuracy(run) == pytest.approx((0.5 + 0.6 + 0.7) / 3)  # the last 3 evaluations
+    run = {"evals": [{"step": s, "eval/accuracy": a} for s, a in ((0, 0.2), (100, 0.4), (200, 0.5), (300, 0.6),
+                                                                   (300, 0.6), (400, 0.7))]}
+    # the last 3 evaluations, the phase boundary at step 300 counted once
+    assert preference.accuracy(run) == pytest.approx((0.5 + 0.6 + 0.7) / 3)
     steps = [{"step": i, "loss": float(i), "hidden_score_mean": i / 20} for i in range(1, 21)]
     steps[0]["only_first"] = 7.0
     head, tail = preference._edge_means(steps, False), preference._edge_means(steps, True)
