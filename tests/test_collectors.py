@@ -80,6 +80,7 @@ CASES = {
                                                                     strong_prefix=[3])(collectors.group_samples(ctx), ctx),
     "with_reward_model": lambda ctx: collectors.with_reward_model(*_reward_model(), hidden_score=token_exact_match)(
         collectors.group_samples(ctx), ctx),
+    "with_distributional_reward": _wrapped(collectors.with_distributional_reward(bandwidth=1.5)),
     "stale": lambda ctx: collectors.stale(2, params=_model()[1])(collectors.group_samples(ctx), ctx),
     "turns": lambda ctx: collectors.turns(ctx, env=_ECHO, max_turns=2, turn_tokens=2),
     "tree": lambda ctx: collectors.tree(ctx, segment_len=2, init_branches=1, branching=2,

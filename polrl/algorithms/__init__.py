@@ -25,6 +25,7 @@ from polrl.algorithms.reinforce_pp import reinforce_pp
 from polrl.algorithms.remax import remax
 from polrl.algorithms.remix import remix
 from polrl.algorithms.copg import copg
+from polrl.algorithms.dragon import dragon
 from polrl.algorithms.drpo import drpo
 from polrl.algorithms.rl_plus import rl_plus
 from polrl.algorithms.otr import otr
@@ -36,7 +37,7 @@ from polrl.algorithms.preference import dpo, kto, orpo, simpo
 from polrl.algorithms.reward_model import reward_model
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "simpo", "orpo", "kto", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "reward_model", "gepo"]
+__all__ = ["dpo", "simpo", "orpo", "kto", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "reward_model", "gepo", "dragon"]
 
 
 def get(name: str):

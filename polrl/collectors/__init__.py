@@ -13,10 +13,13 @@ Wrappers: ``with_expert_rows`` (labelled answers in every group: CHORD, RL-PLUS)
 config's ``staleness``), ``with_score_position`` (rows one column wider, where a reward model
 reads r(x, y): the ``reward_model`` noun), ``with_reward_model`` (a frozen reward model's score as
 the reward: RLHF, the config's ``reward_model``), ``with_density_ratio`` (CDR: the log density
-ratio of a strong over a weak frozen policy as the reward, the config's ``density_ratio``).
+ratio of a strong over a weak frozen policy as the reward, the config's ``density_ratio``),
+``with_distributional_reward`` (DRAGON: each group scored as a set against exemplar sets, the
+leave-one-out change of the set score as each sample's reward: the ``dragon`` noun).
 """
 from polrl.collectors.context import Context
 from polrl.collectors.density_ratio import with_density_ratio
+from polrl.collectors.distributional_reward import with_distributional_reward
 from polrl.collectors.demonstrations import demonstration_batch, demonstrations
 from polrl.collectors.dynamic_sampling import dynamic_sampling, keep_informative_groups
 from polrl.collectors.expert_rows import with_expert_rows
@@ -48,6 +51,7 @@ __all__ = [
     "tree",
     "turns",
     "with_density_ratio",
+    "with_distributional_reward",
     "with_expert_rows",
     "with_greedy_baseline",
     "with_replay",
