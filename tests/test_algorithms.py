@@ -159,6 +159,7 @@ ALL_NOUNS = {
     "sapo", "chord", "opmd", "asymre", "rec", "mdpo", "lp_reg", "rover", "otr", "copg", "drpo",
     "rl_plus", "remix", "tppo", "treepo", "flow_grpo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo",
     "passk_grpo", "otb", "simpo", "orpo", "kto", "reward_model", "gepo",
+    "opa_dpo",
     "dragon",
 }
 

@@ -71,6 +71,8 @@ CASES = {
     "group_samples": collectors.group_samples,
     "group_samples(slots)": functools.partial(collectors.group_samples, slots=3),
     "preference_pairs": collectors.preference_pairs,
+    "revised_pairs": collectors.revised_pairs,
+    "revised_pairs(revised)": functools.partial(collectors.revised_pairs, emit="revised"),
     "with_expert_rows": _wrapped(collectors.with_expert_rows(1)),
     "dynamic_sampling": _wrapped(collectors.dynamic_sampling(2)),
     "with_greedy_baseline": _wrapped(collectors.with_greedy_baseline()),

@@ -14,6 +14,7 @@ from polrl.algorithms.gmpo import gmpo
 from polrl.algorithms.gepo import gepo
 from polrl.algorithms.gpg import gpg
 from polrl.algorithms.opo import opo
+from polrl.algorithms.opa_dpo import opa_dpo
 from polrl.algorithms.otb import otb
 from polrl.algorithms.passk import passk_grpo
 from polrl.algorithms.dapo import dapo
@@ -37,7 +38,7 @@ from polrl.algorithms.preference import dpo, kto, orpo, simpo
 from polrl.algorithms.reward_model import reward_model
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "simpo", "orpo", "kto", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "reward_model", "gepo", "dragon"]
+__all__ = ["dpo", "simpo", "orpo", "kto", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "reward_model", "gepo", "opa_dpo", "dragon"]
 
 
 def get(name: str):

@@ -7,6 +7,7 @@ whatever it wraps (an algorithm names the wrappers its method needs in ``Algorit
 Base: ``demonstrations`` (labelled answers, SFT), ``group_samples`` (G samples per prompt,
 scored by the verifier), ``preference_pairs`` (best vs worst of G samples), ``offline_pairs`` /
 ``offline_unpaired`` (a fixed preference data set: pairs, or labelled completions for KTO).
+``revised_pairs`` (OPA-DPO: the policy's own response and its minimal revision, as a pair).
 Wrappers: ``with_expert_rows`` (labelled answers in every group: CHORD, RL-PLUS),
 ``dynamic_sampling`` (DAPO), ``with_greedy_baseline`` (ReMax), ``with_replay`` (ReMix),
 ``stale`` (rows from the policy of k updates ago: staleness as a controlled variable, the
@@ -28,6 +29,7 @@ from polrl.collectors.offline_pairs import offline_pairs, offline_unpaired
 from polrl.collectors.group_samples import group_samples, rollout_metrics
 from polrl.collectors.preference_pairs import best_and_worst, preference_pairs
 from polrl.collectors.replay import with_replay
+from polrl.collectors.revised_pairs import revised_pairs
 from polrl.collectors.reward_model import with_reward_model
 from polrl.collectors.score_position import with_score_position
 from polrl.collectors.stale import stale
@@ -46,6 +48,7 @@ __all__ = [
     "offline_pairs",
     "offline_unpaired",
     "preference_pairs",
+    "revised_pairs",
     "rollout_metrics",
     "stale",
     "tree",

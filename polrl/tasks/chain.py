@@ -88,6 +88,50 @@ def scratchpad(operands: list[int], ops: list[str]) -> str:
     return ",".join(steps) + f"{MARKER}{total}"
 
 
+STEP_ENDS = "," + MARKER  # the characters that close a step of the scratchpad (the last step closes with "#")
+
+
+def parse_prompt(prompt: str) -> tuple[list[int], list[str]]:
+    """(operands, ops) of a prompt "x0 op1 x1 … =" (one-digit operands); a ValueError names the prompt."""
+    body = prompt[:-1] if prompt.endswith("=") else None
+    if not body or len(body) % 2 == 0 or not all(c.isdigit() for c in body[0::2]) or set(body[1::2]) - set(_OPS):
+        raise ValueError(f"chain.parse_prompt: {prompt!r} is not a chain prompt like '5+8-3='")
+    return [int(c) for c in body[0::2]], list(body[1::2])
+
+
+def revise(prompt: str, response: str) -> str:
+    """The minimal expert revision of ``response`` to ``prompt`` (host reference of
+    ``polrl.collectors.revised_pairs.revise_tokens``): keep the response up to its first wrong
+    step, rewrite everything from there with the correct continuation; a right response is
+    returned as it is.
+
+    The steps of the right answer (``scratchpad``) are its pieces closed by a ``STEP_ENDS``
+    character: "5+8=13," "13+3=16," "16+9=25#" and the final value "25". The response keeps
+    its longest prefix made of whole right steps; the first step that differs (a wrong total,
+    a wrong operand, a malformed piece, a missing or extra character) and everything after it
+    are replaced by the right steps. Because the right continuation of a right prefix is
+    unique, the revision of any wrong response is the labelled answer itself: what the rule
+    chooses is which part of the response is kept (``kept``) and which is rewritten.
+    """
+    right = scratchpad(*parse_prompt(prompt))
+    return response if response == right else right
+
+
+def kept_prefix(prompt: str, response: str) -> int:
+    """Characters of ``response`` that ``revise`` keeps: the length of its longest prefix made of
+    whole right steps (the full length when the response is right)."""
+    right = scratchpad(*parse_prompt(prompt))
+    if response == right:
+        return len(response)
+    kept = 0
+    for i, (a, b) in enumerate(zip(response, right)):
+        if a != b:
+            break
+        if b in STEP_ENDS:
+            kept = i + 1
+    return kept
+
+
 def sample_problems(config: ChainConfig, rng: np.random.Generator, n: int) -> list[dict]:
     """n examples {"prompt", "answer", "terms"} drawn as the module says."""
     terms = rng.integers(config.min_terms, config.max_terms + 1, size=n)
