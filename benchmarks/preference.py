@@ -18,6 +18,9 @@ Every arm of a seed starts from that seed's SFT warm start (the ``sft_warmup`` p
                    verifier, strong = this seed's ``grpo`` run, weak = its warm start;
 * ``light_r1``     Light-R1's curriculum in the same steps: SFT on the hard demonstrations, DPO
                    (right answer over the model's own wrong one), then GRPO;
+* ``dragon``       DRAGON: the current policy's G samples of a prompt scored as a set (MMD² to the
+                   labelled answer), each sample's leave-one-out credit splitting the group into
+                   positive and negative sets, DPO over their pairs;
 * ``reward_model`` a Bradley–Terry reward model of a hidden closeness rule, its own budget
                    (the config's steps), scored on 500 held-out pairs;
 * ``rlhf_grpo``    GRPO whose only reward is this seed's ``reward_model``; the hidden rule it never
@@ -34,6 +37,13 @@ configs (``total_steps`` main-phase steps, evaluated every ``eval_every``) inste
   whose groups include the labelled program as a winner;
 * ``programs_gepo_no_label`` GEPO on the policy's samples only (``expert_per_group=0``): the loss
   without the label it otherwise adds.
+
+Two run the chain family the same way (``experiments/chain_<noun>.py``: running sums with a
+scratchpad, the SFT warm start of ``experiments/chain_grpo.py`` under ``<workdir>/chain``):
+
+* ``chain_dpo_revised`` DPO on pairs (an expert's minimal revision ≻ the policy's own response);
+* ``chain_opa_dpo``     OPA-DPO (arXiv 2501.09695): SFT on the revisions first, then DPO on the
+  same kind of pairs plus the anchor on the revision's likelihood.
 
 Each run is evaluated every ``--eval_every`` steps on the 500 held-out prompts (greedy exact
 match); a run's accuracy is the mean of its last ``LAST_EVALS`` evaluations. Writes one JSON
@@ -66,11 +76,13 @@ from benchmarks.provenance import append, provenance, read  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
 FAMILY = "arithmetic"
-ARMS = ("dpo_offline", "dpo", "dpo_gold", "online_dpo", "grpo", "dno", "cdr_dpo", "light_r1", "reward_model", "rlhf_grpo",
-        "programs_grpo", "programs_gepo", "programs_gepo_no_label")
+ARMS = ("dpo_offline", "dpo", "dpo_gold", "online_dpo", "grpo", "dno", "cdr_dpo", "light_r1", "dragon", "reward_model",
+        "rlhf_grpo",
+        "programs_grpo", "programs_gepo", "programs_gepo_no_label", "chain_dpo_revised", "chain_opa_dpo")
 # arms of another family: arm → (family, noun, config overrides); every other arm is (FAMILY, arm, {})
 OTHER_FAMILY = {"programs_grpo": ("programs", "grpo", {}), "programs_gepo": ("programs", "gepo", {}),
-                "programs_gepo_no_label": ("programs", "gepo", {"algorithm_kwargs.expert_per_group": 0})}
+                "programs_gepo_no_label": ("programs", "gepo", {"algorithm_kwargs.expert_per_group": 0}),
+                "chain_dpo_revised": ("chain", "dpo_revised", {}), "chain_opa_dpo": ("chain", "opa_dpo", {})}
 WHAT = {
     "dpo_offline": "DPO, fixed file of pairs",
     "dpo": "DPO, pairs of the warm model's samples",
@@ -83,7 +95,10 @@ WHAT = {
     "programs_grpo": "programs: GRPO on the unit-test reward",
     "programs_gepo": "programs: GRPO + GEPO (equivalent-program groups)",
     "programs_gepo_no_label": "programs: GRPO + GEPO on the policy's samples only (no labelled program)",
+    "chain_dpo_revised": "chain: DPO on (expert revision ≻ own response) pairs",
+    "chain_opa_dpo": "chain: OPA-DPO (SFT on the revisions, then DPO + the chosen anchor)",
     "light_r1": "Light-R1: SFT on hard demos → DPO → GRPO, same total steps",
+    "dragon": "DRAGON: on-policy pairs split by each sample's credit to the group's distance to the exemplars",
 }
 # arithmetic arms that are another arm's config with overrides: arm → (noun, overrides)
 VARIANTS = {"dpo_gold": ("dpo", {"collector_kwargs": {"gold": True, "margin": 1.0}})}
@@ -105,7 +120,11 @@ CLAIMS = (
      "Iterating against the previous iterate beats one iteration with the same gold answers and margin (arXiv 2404.03715)"),
     ("cdr_dpo", "dpo", "parity", "Density-ratio labels match the verifier's labels (arXiv 2411.02481)"),
     ("light_r1", "grpo", "better", "Curriculum SFT → DPO → GRPO beats GRPO alone at the same steps (arXiv 2503.10460)"),
+    ("dragon", "online_dpo", "parity",
+     "A set-level reward (the group's distance to exemplars) trains as well as the per-sample verifier (arXiv 2504.15217)"),
     ("programs_gepo", "programs_grpo", "better", "GEPO adds to RL on unit-test rewards (arXiv 2505.12723)"),
+    ("chain_opa_dpo", "chain_dpo_revised", "better",
+     "OPA-DPO's alignment phase and anchor beat DPO on the same revised on-policy pairs (arXiv 2501.09695)"),
     ("programs_gepo_no_label", "programs_grpo", "better",
      "GEPO's loss adds to RL without the labelled program in its groups (arXiv 2505.12723)"),
 )
@@ -254,7 +273,8 @@ def render(done: list[dict], steps: int) -> str:
     other = [a for a in policy_arms if a in OTHER_FAMILY]
     budgets = sorted({(family_noun(a)[0], runs[(a, s)]["budget"]) for a in other for s in seeds if (a, s) in runs})
     lines = [
-        "# Preference and reward learning: offline to on-policy pairs, a learned reward, equivalent programs",
+        "# Preference and reward learning: offline to on-policy pairs, learned and set-level rewards, revisions, "
+        "equivalent programs",
         "",
         f"Written by `python benchmarks/preference.py` from `benchmarks/results/preference.jsonl`; CPU {' / '.join(cpus)}; "
         f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}), paired: every arm of a seed "
@@ -269,9 +289,13 @@ def render(done: list[dict], steps: int) -> str:
         f"| SFT warm start | – | {mean_std(warm, 100)} | – | – | – | – |",
     ]
     tail = lambda key: (lambda r: r["tail"].get(key))
+    families = {}  # another family's arms, in ARMS order, by family
+    for a in other:
+        families.setdefault(family_noun(a)[0], []).append(a)
     for arm in policy_arms:
-        if arm in other and arm == other[0]:
-            fw = [w for w in (first_eval(other[:1], s) for s in seeds) if w is not None]
+        group = families.get(family_noun(arm)[0], [])
+        if arm in other and arm == group[0]:
+            fw = [w for w in (first_eval(group[:1], s) for s in seeds) if w is not None]
             lines.append(f"| SFT warm start ({family_noun(arm)[0]}) | – | {mean_std(fw, 100)} | – | – | – | – |")
         gains = of(arm, lambda r: accuracy(r) - r["evals"][0]["eval/accuracy"])
         pa, pm = of(arm, tail("pref_accuracy")), of(arm, tail("pref_margin"))
@@ -279,14 +303,19 @@ def render(done: list[dict], steps: int) -> str:
                      f"{mean_std(pa, 1, 3) if None not in pa else '–'} | {mean_std(pm, 1, 2) if None not in pm else '–'} | "
                      f"{mean_std(of(arm, lambda r: r['seconds']), 1, 0)} |")
     if "reward_model" in arms:
-        lines += ["", "The reward model (Bradley–Terry on the value head, pairs ranked by the hidden rule "
-                      "s(y, t) = 1/(1 + |y − t|)) and RLHF with it (the policy sees only the learned reward):", "",
+        lines += ["", "Rewards beyond the verifier: the reward model (Bradley–Terry on the value head, pairs ranked by "
+                      "the hidden rule s(y, t) = 1/(1 + |y − t|)), RLHF with it (the policy sees only the learned "
+                      "reward) and DRAGON's set-level reward:", "",
                   "| measure | seeds | value |", "|---|---|---|",
                   f"| reward model: pair accuracy on {runs[('reward_model', seeds[0])]['held_out_pairs']} held-out pairs "
                   f"(0.5 = chance) | {len(of('reward_model', lambda r: 1))} | "
                   f"{mean_std(of('reward_model', lambda r: r['pair_accuracy']), 1, 3)} |",
                   f"| reward model: pair accuracy on its training pairs, last tenth of the steps | "
                   f"{len(of('reward_model', lambda r: 1))} | {mean_std(of('reward_model', tail('rm_accuracy')), 1, 3)} |"]
+        if "dragon" in arms:
+            lines.append(f"| DRAGON: the groups' set distance to the exemplars (MMD²), first → last tenth of the steps | "
+                         f"{len(of('dragon', lambda r: 1))} | {mean_std(of('dragon', lambda r: r['head']['set_distance']), 1, 3)} → "
+                         f"{mean_std(of('dragon', tail('set_distance')), 1, 3)} |")
         if "rlhf_grpo" in arms:
             head = lambda key: (lambda r: r["head"][key])
             for key, name in (("hidden_score_mean", "hidden score s of the samples"),
@@ -313,15 +342,15 @@ def render(done: list[dict], steps: int) -> str:
                                 rlhf, 1.0))
     lines += ["", "Per seed (held-out accuracy %):", "",
               "| seed | warm | " + " | ".join(f"`{a}`" for a in own) + " |"
-              + (f" {family_noun(other[0])[0]} warm | " + " | ".join(f"`{a}`" for a in other) + " |" if other else ""),
-              "|---|---|" + "---|" * (len(own) + (len(other) + 1 if other else 0))]
+              + "".join(f" {family} warm | " + " | ".join(f"`{a}`" for a in group) + " |"
+                        for family, group in families.items()),
+              "|---|---|" + "---|" * (len(own) + sum(len(g) + 1 for g in families.values()))]
     cell = lambda a, s: "–" if (a, s) not in runs else f"{100 * accuracy(runs[(a, s)]):.1f}"
     pct = lambda v: "–" if v is None else f"{100 * v:.1f}"
     for s in seeds:
-        row = f"| {s} | {pct(first_eval(own, s))} | " + " | ".join(cell(a, s) for a in own) + " |"
-        if other:
-            row += f" {pct(first_eval(other, s))} | " + " | ".join(cell(a, s) for a in other) + " |"
-        lines.append(row)
+        lines.append(f"| {s} | {pct(first_eval(own, s))} | " + " | ".join(cell(a, s) for a in own) + " |"
+                     + "".join(f" {pct(first_eval(group, s))} | " + " | ".join(cell(a, s) for a in group) + " |"
+                               for group in families.values()))
     return "\n".join(lines) + "\n"
 
 

@@ -345,6 +345,11 @@ def preference_block(arm: str) -> Callable[[], str]:
                     f"{ms([r['tail']['pair_untied'] for r in a['cdr_dpo']])}% of the prompts, and on those it agrees with "
                     f"the verifier {ms([r['tail']['pair_agreement'] for r in a['cdr_dpo']])}% of the time: its other "
                     f"pairs rank two answers the verifier scores alike (both wrong or both right).")
+        elif arm == "dragon":
+            text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc('dragon')}% (DPO on on-policy pairs ranked "
+                    f"by the verifier: {acc('online_dpo')}%); the groups' set distance to the exemplars (MMD²) goes "
+                    f"{head('dragon', 'set_distance')} → {tail('dragon', 'set_distance')} from the first to the last "
+                    f"tenth of the steps.")
         elif arm == "dno":
             text = (f"Expected result ({setup}, three iterations of a third each): SFT warm start {warm}% → "
                     f"{acc('dno')}% (one DPO iteration on the warm model's pairs, the same steps: {acc('dpo')}%; one "
@@ -642,7 +647,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "chain.sft": chain_block("sft"),
     **{f"length.{a}": length_block(a) for a in ("grpo", "dr_grpo", "dapo", "sft")},
     **{f"preference.{a}": preference_block(a) for a in ("dpo_offline", "online_dpo", "reward_model", "rlhf_grpo",
-                                                         "dno", "cdr_dpo", "light_r1")},
+                                                         "dno", "cdr_dpo", "light_r1", "dragon")},
     **{f"preference.{a}": programs_preference_block(a) for a in ("programs_grpo", "programs_gepo")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),

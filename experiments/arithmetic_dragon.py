@@ -21,11 +21,19 @@ Recipe: the arithmetic_grpo model and SFT warm start; 600 steps of 32 prompts ×
 (temperature 1), positive exemplar set = each prompt's labelled answer, no negative set, kernel
 bandwidth σ = 1; DPO over every positive × negative pair of a group, β = 0.1, AdamW lr 3e-4.
 
-Expected result: not measured by a benchmark yet (no report block). What it shows: set_distance
-(the mean over groups of MMD² between the samples and the exemplar, 0 when every sample is the
-right answer) falling from the warm start's value as training goes on, with accuracy (the
-verifier's exact match of the same samples, logged beside it as verifier_reward_mean) and the
-held-out greedy exact match of the evaluations.
+<!-- report: preference.dragon -->
+Expected result (benchmarks/preference.md, written by `python benchmarks/preference.py` from
+benchmarks/results/preference.jsonl; CPU AMD EPYC; held-out greedy exact match on 500 prompts, the
+mean of a run's last 3 evaluations; every arm of a seed from the same SFT warm start; 600 steps;
+mean ± std over 3 seeds (0, 1, 2)): SFT warm start 30.9 ± 3.9% → 58.5 ± 7.8% (DPO on on-policy pairs
+ranked by the verifier: 56.0 ± 4.2%); the groups' set distance to the exemplars (MMD²) goes 0.515 ±
+0.019 → 0.217 ± 0.020 from the first to the last tenth of the steps.
+<!-- /report -->
+
+What it shows: set_distance (the mean over groups of MMD² between the samples and the exemplar, 0
+when every sample is the right answer) falling from the warm start's value as training goes on, with
+accuracy (the verifier's exact match of the same samples, logged beside it as verifier_reward_mean)
+and the held-out greedy exact match of the evaluations.
 """
 import ml_collections
 
