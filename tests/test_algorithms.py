@@ -161,6 +161,7 @@ ALL_NOUNS = {
     "passk_grpo", "otb", "simpo", "orpo", "kto", "reward_model", "gepo",
     "opa_dpo",
     "dragon",
+    "seppo",
 }
 
 

@@ -84,6 +84,7 @@ CASES = {
         collectors.group_samples(ctx), ctx),
     "with_distributional_reward": _wrapped(collectors.with_distributional_reward(bandwidth=1.5)),
     "stale": lambda ctx: collectors.stale(2, params=_model()[1])(collectors.group_samples(ctx), ctx),
+    "checkpoint_pool": lambda ctx: collectors.checkpoint_pool(ctx, params=_model()[1], pool_size=2, refresh_every=1),
     "turns": lambda ctx: collectors.turns(ctx, env=_ECHO, max_turns=2, turn_tokens=2),
     "tree": lambda ctx: collectors.tree(ctx, segment_len=2, init_branches=1, branching=2,
                                         branch_on="uncertainty"),

@@ -6,7 +6,8 @@ whatever it wraps (an algorithm names the wrappers its method needs in ``Algorit
 
 Base: ``demonstrations`` (labelled answers, SFT), ``group_samples`` (G samples per prompt,
 scored by the verifier), ``preference_pairs`` (best vs worst of G samples), ``offline_pairs`` /
-``offline_unpaired`` (a fixed preference data set: pairs, or labelled completions for KTO).
+``offline_unpaired`` (a fixed preference data set: pairs, or labelled completions for KTO),
+``checkpoint_pool`` (SePPO: the labelled answer against a sample of a pool of earlier checkpoints).
 ``revised_pairs`` (OPA-DPO: the policy's own response and its minimal revision, as a pair).
 Wrappers: ``with_expert_rows`` (labelled answers in every group: CHORD, RL-PLUS),
 ``dynamic_sampling`` (DAPO), ``with_greedy_baseline`` (ReMax), ``with_replay`` (ReMix),
@@ -18,6 +19,7 @@ ratio of a strong over a weak frozen policy as the reward, the config's ``densit
 ``with_distributional_reward`` (DRAGON: each group scored as a set against exemplar sets, the
 leave-one-out change of the set score as each sample's reward: the ``dragon`` noun).
 """
+from polrl.collectors.checkpoint_pool import checkpoint_pool
 from polrl.collectors.context import Context
 from polrl.collectors.density_ratio import with_density_ratio
 from polrl.collectors.distributional_reward import with_distributional_reward
@@ -39,6 +41,7 @@ from polrl.collectors.turns import turns
 __all__ = [
     "Context",
     "best_and_worst",
+    "checkpoint_pool",
     "compose",
     "demonstration_batch",
     "demonstrations",

@@ -31,8 +31,9 @@ Config layout (every experiment in ``experiments/`` follows it)::
               reward_model, density_ratio and staleness apply to every phase after the warm-up
   collector:  a factory in polrl.collectors ("group_samples", "demonstrations",
               "preference_pairs", …; default "group_samples"), built with the run's
-              collectors.Context and collector_kwargs; the algorithm's own wrapper
-              (Algorithm.collector) is applied on top
+              collectors.Context and collector_kwargs (a factory taking `params`, e.g.
+              "checkpoint_pool", also gets the policy's parameters); the algorithm's own
+              wrapper (Algorithm.collector) is applied on top
   reward_model: optional; RLHF: a frozen Bradley–Terry reward model scores the main phase's
               rows instead of the task's verifier (polrl.collectors.with_reward_model, wrapped
               around the base collector): path (a reward-model run's checkpoint directory,
@@ -538,8 +539,10 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
     scored_by = scoring_wrapper(config, task)
     stale = staleness_wrapper(config, params)
     for i, (s, algo, make_collector, (source, per_step)) in enumerate(zip(sections, algos, factories, data, strict=True)):
-        base = section_call(s, "collector_kwargs", scored_collector, make_collector, ctx, dict(s["collector_kwargs"]),
-                            scored_by)
+        kwargs = dict(s["collector_kwargs"])
+        if "params" in inspect.signature(make_collector).parameters:  # a collector that keeps parameter snapshots
+            kwargs["params"] = params
+        base = section_call(s, "collector_kwargs", scored_collector, make_collector, ctx, kwargs, scored_by)
         if i == 0 and "reference" in base.needs and not config.warmup.steps:
             raise ValueError(f"collector={s['collector']!r} samples from the reference, the warm model: set "
                              f"warmup.steps > 0")
