@@ -9,6 +9,8 @@ Every arm of a seed starts from that seed's SFT warm start (the ``sft_warmup`` p
 
 * ``dpo_offline``  DPO on a fixed file of pairs (chosen: the right answer; rejected: off by 1–3);
 * ``dpo``          DPO on pairs of the frozen warm model's own samples, ranked by the verifier;
+* ``seppo``        SePPO: the labelled answer over a sample of a checkpoint drawn from a pool of
+                   earlier ones, with the anchor-based adaptive flipper;
 * ``online_dpo``   the same loss on pairs of the current policy's samples (on-policy);
 * ``grpo``         the RL baseline with the same verifier;
 * ``dpo_gold``     ``dpo`` with DNO's pair options (the labelled answer as a candidate, margin 1):
@@ -76,7 +78,7 @@ from benchmarks.provenance import append, provenance, read  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
 FAMILY = "arithmetic"
-ARMS = ("dpo_offline", "dpo", "dpo_gold", "online_dpo", "grpo", "dno", "cdr_dpo", "light_r1", "dragon", "reward_model",
+ARMS = ("dpo_offline", "dpo", "dpo_gold", "seppo", "online_dpo", "grpo", "dno", "cdr_dpo", "light_r1", "dragon", "reward_model",
         "rlhf_grpo",
         "programs_grpo", "programs_gepo", "programs_gepo_no_label", "chain_dpo_revised", "chain_opa_dpo")
 # arms of another family: arm → (family, noun, config overrides); every other arm is (FAMILY, arm, {})
@@ -87,6 +89,7 @@ WHAT = {
     "dpo_offline": "DPO, fixed file of pairs",
     "dpo": "DPO, pairs of the warm model's samples",
     "dpo_gold": "DPO, the same with DNO's gold answer and margin, one iteration",
+    "seppo": "SePPO: labelled answer ≻ a sample of an earlier checkpoint, with the adaptive flipper",
     "online_dpo": "DPO, pairs of the current policy's samples",
     "grpo": "GRPO (RL baseline)",
     "dno": "DNO: iterated DPO, reference = previous iterate",
@@ -115,6 +118,9 @@ CLAIMS = (
     ("online_dpo", "dpo", "better",
      "On-policy pairs beat pairs of the warm model's samples (same loss; arXiv 2404.14367)"),
     ("online_dpo", "dpo_offline", "better", "On-policy pairs beat a fixed file of pairs (arXiv 2404.14367)"),
+    ("seppo", "dpo_gold", "better",
+     "SePPO: negatives from a pool of earlier checkpoints beat the warm model's, labelled answers as winners in both "
+     "(arXiv 2410.05255)"),
     ("dno", "dpo", "better", "DNO beats DPO on the warm model's pairs (arXiv 2404.03715)"),
     ("dno", "dpo_gold", "better",
      "Iterating against the previous iterate beats one iteration with the same gold answers and margin (arXiv 2404.03715)"),
