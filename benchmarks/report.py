@@ -350,6 +350,9 @@ def preference_block(arm: str) -> Callable[[], str]:
                     f"by the verifier: {acc('online_dpo')}%); the groups' set distance to the exemplars (MMD²) goes "
                     f"{head('dragon', 'set_distance')} → {tail('dragon', 'set_distance')} from the first to the last "
                     f"tenth of the steps.")
+        elif arm == "seppo":
+            text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc('seppo')}% (DPO with the same labelled "
+                    f"answers as winners against the warm model's samples: {acc('dpo_gold')}%; GRPO: {acc('grpo')}%).")
         elif arm == "dno":
             text = (f"Expected result ({setup}, three iterations of a third each): SFT warm start {warm}% → "
                     f"{acc('dno')}% (one DPO iteration on the warm model's pairs, the same steps: {acc('dpo')}%; one "
@@ -396,11 +399,12 @@ def readme_preference() -> str:
     t = _preference()
     acc, arms = t["acc"], t["arms"]
     h = lambda key: ms([r[key]["hidden_score_mean"] for r in arms["rlhf_grpo"]], 1.0, 3)
-    return (f"| `experiments/arithmetic_{{dpo_offline,dpo,online_dpo,dno,cdr_dpo,light_r1,reward_model,rlhf_grpo}}.py`, "
+    return (f"| `experiments/arithmetic_{{dpo_offline,dpo,online_dpo,dno,cdr_dpo,seppo,dragon,light_r1,reward_model,rlhf_grpo}}.py`, "
             f"`programs_{{grpo,gepo}}.py` | preference learning from offline pairs to on-policy pairs, iterated and "
             f"density-ratio labels, a learned reward, same warm start, {t['steps']} steps; GEPO on program "
             f"translation | DPO on a fixed file {acc('dpo_offline')}%, on the warm model's samples {acc('dpo')}%, on the "
-            f"policy's own samples {acc('online_dpo')}%, DNO {acc('dno')}%, CDR-ranked {acc('cdr_dpo')}%, Light-R1's "
+            f"policy's own samples {acc('online_dpo')}%, DNO {acc('dno')}%, CDR-ranked {acc('cdr_dpo')}%, SePPO "
+            f"{acc('seppo')}%, DRAGON {acc('dragon')}%, Light-R1's "
             f"SFT → DPO → GRPO curriculum {acc('light_r1')}% (GRPO "
             f"{acc('grpo')}%); a reward model of a hidden rule scores "
             f"{ms([r['pair_accuracy'] for r in arms['reward_model']], 1.0, 3)} on held-out pairs and RLHF on it raises "
@@ -647,7 +651,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "chain.sft": chain_block("sft"),
     **{f"length.{a}": length_block(a) for a in ("grpo", "dr_grpo", "dapo", "sft")},
     **{f"preference.{a}": preference_block(a) for a in ("dpo_offline", "online_dpo", "reward_model", "rlhf_grpo",
-                                                         "dno", "cdr_dpo", "light_r1", "dragon")},
+                                                         "dno", "cdr_dpo", "light_r1", "dragon", "seppo")},
     **{f"preference.{a}": programs_preference_block(a) for a in ("programs_grpo", "programs_gepo")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),

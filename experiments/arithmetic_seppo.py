@@ -20,11 +20,19 @@ snapshot of the policy every 50 steps into a pool of 12 (θ_0, θ_50, …, θ_55
 ring never overwrites, so the draw is uniform over every earlier checkpoint, as in the paper);
 β = 0.1, lr 3e-4 (the arithmetic_dpo recipe). The verifier scores the samples for the logs only.
 
-Expected result: not measured by a benchmark yet (no report block). What it shows: seppo_flipped
-(the fraction of pairs whose sample was judged a winner and pushed up), seppo_anchor (the mean
-log-ratio of the labelled answer against the chosen checkpoint), pool_staleness (steps between
-the chosen checkpoint and the policy), accuracy (the chosen checkpoint's samples, by the verifier)
-and the held-out greedy accuracy (eval/accuracy) beside the warm start's.
+<!-- report: preference.seppo -->
+Expected result (benchmarks/preference.md, written by `python benchmarks/preference.py` from
+benchmarks/results/preference.jsonl; CPU AMD EPYC; held-out greedy exact match on 500 prompts, the
+mean of a run's last 3 evaluations; every arm of a seed from the same SFT warm start; 600 steps;
+mean ± std over 3 seeds (0, 1, 2)): SFT warm start 30.9 ± 3.9% → 77.4 ± 4.0% (DPO with the same
+labelled answers as winners against the warm model's samples: 52.0 ± 6.6%; GRPO: 58.9 ± 3.2%).
+<!-- /report -->
+
+What it shows: seppo_flipped (the fraction of pairs whose sample was judged a winner and pushed up),
+seppo_anchor (the mean log-ratio of the labelled answer against the chosen checkpoint),
+pool_staleness (steps between the chosen checkpoint and the policy), accuracy (the chosen
+checkpoint's samples, by the verifier) and the held-out greedy accuracy (eval/accuracy) beside the
+warm start's.
 """
 import ml_collections
 
