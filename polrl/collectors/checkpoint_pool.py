@@ -47,28 +47,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from polrl.collectors.context import Context, shapes
 from polrl.collectors.demonstrations import demonstration_batch
 from polrl.collectors.group_samples import device_reward, group_samples, rollout_metrics
+from polrl.collectors.stale import snapshot_buffer
 from polrl.core import EXPERT, ON_POLICY, Batch, Collector
 from polrl.train.steps import score
-
-
-def _is_variable(x) -> bool:
-    return isinstance(x, nnx.Variable)
-
-
-def _stacked(leaf, k: int):
-    """Zeros for k snapshots of one parameter, ``[k, *shape]``; a Variable keeps its logical axis
-    names with a leading unsharded snapshot axis."""
-    if _is_variable(leaf):
-        value = leaf.get_value()
-        names = leaf.get_metadata().get("out_sharding")
-        zeros = jnp.zeros((k,) + tuple(value.shape), value.dtype)
-        return leaf.replace(zeros, out_sharding=None if names is None else (None,) + tuple(names))
-    return jnp.zeros((k,) + tuple(leaf.shape), leaf.dtype)
 
 
 def check_options(pool_size, refresh_every) -> None:
@@ -116,7 +101,7 @@ def checkpoint_pool(ctx: Context, *, params, pool_size: int = 4, refresh_every: 
     width = ctx.sampling.max_new_tokens
 
     def init(prompts):
-        return {"snapshots": jax.tree.map(lambda x: _stacked(x, k), template, is_leaf=_is_variable),
+        return {"snapshots": snapshot_buffer(template, k),
                 "versions": jnp.full((k,), -1, jnp.int32)}
 
     def collect(cstate, state, data, rng):

@@ -77,6 +77,12 @@ def _stacked(leaf, k: int):
     return jnp.zeros((k,) + tuple(leaf.shape), leaf.dtype)
 
 
+def snapshot_buffer(template, k: int):
+    """Zeros for ``k`` snapshots of every parameter of ``template`` (leaves ``[k, *shape]``, laid
+    out like the parameters: ``_stacked``); the buffer of ``stale`` and ``checkpoint_pool``."""
+    return jax.tree.map(lambda x: _stacked(x, k), template, is_leaf=_is_variable)
+
+
 def check_options(k, old_policy: str = "behavior") -> None:
     """One-line errors naming the config field for an invalid staleness or π_old choice."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
@@ -112,7 +118,7 @@ def stale(k: int, *, params, old_policy: str = "behavior"):
                                  "(rows the policy did not sample); use staleness_old_policy='recomputed'")
 
         def init(prompts):
-            buffer = jax.tree.map(lambda x: _stacked(x, k), template, is_leaf=_is_variable)
+            buffer = snapshot_buffer(template, k)
             return {"snapshots": buffer, "inner": inner.init(prompts)}
 
         def collect(cstate, state, data, rng):
