@@ -11,6 +11,8 @@ Every arm of a seed starts from that seed's SFT warm start (the ``sft_warmup`` p
 * ``dpo``          DPO on pairs of the frozen warm model's own samples, ranked by the verifier;
 * ``seppo``        SePPO: the labelled answer over a sample of a checkpoint drawn from a pool of
                    earlier ones, with the anchor-based adaptive flipper;
+* ``sft_labels``   SFT continued on the train split's labelled answers, the control for every arm
+                   that puts those labels into its pairs;
 * ``online_dpo``   the same loss on pairs of the current policy's samples (on-policy);
 * ``grpo``         the RL baseline with the same verifier;
 * ``dpo_gold``     ``dpo`` with DNO's pair options (the labelled answer as a candidate, margin 1):
@@ -78,7 +80,7 @@ from benchmarks.provenance import append, provenance, read  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
 FAMILY = "arithmetic"
-ARMS = ("dpo_offline", "dpo", "dpo_gold", "seppo", "online_dpo", "grpo", "dno", "cdr_dpo", "light_r1", "dragon", "reward_model",
+ARMS = ("dpo_offline", "dpo", "dpo_gold", "seppo", "sft_labels", "online_dpo", "grpo", "dno", "cdr_dpo", "light_r1", "dragon", "reward_model",
         "rlhf_grpo",
         "programs_grpo", "programs_gepo", "programs_gepo_no_label", "chain_dpo_revised", "chain_opa_dpo")
 # arms of another family: arm → (family, noun, config overrides); every other arm is (FAMILY, arm, {})
@@ -90,6 +92,7 @@ WHAT = {
     "dpo": "DPO, pairs of the warm model's samples",
     "dpo_gold": "DPO, the same with DNO's gold answer and margin, one iteration",
     "seppo": "SePPO: labelled answer ≻ a sample of an earlier checkpoint, with the adaptive flipper",
+    "sft_labels": "SFT on the train split's labelled answers (the labels the gold / SePPO arms see)",
     "online_dpo": "DPO, pairs of the current policy's samples",
     "grpo": "GRPO (RL baseline)",
     "dno": "DNO: iterated DPO, reference = previous iterate",
@@ -104,7 +107,10 @@ WHAT = {
     "dragon": "DRAGON: on-policy pairs split by each sample's credit to the group's distance to the exemplars",
 }
 # arithmetic arms that are another arm's config with overrides: arm → (noun, overrides)
-VARIANTS = {"dpo_gold": ("dpo", {"collector_kwargs": {"gold": True, "margin": 1.0}})}
+VARIANTS = {"dpo_gold": ("dpo", {"collector_kwargs": {"gold": True, "margin": 1.0}}),
+            # SFT continued from the warm start on the train split's labelled answers (the labels the gold /
+            # SePPO / Light-R1 arms see), 32 per step; warmup.steps restores arithmetic_sft's folded warm start
+            "sft_labels": ("sft", {"warmup.steps": 200, "data": "train"})}
 # arm → the arm whose run it reads (checkpoints of the same seed)
 NEEDS = {"cdr_dpo": "grpo", "rlhf_grpo": "reward_model"}
 SERIES = ("loss", "pref_accuracy", "pref_margin", "reward_mean", "hidden_score_mean", "verifier_reward_mean",
@@ -121,6 +127,7 @@ CLAIMS = (
     ("seppo", "dpo_gold", "better",
      "SePPO: negatives from a pool of earlier checkpoints beat the warm model's, labelled answers as winners in both "
      "(arXiv 2410.05255)"),
+    ("seppo", "sft_labels", "better", "SePPO beats SFT on the same labelled answers (arXiv 2410.05255)"),
     ("dno", "dpo", "better", "DNO beats DPO on the warm model's pairs (arXiv 2404.03715)"),
     ("dno", "dpo_gold", "better",
      "Iterating against the previous iterate beats one iteration with the same gold answers and margin (arXiv 2404.03715)"),

@@ -352,7 +352,8 @@ def preference_block(arm: str) -> Callable[[], str]:
                     f"tenth of the steps.")
         elif arm == "seppo":
             text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc('seppo')}% (DPO with the same labelled "
-                    f"answers as winners against the warm model's samples: {acc('dpo_gold')}%; GRPO: {acc('grpo')}%).")
+                    f"answers as winners against the warm model's samples: {acc('dpo_gold')}%; GRPO: {acc('grpo')}%; SFT "
+                    f"on the same labelled answers: {acc('sft_labels')}%).")
         elif arm == "dno":
             text = (f"Expected result ({setup}, three iterations of a third each): SFT warm start {warm}% → "
                     f"{acc('dno')}% (one DPO iteration on the warm model's pairs, the same steps: {acc('dpo')}%; one "
@@ -361,7 +362,8 @@ def preference_block(arm: str) -> Callable[[], str]:
         else:
             text = (f"Expected result ({setup}, of which SFT stage 2, DPO and GRPO take a tenth, a fifth and the rest): "
                     f"SFT warm start {warm}% → {acc('light_r1')}% (GRPO alone for the same steps: {acc('grpo')}%; DPO "
-                    f"with the same gold answers, one phase: {acc('dpo_gold')}%).")
+                    f"with the same gold answers, one phase: {acc('dpo_gold')}%; SFT on the train split's labelled "
+                    f"answers: {acc('sft_labels')}%).")
         return para(text)
 
     return block
@@ -405,7 +407,7 @@ def readme_preference() -> str:
             f"translation | DPO on a fixed file {acc('dpo_offline')}%, on the warm model's samples {acc('dpo')}%, on the "
             f"policy's own samples {acc('online_dpo')}%, DNO {acc('dno')}%, CDR-ranked {acc('cdr_dpo')}%, SePPO "
             f"{acc('seppo')}%, DRAGON {acc('dragon')}%, Light-R1's "
-            f"SFT → DPO → GRPO curriculum {acc('light_r1')}% (GRPO "
+            f"SFT → DPO → GRPO curriculum {acc('light_r1')}%, SFT on the train labels those use {acc('sft_labels')}% (GRPO "
             f"{acc('grpo')}%); a reward model of a hidden rule scores "
             f"{ms([r['pair_accuracy'] for r in arms['reward_model']], 1.0, 3)} on held-out pairs and RLHF on it raises "
             f"the hidden score {h('head')} → {h('tail')}; programs: GRPO {acc('programs_grpo')}%, GRPO + GEPO "
