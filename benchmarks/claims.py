@@ -84,6 +84,21 @@ def paired(table: list[dict], noun: str, base: str):
         [b[s].get("entropy") for s in seeds]
 
 
+def last_evals_mean(run: dict, n: int = 3) -> float:
+    """A run's accuracy: the mean of its last ``n`` held-out evaluations (``run["evals"]``), one per
+    step (a phase's end and the next phase's start evaluate the same parameters at the same step)."""
+    by_step = {e["step"]: e["eval/accuracy"] for e in run["evals"]}
+    tail = [by_step[s] for s in sorted(by_step)][-n:]
+    return sum(tail) / len(tail)
+
+
+def paired_runs(runs: dict, arm: str, base: str, fn):
+    """``(seeds, [fn(arm's run) − fn(base's run)])`` over the seeds both arms ran; ``runs`` is keyed by
+    ``(arm, seed)``."""
+    seeds = sorted(s for (a, s) in runs if a == arm and (base, s) in runs)
+    return seeds, [fn(runs[(arm, s)]) - fn(runs[(base, s)]) for s in seeds]
+
+
 def sign_test(diffs) -> float:
     """One-sided P(wins ≥ observed) under a fair coin, ties dropped."""
     nonzero = [d for d in diffs if d != 0]

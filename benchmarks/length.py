@@ -45,7 +45,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import algorithms as algorithms_bench  # noqa: E402
-from benchmarks.claims import bootstrap, sign_test, verdict  # noqa: E402
+from benchmarks.claims import bootstrap, last_evals_mean, paired_runs, sign_test, verdict  # noqa: E402
 from benchmarks.provenance import append, provenance, read  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
@@ -121,9 +121,8 @@ def step_flops(arm: str, series: dict) -> list[float]:
 
 
 def accuracy(run: dict) -> float:
-    """The mean of the run's last ``LAST_EVALS`` held-out evaluations."""
-    tail = [e["eval/accuracy"] for e in run["evals"]][-LAST_EVALS:]
-    return sum(tail) / len(tail)
+    """The mean of the run's last ``LAST_EVALS`` held-out evaluations (``claims.last_evals_mean``)."""
+    return last_evals_mean(run, LAST_EVALS)
 
 
 def tail_mean(run: dict, key: str) -> float | None:
@@ -145,11 +144,6 @@ def tail_mean(run: dict, key: str) -> float | None:
 
 def total_flops(run: dict) -> float:
     return sum(step_flops(run["arm"], run["series"]))
-
-
-def _paired(runs: dict, arm: str, base: str, fn):
-    seeds = sorted(s for (a, s) in runs if a == arm and (base, s) in runs)
-    return seeds, [fn(runs[(arm, s)]) - fn(runs[(base, s)]) for s in seeds]
 
 
 def _index(done: list[dict]):
@@ -181,7 +175,7 @@ def render(done: list[dict], steps: int) -> str:
         f"{mean_std(of('grpo', lambda r: r['first_eval']['eval/greedy_length']))} | – | – |",
     ]
     for arm in arms:
-        _, diffs = _paired(runs, arm, "grpo", accuracy)
+        _, diffs = paired_runs(runs, arm, "grpo", accuracy)
         delta = "–" if arm == "grpo" or not diffs else f"{100 * statistics.mean(diffs):+.1f}"
         lines.append(
             f"| `{arm}` | {mean_std(of(arm, accuracy), 100)} | {delta} | "
@@ -199,7 +193,7 @@ def render(done: list[dict], steps: int) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for arm, base, kind, claim in CLAIMS:
-        s, diffs = _paired(runs, arm, base, accuracy)
+        s, diffs = paired_runs(runs, arm, base, accuracy)
         if not diffs:
             continue
         low, high = bootstrap(diffs)
@@ -207,7 +201,7 @@ def render(done: list[dict], steps: int) -> str:
         lines.append(f"| {claim} | `{arm}` | `{base}` | {len(s)} | {100 * statistics.mean(diffs):+.1f} | "
                      f"{sum(d > 0 for d in diffs)}/{len(diffs)} | {sign_test(diffs):.3f} | "
                      f"[{100 * low:+.1f}, {100 * high:+.1f}] | {judged} |")
-    _, wrong = _paired(runs, "dr_grpo", "grpo", lambda r: tail_mean(r, "response_length_incorrect") or 0.0)
+    _, wrong = paired_runs(runs, "dr_grpo", "grpo", lambda r: tail_mean(r, "response_length_incorrect") or 0.0)
     if wrong:
         lines += ["", f"Length of wrong samples, Dr.GRPO − GRPO, paired: {statistics.mean(wrong):+.1f} tokens "
                       f"({sum(d < 0 for d in wrong)}/{len(wrong)} seeds shorter)."]

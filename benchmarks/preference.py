@@ -75,7 +75,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import algorithms as algorithms_bench  # noqa: E402
-from benchmarks.claims import bootstrap, sign_test, verdict  # noqa: E402
+from benchmarks.claims import bootstrap, last_evals_mean, paired_runs, sign_test, verdict  # noqa: E402
 from benchmarks.provenance import append, provenance, read  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
@@ -244,21 +244,13 @@ def run_arm(arm: str, seed: int, steps: int, eval_every: int, base: pathlib.Path
 
 
 def accuracy(run: dict) -> float:
-    """The mean of the run's last ``LAST_EVALS`` held-out evaluations, one per step (a phase's end
-    and the next phase's start evaluate the same parameters at the same step)."""
-    by_step = {e["step"]: e["eval/accuracy"] for e in run["evals"]}
-    tail = [by_step[s] for s in sorted(by_step)][-LAST_EVALS:]
-    return sum(tail) / len(tail)
+    """The mean of the run's last ``LAST_EVALS`` held-out evaluations (``claims.last_evals_mean``)."""
+    return last_evals_mean(run, LAST_EVALS)
 
 
 def _index(done: list[dict]):
     runs = {(r["arm"], r["seed"]): r for r in done}
     return runs, [a for a in ARMS if any(k[0] == a for k in runs)], sorted({s for _, s in runs})
-
-
-def _paired(runs: dict, arm: str, base: str, fn):
-    seeds = sorted(s for (a, s) in runs if a == arm and (base, s) in runs)
-    return seeds, [fn(runs[(arm, s)]) - fn(runs[(base, s)]) for s in seeds]
 
 
 def hidden_gain(run: dict) -> float:
@@ -345,7 +337,7 @@ def render(done: list[dict], steps: int) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for arm, base, kind, claim in CLAIMS:
-        s, diffs = _paired(runs, arm, base, accuracy)
+        s, diffs = paired_runs(runs, arm, base, accuracy)
         if diffs:
             lines.append(_claim_row(claim, arm, f"`{base}`", kind, s, diffs))
     rlhf = of("rlhf_grpo", hidden_gain)

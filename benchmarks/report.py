@@ -215,15 +215,21 @@ def chain_block(which: str) -> Callable[[], str]:
     return block
 
 
+def by_arm(records: list[dict]) -> dict[str, list[dict]]:
+    """A benchmark's records grouped by ``arm``, each group in seed order."""
+    arms = {}
+    for r in sorted(records, key=lambda r: r["seed"]):
+        arms.setdefault(r["arm"], []).append(r)
+    return arms
+
+
 def _length() -> dict:
     """The long-chain testbed's runs (benchmarks/length.py), by arm, seed-sorted, with ``acc(arm)``
     and ``wrong(arm)``: its accuracy and the length of its wrong samples over seeds, formatted."""
     from benchmarks import length
 
     rs = results("length")
-    arms = {}
-    for r in sorted(rs, key=lambda r: r["seed"]):
-        arms.setdefault(r["arm"], []).append(r)
+    arms = by_arm(rs)
     return {"arms": arms, "records": rs, "seeds": sorted({r["seed"] for r in rs}), "steps": rs[0]["steps"],
             "acc": lambda arm: ms([length.accuracy(r) for r in arms[arm]]),
             "wrong": lambda arm: ms([length.tail_mean(r, "response_length_incorrect") for r in arms[arm]], 1.0)}
@@ -296,9 +302,7 @@ def _preference() -> dict:
     from benchmarks import preference
 
     rs = results("preference")
-    arms = {}
-    for r in sorted(rs, key=lambda r: r["seed"]):
-        arms.setdefault(r["arm"], []).append(r)
+    arms = by_arm(rs)
     return {"arms": arms, "records": rs, "seeds": sorted({r["seed"] for r in rs}), "steps": arms["dpo"][0]["budget"],
             "warm": ms([r["evals"][0]["eval/accuracy"] for r in arms["dpo"]]),
             "acc": lambda arm: ms([preference.accuracy(r) for r in arms[arm]])}

@@ -49,8 +49,8 @@ import jax
 import jax.numpy as jnp
 
 from polrl.collectors.context import Context, shapes
-from polrl.collectors.demonstrations import demonstration_batch
-from polrl.collectors.group_samples import device_reward, group_samples, rollout_metrics
+from polrl.collectors.expert_rows import labelled_rows
+from polrl.collectors.group_samples import group_samples, rollout_metrics
 from polrl.collectors.stale import snapshot_buffer
 from polrl.core import EXPERT, ON_POLICY, Batch, Collector
 from polrl.train.steps import score
@@ -121,14 +121,7 @@ def checkpoint_pool(ctx: Context, *, params, pool_size: int = 4, refresh_every: 
 
         samples, _, metrics = sampler.collect((), state.replace(params=member, step=version), data, sample_rng)
         p = data["prompt_bp"].shape[0]
-        expert = demonstration_batch(data, pad_id=ctx.pad_id)
-        pad = width - expert.response_bt.shape[1]
-        if pad < 0:
-            raise ValueError(f"checkpoint_pool: labelled answers ({expert.response_bt.shape[1]} tokens) are longer than "
-                             f"the sampled responses ({width}); raise rollout.max_new_tokens")
-        exp_resp = jnp.pad(expert.response_bt, ((0, 0), (0, pad)), constant_values=ctx.pad_id)
-        exp_mask = jnp.pad(expert.mask_bt, ((0, 0), (0, pad)))
-        exp_reward = device_reward(ctx, exp_resp, exp_mask, data["answer_ba"], data["answer_valid_ba"])
+        exp_resp, exp_mask, exp_reward = labelled_rows(ctx, data, width, "checkpoint_pool")
 
         def pair(expert_x, sample_x):
             """[P, …] expert rows and [P, …] sampled rows → [2P, …]: expert, sample per prompt."""

@@ -10,6 +10,20 @@ from polrl.collectors.group_samples import device_reward
 from polrl.core import EXPERT, ON_POLICY, Collector
 
 
+def labelled_rows(ctx: Context, data: dict, width: int, who: str):
+    """``(response_bt, mask_bt, reward_b)`` of the prompts' labelled answers as response rows padded
+    to ``width`` tokens, scored by the task's verifier; ``who`` names the caller in the error for
+    answers longer than ``width``."""
+    expert = demonstration_batch(data, pad_id=ctx.pad_id)
+    pad = width - expert.response_bt.shape[1]
+    if pad < 0:
+        raise ValueError(f"{who}: labelled answers ({expert.response_bt.shape[1]} tokens) are longer than the sampled "
+                         f"responses ({width}); raise rollout.max_new_tokens")
+    response = jnp.pad(expert.response_bt, ((0, 0), (0, pad)), constant_values=ctx.pad_id)
+    mask = jnp.pad(expert.mask_bt, ((0, 0), (0, pad)))
+    return response, mask, device_reward(ctx, response, mask, data["answer_ba"], data["answer_valid_ba"])
+
+
 def with_expert_rows(expert_per_group: int = 1):
     """``(collector, context) -> collector``: k = ``expert_per_group`` copies of the prompt's
     labelled answer appended to every group of the inner collector's rows (groups of G become
@@ -35,14 +49,7 @@ def with_expert_rows(expert_per_group: int = 1):
             if batch.batch_size != p * g:
                 raise ValueError(f"with_expert_rows: the inner collector returned {batch.batch_size} rows for {p} "
                                  f"prompts in groups of {g}; it must return one group per prompt")
-            expert = demonstration_batch(data, pad_id=ctx.pad_id)
-            width = batch.response_bt.shape[1] - expert.response_bt.shape[1]
-            if width < 0:
-                raise ValueError(f"with_expert_rows: labelled answers ({expert.response_bt.shape[1]} tokens) are longer "
-                                 f"than the sampled responses ({batch.response_bt.shape[1]}); raise rollout.max_new_tokens")
-            exp_resp = jnp.pad(expert.response_bt, ((0, 0), (0, width)), constant_values=ctx.pad_id)
-            exp_mask = jnp.pad(expert.mask_bt, ((0, 0), (0, width)))
-            exp_reward = device_reward(ctx, exp_resp, exp_mask, data["answer_ba"], data["answer_valid_ba"])
+            exp_resp, exp_mask, exp_reward = labelled_rows(ctx, data, batch.response_bt.shape[1], "with_expert_rows")
 
             def append(policy_x, expert_x):
                 """[P·G, …] policy rows and [P, …] expert rows → [P·(G+k), …], experts last in each group."""
