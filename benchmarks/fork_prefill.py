@@ -17,7 +17,7 @@ they share). Each program is one jitted call, timed end to end:
 
 Prefill FLOPs are XLA's own count for the prefill program alone (``cost_analysis`` of the
 compiled ``extend``; no loop, so it is exact for what runs), and its time is measured alone
-too. Decode FLOPs are ``benchmarks.flops.transformer_forward_flops`` per decoded row (the
+too. Decode FLOPs are ``polrl.models.flops.transformer_forward_flops`` per decoded row (the
 forwards a program runs: rows in its slot block × decode steps; attention over the prompt and
 the tokens so far), since XLA counts a while loop's body once. ``sampled_tokens`` counts the
 tokens each program draws (shared prefixes once). Times: median over ``--repeats`` rounds of
@@ -39,7 +39,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from benchmarks.flops import transformer_forward_flops  # noqa: E402
+from polrl.models.flops import transformer_forward_flops  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
 from benchmarks.timing import decode_model_config, seconds  # noqa: E402
 from polrl.collectors.tree import tree_rollout  # noqa: E402

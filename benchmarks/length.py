@@ -105,7 +105,7 @@ def compact(arm: str, record: dict) -> dict:
 
 def step_flops(arm: str, series: dict) -> list[float]:
     """Counted training compute of every step (see the module docstring), FLOPs."""
-    from benchmarks.flops import transformer_forward_flops
+    from polrl.models.flops import transformer_forward_flops
 
     noun, _ = ARMS[arm]
     config, model = _config_model(noun)

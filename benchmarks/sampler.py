@@ -49,7 +49,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 
 from benchmarks import provenance  # noqa: E402
 from benchmarks.timing import decode_model_config, seconds  # noqa: E402
-from benchmarks.flops import matmul_peak_flops, transformer_forward_flops  # noqa: E402
+from benchmarks.flops import matmul_peak_flops  # noqa: E402
+from polrl.models.flops import transformer_forward_flops  # noqa: E402
 from polrl.devices import use_every_core  # noqa: E402
 from polrl.models import Transformer  # noqa: E402
 from polrl.rollout import SamplingConfig, make_sampler  # noqa: E402

@@ -48,7 +48,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from benchmarks.flops import matmul_peak_flops, transformer_forward_flops  # noqa: E402
+from benchmarks.flops import matmul_peak_flops  # noqa: E402
+from polrl.models.flops import transformer_forward_flops  # noqa: E402
 from polrl import algorithms, sharding  # noqa: E402
 from polrl.core import Batch  # noqa: E402
 from polrl.models import Transformer, TransformerConfig  # noqa: E402

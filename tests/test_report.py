@@ -82,7 +82,7 @@ def test_length_table_matches_the_raw_results():
 
 def test_length_tail_means_and_counted_compute_on_hand_values():
     from benchmarks import length
-    from benchmarks.flops import transformer_forward_flops
+    from polrl.models.flops import transformer_forward_flops
     from polrl.models import TransformerConfig
 
     series = {"step": [1, 2, 3, 4], "accuracy": [1.0, 0.5, 0.25, 0.75],

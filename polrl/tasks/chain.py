@@ -30,6 +30,7 @@ import tensorflow_datasets as tfds
 from polrl.tasks.data import GeneratedSplits, config_splits
 
 MARKER = "#"
+STEP_SEPARATOR = ","  # ends every scratchpad step but the last (which ends with MARKER, the answer, EOS)
 _OPS = "+-"
 
 

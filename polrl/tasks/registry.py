@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from polrl.tasks.arithmetic import Arithmetic, ArithmeticConfig
-from polrl.tasks.chain import Chain, ChainConfig, final_answer, final_answer_reward, MARKER
+from polrl.tasks.chain import Chain, ChainConfig, final_answer, final_answer_reward, MARKER, STEP_SEPARATOR
 from polrl.tasks.countdown import Countdown, CountdownConfig
 from polrl.tasks.data import decode_example, load_split
 from polrl.tasks.gsm8k import DEFAULT_INSTRUCTION, gsm8k_reward, gsm8k_splits, prompt_formatter
@@ -41,6 +41,9 @@ class Task:
         strings (text before EOS), examples the dicts they answer.
       device_reward: optional jittable
         (response_bt, mask_bt, answer_ba, answer_valid_ba) -> float32 [B].
+      step_separator: the text that ends one reasoning step of a response (process rewards and
+        step-level search split responses after it; the last step ends at EOS), or None for a
+        task whose responses have no steps.
     """
 
     name: str
@@ -51,6 +54,7 @@ class Task:
     test: Sequence[dict]
     host_reward: HostReward
     device_reward: DeviceReward | None = None
+    step_separator: str | None = None
 
 
 def _check_lengths(completions: list[str], examples: list[dict], source: str):
@@ -148,6 +152,7 @@ def chain_task(
         test=load_split(Chain, "test", data_dir=data_dir, **knobs),
         host_reward=chain_host_reward,
         device_reward=final_answer_reward(tokenizer.encode(MARKER)[0], tokenizer.eos_id),
+        step_separator=STEP_SEPARATOR,
     )
 
 

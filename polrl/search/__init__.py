@@ -1,0 +1,1 @@
+"""Process rewards and test-time search over reasoning steps."""
