@@ -135,6 +135,24 @@ def test_each_phase_is_anchored_to_the_previous_phase_final_params(tmp_path, mon
     assert not same(finals["dno_1"], finals["sft_warmup"])  # the first iteration moved: the check can fail
 
 
+def test_identical_phases_share_one_compiled_step(tmp_path):
+    """DNO's iterations are one method run again: they get the same algorithm and collector, so the
+    trainer compiles their step once; a phase with other keywords gets its own."""
+    from experiments import arithmetic_dno
+
+    c = arithmetic_dno.get_config("smoke")
+    c.total_steps = 3
+    c.phases = [_section(name="a", steps=1), _section(name="b", steps=1),
+                _section(name="c", steps=1, algorithm_kwargs=dict(beta=0.5))]
+    spec = build_spec(c, progress=False)
+    a, b, other = spec.phases[-3:]
+    assert a.algorithm is b.algorithm and a.collector is b.collector
+    assert other.algorithm is not a.algorithm and other.collector is not a.collector
+    trainer = Trainer(spec, str(tmp_path))
+    assert trainer._step_fn(a) is trainer._step_fn(b)
+    assert trainer._step_fn(other) is not trainer._step_fn(a)
+
+
 @pytest.mark.parametrize("change,message", [
     (dict(phases=[dict(name="a", steps=3, collectr="group_samples")]),
      r"^phases\[0\]\.collectr is not a phase field; a phase takes \['name', 'steps'"),

@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import os
 
 import numpy as np
@@ -495,6 +496,13 @@ def eval_options(config) -> tuple[int, tuple[int, ...]]:
     return samples, tuple(pass_k) if pass_k else ()
 
 
+def method_key(section: dict) -> str:
+    """What fixes a phase's compiled step: its algorithm and collector with their keywords."""
+    plain = lambda v: v.to_dict() if hasattr(v, "to_dict") else v  # a ConfigDict's keywords as a dict
+    return json.dumps([plain(section[k]) for k in ("algorithm", "algorithm_kwargs", "collector", "collector_kwargs")],
+                      sort_keys=True, default=repr)
+
+
 def build_spec(config, *, progress: bool = True) -> RunSpec:
     """Resolves names to real objects and validates what can be checked without compiling."""
     layout = sharding.layout_from_config(config.get("mesh"))  # mesh vs devices, first
@@ -538,15 +546,19 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
                             config.demos.batch_size, demos))
     scored_by = scoring_wrapper(config, task)
     stale = staleness_wrapper(config, params)
+    built = {}  # phases with the same method share one (algorithm, collector): the trainer compiles their step once
     for i, (s, algo, make_collector, (source, per_step)) in enumerate(zip(sections, algos, factories, data, strict=True)):
-        kwargs = dict(s["collector_kwargs"])
-        if "params" in inspect.signature(make_collector).parameters:  # a collector that keeps parameter snapshots
-            kwargs["params"] = params
-        base = section_call(s, "collector_kwargs", scored_collector, make_collector, ctx, kwargs, scored_by)
-        if i == 0 and "reference" in base.needs and not config.warmup.steps:
-            raise ValueError(f"collector={s['collector']!r} samples from the reference, the warm model: set "
-                             f"warmup.steps > 0")
-        phases.append(Phase(s["name"], algo, phase_collector(base, algo, ctx, stale), s["steps"], per_step, source))
+        key = method_key(s)
+        if key not in built:
+            kwargs = dict(s["collector_kwargs"])
+            if "params" in inspect.signature(make_collector).parameters:  # a collector that keeps parameter snapshots
+                kwargs["params"] = params
+            base = section_call(s, "collector_kwargs", scored_collector, make_collector, ctx, kwargs, scored_by)
+            if i == 0 and "reference" in base.needs and not config.warmup.steps:
+                raise ValueError(f"collector={s['collector']!r} samples from the reference, the warm model: set "
+                                 f"warmup.steps > 0")
+            built[key] = (algo, phase_collector(base, algo, ctx, stale))
+        phases.append(Phase(s["name"], *built[key], s["steps"], per_step, source))
     eval_samples, eval_pass_k = eval_options(config)
     return RunSpec(
         task=task,

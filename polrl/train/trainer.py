@@ -209,6 +209,7 @@ class Trainer:
             lambda params, prompt_bp, valid_bp, rng: sample(spec.graphdef, params, prompt_bp, valid_bp, rng, greedy),
             ("params", "batch", "batch", "replicated"), "batch")
         self._sampled = None
+        self._steps = {}  # (id(algorithm), id(collector)) → the phase step (``_step_fn``)
         if spec.eval_samples:
             self._pass_k = evaluation.check_pass_k(spec.eval_samples, spec.eval_pass_k or
                                                    evaluation.default_pass_k(spec.eval_samples))
@@ -270,12 +271,20 @@ class Trainer:
 
     # ---------------------------------------------------------------- the step
     def _step_fn(self, phase: Phase) -> Callable:
-        """``(state, data) -> (state, metrics)``: collect, then prepare and update.
+        """``(state, data) -> (state, metrics)``: collect, then prepare and update. Phases that
+        share their algorithm and collector (``build_spec`` gives identical phase sections the
+        same objects: DNO's iterations) share one jitted step, compiled once.
 
         The collector gets its own key split from the state's (``rng, collect_rng =
         split(state.rng)``; the state keeps ``rng``). A device collector is compiled into the
         step; a host collector runs outside ``jit`` and the update is its own jitted call.
         """
+        key = (id(phase.algorithm), id(phase.collector))
+        if key not in self._steps:
+            self._steps[key] = self._make_step(phase)
+        return self._steps[key]
+
+    def _make_step(self, phase: Phase) -> Callable:
         spec, collector = self.spec, phase.collector
         train = functools.partial(steps.train_on_batch, algorithm=phase.algorithm, graphdef=spec.graphdef,
                                   temperature=spec.sampling.scoring_temperature)
