@@ -215,7 +215,7 @@ def test_many_simulations_find_the_exact_best_first_step():
 
 
 def test_jit_equals_no_jit():
-    config = SamplingConfig(max_new_tokens=3, eos_id=EOS)
+    config = SamplingConfig(max_new_tokens=2, eos_id=EOS)
     options = dict(simulations=2, branching=2, max_depth=2, step_tokens=1, c_puct=1.0)
     tokens, valid = left_padded(PROMPTS[:1])
     jitted = search(parts()[1], tokens, valid, jax.random.key(5), config, **options)
