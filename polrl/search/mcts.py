@@ -26,7 +26,7 @@ lockstep; simulation i:
        v(c) = (1 − w) · outcome(y) + w · prefix_score(c)                   (w = ``prefix_weight``),
 
    ``outcome`` the verifier and ``prefix_score`` an optional process reward model's score of the
-   partial response (``polrl.search.scoring.prefix_scores``). A leaf that is not expanded is
+   partial response (``prm_prefix_score``: ``polrl.search.scoring.prefix_scores``). A leaf that is not expanded is
    evaluated again instead: a terminal leaf by its own v (its response is complete), a leaf at
    depth D by a fresh rollout.
 4. Backup — a new child starts at N(c) = 1, W(c) = v(c); the leaf and each of its ancestors get
