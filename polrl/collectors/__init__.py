@@ -9,6 +9,8 @@ scored by the verifier), ``preference_pairs`` (best vs worst of G samples), ``of
 ``offline_unpaired`` (a fixed preference data set: pairs, or labelled completions for KTO),
 ``checkpoint_pool`` (SePPO: the labelled answer against a sample of a pool of earlier checkpoints).
 ``revised_pairs`` (OPA-DPO: the policy's own response and its minimal revision, as a pair).
+``mcts_pairs`` (MCTS-DPO: step-level pairs, highest- vs lowest-Q child of each node of a tree search).
+``step_labels`` (Math-Shepherd: the reference's samples with Monte-Carlo labels of their steps, for a PRM).
 Wrappers: ``with_expert_rows`` (labelled answers in every group: CHORD, RL-PLUS),
 ``dynamic_sampling`` (DAPO), ``with_greedy_baseline`` (ReMax), ``with_replay`` (ReMix),
 ``stale`` (rows from the policy of k updates ago: staleness as a controlled variable, the
@@ -29,12 +31,14 @@ from polrl.collectors.expert_rows import with_expert_rows
 from polrl.collectors.greedy_baseline import with_greedy_baseline
 from polrl.collectors.offline_pairs import offline_pairs, offline_unpaired
 from polrl.collectors.group_samples import group_samples, rollout_metrics
+from polrl.collectors.mcts_pairs import mcts_pairs
 from polrl.collectors.preference_pairs import best_and_worst, preference_pairs
 from polrl.collectors.replay import with_replay
 from polrl.collectors.revised_pairs import revised_pairs
 from polrl.collectors.reward_model import with_reward_model
 from polrl.collectors.score_position import with_score_position
 from polrl.collectors.stale import stale
+from polrl.collectors.step_labels import step_labels
 from polrl.collectors.tree import tree
 from polrl.collectors.turns import turns
 
@@ -48,12 +52,14 @@ __all__ = [
     "dynamic_sampling",
     "group_samples",
     "keep_informative_groups",
+    "mcts_pairs",
     "offline_pairs",
     "offline_unpaired",
     "preference_pairs",
     "revised_pairs",
     "rollout_metrics",
     "stale",
+    "step_labels",
     "tree",
     "turns",
     "with_density_ratio",

@@ -44,6 +44,7 @@ from polrl.collectors.context import Context, repeat_rows, shapes
 from polrl.collectors.group_samples import POLICIES, device_reward
 from polrl.core import Batch, Collector
 from polrl.search.mcts import Tree, check_search, mcts
+from polrl.search.scoring import separator_id
 
 VALID = "pair_valid_b"
 
@@ -122,10 +123,7 @@ def mcts_pairs(ctx: Context, *, simulations: int = 8, branching: int = 3, max_de
     if task.device_reward is None:
         raise ValueError(f"mcts_pairs: task {task.name!r} has only a host reward; the search scores rollouts inside "
                          f"the compiled step and needs a task with a device reward")
-    if not task.step_separator or task.tokenizer is None or len(task.tokenizer.encode(task.step_separator)) != 1:
-        raise ValueError(f"mcts_pairs: task {task.name!r} has step_separator={task.step_separator!r}; the search "
-                         f"needs a task whose step separator is one token (e.g. chain's ',')")
-    separator_id = task.tokenizer.encode(task.step_separator)[0]
+    separator = separator_id(task, "mcts_pairs")
 
     def collect(cstate, state, data, rng):
         params = state.params if policy == "current" else state.ref_params
@@ -141,7 +139,7 @@ def mcts_pairs(ctx: Context, *, simulations: int = 8, branching: int = 3, max_de
             flat = lambda x: x.reshape(b * branching, n)
             return device_reward(ctx, flat(response_bkn), flat(mask_bkn), *answers).reshape(b, branching)
 
-        tree = mcts(model, prompt_bp, valid_bp, rng, ctx.sampling, outcome=outcome, separator_id=separator_id,
+        tree = mcts(model, prompt_bp, valid_bp, rng, ctx.sampling, outcome=outcome, separator_id=separator,
                     simulations=simulations, branching=branching, max_depth=max_depth, step_tokens=step_tokens,
                     c_puct=c_puct, length_penalty=length_penalty)
         chosen, rejected, gap, valid, found = step_pairs(tree, branching, margin, max_pairs)

@@ -61,6 +61,7 @@ from polrl.collectors.group_samples import device_reward, rollout_metrics
 from polrl.core import Batch, Collector
 from polrl.models.layers import wide
 from polrl.rollout import engine
+from polrl.search.scoring import separator_id
 
 STEP_END, STEP_LABEL = "step_end_bk", "step_label_bk"
 
@@ -79,16 +80,6 @@ class StepLabels(flax.struct.PyTreeNode):
     step_end_bk: jax.Array
     mc_label_bk: jax.Array
     last_bk: jax.Array
-
-
-def separator_id(task, caller: str) -> int:
-    """The token id of ``task.step_separator`` (one token), with a one-line error naming ``caller``."""
-    sep = task.step_separator
-    ids = task.tokenizer.encode(sep) if sep else []
-    if len(ids) != 1:
-        raise ValueError(f"{caller}: task {task.name!r} has step_separator={sep!r}, which must be one token; use a "
-                         f"task whose responses are split into steps (e.g. 'chain')")
-    return ids[0]
 
 
 def step_label_rollout(model, prompt_bp, prompt_valid_bp, answer_ba, answer_valid_ba, rng, config, *,

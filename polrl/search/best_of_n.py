@@ -36,7 +36,7 @@ import jax.numpy as jnp
 
 from polrl.rollout import SamplingConfig
 from polrl.search.beam import SearchOutput, search
-from polrl.tasks.chain import _marked_tail
+from polrl.tasks.chain import marked_tail
 
 AnswerFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -62,7 +62,7 @@ def marked_answer(marker_id: int, eos_id: int, width: int) -> AnswerFn:
     (tokens_bt, mask_bt) -> (span_bw, ok_b), −1 past the answer; ok = an EOS with a marker before it."""
 
     def answer(tokens_bt, mask_bt):
-        span, valid, ok = _marked_tail(tokens_bt, mask_bt > 0, marker_id, eos_id, width)
+        span, valid, ok = marked_tail(tokens_bt, mask_bt > 0, marker_id, eos_id, width)
         return jnp.where(valid, span, -1), ok
 
     return answer

@@ -18,15 +18,14 @@ method); ``rule`` overrides the final rule ("best" or "weighted"). A step ends a
 
 Difficulty of an example: ``difficulty(example)`` when given, else the number of steps of its
 labelled answer (separators + 1; the chain task: its operands − 1). The final answer compared by
-weighted best-of-N: the tokens after the chain task's "#" for the chain task, the whole
-response for other tasks, or ``answer`` (a ``best_of_n.AnswerFn``).
+weighted best-of-N: the tokens after the task's ``answer_marker`` (the chain task's "#"), the
+whole response for a task without one, or ``answer`` (a ``best_of_n.AnswerFn``).
 
 FLOPs per prompt: the policy's and the PRM's forward FLOPs counted by the search
 (``beam.search_flops``: prompt prefill once per prompt and model, every generated step once
 per slot that decoded it, forks free).
 
-INFERRED: a task other than chain has no final-answer marker, so weighted best-of-N groups its
-candidates by the whole response; ``step_len`` defaults to the response budget (a step ends
+INFERRED: ``step_len`` defaults to the response budget (a step ends
 only at the separator or EOS).
 """
 from __future__ import annotations
@@ -41,7 +40,7 @@ from flax import nnx
 from polrl.rollout import SamplingConfig
 from polrl.search.beam import search, search_flops
 from polrl.search.best_of_n import AnswerFn, best_of_n, choose, marked_answer, response_answer
-from polrl.tasks.chain import MARKER
+from polrl.search.scoring import separator_id
 from polrl.tasks.data import task_batch
 from polrl.tasks.registry import Task
 
@@ -52,18 +51,6 @@ RULES = {"best_of_n": "best", "weighted_best_of_n": "weighted", "beam": "weighte
 def label_steps(task: Task) -> Callable[[dict], int]:
     """The default difficulty: steps of the labelled answer, ``answer.count(separator) + 1``."""
     return lambda example: example["answer"].count(task.step_separator) + 1
-
-
-def separator_id(task: Task) -> int:
-    """The step separator's token id; a one-line error when the task has none or it is not one token."""
-    if task.step_separator is None:
-        raise ValueError(f"search: task {task.name!r} has no step_separator; step-level search needs a task "
-                         f"whose responses have steps (e.g. chain)")
-    ids = task.tokenizer.encode(task.step_separator)
-    if len(ids) != 1:
-        raise ValueError(f"search: task {task.name!r} step_separator={task.step_separator!r} is {len(ids)} tokens; "
-                         f"it must be one token")
-    return ids[0]
 
 
 def search_program(method: str, budget: int, policy_graphdef, prm_graphdef, sampling: SamplingConfig, sep_id: int, *,
@@ -119,11 +106,11 @@ def evaluate(method: str, budget: int, policy: tuple, prm: tuple, task: Task, ex
     if batch_size < 1 or not examples:
         raise ValueError(f"search: batch_size={batch_size!r} and {len(examples)} examples; pass batch_size >= 1 "
                          f"and at least one example")
-    sep_id = separator_id(task)
+    sep_id = separator_id(task, "search")
     difficulty = label_steps(task) if difficulty is None else difficulty
     if answer is None:
-        answer = (marked_answer(task.tokenizer.encode(MARKER)[0], task.tokenizer.eos_id, sampling.max_new_tokens)
-                  if task.name == "chain" else response_answer)
+        answer = (response_answer if task.answer_marker is None else
+                  marked_answer(task.tokenizer.encode(task.answer_marker)[0], task.tokenizer.eos_id, sampling.max_new_tokens))
     run = search_program(method, budget, policy[0], prm[0], sampling, sep_id, beam_width=beam_width, step_len=step_len,
                          max_steps=max_steps, aggregate=aggregate, rule=rule, answer=answer,
                          device_reward=task.device_reward)

@@ -21,6 +21,16 @@ from polrl.collectors.score_position import score_index
 from polrl.train.steps import sequence_inputs
 
 
+def separator_id(task, caller: str) -> int:
+    """The token id of ``task.step_separator`` (one token), with a one-line error naming ``caller``."""
+    sep = task.step_separator
+    ids = task.tokenizer.encode(sep) if sep and task.tokenizer is not None else []
+    if len(ids) != 1:
+        raise ValueError(f"{caller}: task {task.name!r} has step_separator={sep!r}, which must be one token; use a "
+                         f"task whose responses are split into steps (e.g. 'chain')")
+    return ids[0]
+
+
 def step_ends(response_bt: jax.Array, mask_bt: jax.Array, separator_id: int) -> jax.Array:
     """bool [B, T]: True at each response token that ends a step — a masked token equal to
     ``separator_id``, or the last masked token of the row."""

@@ -157,7 +157,7 @@ def final_answer(text: str) -> str | None:
     return tail.strip() if marker else None
 
 
-def _marked_tail(tokens_bt: jax.Array, valid_bt: jax.Array, marker_id: int, eos_id: int, width: int):
+def marked_tail(tokens_bt: jax.Array, valid_bt: jax.Array, marker_id: int, eos_id: int, width: int):
     """(tail_bw, tail_valid_bw, ok_b): the `width` tokens after the last marker before the first
     EOS of each row, where they are before that EOS; ok = the row has a valid EOS with a marker
     before it."""
@@ -185,8 +185,8 @@ def final_answer_reward(marker_id: int, eos_id: int):
 
     def reward(response_bt, mask_bt, answer_ba, answer_valid_ba):
         width = answer_ba.shape[1]
-        ref, ref_valid, ref_ok = _marked_tail(answer_ba, answer_valid_ba.astype(bool), marker_id, eos_id, width)
-        got, got_valid, got_ok = _marked_tail(response_bt, mask_bt.astype(bool), marker_id, eos_id, width)
+        ref, ref_valid, ref_ok = marked_tail(answer_ba, answer_valid_ba.astype(bool), marker_id, eos_id, width)
+        got, got_valid, got_ok = marked_tail(response_bt, mask_bt.astype(bool), marker_id, eos_id, width)
         same = jnp.all((ref_valid == got_valid) & (~ref_valid | (ref == got)), axis=1)
         return (same & ref_ok & got_ok).astype(jnp.float32)
 

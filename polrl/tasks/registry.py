@@ -44,6 +44,8 @@ class Task:
       step_separator: the text that ends one reasoning step of a response (process rewards and
         step-level search split responses after it; the last step ends at EOS), or None for a
         task whose responses have no steps.
+      answer_marker: the text after which a response states its final answer (what answer votes
+        compare), or None when the whole response is the answer.
     """
 
     name: str
@@ -55,6 +57,7 @@ class Task:
     host_reward: HostReward
     device_reward: DeviceReward | None = None
     step_separator: str | None = None
+    answer_marker: str | None = None
 
 
 def _check_lengths(completions: list[str], examples: list[dict], source: str):
@@ -153,6 +156,7 @@ def chain_task(
         host_reward=chain_host_reward,
         device_reward=final_answer_reward(tokenizer.encode(MARKER)[0], tokenizer.eos_id),
         step_separator=STEP_SEPARATOR,
+        answer_marker=MARKER,
     )
 
 
