@@ -162,6 +162,7 @@ ALL_NOUNS = {
     "opa_dpo",
     "dragon",
     "seppo",
+    "process_reward_model",
 }
 
 

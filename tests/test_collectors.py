@@ -4,6 +4,7 @@ second step with new data does not retrace. Runs on a float64 tiny model, so the
 eager samples cannot differ by float32 rounding."""
 import dataclasses
 import functools
+import types
 
 import jax
 import jax.numpy as jnp
@@ -66,6 +67,12 @@ def _reward_model():
         return tiny_params(dataclasses.replace(CFG, value_head=True), seed=1)
 
 
+def _with_steps(ctx):
+    """The context's task with one-token steps (token 4 ends a step), for the step-level collectors."""
+    tokenizer = types.SimpleNamespace(encode=lambda text: [4] if text == "," else [])
+    return dataclasses.replace(ctx, task=dataclasses.replace(ctx.task, tokenizer=tokenizer, step_separator=","))
+
+
 CASES = {
     "demonstrations": collectors.demonstrations,
     "group_samples": collectors.group_samples,
@@ -86,6 +93,9 @@ CASES = {
     "stale": lambda ctx: collectors.stale(2, params=_model()[1])(collectors.group_samples(ctx), ctx),
     "checkpoint_pool": lambda ctx: collectors.checkpoint_pool(ctx, params=_model()[1], pool_size=2, refresh_every=1),
     "turns": lambda ctx: collectors.turns(ctx, env=_ECHO, max_turns=2, turn_tokens=2),
+    "step_labels": lambda ctx: collectors.step_labels(_with_steps(ctx), continuations=2, max_steps=2),
+    "mcts_pairs": lambda ctx: collectors.mcts_pairs(_with_steps(ctx), simulations=2, branching=2, max_depth=2,
+                                                    step_tokens=2, max_pairs=2),
     "tree": lambda ctx: collectors.tree(ctx, segment_len=2, init_branches=1, branching=2,
                                         branch_on="uncertainty"),
 }

@@ -137,3 +137,34 @@ def test_preference_accuracy_edges_and_hidden_gain_on_hand_values():
     assert head == pytest.approx({"loss": 1.5, "hidden_score_mean": 0.075, "only_first": 7.0})  # steps 1, 2 of 20
     assert tail == pytest.approx({"loss": 19.5, "hidden_score_mean": 0.975})  # steps 19, 20
     assert preference.hidden_gain({"head": head, "tail": tail}) == pytest.approx(0.9)
+
+
+def test_guided_table_matches_the_raw_results():
+    from benchmarks import guided
+    from benchmarks.provenance import read
+
+    root = report.ROOT / "benchmarks"
+    assert (root / "guided.md").read_text() == guided.render(read(root / "results" / "guided.jsonl")), \
+        "run python benchmarks/guided.py"
+
+
+def test_guided_selector_is_calibrated_on_one_half_and_scored_on_the_other():
+    """Four prompts, difficulty 1, 1, 2, 2; halves by index parity. Calibrated on prompts 0, 2: bin 1 →
+    beam@4 (accuracy 1 within the budget 10; best_of_n@16 is as accurate but spends 50), bin 2 →
+    greedy_small; scored on prompts 1, 3: beam@4 right, greedy_small wrong → 0.5, FLOPs (5 + 1)/2.
+    Calibrated on 1, 3: bin 1 → beam@4, bin 2 → greedy_small (every setting within the budget scores
+    0, the fewest FLOPs win); scored on 0, 2: both right → 1.0, FLOPs 3."""
+    from benchmarks import guided
+
+    d = [1, 1, 2, 2]
+    settings = {
+        "greedy_small": {"accuracy": 0.25, "correct": [0, 0, 1, 0], "flops": [1.0] * 4, "difficulty": d},
+        "greedy_large": {"accuracy": 0.5, "correct": [1, 0, 1, 0], "flops": [10.0] * 4, "difficulty": d},
+        "beam@4": {"accuracy": 0.5, "correct": [1, 1, 0, 0], "flops": [5.0] * 4, "difficulty": d},
+        "best_of_n@16": {"accuracy": 1.0, "correct": [1, 1, 1, 1], "flops": [50.0] * 4, "difficulty": d},
+    }
+    accuracy, flops, chosen = guided.selector_accuracy(settings)
+    assert accuracy == pytest.approx((0.5 + 1.0) / 2)
+    assert flops == pytest.approx(3.0)
+    assert chosen == {1: "beam@4", 2: "greedy_small"}
+    assert guided.setting_key("dvts@16") == ("dvts", 16) and guided.setting_key("greedy_large") == ("greedy_large", 1)
