@@ -26,6 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import provenance, treepo  # noqa: E402
+from benchmarks.claims import last_evals_mean  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -418,6 +419,78 @@ def readme_preference() -> str:
             f"{acc('programs_gepo')}% ({len(t['seeds'])} seeds, [`benchmarks/preference.md`](benchmarks/preference.md)) |")
 
 
+def _guided() -> dict:
+    """The guided benchmark's runs (benchmarks/guided.py), by arm, seed-sorted."""
+    rs = results("guided")
+    return {"arms": by_arm(rs), "records": rs}
+
+
+GUIDED_SETUP = ("benchmarks/guided.md, written by `python benchmarks/guided.py` from benchmarks/results/guided.jsonl; "
+                "{cpu}; {seeds}")
+
+
+def _search_figures(searches: list[dict]) -> dict:
+    """Seed-mean accuracy of each search setting and the compute-optimal selector's held-out accuracy
+    and FLOPs as a multiple of the large policy's greedy decoding."""
+    from benchmarks import guided
+
+    acc = lambda name: ms([r["settings"][name]["accuracy"] for r in searches])
+    sel = [guided.selector_accuracy(r["settings"]) for r in searches]
+    large = [statistics.mean(r["settings"]["greedy_large"]["flops"]) for r in searches]
+    return {"acc": acc, "selector": ms([a for a, _, _ in sel]), "ratio": guided.size_ratio(),
+            "selector_flops": ms([f / big for (_, f, _), big in zip(sel, large)], 1.0, 2)}
+
+
+def guided_block(arm: str) -> Callable[[], str]:
+    def block() -> str:
+        t = _guided()
+        a = t["arms"]
+        if arm == "prm":
+            rs, searches = a["prm"], a.get("search", [])
+            held = lambda key: ms([r["held_out"]["all_steps"][key] for r in rs], 1.0, 3)
+            text = (f"Expected result ({GUIDED_SETUP.format(cpu=where(rs), seeds=seeds_phrase(r['seed'] for r in rs))}; "
+                    f"{rs[0]['held_out']['prompts']} held-out prompts, each step labelled by 16 completions): step "
+                    f"accuracy {held('accuracy')} (the constant label mean: {held('constant_accuracy')}), Brier score "
+                    f"{held('brier')} (constant: {held('constant_brier')}).")
+            if searches:
+                f = _search_figures(searches)
+                text += (f" Searching with it ({seeds_phrase(r['seed'] for r in searches)}): the small policy "
+                         f"{f['acc']('greedy_small')}% greedy, weighted best-of-16 {f['acc']('weighted_best_of_n@16')}%, "
+                         f"beam search N = 16 {f['acc']('beam@16')}%; the compute-optimal choice within the FLOPs of a "
+                         f"{f['ratio']:.1f}× larger policy decoding greedily ({f['acc']('greedy_large')}%) reaches {f['selector']}% "
+                         f"at {f['selector_flops']}× its FLOPs.")
+        else:
+            rs = a["mcts_dpo"]
+            acc = lambda arm: ms([last_evals_mean(r, 3) for r in a.get(arm, [])])
+            text = (f"Expected result ({GUIDED_SETUP.format(cpu=where(rs), seeds=seeds_phrase(r['seed'] for r in rs))}; "
+                    f"held-out greedy accuracy on 500 prompts, the mean of the last 3 evaluations): SFT warm start "
+                    f"{ms([r['warm_accuracy'] for r in rs])}% → {acc('mcts_dpo')}%"
+                    + (f" (instance-level on-policy DPO, same iterations and prompts: {acc('instance_dpo')}%)."
+                       if a.get("instance_dpo") else "."))
+        return para(text)
+
+    return block
+
+
+def readme_guided() -> str:
+    t = _guided()
+    a = t["arms"]
+    searches = a.get("search", [])
+    if not searches:
+        return ""
+    f = _search_figures(searches)
+    mcts = (f"; MCTS-DPO {ms([r['warm_accuracy'] for r in a['mcts_dpo']])}% → "
+            f"{ms([last_evals_mean(r, 3) for r in a['mcts_dpo']])}%" if a.get("mcts_dpo") else "")
+    inst = (f" (instance-level pairs: {ms([last_evals_mean(r, 3) for r in a['instance_dpo']])}%)"
+            if a.get("instance_dpo") else "")
+    return (f"| `experiments/chain_prm.py`, `chain_mcts_dpo.py`, `polrl.search` | a process reward model from Monte-Carlo "
+            f"step labels; test-time search with it against a {f['ratio']:.1f}× larger policy decoding greedily, at counted FLOPs; "
+            f"MCTS-DPO | small policy {f['acc']('greedy_small')}%, large {f['acc']('greedy_large')}% (greedy); small + "
+            f"PRM, weighted best-of-16 {f['acc']('weighted_best_of_n@16')}%, compute-optimal within the large model's "
+            f"FLOPs {f['selector']}% at {f['selector_flops']}× them{mcts}{inst} "
+            f"({seeds_phrase(r['seed'] for r in searches)}, [`benchmarks/guided.md`](benchmarks/guided.md)) |")
+
+
 def readme_experiments() -> str:
     long, t, tools = _arithmetic(), _treepo_rows(), _tools()
     grpo, sft = long["grpo"], long["sft"]
@@ -456,6 +529,9 @@ def readme_experiments() -> str:
         "[`benchmarks/treepo.md`](benchmarks/treepo.md)) |")
     rows.append(readme_length())
     rows.append(readme_preference())
+    guided_row = readme_guided()
+    if guided_row:
+        rows.append(guided_row)
     cat = _catalogue()
     added = [n for n in cat if n not in ("grpo", "rover", "mdpo", "dpo", *PAIR_NOUNS)]  # rover, mdpo: fidelity re-runs
     gains = {n: statistics.mean(r["accuracy"] - r["warm_accuracy"] for r in cat[n]) for n in cat}
@@ -659,6 +735,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     **{f"preference.{a}": preference_block(a) for a in ("dpo_offline", "online_dpo", "reward_model", "rlhf_grpo",
                                                          "dno", "cdr_dpo", "light_r1", "dragon", "seppo")},
     **{f"preference.{a}": programs_preference_block(a) for a in ("programs_grpo", "programs_gepo")},
+    **{f"guided.{a}": guided_block(a) for a in ("prm", "mcts_dpo")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),
     **{f"arithmetic.{n}": arithmetic_noun(n) for n in (
