@@ -60,6 +60,25 @@ def repeat_rows(x, copies: int):
     return jnp.repeat(x, copies, axis=0)
 
 
+def group_rows(data: dict, response_bt, mask_bt, logp_bt, group_size: int, version, **fields) -> Batch:
+    """G sampled responses per prompt as a Batch: rows k·G … k·G + G − 1 answer prompt k (its
+    prompt repeated, ``group_b`` = k), the mask and the sampler's log-probs as float32 (Batch floats
+    are float32 whatever the model's dtype), every row's ``version_b`` = ``version``; ``fields``
+    are further Batch fields (``aux``)."""
+    rows = response_bt.shape[0]
+    return Batch(
+        prompt_bp=repeat_rows(data["prompt_bp"], group_size),
+        prompt_valid_bp=repeat_rows(data["prompt_valid_bp"], group_size),
+        response_bt=response_bt,
+        mask_bt=mask_bt.astype(jnp.float32),
+        group_b=jnp.arange(rows, dtype=jnp.int32) // group_size,
+        behavior_logp_bt=logp_bt.astype(jnp.float32),
+        version_b=jnp.full((rows,), version, jnp.int32),
+        group_size=group_size,
+        **fields,
+    )
+
+
 def check_rewards_shape(reward, rows: int, name: str) -> None:
     """A reward function's output must be one float per sequence (checked while tracing)."""
     if getattr(reward, "shape", None) != (rows,):

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from polrl.collectors.context import Context, check_rewards_shape, host_rows, repeat_rows, shapes
+from polrl.collectors.context import Context, check_rewards_shape, group_rows, host_rows, repeat_rows, shapes
 from polrl.core import EXPERT, Batch, Collector
 from flax import nnx
 
@@ -84,18 +84,8 @@ def group_samples(ctx: Context, *, group_size: int | None = None, policy: str = 
             out = served(params, data["prompt_bp"], data["prompt_valid_bp"], rng)
         else:
             out = sample(ctx.graphdef, params, data["prompt_bp"], data["prompt_valid_bp"], rng, sampling, g)
-        n = out.response_bt.shape[0]
         version = state.step if policy == "current" else 0
-        return Batch(
-            prompt_bp=repeat_rows(data["prompt_bp"], g),
-            prompt_valid_bp=repeat_rows(data["prompt_valid_bp"], g),
-            response_bt=out.response_bt,
-            mask_bt=out.mask_bt.astype(jnp.float32),  # Batch floats are float32 whatever the model's dtype
-            group_b=jnp.arange(n, dtype=jnp.int32) // g,
-            behavior_logp_bt=out.logp_bt.astype(jnp.float32),
-            version_b=jnp.full((n,), version, jnp.int32),
-            group_size=g,
-        )
+        return group_rows(data, out.response_bt, out.mask_bt, out.logp_bt, g, version)
 
     def served(params, prompt_bp, valid_bp, rng):
         model = nnx.merge(ctx.graphdef, sharding.reshard_for_rollout(params))

@@ -56,9 +56,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from polrl import sharding
-from polrl.collectors.context import Context, repeat_rows, shapes
+from polrl.collectors.context import Context, group_rows, repeat_rows, shapes
 from polrl.collectors.group_samples import device_reward, rollout_metrics
-from polrl.core import Batch, Collector
+from polrl.core import Collector
 from polrl.models.layers import wide
 from polrl.rollout import engine
 from polrl.search.scoring import separator_id
@@ -180,17 +180,7 @@ def step_labels(ctx: Context, *, continuations: int = 4, max_steps: int = 8, gro
         out = step_label_rollout(model, prompt_bp, valid_bp, data["answer_ba"], data["answer_valid_ba"], rng,
                                  ctx.sampling, samples=g, continuations=continuations, max_steps=max_steps,
                                  separator=separator, reward_fn=reward_fn)
-        rows = out.tokens_bn.shape[0]
-        batch = Batch(
-            prompt_bp=repeat_rows(data["prompt_bp"], g),
-            prompt_valid_bp=repeat_rows(data["prompt_valid_bp"], g),
-            response_bt=out.tokens_bn,
-            mask_bt=out.mask_bn.astype(jnp.float32),
-            group_b=jnp.arange(rows, dtype=jnp.int32) // g,
-            behavior_logp_bt=out.logp_bn.astype(jnp.float32),
-            version_b=jnp.zeros((rows,), jnp.int32),
-            group_size=g,
-        )
+        batch = group_rows(data, out.tokens_bn, out.mask_bn, out.logp_bn, g, 0)
         answers = repeat_rows(data["answer_ba"], g), repeat_rows(data["answer_valid_ba"], g)
         reward_b = reward_fn(batch.response_bt, batch.mask_bt, *answers)
         label_bk = jnp.where(out.last_bk, reward_b[:, None], out.mc_label_bk)

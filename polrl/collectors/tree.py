@@ -58,9 +58,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from polrl import sharding
-from polrl.collectors.context import Context, repeat_rows, shapes
+from polrl.collectors.context import Context, group_rows, repeat_rows, shapes
 from polrl.collectors.group_samples import device_reward, rollout_metrics
-from polrl.core import Batch, Collector
+from polrl.core import Collector
 from polrl.models.layers import wide
 from polrl.rollout import SamplingConfig, engine
 
@@ -272,18 +272,8 @@ def tree(ctx: Context, *, segment_len: int, leaves: int | None = None, init_bran
         prompt_bp, valid_bp = sharding.constrain_batch((data["prompt_bp"], data["prompt_valid_bp"]), rollout=True)
         out = tree_rollout(model, prompt_bp, valid_bp, rng, ctx.sampling, leaves=g, segment_len=segment_len,
                            init_branches=init_branches, branching=branching, branch_on=branch_on)
-        rows = out.tokens_bn.shape[0]
-        batch = Batch(
-            prompt_bp=repeat_rows(data["prompt_bp"], g),
-            prompt_valid_bp=repeat_rows(data["prompt_valid_bp"], g),
-            response_bt=out.tokens_bn,
-            mask_bt=out.mask_bn.astype(jnp.float32),
-            group_b=jnp.arange(rows, dtype=jnp.int32) // g,
-            behavior_logp_bt=out.logp_bn.astype(jnp.float32),
-            version_b=jnp.full((rows,), state.step, jnp.int32),
-            aux={FIELD: jnp.where(out.node_bd >= 0, out.node_bd % g, -1)},
-            group_size=g,
-        )
+        batch = group_rows(data, out.tokens_bn, out.mask_bn, out.logp_bn, g, state.step,
+                           aux={FIELD: jnp.where(out.node_bd >= 0, out.node_bd % g, -1)})
         answers = repeat_rows(data["answer_ba"], g), repeat_rows(data["answer_valid_ba"], g)
         batch = batch.replace(reward_b=device_reward(ctx, batch.response_bt, batch.mask_bt, *answers))
         metrics = {**rollout_metrics(batch), "sampled_tokens": out.sampled.astype(jnp.float32),
