@@ -51,7 +51,7 @@ import jax.numpy as jnp
 from polrl.collectors.context import Context, shapes
 from polrl.collectors.expert_rows import labelled_rows
 from polrl.collectors.group_samples import group_samples, rollout_metrics
-from polrl.collectors.stale import snapshot_buffer
+from polrl.collectors.stale import check_template, snapshot_buffer
 from polrl.core import EXPERT, ON_POLICY, Batch, Collector
 from polrl.train.steps import score
 
@@ -96,7 +96,6 @@ def checkpoint_pool(ctx: Context, *, params, pool_size: int = 4, refresh_every: 
                          f"built inside the compiled step and need a task with a device reward")
     k, m = pool_size, refresh_every
     template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
-    template_leaves = jax.tree.leaves(template)
     sampler = group_samples(ctx, group_size=1, policy="current")
     width = ctx.sampling.max_new_tokens
 
@@ -107,9 +106,7 @@ def checkpoint_pool(ctx: Context, *, params, pool_size: int = 4, refresh_every: 
     def collect(cstate, state, data, rng):
         step = jnp.asarray(state.step, jnp.int32)
         leaves, treedef = jax.tree.flatten(state.params)
-        if [(tuple(x.shape), x.dtype) for x in leaves] != [(tuple(t.shape), t.dtype) for t in template_leaves]:
-            raise ValueError("checkpoint_pool: the policy's parameters do not have the shapes the pool was built for; "
-                             "pass checkpoint_pool(params=...) the parameters of this phase's policy")
+        check_template(state.params, template, "checkpoint_pool")
         write, slot_w, filled = pool_schedule(step, k, m)
         buf_leaves, buf_def = jax.tree.flatten(cstate["snapshots"])
         buf_leaves = [b.at[slot_w].set(jnp.where(write, p.astype(b.dtype), b[slot_w])) for b, p in zip(buf_leaves, leaves)]

@@ -79,6 +79,13 @@ def group_rows(data: dict, response_bt, mask_bt, logp_bt, group_size: int, versi
     )
 
 
+def check_one_group_per_prompt(batch: Batch, prompts: int, who: str) -> None:
+    """A wrapper's inner collector must return one group of ``batch.group_size`` rows per prompt."""
+    if batch.batch_size != prompts * batch.group_size:
+        raise ValueError(f"{who}: the inner collector returned {batch.batch_size} rows for {prompts} prompts in groups "
+                         f"of {batch.group_size}; it must return one group per prompt")
+
+
 def check_rewards_shape(reward, rows: int, name: str) -> None:
     """A reward function's output must be one float per sequence (checked while tracing)."""
     if getattr(reward, "shape", None) != (rows,):

@@ -37,7 +37,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from polrl.collectors.context import Context
+from polrl.collectors.context import Context, check_one_group_per_prompt
 from polrl.collectors.preference_pairs import best_and_worst_rows
 from polrl.core import Batch, Collector
 from polrl.train.steps import score
@@ -115,10 +115,7 @@ def with_density_ratio(graphdef, strong_params, weak_params, *, strong_prefix=No
 
         def collect(cstate, state, data, rng):
             batch, inner_state, metrics = inner.collect(cstate["inner"], state, data, rng)
-            prompts, rows = data["prompt_bp"].shape[0], batch.batch_size
-            if rows != prompts * batch.group_size:
-                raise ValueError(f"with_density_ratio: the inner collector returned {rows} rows for {prompts} "
-                                 f"prompts in groups of {batch.group_size}; it must return one group per prompt")
+            check_one_group_per_prompt(batch, data["prompt_bp"].shape[0], "with_density_ratio")
             reward_b = density_ratio_rewards(graphdef, cstate["strong_params"], cstate["weak_params"], batch, prefix)
             out = {**metrics, "reward_mean": reward_b.mean(), "density_ratio_std": reward_b.std(),
                    "reward_finite": jnp.isfinite(reward_b).all() & metrics.get("reward_finite", True)}

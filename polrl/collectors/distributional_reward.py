@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from polrl.collectors.context import Context
+from polrl.collectors.context import Context, check_one_group_per_prompt
 from polrl.core import Collector
 
 POSITIVE_SOURCES = ("answer",)
@@ -148,9 +148,7 @@ def with_distributional_reward(*, positive="answer", negative=None, bandwidth: f
         def collect(cstate, state, data, rng):
             batch, inner_state, metrics = inner.collect(cstate, state, data, rng)
             prompts, g = data["prompt_bp"].shape[0], batch.group_size
-            if batch.batch_size != prompts * g:
-                raise ValueError(f"with_distributional_reward: the inner collector returned {batch.batch_size} rows for "
-                                 f"{prompts} prompts in groups of {g}; it must return one group per prompt")
+            check_one_group_per_prompt(batch, prompts, "with_distributional_reward")
             if g < 2:
                 raise ValueError(f"with_distributional_reward: group_size={g}; the leave-one-out credit needs >= 2 "
                                  f"samples per prompt (raise rollout.group_size)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from polrl.collectors.context import Context, repeat_rows
+from polrl.collectors.context import Context, check_one_group_per_prompt, repeat_rows
 from polrl.collectors.demonstrations import demonstration_batch
 from polrl.collectors.group_samples import device_reward
 from polrl.core import EXPERT, ON_POLICY, Collector
@@ -46,9 +46,7 @@ def with_expert_rows(expert_per_group: int = 1):
         def collect(cstate, state, data, rng):
             batch, cstate, metrics = inner.collect(cstate, state, data, rng)
             p, g = data["prompt_bp"].shape[0], batch.group_size
-            if batch.batch_size != p * g:
-                raise ValueError(f"with_expert_rows: the inner collector returned {batch.batch_size} rows for {p} "
-                                 f"prompts in groups of {g}; it must return one group per prompt")
+            check_one_group_per_prompt(batch, p, "with_expert_rows")
             exp_resp, exp_mask, exp_reward = labelled_rows(ctx, data, batch.response_bt.shape[1], "with_expert_rows")
 
             def append(policy_x, expert_x):

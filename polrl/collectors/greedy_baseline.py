@@ -6,7 +6,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from polrl.collectors.context import Context, repeat_rows
+from polrl.collectors.context import Context, check_one_group_per_prompt, repeat_rows
 from polrl.collectors.group_samples import device_reward
 from polrl.core import Collector
 from polrl.rollout import sample
@@ -30,11 +30,8 @@ def with_greedy_baseline():
             batch, cstate, metrics = inner.collect(cstate, state, data, rng)
             out = sample(ctx.graphdef, state.params, data["prompt_bp"], data["prompt_valid_bp"], rng, greedy)
             base = device_reward(ctx, out.response_bt, out.mask_bt, data["answer_ba"], data["answer_valid_ba"])
-            g = batch.group_size
-            if batch.batch_size != base.shape[0] * g:
-                raise ValueError(f"with_greedy_baseline: the inner collector returned {batch.batch_size} rows for "
-                                 f"{base.shape[0]} prompts in groups of {g}; it must return one group per prompt")
-            return batch.replace(aux={**batch.aux, FIELD: repeat_rows(base, g)}), cstate, metrics
+            check_one_group_per_prompt(batch, base.shape[0], "with_greedy_baseline")
+            return batch.replace(aux={**batch.aux, FIELD: repeat_rows(base, batch.group_size)}), cstate, metrics
 
         def example(prompts):
             ex = inner.example(prompts)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from polrl.collectors.context import Context, repeat_rows
+from polrl.collectors.context import Context, check_one_group_per_prompt, repeat_rows
 from polrl.collectors.score_position import sequence_scores
 from polrl.core import Collector
 
@@ -39,10 +39,7 @@ def with_reward_model(graphdef, params, *, hidden_score=None):
 
         def collect(cstate, state, data, rng):
             batch, inner_state, metrics = inner.collect(cstate["inner"], state, data, rng)
-            prompts, rows = data["prompt_bp"].shape[0], batch.batch_size
-            if rows != prompts * batch.group_size:
-                raise ValueError(f"with_reward_model: the inner collector returned {rows} rows for {prompts} prompts "
-                                 f"in groups of {batch.group_size}; it must return one group per prompt")
+            check_one_group_per_prompt(batch, data["prompt_bp"].shape[0], "with_reward_model")
             reward_b = sequence_scores(graphdef, cstate["reward_params"], batch)
             out = {**metrics, "reward_mean": reward_b.mean(), "rm_reward_std": reward_b.std(),
                    "reward_finite": jnp.isfinite(reward_b).all() & metrics.get("reward_finite", True)}

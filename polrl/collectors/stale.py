@@ -83,6 +83,14 @@ def snapshot_buffer(template, k: int):
     return jax.tree.map(lambda x: _stacked(x, k), template, is_leaf=_is_variable)
 
 
+def check_template(params, template, who: str) -> None:
+    """The policy's parameters must have the shapes and dtypes a snapshot buffer was built for."""
+    shape = lambda tree: [(tuple(x.shape), x.dtype) for x in jax.tree.leaves(tree)]
+    if shape(params) != shape(template):
+        raise ValueError(f"{who}: the policy's parameters do not have the shapes the snapshot buffer was built for; "
+                         f"pass {who}(params=...) the parameters of this phase's policy")
+
+
 def check_options(k, old_policy: str = "behavior") -> None:
     """One-line errors naming the config field for an invalid staleness or π_old choice."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
@@ -105,7 +113,6 @@ def stale(k: int, *, params, old_policy: str = "behavior"):
     """
     check_options(k, old_policy)
     template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
-    template_leaves = jax.tree.leaves(template)
 
     def wrap(inner: Collector, ctx) -> Collector:
         if k == 0:
@@ -124,9 +131,7 @@ def stale(k: int, *, params, old_policy: str = "behavior"):
         def collect(cstate, state, data, rng):
             step = jnp.asarray(state.step, jnp.int32)
             leaves, treedef = jax.tree.flatten(state.params)
-            if [(tuple(x.shape), x.dtype) for x in leaves] != [(tuple(t.shape), t.dtype) for t in template_leaves]:
-                raise ValueError("stale: the policy's parameters do not have the shapes the snapshot buffer was built "
-                                 "for; pass stale(params=...) the parameters of this phase's policy")
+            check_template(state.params, template, "stale")
             buf_leaves, buf_def = jax.tree.flatten(cstate["snapshots"])
             # The phase's first step: every slot holds θ_0, the oldest policy there is.
             buf_leaves = jax.lax.cond(
