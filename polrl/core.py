@@ -77,6 +77,11 @@ class PolicyState:
       prepare_state: state of ``Algorithm.prepare`` (e.g. running statistics).
       objective_state: state of ``Algorithm.objective`` (e.g. an adaptive KL coefficient).
       collector_state: state of the phase's ``Collector`` (e.g. a replay buffer).
+      models: the run's frozen auxiliary models' parameters by name (``config.models``: a
+        reward model, a process reward model, a teacher, a target; ``{}`` when there are none).
+        Laid out like ``params``, passed to the compiled step as arguments, never checkpointed:
+        a run reloads them from their source (``polrl.train.auxiliary``). A model trained during
+        the run is the policy of a phase, or a transform's or collector's state.
     """
 
     step: Array
@@ -87,6 +92,7 @@ class PolicyState:
     prepare_state: Any = None
     objective_state: Any = None
     collector_state: Any = None
+    models: Any = None
 
 
 @flax.struct.dataclass
@@ -315,7 +321,8 @@ class Collector(NamedTuple):
       reads: ``(prompts) -> int``, how many prompts ``collect`` reads for a step of
         ``prompts`` (dynamic sampling reads more than it keeps).
       needs: what ``collect`` uses from the policy state besides the parameters:
-        ``"reference"`` keeps ``ref_params`` in the state.
+        ``"reference"`` keeps ``ref_params`` in the state (a collector reading a named model,
+        ``PolicyState.models``, needs nothing declared: every phase holds them).
       host: ``collect`` runs host code (a verifier on strings, tools): the trainer calls it
         outside ``jit`` (its device parts jit themselves) instead of compiling it into the step.
     """

@@ -41,8 +41,17 @@ def _model():
 def _context():
     task = Task(name="tiny", tokenizer=None, max_prompt_len=3, max_answer_len=3, train=[], test=[],
                 host_reward=None, device_reward=token_exact_match)
+    named = {"rm": collectors.NamedModel(_reward_model()[0], value_head=True),
+             "strong": collectors.NamedModel(_model()[0]), "weak": collectors.NamedModel(_model()[0])}
+    template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _model()[1])
     return collectors.Context(graphdef=_model()[0], task=task, sampling=SAMPLING, group_size=G,
-                              layout=sharding.layout_from_config(None))
+                              layout=sharding.layout_from_config(None), models=named, params_template=template)
+
+
+def _frozen_models():
+    """The parameters of the context's frozen models (``PolicyState.models``)."""
+    with jax.enable_x64(True):
+        return {"rm": _reward_model()[1], "strong": _model()[1], "weak": tiny_params(CFG, seed=2)[1]}
 
 
 def _echo_step(count_k, tokens_kn, mask_kn):
@@ -85,17 +94,19 @@ CASES = {
     "with_greedy_baseline": _wrapped(collectors.with_greedy_baseline()),
     "with_replay": _wrapped(collectors.with_replay(capacity=4, num_replay=1)),
     "with_score_position": _wrapped(collectors.with_score_position()),
-    "with_density_ratio": lambda ctx: collectors.with_density_ratio(_model()[0], _model()[1], tiny_params(CFG, seed=2)[1],
-                                                                    strong_prefix=[3])(collectors.group_samples(ctx), ctx),
-    "with_reward_model": lambda ctx: collectors.with_reward_model(*_reward_model(), hidden_score=token_exact_match)(
+    "with_density_ratio": lambda ctx: collectors.with_density_ratio("strong", "weak", strong_prefix=[3])(
+        collectors.group_samples(ctx), ctx),
+    "with_reward_model": lambda ctx: collectors.with_reward_model("rm", hidden_score=token_exact_match)(
         collectors.group_samples(ctx), ctx),
     "with_distributional_reward": _wrapped(collectors.with_distributional_reward(bandwidth=1.5)),
-    "stale": lambda ctx: collectors.stale(2, params=_model()[1])(collectors.group_samples(ctx), ctx),
-    "checkpoint_pool": lambda ctx: collectors.checkpoint_pool(ctx, params=_model()[1], pool_size=2, refresh_every=1),
+    "stale": lambda ctx: collectors.stale(2)(collectors.group_samples(ctx), ctx),
+    "checkpoint_pool": lambda ctx: collectors.checkpoint_pool(ctx, pool_size=2, refresh_every=1),
     "turns": lambda ctx: collectors.turns(ctx, env=_ECHO, max_turns=2, turn_tokens=2),
     "step_labels": lambda ctx: collectors.step_labels(_with_steps(ctx), continuations=2, max_steps=2),
     "mcts_pairs": lambda ctx: collectors.mcts_pairs(_with_steps(ctx), simulations=2, branching=2, max_depth=2,
                                                     step_tokens=2, max_pairs=2),
+    "mcts_pairs(prm)": lambda ctx: collectors.mcts_pairs(_with_steps(ctx), simulations=2, branching=2, max_depth=2,
+                                                         step_tokens=2, max_pairs=2, prm="rm", prefix_weight=0.5),
     "tree": lambda ctx: collectors.tree(ctx, segment_len=2, init_branches=1, branching=2,
                                         branch_on="uncertainty"),
 }
@@ -137,7 +148,7 @@ def test_collector_contract(name):
     prompts = 2
     graphdef, params = _model()
     state = steps.init_state(params, algorithms.grpo(kl_coef=0.0), jax.random.key(0), ref_params=params,
-                             collector=collector, prompts=prompts)
+                             collector=collector, prompts=prompts).replace(models=_frozen_models())
     if "reference" in collector.needs:
         assert state.ref_params is not None
     reads = collector.reads(prompts)

@@ -12,7 +12,7 @@ from flax import nnx
 
 from polrl import algorithms, collectors, sharding
 from polrl.collectors.density_ratio import density_ratio_rewards, pair_agreement
-from polrl.core import Batch, Collector
+from polrl.core import Batch, Collector, PolicyState
 from polrl.models import TransformerConfig
 from polrl.rollout import SamplingConfig
 from polrl.tasks import Task, token_exact_match
@@ -70,7 +70,8 @@ def _logp_numpy(graphdef, params, batch, prefix=()):
 def test_reward_is_the_difference_of_independently_computed_log_probs(prefix):
     (graphdef, strong), weak = _models()
     batch = _batch()
-    reward = density_ratio_rewards(graphdef, strong, weak, batch, None if prefix is None else jnp.asarray(prefix))
+    reward = density_ratio_rewards((graphdef, strong), (graphdef, weak), batch,
+                                   None if prefix is None else jnp.asarray(prefix))
     expected = _logp_numpy(graphdef, strong, batch, prefix or ()) - _logp_numpy(graphdef, weak, batch)
     assert reward.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(reward, np.float64), expected, **F32_ROUNDING)
@@ -79,15 +80,17 @@ def test_reward_is_the_difference_of_independently_computed_log_probs(prefix):
 
 def test_the_same_model_twice_gives_zero():
     (graphdef, params), _ = _models()
-    for fn in (density_ratio_rewards, jax.jit(density_ratio_rewards, static_argnums=0)):
-        np.testing.assert_array_equal(fn(graphdef, params, params, _batch()), np.zeros(4, np.float32))
+    ratio = lambda a, b, batch: density_ratio_rewards((graphdef, a), (graphdef, b), batch)
+    for fn in (ratio, jax.jit(ratio)):
+        np.testing.assert_array_equal(fn(params, params, _batch()), np.zeros(4, np.float32))
 
 
 def test_jit_equals_no_jit():
     (graphdef, strong), weak = _models()
     prefix = jnp.asarray([6, 2])
-    eager = density_ratio_rewards(graphdef, strong, weak, _batch(), prefix)
-    jitted = jax.jit(density_ratio_rewards, static_argnums=0)(graphdef, strong, weak, _batch(), prefix)
+    ratio = lambda a, b, batch, prefix: density_ratio_rewards((graphdef, a), (graphdef, b), batch, prefix)
+    eager = ratio(strong, weak, _batch(), prefix)
+    jitted = jax.jit(ratio)(strong, weak, _batch(), prefix)
     np.testing.assert_allclose(jitted, eager, rtol=2**-22)  # each within half an ulp of the same float64 value
 
 
@@ -114,9 +117,11 @@ def test_pair_agreement_on_a_hand_made_batch():
 def _context():
     task = Task(name="tiny", tokenizer=None, max_prompt_len=3, max_answer_len=3, train=[], test=[], host_reward=None,
                 device_reward=token_exact_match)
-    return collectors.Context(graphdef=_models()[0][0], task=task, group_size=G,
+    graphdef = _models()[0][0]
+    return collectors.Context(graphdef=graphdef, task=task, group_size=G,
                               sampling=SamplingConfig(max_new_tokens=4, eos_id=EOS, pad_id=PAD),
-                              layout=sharding.layout_from_config(None))
+                              layout=sharding.layout_from_config(None),
+                              models={name: collectors.NamedModel(graphdef) for name in ("strong", "weak")})
 
 
 def _agreement_numpy(ratio, verifier, g):
@@ -127,9 +132,9 @@ def _agreement_numpy(ratio, verifier, g):
     return (best > worst).sum() / max(untied.sum(), 1), untied.mean()
 
 
-def _collect(collector, params, ref_params):
+def _collect(collector, params, ref_params, models):
     state = steps.init_state(params, algorithms.dpo(), jax.random.key(0), ref_params=ref_params, collector=collector,
-                             prompts=2)
+                             prompts=2).replace(models=models)
     return state, collector.collect, (state.collector_state, state, two_prompt_data(V, PAD), jax.random.key(3))
 
 
@@ -137,8 +142,8 @@ def test_wrapper_rescores_the_samples_and_logs_agreement():
     (graphdef, strong), weak = _models()
     ctx = _context()
     inner = collectors.group_samples(ctx)
-    wrapped = collectors.with_density_ratio(graphdef, strong, weak)(inner, ctx)
-    state, collect, args = _collect(wrapped, strong, None)
+    wrapped = collectors.with_density_ratio("strong", "weak")(inner, ctx)
+    state, collect, args = _collect(wrapped, strong, None, {"strong": strong, "weak": weak})
     batch, cstate, metrics = jax.jit(collect)(*args)
     plain, _, plain_metrics = inner.collect((), state, *args[2:])
     np.testing.assert_array_equal(batch.response_bt, plain.response_bt)  # the same samples, rescored
@@ -155,10 +160,8 @@ def test_wrapper_rescores_the_samples_and_logs_agreement():
     accuracy, pairs = _agreement_numpy(plain.reward_b, batch.reward_b, G)
     np.testing.assert_allclose([float(metrics["verifier_pair_accuracy"]), float(metrics["verifier_pairs"])],
                                [accuracy, pairs], rtol=1e-7)
-    for name, params in (("strong_params", strong), ("weak_params", weak)):
-        for a, b in zip(jax.tree.leaves(cstate[name]), jax.tree.leaves(params), strict=True):
-            np.testing.assert_array_equal(a, b)  # frozen
-    assert wrapped.example(2) == inner.example(2)
+    assert cstate == ()  # the two policies are the state's frozen models, not the collector's
+    assert wrapped.example(2) == inner.example(2) and wrapped.needs == frozenset()
     eager, _, eager_metrics = collect(*args)  # jit == no-jit
     np.testing.assert_allclose(eager.reward_b, batch.reward_b, rtol=2**-22)
     assert float(eager_metrics["pair_untied"]) == float(metrics["pair_untied"])
@@ -178,9 +181,10 @@ def test_wrapper_metrics_on_a_hand_made_batch():
                   group_size=G)
     inner = Collector(init=lambda prompts: (), collect=lambda cstate, state, data, rng: (batch, cstate, {}),
                       example=lambda prompts: batch)
-    wrapped = collectors.with_density_ratio(graphdef, strong, weak)(inner, _context())
+    wrapped = collectors.with_density_ratio("strong", "weak")(inner, _context())
     data = {"prompt_bp": jnp.asarray(prompt[::G])}
-    out, _, metrics = jax.jit(wrapped.collect)(wrapped.init(2), None, data, jax.random.key(0))
+    state = PolicyState(step=jnp.int32(0), rng=None, params=None, opt_state=None, models={"strong": strong, "weak": weak})
+    out, _, metrics = jax.jit(wrapped.collect)(wrapped.init(2), state, data, jax.random.key(0))
     ratio = _logp_numpy(graphdef, strong, batch) - _logp_numpy(graphdef, weak, batch)
     np.testing.assert_allclose(np.asarray(out.reward_b, np.float64), ratio, **F32_ROUNDING)
     expected = [*_agreement_numpy(ratio, verifier, G), *_agreement_numpy(verifier, ratio, G)]
@@ -192,10 +196,11 @@ def test_wrapper_metrics_on_a_hand_made_batch():
 def test_preference_pairs_are_ranked_by_the_ratio():
     (graphdef, strong), weak = _models()
     ctx = _context()
-    scorer = collectors.with_density_ratio(graphdef, strong, weak)
+    scorer = collectors.with_density_ratio("strong", "weak")
     samples = scorer(collectors.group_samples(ctx, policy="reference"), ctx)
     pairs_collector = collectors.preference_pairs(ctx, scored_by=scorer)
-    _, collect, args = _collect(pairs_collector, weak, strong)  # samples from the reference, here the strong model
+    # samples from the reference, here the strong model
+    _, collect, args = _collect(pairs_collector, weak, strong, {"strong": strong, "weak": weak})
     pairs, _, metrics = jax.jit(collect)(*args)
     scored, _, _ = jax.jit(samples.collect)(*args)
     r = np.asarray(scored.reward_b).reshape(-1, G)
@@ -209,7 +214,24 @@ def test_a_host_collector_is_refused():
     ctx = _context()
     (graphdef, strong), weak = _models()
     with pytest.raises(ValueError, match=r"with_density_ratio: the inner collector runs on the host"):
-        collectors.with_density_ratio(graphdef, strong, weak)(collectors.offline_pairs(ctx), ctx)
+        collectors.with_density_ratio("strong", "weak")(collectors.offline_pairs(ctx), ctx)
+    with pytest.raises(ValueError, match=r"with_density_ratio\(weak\)='base' is not a model of this run"):
+        collectors.with_density_ratio("strong", "base")(collectors.group_samples(ctx), ctx)
+
+
+def test_the_reference_as_the_weak_policy_is_read_from_the_state_not_copied():
+    """weak = "reference": the same rewards as a loaded copy of the same parameters, the
+    collector asks the phase to keep its reference, and the state holds no second copy."""
+    (graphdef, strong), weak = _models()
+    ctx = _context()
+    inner = collectors.group_samples(ctx)
+    by_reference = collectors.with_density_ratio("strong", "reference")(inner, ctx)
+    assert by_reference.needs == frozenset({"reference"})
+    state, collect, args = _collect(by_reference, strong, weak, {"strong": strong})
+    assert list(state.models) == ["strong"]
+    copied = collectors.with_density_ratio("strong", "weak")(inner, ctx)
+    _, copied_collect, copied_args = _collect(copied, strong, None, {"strong": strong, "weak": weak})
+    np.testing.assert_array_equal(jax.jit(collect)(*args)[0].reward_b, jax.jit(copied_collect)(*copied_args)[0].reward_b)
 
 
 # ----------------------------------------------------------------------------- config
@@ -227,16 +249,16 @@ def test_config_carries_the_committed_policies(smoke):
     with jax.enable_x64(False):
         spec = build_spec(smoke, progress=False)
         phase = spec.phases[-1]
-        state = phase.collector.init(phase.prompts_per_step)
+        assert phase.collector.init(phase.prompts_per_step) == ()  # nothing frozen in the checkpointed state
         _, shapes = frozen_model_structure(smoke.model, spec.task.tokenizer.vocab_size, value_head=False,
                                            field="density_ratio.model")
         for name in ("strong", "weak"):
             expected = load_params(smoke.density_ratio[name], shapes,
                                    policy_source(f"density_ratio.{name}", "density_ratio.model"))
-            for a, b in zip(jax.tree.leaves(state[f"{name}_params"]), jax.tree.leaves(expected), strict=True):
+            for a, b in zip(jax.tree.leaves(spec.models[f"cdr_{name}"]), jax.tree.leaves(expected), strict=True):
                 np.testing.assert_array_equal(a, b)
-        differ = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state["strong_params"]),
-                                                           jax.tree.leaves(state["weak_params"]))]
+        differ = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(spec.models["cdr_strong"]),
+                                                           jax.tree.leaves(spec.models["cdr_weak"]))]
         assert any(differ)  # the smoke ratio is not 0
 
 

@@ -386,6 +386,36 @@ def test_collector_rows_are_the_searchs_pairs():
     assert (r[kept.reshape(-1)][:, 0] > r[kept.reshape(-1)][:, 1]).all()  # the chosen row has the higher Q
 
 
+def test_collector_blends_the_named_process_reward_model():
+    """prm names a frozen model of the run (PolicyState.models): the rows equal a direct search
+    whose prefix score is that model's (``prm_prefix_score``) at the same weight."""
+    from polrl import algorithms
+
+    prm_graphdef, prm_params = tiny_params(dataclasses.replace(CFG, value_head=True), seed=2)
+    ctx = dataclasses.replace(_context(), models={"prm": collectors.NamedModel(prm_graphdef, value_head=True)})
+    options = dict(simulations=3, branching=2, max_depth=2, step_tokens=2, c_puct=1.0)
+    collector = collectors.mcts_pairs(ctx, max_pairs=2, prm="prm", prefix_weight=0.5, **options)
+    assert collector.needs == frozenset()
+    state = steps.init_state(parts()[1], algorithms.dpo(), jax.random.key(0)).replace(models={"prm": prm_params})
+    tokens, valid = left_padded(PROMPTS)
+    data = {"prompt_bp": tokens, "prompt_valid_bp": valid, "answer_ba": jnp.zeros((2, 3), jnp.int32),
+            "answer_valid_ba": jnp.ones((2, 3), bool)}
+    batch, _, metrics = jax.jit(collector.collect)((), state, data, jax.random.key(2))
+    tree = search(parts()[1], tokens, valid, jax.random.key(2), SamplingConfig(max_new_tokens=4, eos_id=EOS),
+                  prefix_weight=0.5, prefix_score=prm_prefix_score(prm_graphdef, prm_params, tokens, valid), **options)
+    plain = search(parts()[1], tokens, valid, jax.random.key(2), SamplingConfig(max_new_tokens=4, eos_id=EOS), **options)
+    assert not np.allclose(np.asarray(tree.q_bm), np.asarray(plain.q_bm))  # the PRM changed the values
+    np.testing.assert_allclose(metrics["mcts/root_value"], np.asarray(tree.q_bm[:, 0]).mean(), atol=1e-6)
+    want = pair_rows(tree, tokens, valid, *[x for x in step_pairs(tree, 2, 0.0, 2)][:2],
+                     step_pairs(tree, 2, 0.0, 2)[3], state.step)
+    for name in ("response_bt", "mask_bt", "reward_b"):
+        np.testing.assert_allclose(np.asarray(getattr(batch, name)), np.asarray(getattr(want, name)), atol=1e-6)
+    with pytest.raises(ValueError, match=r"mcts_pairs: prm='prm' with prefix_weight=0"):
+        collectors.mcts_pairs(ctx, prm="prm", **options)
+    with pytest.raises(ValueError, match=r"mcts_pairs: prm='judge' is not a model of this run"):
+        collectors.mcts_pairs(ctx, prm="judge", prefix_weight=0.5, **options)
+
+
 def test_collector_errors():
     with pytest.raises(ValueError, match=r"step_tokens=9 must be an int in \[1, rollout.max_new_tokens=4\]"):
         collectors.mcts_pairs(_context(), step_tokens=9)

@@ -30,12 +30,12 @@ POLICY = TransformerConfig(vocab_size=V, d_model=16, num_layers=1, num_heads=2, 
 REWARD = dataclasses.replace(POLICY, d_model=8, mlp_dim=16, value_head=True)
 
 
-def _context():
+def _context(models=None):
     task = Task(name="tiny", tokenizer=None, max_prompt_len=3, max_answer_len=3, train=[], test=[], host_reward=None,
                 device_reward=token_exact_match)
     return collectors.Context(graphdef=tiny_params(POLICY)[0], task=task, group_size=G,
                               sampling=SamplingConfig(max_new_tokens=4, eos_id=EOS, pad_id=PAD),
-                              layout=sharding.layout_from_config(None))
+                              layout=sharding.layout_from_config(None), models=models or {})
 
 
 def _direct(graphdef, params, batch):
@@ -52,13 +52,14 @@ def _direct(graphdef, params, batch):
 
 def test_scores_equal_a_direct_forward_of_the_reward_model():
     with jax.enable_x64(True):
-        ctx = _context()
-        policy = tiny_params(POLICY)[1]
         rm_graphdef, rm_params = tiny_params(REWARD, seed=1)
+        ctx = _context({"rm": collectors.NamedModel(rm_graphdef, value_head=True)})
+        policy = tiny_params(POLICY)[1]
         hidden = lambda r, m, a, av: (r[:, 0] + 10.0 * a[:, 0]).astype(jnp.float32)  # any function of rows and answers
         inner = collectors.group_samples(ctx)
-        wrapped = collectors.with_reward_model(rm_graphdef, rm_params, hidden_score=hidden)(inner, ctx)
+        wrapped = collectors.with_reward_model("rm", hidden_score=hidden)(inner, ctx)
         state = steps.init_state(policy, algorithms.grpo(kl_coef=0.0), jax.random.key(0), collector=wrapped, prompts=2)
+        state = state.replace(models={"rm": rm_params})
         data = two_prompt_data(V, PAD)
         batch, cstate, metrics = jax.jit(wrapped.collect)(state.collector_state, state, data, jax.random.key(3))
         plain, _, plain_metrics = inner.collect((), state, data, jax.random.key(3))
@@ -71,16 +72,21 @@ def test_scores_equal_a_direct_forward_of_the_reward_model():
         answers = np.repeat(np.asarray(data["answer_ba"]), G, axis=0)
         np.testing.assert_allclose(float(metrics["hidden_score_mean"]),
                                    np.mean(np.asarray(plain.response_bt)[:, 0] + 10.0 * answers[:, 0]), rtol=1e-6)
-        for a, b in zip(jax.tree.leaves(cstate["reward_params"]), jax.tree.leaves(rm_params)):
-            np.testing.assert_array_equal(a, b)  # frozen
+        assert cstate == ()  # the reward model is the state's frozen model, not the collector's
         assert wrapped.example(2) == inner.example(2)
 
 
-def test_a_host_collector_is_refused():
-    ctx = _context()
-    host = collectors.offline_pairs(ctx)
+def test_a_host_collector_and_unknown_or_headless_models_are_refused():
+    rm_graphdef = tiny_params(REWARD)[0]
+    ctx = _context({"rm": collectors.NamedModel(rm_graphdef, value_head=True),
+                    "policy_copy": collectors.NamedModel(tiny_params(POLICY)[0], value_head=False)})
     with pytest.raises(ValueError, match=r"with_reward_model: the inner collector runs on the host"):
-        collectors.with_reward_model(*tiny_params(REWARD))(host, ctx)
+        collectors.with_reward_model("rm")(collectors.offline_pairs(ctx), ctx)
+    with pytest.raises(ValueError, match=r"with_reward_model\(model\)='judge' is not a model of this run; add it to "
+                                         r"config.models"):
+        collectors.with_reward_model("judge")(collectors.group_samples(ctx), ctx)
+    with pytest.raises(ValueError, match=r"with_reward_model\(model\)='policy_copy' has no value head"):
+        collectors.with_reward_model("policy_copy")(collectors.group_samples(ctx), ctx)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -174,10 +180,11 @@ def smoke(tmp_path_factory, monkeypatch):
 def test_config_scores_the_phase_with_the_committed_reward_model(smoke):
     spec = build_spec(smoke, progress=False)
     phase = spec.phases[-1]
-    carried = phase.collector.init(phase.prompts_per_step)["reward_params"]
+    assert phase.collector.init(phase.prompts_per_step) == ()  # not in the (checkpointed) collector state
     _, shapes = reward_model_structure(smoke.model, spec.task.tokenizer.vocab_size)
     expected = load_reward_params(smoke.reward_model.path, shapes)
-    for a, b in zip(jax.tree.leaves(carried), jax.tree.leaves(expected), strict=True):
+    assert list(spec.models) == ["reward_model"]
+    for a, b in zip(jax.tree.leaves(spec.models["reward_model"]), jax.tree.leaves(expected), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -94,7 +94,7 @@ def test_seppo_loss_transform_by_hand():
 def test_seppo_noun_trains_on_a_pool_batch_without_a_phase_reference():
     alg = algorithms.seppo(learning_rate=1e-2)
     assert alg.needs == frozenset()  # the reference is the pool member's, computed by the collector
-    collector = collectors.checkpoint_pool(_context(), params=_model()[1], pool_size=2, refresh_every=1)
+    collector = collectors.checkpoint_pool(_context(), pool_size=2, refresh_every=1)
     state = steps.init_state(_model()[1], alg, jax.random.key(0), collector=collector, prompts=PROMPTS)
     assert state.ref_params is None
     batch, _, _ = collector.collect(state.collector_state, state, _data(0, PROMPTS), jax.random.key(1))
@@ -135,7 +135,7 @@ def test_pool_uses_the_right_snapshot_at_each_step():
     """K = 2, M = 2 over steps 0..6: the versions held, the chosen member and its rows and
     reference log-probs against brute force (the sampler and the scorer run with θ_version)."""
     ctx = _context()
-    pool = collectors.checkpoint_pool(ctx, params=_model()[1], pool_size=2, refresh_every=2)
+    pool = collectors.checkpoint_pool(ctx, pool_size=2, refresh_every=2)
     sampler = collectors.group_samples(ctx, group_size=1)
     held = {0: [0, -1], 1: [0, -1], 2: [0, 2], 3: [0, 2], 4: [4, 2], 5: [4, 2], 6: [4, 6]}
     cstate = pool.init(PROMPTS)
@@ -177,7 +177,7 @@ def test_pool_uses_the_right_snapshot_at_each_step():
 
 
 def test_pool_jit_equals_eager_over_steps():
-    pool = collectors.checkpoint_pool(_context(), params=_model()[1], pool_size=2, refresh_every=1)
+    pool = collectors.checkpoint_pool(_context(), pool_size=2, refresh_every=1)
     base = steps.init_state(_model()[1], algorithms.seppo(), jax.random.key(0), collector=pool, prompts=PROMPTS)
     jitted = jax.jit(pool.collect)
     c_eager = c_jit = pool.init(PROMPTS)
@@ -193,9 +193,9 @@ def test_pool_jit_equals_eager_over_steps():
 # ----------------------------------------------------------------------------- config errors
 
 @pytest.mark.parametrize("make, keyword", [
-    (lambda: collectors.checkpoint_pool(_context(), params=_model()[1], pool_size=0), "pool_size"),
-    (lambda: collectors.checkpoint_pool(_context(), params=_model()[1], refresh_every=0), "refresh_every"),
-    (lambda: collectors.checkpoint_pool(_context(), params=_model()[1], pool_size=2.5), "pool_size"),
+    (lambda: collectors.checkpoint_pool(_context(), pool_size=0), "pool_size"),
+    (lambda: collectors.checkpoint_pool(_context(), refresh_every=0), "refresh_every"),
+    (lambda: collectors.checkpoint_pool(_context(), pool_size=2.5), "pool_size"),
     (lambda: algorithms.seppo(beta=0.0), "beta"),
     (lambda: algorithms.seppo(beta=float("inf")), "beta"),
     (lambda: algorithms.seppo(flip="yes"), "flip"),

@@ -63,7 +63,7 @@ def _brute_force(inner, s, k):
 def test_zero_staleness_is_the_inner_collector():
     ctx = _context()
     inner = collectors.group_samples(ctx)
-    wrapped = collectors.stale(0, params=_model()[1])(inner, ctx)
+    wrapped = collectors.stale(0)(inner, ctx)
     assert wrapped is inner
     state = _state(inner, 3)
     _assert_same(wrapped.collect((), state, _data(3, PROMPTS), jax.random.key(5)),
@@ -74,7 +74,7 @@ def test_zero_staleness_is_the_inner_collector():
 def test_rows_come_from_the_policy_of_k_updates_ago(k):
     ctx = _context()
     inner = collectors.group_samples(ctx)
-    collector = collectors.stale(k, params=_model()[1])(inner, ctx)
+    collector = collectors.stale(k)(inner, ctx)
     for s, batch, _, metrics in _run(collector, k + 3):
         want, _, want_metrics = _brute_force(inner, s, k)
         _assert_same(batch.replace(old_logp_bt=None), want)
@@ -92,7 +92,7 @@ def test_the_ring_buffer_rotates():
     slots not yet written hold θ_0 (the phase's starting parameters)."""
     k = 3
     ctx = _context()
-    collector = collectors.stale(k, params=_model()[1])(collectors.group_samples(ctx), ctx)
+    collector = collectors.stale(k)(collectors.group_samples(ctx), ctx)
     for s, _, cstate, _ in _run(collector, 2 * k + 2):
         buf = jax.tree.leaves(cstate["snapshots"])
         for j in range(k):
@@ -102,7 +102,7 @@ def test_the_ring_buffer_rotates():
 
 def test_jit_equals_eager_over_steps():
     ctx = _context()
-    collector = collectors.stale(2, params=_model()[1])(collectors.group_samples(ctx), ctx)
+    collector = collectors.stale(2)(collectors.group_samples(ctx), ctx)
     jitted = list(_run(collector, 5, jax.jit(collector.collect)))
     eager = list(_run(collector, 5))
     for (_, *a), (_, *b) in zip(jitted, eager, strict=True):
@@ -113,7 +113,7 @@ def test_jit_equals_eager_over_steps():
 def test_recomputed_old_policy_leaves_old_logp_to_the_trainer():
     ctx = _context()
     inner = collectors.group_samples(ctx)
-    collector = collectors.stale(1, params=_model()[1], old_policy="recomputed")(inner, ctx)
+    collector = collectors.stale(1, old_policy="recomputed")(inner, ctx)
     assert collector.example(PROMPTS).old_logp_bt is None
     for s, batch, _, _ in _run(collector, 3):
         assert batch.old_logp_bt is None
@@ -125,7 +125,7 @@ def test_expert_rows_get_the_stale_policys_logp():
     expert tokens (their behaviour log-probs are 0: the expert's policy is unknown)."""
     ctx = _context()
     inner = collectors.with_expert_rows(1)(collectors.group_samples(ctx), ctx)
-    collector = collectors.stale(1, params=_model()[1])(inner, ctx)
+    collector = collectors.stale(1)(inner, ctx)
     for s, batch, _, _ in _run(collector, 3):
         expert = np.asarray(batch.source_b) == EXPERT
         assert expert.any()
@@ -140,7 +140,7 @@ def test_expert_rows_get_the_stale_policys_logp():
 
 def test_the_snapshots_are_checkpointed(tmp_path):
     ctx = _context()
-    collector = collectors.stale(2, params=_model()[1])(collectors.group_samples(ctx), ctx)
+    collector = collectors.stale(2)(collectors.group_samples(ctx), ctx)
     *_, (_, _, cstate, _) = _run(collector, 3)
     state = _state(collector, 3, cstate)
     ckpt = checkpoint.PhaseCheckpointer(str(tmp_path / "ckpt"))
@@ -157,7 +157,7 @@ def test_prepare_keeps_a_collector_provided_old_logp():
     graphdef = _model()[0]
     algo = algorithms.grpo(kl_coef=0.0, num_epochs=2)
     assert algo.updates_per_batch > 1
-    collector = collectors.stale(1, params=_model()[1])(collectors.group_samples(ctx), ctx)
+    collector = collectors.stale(1)(collectors.group_samples(ctx), ctx)
     *_, (s, batch, _, _) = _run(collector, 2)
     state = steps.init_state(_params_at(s), algo, jax.random.key(0)).replace(step=jnp.int32(s))
     kept, _ = steps.prepare(state, batch, algorithm=algo, graphdef=graphdef)
@@ -177,9 +177,9 @@ def test_other_collectors_leave_old_logp_to_the_trainer(name):
 
 def test_invalid_options_fail_with_the_field_name():
     with pytest.raises(ValueError, match="staleness=-1 must be an int >= 0"):
-        collectors.stale(-1, params=_model()[1])
+        collectors.stale(-1)
     with pytest.raises(ValueError, match="staleness_old_policy='current'"):
-        collectors.stale(1, params=_model()[1], old_policy="current")
+        collectors.stale(1, old_policy="current")
     ctx = _context()
     with pytest.raises(ValueError, match="no behavior_logp_bt"):
-        collectors.stale(1, params=_model()[1])(collectors.demonstrations(ctx), ctx).example(PROMPTS)
+        collectors.stale(1)(collectors.demonstrations(ctx), ctx).example(PROMPTS)

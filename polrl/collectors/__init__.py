@@ -20,9 +20,13 @@ the reward: RLHF, the config's ``reward_model``), ``with_density_ratio`` (CDR: t
 ratio of a strong over a weak frozen policy as the reward, the config's ``density_ratio``),
 ``with_distributional_reward`` (DRAGON: each group scored as a set against exemplar sets, the
 leave-one-out change of the set score as each sample's reward: the ``dragon`` noun).
+
+A collector that reads another model than the policy takes the model's name (a run's frozen
+models are ``Context.models`` / ``PolicyState.models``, from ``config.models``; "reference" is the
+phase's reference) and reads it with ``context.named_model``.
 """
 from polrl.collectors.checkpoint_pool import checkpoint_pool
-from polrl.collectors.context import Context
+from polrl.collectors.context import Context, NamedModel
 from polrl.collectors.density_ratio import with_density_ratio
 from polrl.collectors.distributional_reward import with_distributional_reward
 from polrl.collectors.demonstrations import demonstration_batch, demonstrations
@@ -44,6 +48,7 @@ from polrl.collectors.turns import turns
 
 __all__ = [
     "Context",
+    "NamedModel",
     "best_and_worst",
     "checkpoint_pool",
     "compose",

@@ -48,7 +48,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from polrl.collectors.context import Context, shapes
+from polrl.collectors.context import Context, policy_template, shapes
 from polrl.collectors.expert_rows import labelled_rows
 from polrl.collectors.group_samples import group_samples, rollout_metrics
 from polrl.collectors.stale import check_template, snapshot_buffer
@@ -78,15 +78,13 @@ def choose_slot(rng, filled):
     return jax.random.randint(rng, (), 0, filled)
 
 
-def checkpoint_pool(ctx: Context, *, params, pool_size: int = 4, refresh_every: int = 50) -> Collector:
+def checkpoint_pool(ctx: Context, *, pool_size: int = 4, refresh_every: int = 50) -> Collector:
     """Pairs (labelled answer ≻ a sample of a pool member) and the member's reference log-probs
     (see the module docstring).
 
     Args:
-      ctx: the run's context (a task with a device reward).
-      params: the policy's parameters, or a tree of the same structure with
-        ``jax.ShapeDtypeStruct`` values: only shapes and dtypes are read (the pool's layout).
-        ``polrl.train.build`` passes the run's own.
+      ctx: the run's context (a task with a device reward; ``params_template``, the policy's
+        parameter shapes, lays out the pool).
       pool_size: K, the snapshots kept (K copies of the parameters).
       refresh_every: M, steps between snapshots.
     """
@@ -95,7 +93,7 @@ def checkpoint_pool(ctx: Context, *, params, pool_size: int = 4, refresh_every: 
         raise ValueError(f"checkpoint_pool: task {ctx.task.name!r} has only a host reward; the pool's pairs are "
                          f"built inside the compiled step and need a task with a device reward")
     k, m = pool_size, refresh_every
-    template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+    template = policy_template(ctx, "checkpoint_pool")
     sampler = group_samples(ctx, group_size=1, policy="current")
     width = ctx.sampling.max_new_tokens
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +11,18 @@ import numpy as np
 from polrl import sharding
 from polrl.core import Batch
 from polrl.rollout import SamplingConfig
+
+
+RESERVED_MODELS = ("policy", "reference")
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedModel:
+    """The static side of a frozen auxiliary model (``config.models``): its structure and whether
+    it carries a scalar value head (a reward or process reward model reads it)."""
+
+    graphdef: Any
+    value_head: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +37,12 @@ class Context:
       group_size: samples per prompt (G).
       layout: devices and shardings; host collectors jit their device parts with it and read
         this process's rows of a batch through it.
+      models: the run's frozen auxiliary models by name (``NamedModel``); their parameters are
+        ``PolicyState.models[name]``. A collector takes a model's name as a keyword, checks it
+        when built (``check_named_model``) and reads ``(graphdef, params)`` with ``named_model``,
+        where "policy" and "reference" also name the phase's policy and its reference.
+      params_template: the policy's parameters as ShapeDtypeStructs (a collector that keeps
+        parameter snapshots allocates its buffers from it), or None.
     """
 
     graphdef: Any
@@ -32,10 +50,61 @@ class Context:
     sampling: SamplingConfig
     group_size: int
     layout: sharding.Layout
+    models: Mapping[str, NamedModel] = dataclasses.field(default_factory=dict, hash=False)
+    params_template: Any = dataclasses.field(default=None, hash=False)
 
     @property
     def pad_id(self) -> int:
         return self.sampling.pad_id
+
+
+def check_named_model(ctx: Context, name: str, field: str, *, value_head: bool | None = None) -> None:
+    """``name`` must be a model the collector can read: one of ``ctx.models``, "policy" or
+    "reference"; with ``value_head`` set, a model with (True) or without (False) a value head
+    (the policy and the reference have the policy's head). One-line errors naming ``field``."""
+    if name in RESERVED_MODELS:
+        return
+    if name not in ctx.models:
+        raise ValueError(f"{field}={name!r} is not a model of this run; add it to config.models (path, model, "
+                         f"value_head) or name one of {sorted(ctx.models) + list(RESERVED_MODELS)}")
+    if value_head is not None and ctx.models[name].value_head != value_head:
+        have = "has" if ctx.models[name].value_head else "has no"
+        raise ValueError(f"{field}={name!r} {have} value head, and this collector needs a model "
+                         f"{'with' if value_head else 'without'} one; set config.models.{name}.value_head="
+                         f"{value_head} if the checkpoint holds one, or name another model")
+
+
+def named_model(ctx: Context, state, name: str, who: str) -> tuple[Any, Any]:
+    """``(graphdef, params)`` of the model ``name`` in the policy state ``state``: the policy
+    (``state.params``), the reference (``state.ref_params``: no second copy of the warm start) or
+    a frozen auxiliary model (``state.models[name]``)."""
+    if name == "policy":
+        return ctx.graphdef, state.params
+    if name == "reference":
+        if state.ref_params is None:
+            raise ValueError(f"{who} reads the reference, but PolicyState.ref_params is None; declare "
+                             f"\"reference\" in the collector's needs")
+        return ctx.graphdef, state.ref_params
+    if state.models is None or name not in state.models:
+        raise ValueError(f"{who} reads model {name!r}, which PolicyState.models does not hold; build the run with "
+                         f"config.models.{name}")
+    return ctx.models[name].graphdef, state.models[name]
+
+
+def policy_template(ctx: Context, who: str):
+    """``ctx.params_template`` (the policy's parameter shapes); an error naming ``who`` when the
+    Context was built without it."""
+    if ctx.params_template is None:
+        raise ValueError(f"{who} keeps snapshots of the policy's parameters and needs Context.params_template (their "
+                         f"shapes: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)); "
+                         f"polrl.train.build sets it")
+    return ctx.params_template
+
+
+def reads_reference(*names: str) -> frozenset:
+    """A collector's ``needs`` when it reads the models ``names``: ``{"reference"}`` if one is
+    the reference (so the phase keeps ``ref_params``), else nothing."""
+    return frozenset({"reference"}) if "reference" in names else frozenset()
 
 
 def shapes(rows: int, prompt_len: int, width: int, group_size: int, **fields: Any) -> Batch:

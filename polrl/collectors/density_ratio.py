@@ -37,7 +37,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from polrl.collectors.context import Context, check_one_group_per_prompt
+from polrl.collectors.context import Context, check_named_model, check_one_group_per_prompt, named_model, reads_reference
 from polrl.collectors.preference_pairs import best_and_worst_rows
 from polrl.core import Batch, Collector
 from polrl.train.steps import score
@@ -61,11 +61,12 @@ def sequence_logp(graphdef, params, batch: Batch) -> jax.Array:
     return (logp_bt * batch.mask_bt.astype(logp_bt.dtype)).sum(axis=1)
 
 
-def density_ratio_rewards(graphdef, strong_params, weak_params, batch: Batch, strong_prefix=None) -> jax.Array:
+def density_ratio_rewards(strong, weak, batch: Batch, strong_prefix=None) -> jax.Array:
     """float32 [B]: r(x, y) = log π_strong(y | c ++ x) − log π_weak(y | x) (the module's formula),
-    ``c`` = ``strong_prefix`` (int [K], or None for no instruction); both models share ``graphdef``."""
+    ``strong`` / ``weak`` = ``(graphdef, params)``, ``c`` = ``strong_prefix`` (int [K], or None for
+    no instruction)."""
     strong_batch = batch if strong_prefix is None else with_prefix(batch, strong_prefix)
-    ratio = sequence_logp(graphdef, strong_params, strong_batch) - sequence_logp(graphdef, weak_params, batch)
+    ratio = sequence_logp(*strong, strong_batch) - sequence_logp(*weak, batch)
     return ratio.astype(jnp.float32)
 
 
@@ -81,17 +82,15 @@ def pair_agreement(select_b, judge_b, group_size: int) -> tuple[jax.Array, jax.A
     return agreed.sum() / jnp.maximum(untied.sum(), 1.0), untied.mean()
 
 
-def with_density_ratio(graphdef, strong_params, weak_params, *, strong_prefix=None):
+def with_density_ratio(strong: str = "cdr_strong", weak: str = "cdr_weak", *, strong_prefix=None):
     """``(collector, context) -> collector`` whose ``reward_b`` is CDR's r(x, y) of each row
     (``density_ratio_rewards``) instead of the inner collector's (the task's verifier).
 
-    ``(graphdef, strong_params)`` and ``(graphdef, weak_params)`` are two frozen policies of one
-    architecture (e.g. a run's policy after GRPO and its SFT warm start, read by
-    ``polrl.train.reward_checkpoint.load_params``); ``strong_prefix`` (token ids, or None) is the
-    instruction conditioning the strong model. The parameters live in the collector state
-    (``{"strong_params", "weak_params", "inner"}``), returned unchanged by every step: laid out
-    and checkpointed with the phase, passed to the compiled step as arguments (as
-    ``with_reward_model``).
+    ``strong`` and ``weak`` name two frozen policies of the run (``Context.models``, no value
+    head: e.g. a run's policy after GRPO and its SFT warm start, loaded by
+    ``polrl.train.auxiliary`` from the config's ``density_ratio`` section), or "reference" (the
+    phase's reference: no second copy of the warm start); ``strong_prefix`` (token ids, or None)
+    is the instruction conditioning the strong model.
 
     Metrics: ``reward_mean`` / ``density_ratio_std`` (r's, what the labels come from),
     ``verifier_reward_mean`` (the inner collector's reward of the same rows; the inner metrics,
@@ -110,13 +109,14 @@ def with_density_ratio(graphdef, strong_params, weak_params, *, strong_prefix=No
             raise ValueError("with_density_ratio: the inner collector runs on the host; score rows from a device "
                              "collector (e.g. group_samples)")
 
-        def init(prompts):
-            return {"strong_params": strong_params, "weak_params": weak_params, "inner": inner.init(prompts)}
+        check_named_model(ctx, strong, "with_density_ratio(strong)", value_head=False)
+        check_named_model(ctx, weak, "with_density_ratio(weak)", value_head=False)
 
         def collect(cstate, state, data, rng):
-            batch, inner_state, metrics = inner.collect(cstate["inner"], state, data, rng)
+            batch, inner_state, metrics = inner.collect(cstate, state, data, rng)
             check_one_group_per_prompt(batch, data["prompt_bp"].shape[0], "with_density_ratio")
-            reward_b = density_ratio_rewards(graphdef, cstate["strong_params"], cstate["weak_params"], batch, prefix)
+            reward_b = density_ratio_rewards(named_model(ctx, state, strong, "with_density_ratio"),
+                                             named_model(ctx, state, weak, "with_density_ratio"), batch, prefix)
             out = {**metrics, "reward_mean": reward_b.mean(), "density_ratio_std": reward_b.std(),
                    "reward_finite": jnp.isfinite(reward_b).all() & metrics.get("reward_finite", True)}
             if batch.reward_b is not None:
@@ -125,10 +125,8 @@ def with_density_ratio(graphdef, strong_params, weak_params, *, strong_prefix=No
                     g = batch.group_size
                     out["pair_agreement"], out["pair_untied"] = pair_agreement(reward_b, batch.reward_b, g)
                     out["verifier_pair_accuracy"], out["verifier_pairs"] = pair_agreement(batch.reward_b, reward_b, g)
-            cstate = {"strong_params": cstate["strong_params"], "weak_params": cstate["weak_params"],
-                      "inner": inner_state}
-            return batch.replace(reward_b=reward_b), cstate, out
+            return batch.replace(reward_b=reward_b), inner_state, out
 
-        return inner._replace(init=init, collect=collect)
+        return inner._replace(collect=collect, needs=inner.needs | reads_reference(strong, weak))
 
     return wrap

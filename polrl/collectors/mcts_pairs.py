@@ -40,10 +40,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from polrl import sharding
-from polrl.collectors.context import Context, repeat_rows, shapes
+from polrl.collectors.context import Context, check_named_model, named_model, reads_reference, repeat_rows, shapes
 from polrl.collectors.group_samples import POLICIES, device_reward
 from polrl.core import Batch, Collector
-from polrl.search.mcts import Tree, check_search, mcts
+from polrl.search.mcts import Tree, check_search, mcts, prm_prefix_score
 from polrl.search.scoring import separator_id
 
 VALID = "pair_valid_b"
@@ -99,7 +99,7 @@ def pair_rows(tree: Tree, prompt_bp, prompt_valid_bp, chosen_bp, rejected_bp, va
 
 def mcts_pairs(ctx: Context, *, simulations: int = 8, branching: int = 3, max_depth: int = 10, step_tokens: int = 16,
                c_puct: float = 1.0, length_penalty: float = 1.25, margin: float = 0.0, max_pairs: int = 4,
-               policy: str = "current") -> Collector:
+               policy: str = "current", prm: str = "", prefix_weight: float = 0.0) -> Collector:
     """MCTS-DPO's step-level pairs (module docstring): per prompt, ``simulations`` simulations
     expanding ``branching`` candidate steps of at most ``step_tokens`` tokens, down to depth
     ``max_depth`` (``polrl.search.mcts``, PUCT constant ``c_puct``, prior length exponent
@@ -109,10 +109,20 @@ def mcts_pairs(ctx: Context, *, simulations: int = 8, branching: int = 3, max_de
     ``mcts/pairs`` (pairs emitted per prompt), ``mcts/q_gap`` (mean gap of the emitted pairs),
     ``mcts/tree_size`` (nodes per prompt), ``mcts/root_value`` (mean Q of the roots: the search's
     estimate of the policy's success), ``sampled_tokens`` (steps and rollouts decoded).
+
+    ``prm``: the name of a process reward model among the run's frozen models (``config.models``,
+    with a value head) whose score p(x, y_{≤t}) of a new node's prefix is blended into its value
+    with weight ``prefix_weight`` (``search.mcts.prm_prefix_score``); "" (the default) values
+    nodes by their rollouts alone.
     """
     n = ctx.sampling.max_new_tokens
     check_search(n, simulations=simulations, branching=branching, max_depth=max_depth, step_tokens=step_tokens,
-                 c_puct=c_puct, length_penalty=length_penalty, prefix_weight=0.0, who="mcts_pairs")
+                 c_puct=c_puct, length_penalty=length_penalty, prefix_weight=prefix_weight, who="mcts_pairs")
+    if bool(prm) != (prefix_weight > 0):
+        raise ValueError(f"mcts_pairs: prm={prm!r} with prefix_weight={prefix_weight}; name a process reward model "
+                         f"(collector_kwargs.prm) and give it a weight in (0, 1], or neither")
+    if prm:
+        check_named_model(ctx, prm, "mcts_pairs: prm", value_head=True)
     if policy not in POLICIES:
         raise ValueError(f"mcts_pairs: policy={policy!r}; use one of {POLICIES}")
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < float("inf"):
@@ -139,9 +149,14 @@ def mcts_pairs(ctx: Context, *, simulations: int = 8, branching: int = 3, max_de
             flat = lambda x: x.reshape(b * branching, n)
             return device_reward(ctx, flat(response_bkn), flat(mask_bkn), *answers).reshape(b, branching)
 
+        prefix_score = None
+        if prm:
+            prm_graphdef, prm_params = named_model(ctx, state, prm, "mcts_pairs")
+            prefix_score = prm_prefix_score(prm_graphdef, sharding.reshard_for_rollout(prm_params), prompt_bp, valid_bp)
         tree = mcts(model, prompt_bp, valid_bp, rng, ctx.sampling, outcome=outcome, separator_id=separator,
                     simulations=simulations, branching=branching, max_depth=max_depth, step_tokens=step_tokens,
-                    c_puct=c_puct, length_penalty=length_penalty)
+                    c_puct=c_puct, length_penalty=length_penalty, prefix_score=prefix_score,
+                    prefix_weight=prefix_weight)
         chosen, rejected, gap, valid, found = step_pairs(tree, branching, margin, max_pairs)
         version = state.step if policy == "current" else 0
         batch = pair_rows(tree, data["prompt_bp"], data["prompt_valid_bp"], chosen, rejected, valid, version)
@@ -158,5 +173,5 @@ def mcts_pairs(ctx: Context, *, simulations: int = 8, branching: int = 3, max_de
         return shapes(prompts * 2 * max_pairs, task.max_prompt_len, n, 2, reward_b=f32, group_b=i32,
                       behavior_logp_bt=f32, version_b=i32, aux={VALID: ((), jnp.bool_)})
 
-    needs = frozenset({"reference"}) if policy == "reference" else frozenset()
+    needs = reads_reference("reference" if policy == "reference" else "policy", prm)
     return Collector(init=lambda prompts: (), collect=collect, example=example, needs=needs)

@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from polrl.collectors.context import policy_template
 from polrl.core import EXPERT, Batch, Collector
 from polrl.train.steps import score
 
@@ -88,7 +89,7 @@ def check_template(params, template, who: str) -> None:
     shape = lambda tree: [(tuple(x.shape), x.dtype) for x in jax.tree.leaves(tree)]
     if shape(params) != shape(template):
         raise ValueError(f"{who}: the policy's parameters do not have the shapes the snapshot buffer was built for; "
-                         f"pass {who}(params=...) the parameters of this phase's policy")
+                         f"build the Context with this phase's policy's parameter shapes (Context.params_template)")
 
 
 def check_options(k, old_policy: str = "behavior") -> None:
@@ -99,24 +100,23 @@ def check_options(k, old_policy: str = "behavior") -> None:
         raise ValueError(f"staleness_old_policy={old_policy!r}; use one of {OLD_POLICIES}")
 
 
-def stale(k: int, *, params, old_policy: str = "behavior"):
+def stale(k: int, *, old_policy: str = "behavior"):
     """``(collector, context) -> collector`` whose rows come from the policy of ``k`` updates ago
     (see the module docstring).
 
     Args:
-      k: staleness in updates (>= 0; 0 returns the inner collector unchanged).
-      params: the policy's parameters, or a tree of the same structure with
-        ``jax.ShapeDtypeStruct`` values: only shapes and dtypes are read (the snapshot buffer's
-        layout); the buffer is filled with the phase's own starting parameters at its first step.
+      k: staleness in updates (>= 0; 0 returns the inner collector unchanged). The snapshot
+        buffer is laid out from ``Context.params_template`` and filled with the phase's own
+        starting parameters at its first step.
       old_policy: ``"behavior"`` (π_old = the stale behaviour policy, ``old_logp_bt =
         behavior_logp_bt``) or ``"recomputed"`` (``old_logp_bt`` left to the trainer).
     """
     check_options(k, old_policy)
-    template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
 
     def wrap(inner: Collector, ctx) -> Collector:
         if k == 0:
             return inner
+        template = policy_template(ctx, "stale")
         behavior = old_policy == "behavior"
 
         def check(batch: Batch) -> None:

@@ -31,12 +31,18 @@ Config layout (every experiment in ``experiments/`` follows it)::
               reward_model, density_ratio and staleness apply to every phase after the warm-up
   collector:  a factory in polrl.collectors ("group_samples", "demonstrations",
               "preference_pairs", …; default "group_samples"), built with the run's
-              collectors.Context and collector_kwargs (a factory taking `params`, e.g.
-              "checkpoint_pool", also gets the policy's parameters); the algorithm's own
-              wrapper (Algorithm.collector) is applied on top
+              collectors.Context and collector_kwargs (a collector reading another model takes
+              its name there, e.g. mcts_pairs' prm); the algorithm's own wrapper
+              (Algorithm.collector) is applied on top
+  models:     optional; the run's frozen auxiliary models by name (polrl.train.auxiliary): path
+              (a polrl run's WORKDIR/checkpoints/<phase>) or hf_path (a local Hugging Face
+              checkpoint), model (TransformerConfig fields; default config.model), value_head
+              (default False). Held once in PolicyState.models, laid out like the policy, never
+              checkpointed; "policy" and "reference" are reserved (the phase's own)
   reward_model: optional; RLHF: a frozen Bradley–Terry reward model scores the main phase's
               rows instead of the task's verifier (polrl.collectors.with_reward_model, wrapped
-              around the base collector): path (a reward-model run's checkpoint directory,
+              around the base collector; the model joins config.models as "reward_model"):
+              path (a reward-model run's checkpoint directory,
               WORKDIR/checkpoints/<phase>), model (its TransformerConfig fields; default
               config.model), hidden_score ("" or "closeness": a rule the policy never sees,
               logged as hidden_score_mean beside the learned reward)
@@ -44,7 +50,9 @@ Config layout (every experiment in ``experiments/`` follows it)::
               log π_strong(y|x) − log π_weak(y|x), scores the main phase's rows instead of the
               verifier (polrl.collectors.with_density_ratio; inside preference_pairs it ranks the
               samples before the pairs are chosen): strong, weak (phase checkpoint directories of
-              policy runs, e.g. WORKDIR/checkpoints/rl and WORKDIR/checkpoints/sft_warmup), model
+              policy runs, e.g. WORKDIR/checkpoints/rl and WORKDIR/checkpoints/sft_warmup, joining
+              config.models as "cdr_strong" / "cdr_weak"; or "reference": the phase's own
+              reference, held once), model
               (their TransformerConfig fields; default config.model), instruction (default "":
               text before every prompt of the strong model only). Not with reward_model
   staleness:  optional, default 0: the rows of every RL phase come from the policy of that many
@@ -90,6 +98,7 @@ import inspect
 import json
 import os
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -101,6 +110,8 @@ from polrl.rollout import SamplingConfig
 from polrl.tasks import get_task, preference_data, registry
 from polrl.tasks.closeness import closeness_reward
 from polrl.tasks.data import decode_example
+from polrl.train import auxiliary
+from polrl.train.auxiliary import frozen_model_structure, reward_model_structure
 from polrl.train.reward_checkpoint import load_params, load_reward_params, policy_source
 from polrl.train.trainer import Phase, RunSpec
 
@@ -404,78 +415,71 @@ def staleness_options(config) -> tuple[int, str]:
     return k, old_policy
 
 
-def staleness_wrapper(config, params):
+def staleness_wrapper(config):
     """``collectors.stale(config.staleness, …)`` (None when the field is 0 or absent)."""
     k, old_policy = staleness_options(config)
-    return collectors.stale(k, params=params, old_policy=old_policy) if k else None
+    return collectors.stale(k, old_policy=old_policy) if k else None
 
 
 HIDDEN_SCORES = {"closeness": closeness_reward}
 
 
-def frozen_model_structure(model_config, vocab_size: int, *, value_head: bool, field: str):
-    """``(graphdef, parameter shapes)`` of a frozen polrl Transformer read from a polrl checkpoint,
-    as the ``model`` config section ``field`` describes (nothing is initialized)."""
-    model_kw = models.model_kwargs(model_config)
-    if model_kw.pop("hf_path", "") or model_kw.pop("lora_rank", 0):
-        raise ValueError(f"{field}: the model is a polrl Transformer read from a polrl run's checkpoint; give its "
-                         f"TransformerConfig fields (no hf_path / lora_rank)")
-    model_kw.pop("lora_alpha", None)
-    abstract = nnx.eval_shape(lambda: models.Transformer(models.TransformerConfig(
-        vocab_size=vocab_size, value_head=value_head, **model_kw), rngs=nnx.Rngs(0)))
-    return nnx.split(abstract, nnx.Param)
-
-
-def reward_model_structure(model_config, vocab_size: int):
-    """``(graphdef, parameter shapes)`` of the reward model a ``model`` config section describes:
-    a Transformer with a value head."""
-    return frozen_model_structure(model_config, vocab_size, value_head=True, field="reward_model.model")
-
-
-def reward_model_wrapper(config, task):
+def reward_model_wrapper(config, tokenizer, named: dict, params: dict):
     """``collectors.with_reward_model`` for ``config.reward_model`` (None when absent): the
-    reward model's parameters read from ``path`` into the shape of ``model``, checked now."""
+    reward model read from ``path`` into the shape of ``model`` (checked now) and added to the
+    run's frozen models as "reward_model"."""
     rm = config.get("reward_model")
     if not rm:
         return None
     hidden = rm.get("hidden_score", "")
     if hidden and hidden not in HIDDEN_SCORES:
         raise ValueError(f"reward_model.hidden_score={hidden!r}; use '' or one of {sorted(HIDDEN_SCORES)}")
-    graphdef, shapes = reward_model_structure(rm.get("model") or config.model, task.tokenizer.vocab_size)
-    params = load_reward_params(rm.get("path", ""), shapes)
-    return collectors.with_reward_model(graphdef, params,
-                                        hidden_score=HIDDEN_SCORES[hidden](task.tokenizer) if hidden else None)
+    graphdef, shapes = reward_model_structure(rm.get("model") or config.model, tokenizer.vocab_size)
+    name = auxiliary.add_model(named, params, "reward_model", collectors.NamedModel(graphdef, True),
+                               load_reward_params(rm.get("path", ""), shapes), "config.reward_model")
+    return collectors.with_reward_model(name, hidden_score=HIDDEN_SCORES[hidden](tokenizer)
+                                        if hidden else None)
 
 
 DENSITY_RATIO_FIELDS = ("strong", "weak", "model", "instruction")
 
 
-def density_ratio_wrapper(config, task):
+def density_ratio_wrapper(config, tokenizer, named: dict, params: dict):
     """``collectors.with_density_ratio`` for ``config.density_ratio`` (None when absent): the
     strong and weak policies read from their phase checkpoints into the shape of ``model`` (no
-    value head), checked now; ``instruction`` tokenized by the task's tokenizer."""
+    value head, checked now) and added to the run's frozen models as "cdr_strong" / "cdr_weak" —
+    or "reference", the phase's own reference, held once; ``instruction`` tokenized by the task's
+    tokenizer."""
     dr = config.get("density_ratio")
     if not dr:
         return None
     unknown = sorted(set(dr) - set(DENSITY_RATIO_FIELDS))
     if unknown:
         raise ValueError(f"density_ratio has unknown field(s) {unknown}; it takes {list(DENSITY_RATIO_FIELDS)}")
-    graphdef, shapes = frozen_model_structure(dr.get("model") or config.model, task.tokenizer.vocab_size,
+    graphdef, shapes = frozen_model_structure(dr.get("model") or config.model, tokenizer.vocab_size,
                                               value_head=False, field="density_ratio.model")
-    strong, weak = (load_params(dr.get(k, ""), shapes, policy_source(f"density_ratio.{k}", "density_ratio.model"))
-                    for k in ("strong", "weak"))
+    names = []
+    for key in ("strong", "weak"):
+        path = dr.get(key, "")
+        if path == "reference":
+            names.append("reference")
+            continue
+        value = load_params(path, shapes, policy_source(f"density_ratio.{key}", "density_ratio.model"))
+        names.append(auxiliary.add_model(named, params, f"cdr_{key}", collectors.NamedModel(graphdef, False), value,
+                                         f"config.density_ratio.{key}"))
     instruction = dr.get("instruction", "")
-    return collectors.with_density_ratio(graphdef, strong, weak,
-                                         strong_prefix=task.tokenizer.encode(instruction) if instruction else None)
+    return collectors.with_density_ratio(*names, strong_prefix=tokenizer.encode(instruction) if instruction else None)
 
 
-def scoring_wrapper(config, task):
+def scoring_wrapper(config, tokenizer, named: dict, params: dict):
     """The wrapper whose score replaces the verifier's reward in the main phase:
-    ``reward_model_wrapper`` or ``density_ratio_wrapper`` (None when neither is configured)."""
+    ``reward_model_wrapper`` or ``density_ratio_wrapper`` (None when neither is configured);
+    the models they load join ``named`` / ``params``."""
     if config.get("reward_model") and config.get("density_ratio"):
         raise ValueError("config.reward_model and config.density_ratio both replace the verifier's reward; set only "
                          "one of them")
-    return reward_model_wrapper(config, task) or density_ratio_wrapper(config, task)
+    rm = reward_model_wrapper(config, tokenizer, named, params)
+    return rm or density_ratio_wrapper(config, tokenizer, named, params)
 
 
 def scored_collector(make_collector, ctx, kwargs: dict, scored_by):
@@ -539,21 +543,22 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
         top_p=r.top_p,
         min_p=r.get("min_p", 0.0),
     )
-    ctx = collectors.Context(graphdef=graphdef, task=task, sampling=sampling, group_size=r.group_size, layout=layout)
+    named, aux_params = auxiliary.load_models(config, task.tokenizer.vocab_size)
+    scored_by = scoring_wrapper(config, task.tokenizer, named, aux_params)
+    ctx = collectors.Context(graphdef=graphdef, task=task, sampling=sampling, group_size=r.group_size, layout=layout,
+                             models=named, params_template=jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                                                                        params))
     phases = []
     if config.warmup.steps:
         phases.append(Phase("sft_warmup", algos.pop(0), collectors.demonstrations(ctx), config.warmup.steps,
                             config.demos.batch_size, demos))
-    scored_by = scoring_wrapper(config, task)
-    stale = staleness_wrapper(config, params)
+    stale = staleness_wrapper(config)
     built = {}  # phases with the same method share one (algorithm, collector): the trainer compiles their step once
     for i, (s, algo, make_collector, (source, per_step)) in enumerate(zip(sections, algos, factories, data, strict=True)):
         key = method_key(s)
         if key not in built:
-            kwargs = dict(s["collector_kwargs"])
-            if "params" in inspect.signature(make_collector).parameters:  # a collector that keeps parameter snapshots
-                kwargs["params"] = params
-            base = section_call(s, "collector_kwargs", scored_collector, make_collector, ctx, kwargs, scored_by)
+            base = section_call(s, "collector_kwargs", scored_collector, make_collector, ctx, dict(s["collector_kwargs"]),
+                                scored_by)
             if i == 0 and "reference" in base.needs and not config.warmup.steps:
                 raise ValueError(f"collector={s['collector']!r} samples from the reference, the warm model: set "
                                  f"warmup.steps > 0")
@@ -575,6 +580,7 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
         progress=progress,
         layout=layout,
         max_nonfinite_steps=guard_steps,
+        models=aux_params,
         eval_samples=eval_samples,
         eval_pass_k=eval_pass_k,
     )

@@ -98,6 +98,7 @@ class RunSpec:
     log_every: int = 1
     progress: bool = True
     max_nonfinite_steps: int = 5  # consecutive steps with skipped non-finite updates that stop the run
+    models: Any = dataclasses.field(default_factory=dict)  # frozen auxiliary models' parameters by name (config.models)
     eval_samples: int = 0  # sampled completions per held-out prompt (0: greedy evaluation only)
     eval_pass_k: tuple[int, ...] = ()  # the ks of eval/pass@k (empty: {1, eval_samples})
 
@@ -185,10 +186,18 @@ def data_shapes(task: Task, prompts: int) -> dict:
 
 def init_phase_state(spec: RunSpec, phase: Phase, params, rng):
     """A fresh PolicyState for the phase: its algorithm's and collector's states, the reference
-    when a transform or the collector needs it."""
-    return steps.init_state(params, phase.algorithm, rng, ref_params=params,
-                            example=phase.collector.example(phase.prompts_per_step),
-                            collector=phase.collector, prompts=phase.prompts_per_step)
+    when a transform or the collector needs it, and a copy of the run's frozen auxiliary models
+    (the state is donated to every step, the spec's arrays must survive it)."""
+    state = steps.init_state(params, phase.algorithm, rng, ref_params=params,
+                             example=phase.collector.example(phase.prompts_per_step),
+                             collector=phase.collector, prompts=phase.prompts_per_step)
+    return state.replace(models=jax.tree.map(jnp.copy, dict(spec.models)))
+
+
+def without_models(state):
+    """What a checkpoint holds of ``state``: all but the frozen auxiliary models, which a run
+    reloads from their source (``polrl.train.auxiliary``)."""
+    return state.replace(models=None)
 
 
 class Trainer:
@@ -374,8 +383,8 @@ class Trainer:
         ckpt = checkpoint.PhaseCheckpointer(os.path.join(self.workdir, "checkpoints", phase.name))
         position, start, lines = 0, 0, self._lines_done
         if ckpt.latest_step() is not None:
-            state, position, global_step, lines = ckpt.load(state)
-            start = int(state.step)
+            restored, position, global_step, lines = ckpt.load(without_models(state))
+            state, start = restored.replace(models=state.models), int(restored.step)
             if start >= phase.steps:
                 ckpt.close()
                 self._lines_done = lines
@@ -428,7 +437,7 @@ class Trainer:
                 )
             stop = self._stop_requested
             if stop or done or (spec.checkpoint_every and (s + 1) % spec.checkpoint_every == 0):
-                ckpt.save(s + 1, state, position=data_iter.position, global_step=global_step,
+                ckpt.save(s + 1, without_models(state), position=data_iter.position, global_step=global_step,
                           metrics_lines=self.writer.lines)
             if stop:
                 self.preempted = True
