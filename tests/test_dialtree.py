@@ -25,6 +25,7 @@ from polrl.rollout import SamplingConfig
 from polrl.rollout.sampling import draw
 from polrl.tasks import CharTokenizer
 from polrl.tasks.target_says import AttackRules, attack_rules, attack_text_reward, goal_prompt, parse_goal
+from alg_testing import check_transform_contract, rollout_batch, scored, train_once
 from tiny_models import tiny_params
 
 V, EOS, PAD, SEP = 13, 2, 0, 12
@@ -330,3 +331,20 @@ def test_loss_gradient_by_hand():
 def test_bad_format_tokens():
     with pytest.raises(ValueError, match=r"algorithm_kwargs.format_tokens has \['\+'\]"):
         dialtree_rpo(format_tokens=["+"])
+
+
+def _with_leaves(batch: Batch) -> Batch:
+    """A rollout batch whose fourth row is an empty row of the tree (not a leaf)."""
+    return batch.replace(aux={**batch.aux, "dialogue_leaf_b": np.array([1, 1, 1, 0, 1, 1, 1, 1], np.float32)})
+
+
+def test_noun_contract_and_one_update():
+    alg = dialtree_rpo(format_tokens=(3, 4), kl_coef=0.01)
+    batch, other = (_with_leaves(scored(rollout_batch(seed=s), seed=s)) for s in (0, 1))
+    prepared = check_transform_contract(alg.prepare, batch, other)
+    assert np.all(np.asarray(prepared.adv_bt[3]) == 0)
+    other_prepared, _ = alg.prepare.apply(other, alg.prepare.init())
+    out = check_transform_contract(alg.objective, prepared, other_prepared)
+    assert out.terms == {} and out.losses
+    state, metrics, params = train_once(alg, _with_leaves(rollout_batch()))
+    assert int(state.step) == 1 and np.isfinite(metrics["loss"]) and "format_masked_frac" in metrics

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
