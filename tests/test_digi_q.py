@@ -142,9 +142,7 @@ def test_prepare_trains_the_critic_and_rows_become_the_chosen_candidates():
     batch = _state_batch()
     state = alg.prepare.init(batch)
     out, new = alg.prepare.apply(batch, state, step=jnp.asarray(0))
-    critic, target = state["critic"]["critic"], state["critic"]["target"]
-    # the critic moved, and the target moved a tenth of the way after each of the three steps
-    assert not np.allclose(new["critic"]["critic"]["q1"]["w1"], critic["q1"]["w1"])
+    assert not np.allclose(new["critic"]["critic"]["q1"]["w1"], state["critic"]["critic"]["q1"]["w1"])
     index, _, weight = dq.best_of_n(out.aux[dq.ADVANTAGE], batch.aux[sc.STATE_VALID], 0.0)
     np.testing.assert_array_equal(out.aux[dq.WEIGHT], weight)
     for r in range(4):
@@ -153,7 +151,6 @@ def test_prepare_trains_the_critic_and_rows_become_the_chosen_candidates():
     # the advantages are the updated critic's
     values = dq.critic_outputs(new["critic"]["critic"], batch.aux[sc.STATE_FEATURE], batch.aux[sc.ACTION_FEATURE])
     np.testing.assert_allclose(out.aux[dq.ADVANTAGE], dq.advantages(values), rtol=1e-12)
-    del target
 
 
 def test_soft_update_after_every_critic_step_and_warmup():

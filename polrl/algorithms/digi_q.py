@@ -46,6 +46,10 @@ the phase's reference, never copied.
 cloning (rejection-sampling fine-tuning): w(s) = 1[the trajectory's return > 0] on the
 behaviour's own action a^0; the critic still trains, for its diagnostics, and is not read.
 
+Not carried: the paper first fine-tunes its vision-language model's representation on the offline
+transitions (an auxiliary objective on which actions change the device's state) and then freezes
+it; here the frozen model is the phase's reference as it is (the SFT warm start).
+
 INFERRED (the paper and its code leave them open, or they do not carry over): the critic MLPs
 have one hidden layer of ``critic_hidden`` units and are initialised from ``critic_seed``
 (normal / √fan-in weights, zero biases), the "bellman" heads are regressions (squared error; the
