@@ -25,6 +25,8 @@ Every arm of a seed starts from that seed's SFT warm start (the ``sft_warmup`` p
 * ``dragon``       DRAGON: the current policy's G samples of a prompt scored as a set (MMD² to the
                    labelled answer), each sample's leave-one-out credit splitting the group into
                    positive and negative sets, DPO over their pairs;
+* ``ra_dpo``       reward-augmented DPO: ``dpo``'s pairs relabelled into goal-conditioned pairs
+                   (prompt ⊕ "[1]": right ≻ wrong; ⊕ "[0]": wrong ≻ right), evaluated with "[1]";
 * ``reward_model`` a Bradley–Terry reward model of a hidden closeness rule, its own budget
                    (the config's steps), scored on 500 held-out pairs;
 * ``rlhf_grpo``    GRPO whose only reward is this seed's ``reward_model``; the hidden rule it never
@@ -80,7 +82,8 @@ from benchmarks.provenance import append, provenance, read  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
 FAMILY = "arithmetic"
-ARMS = ("dpo_offline", "dpo", "dpo_gold", "seppo", "sft_labels", "online_dpo", "grpo", "dno", "cdr_dpo", "light_r1", "dragon", "reward_model",
+ARMS = ("dpo_offline", "dpo", "dpo_gold", "seppo", "sft_labels", "online_dpo", "grpo", "dno", "cdr_dpo", "light_r1", "dragon", "ra_dpo",
+        "reward_model",
         "rlhf_grpo",
         "programs_grpo", "programs_gepo", "programs_gepo_no_label", "chain_dpo_revised", "chain_opa_dpo")
 # arms of another family: arm → (family, noun, config overrides); every other arm is (FAMILY, arm, {})
@@ -90,6 +93,7 @@ OTHER_FAMILY = {"programs_grpo": ("programs", "grpo", {}), "programs_gepo": ("pr
 WHAT = {
     "dpo_offline": "DPO, fixed file of pairs",
     "dpo": "DPO, pairs of the warm model's samples",
+    "ra_dpo": "RA-DPO: the same pairs relabelled under reward goals (evaluated with the highest goal)",
     "dpo_gold": "DPO, the same with DNO's gold answer and margin, one iteration",
     "seppo": "SePPO: labelled answer ≻ a sample of an earlier checkpoint, with the adaptive flipper",
     "sft_labels": "SFT on the train split's labelled answers (the labels the gold / SePPO arms see)",
@@ -132,6 +136,7 @@ CLAIMS = (
     ("dno", "dpo_gold", "better",
      "Iterating against the previous iterate beats one iteration with the same gold answers and margin (arXiv 2404.03715)"),
     ("cdr_dpo", "dpo", "parity", "Density-ratio labels match the verifier's labels (arXiv 2411.02481)"),
+    ("ra_dpo", "dpo", "better", "Reward-augmented (goal-conditioned) pairs beat DPO on the same pairs (arXiv 2410.08067)"),
     ("light_r1", "grpo", "better", "Curriculum SFT → DPO → GRPO beats GRPO alone at the same steps (arXiv 2503.10460)"),
     ("dragon", "online_dpo", "parity",
      "A set-level reward (the group's distance to exemplars) trains as well as the per-sample verifier (arXiv 2504.15217)"),

@@ -47,7 +47,8 @@ What it shows: the run logs the cross-entropy and prm_step_accuracy / prm_brier 
 freshly labelled (not yet trained on) steps, and the labels' mean, the fraction of steps whose
 completions disagree (prm/mixed_label_fraction) and the steps per response; the held-out command
 compares the PRM's step accuracy and Brier score with the best constant prediction, the label
-mean. (eval/accuracy of the PRM phase is its model's greedy answers as a policy, not the PRM's.)
+mean. The PRM phase logs no eval/ metrics: the noun trains a scorer, and its model's greedy answers
+as a policy would say nothing about it.
 """
 import ml_collections
 

@@ -287,6 +287,9 @@ class Algorithm(NamedTuple):
       collector: ``Collector -> Collector``, the data this method adds to whatever the phase
         collects (expert rows, dynamic sampling, a greedy baseline, replay), or None. The
         trainer wraps the phase's collector with it.
+      trains_policy: False for a noun that trains a scorer on the policy's model (a reward or
+        process reward model's value head): the trainer does not evaluate such a phase's model
+        as a policy (no ``eval/`` metrics), since its answers say nothing about the scorer.
     """
 
     prepare: Transform
@@ -295,6 +298,7 @@ class Algorithm(NamedTuple):
     num_epochs: int = 1
     num_minibatches: int = 1
     collector: Callable[["Collector"], "Collector"] | None = None
+    trains_policy: bool = True
 
     @property
     def needs(self) -> frozenset:

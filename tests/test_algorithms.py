@@ -159,10 +159,13 @@ ALL_NOUNS = {
     "sapo", "chord", "opmd", "asymre", "rec", "mdpo", "lp_reg", "rover", "otr", "copg", "drpo",
     "rl_plus", "remix", "tppo", "treepo", "flow_grpo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo",
     "passk_grpo", "otb", "simpo", "orpo", "kto", "reward_model", "gepo",
-    "opa_dpo",
+    "opa_dpo", "ra_dpo",
+    "spark",
     "dragon",
     "seppo",
     "process_reward_model",
+    "digi_q",
+    "dialtree_rpo",
 }
 
 

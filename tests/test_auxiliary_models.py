@@ -1,37 +1,22 @@
 """Frozen auxiliary models (``config.models``, ``polrl.train.auxiliary``): loaded and checked once,
-held in ``PolicyState.models`` beside the policy, laid out by the policy's sharding rules, never
-written to checkpoints, and a run killed with ``kill -9`` resumes to the same numbers."""
+held in ``PolicyState.models`` beside the policy and laid out by the policy's sharding rules."""
 import importlib
-import os
 import pathlib
-import signal
-import subprocess
-import sys
-import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from jax_cache import persistent_cache, subprocess_env
 from polrl import collectors, sharding
-from polrl.train import auxiliary, metrics as metrics_lib
+from polrl.tasks import BatchIterator
+from polrl.train import metrics as metrics_lib
 from polrl.train.build import build_spec
 from polrl.train.trainer import Trainer, init_phase_state, validate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RM_SMOKE = str(ROOT / "experiments" / "data" / "arithmetic_reward_model_smoke")
 CDR_SMOKE = ROOT / "experiments" / "data" / "arithmetic_cdr_smoke"
-TIMING = ("step_time_s", "tokens_per_s")
-STEPS = 4  # RLHF steps of the resumed runs (no warm-up)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    with persistent_cache(str(tmp_path_factory.getbasetemp() / "jax_cache")) as path:
-        yield path
 
 
 @pytest.fixture(autouse=True)
@@ -41,15 +26,10 @@ def data_dir(tmp_path_factory, monkeypatch):
     return path
 
 
-def _rlhf(**overrides):
+def _rlhf():
     c = importlib.import_module("experiments.arithmetic_rlhf_grpo").get_config("smoke")
-    c.warmup.steps, c.total_steps, c.checkpoint_every, c.eval_every = 0, STEPS, 1, 2
-    c.update(overrides)
+    c.warmup.steps = 0
     return c
-
-
-def _records(workdir):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in metrics_lib.read_metrics(str(workdir))]
 
 
 # ----------------------------------------------------------------------------- the config section
@@ -90,6 +70,17 @@ def test_models_section_errors_name_the_field(models, message):
     assert "\n" not in str(e.value)
 
 
+def test_a_hugging_face_checkpoint_loads_as_a_frozen_model():
+    """models.<name>.hf_path: the checkpoint's weights and shape; here the very checkpoint the
+    policy starts from, so the frozen copy equals the policy's initial parameters."""
+    c = importlib.import_module("experiments.gsm8k_grpo").get_config("smoke")
+    c.models = dict(teacher=dict(hf_path=c.model.hf_path, model=dict(dtype="float32", max_len=128)))
+    spec = build_spec(c, progress=False)
+    assert list(spec.models) == ["teacher"]
+    for a, b in zip(jax.tree.leaves(spec.models["teacher"]), jax.tree.leaves(spec.init_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_collector_naming_a_model_the_run_lacks_fails_at_build():
     c = importlib.import_module("experiments.chain_mcts_dpo").get_config("smoke")
     c.collector_kwargs.update(prm="prm", prefix_weight=0.5)
@@ -109,83 +100,69 @@ def test_the_reference_as_a_frozen_model_is_not_loaded_twice():
     assert "reference" in spec.phases[-1].collector.needs
 
 
-# ----------------------------------------------------------------------------- checkpoints and resume
-
-
-def _launch(workdir, data_dir, cache_dir):
-    env = dict(os.environ, POLRL_DATA_DIR=data_dir, JAX_DEFAULT_MATMUL_PRECISION="float32", PYTHONPATH=str(ROOT),
-               **subprocess_env(cache_dir))
-    args = [sys.executable, "-m", "polrl.launch", "--config", "experiments/arithmetic_rlhf_grpo.py:smoke",
-            f"--workdir={workdir}", "--progress=false", "--config.warmup.steps=0", f"--config.total_steps={STEPS}",
-            "--config.checkpoint_every=1", "--config.eval_every=2"]
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_step(proc, workdir, step, timeout=240.0):
-    path = pathlib.Path(workdir) / "metrics.jsonl"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the run ended before step {step}: {proc.communicate()}"
-        if path.exists():
-            lines = [ln for ln in path.read_text().splitlines() if '"loss"' in ln]
-            if lines and metrics_lib.json.loads(lines[-1])["step"] >= step:
-                return
-        time.sleep(0.005)
-    proc.kill()
-    pytest.fail(f"step {step} did not appear within {timeout} s")
-
-
-def _saved_paths(directory):
-    """The '/'-joined paths of every array a phase checkpoint holds."""
-    manager = ocp.CheckpointManager(str(directory), item_handlers=ocp.PyTreeCheckpointHandler(),
-                                    options=ocp.CheckpointManagerOptions(create=False, read_only=True))
-    tree = manager.item_metadata(manager.latest_step()).tree
-    manager.close()
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return ["/".join(str(getattr(e, "key", getattr(e, "idx", e))) for e in path) for path, _ in leaves]
-
-
-@pytest.mark.slow
-def test_kill_9_resumes_exactly_and_checkpoints_hold_no_frozen_model(data_dir, cache_dir, tmp_path):
-    straight = tmp_path / "straight"
-    Trainer(build_spec(_rlhf(), progress=False), str(straight)).run()
-    paths = _saved_paths(straight / "checkpoints" / "rlhf")
-    assert any(p.startswith("state/params/") for p in paths)
-    assert not any(p.startswith("state/models") or "reward" in p for p in paths), [p for p in paths if "models" in p]
-
-    resumed = tmp_path / "resumed"
-    proc = _launch(resumed, data_dir, cache_dir)
-    _wait_for_step(proc, resumed, 2)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    proc = _launch(resumed, data_dir, cache_dir)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
-    assert _records(resumed) == _records(straight)
-
-
 # ----------------------------------------------------------------------------- meshes
+# (kill -9 resume and checkpoints without frozen models: tests/test_resume.py runs RLHF's config)
 
 
-def test_frozen_models_are_laid_out_like_the_policy_and_a_mesh_run_matches_one_device(tmp_path):
-    one = _rlhf(total_steps=1, eval_every=0, checkpoint_every=0)
-    mesh = _rlhf(total_steps=1, eval_every=0, checkpoint_every=0)
-    mesh.mesh.update(data=2, fsdp=2, tensor=2)
-    spec = build_spec(mesh, progress=False)
+def _one_step(config, workdir):
+    """The shardings of the policy's and the reward model's embeddings, and the metrics of the
+    first RLHF step (collect with the reward model, then update) under the config's mesh, through
+    the trainer's own jitted step."""
+    spec = build_spec(config, progress=False)
+    trainer = Trainer(spec, str(workdir))
     phase = spec.phases[-1]
     state = init_phase_state(spec, phase, spec.init_params, jax.random.key(0))
     state = spec.layout.put(state, spec.layout.state_shardings(state))
-    policy_embed, rm_embed = state.params["embed"], state.models["reward_model"]["embed"]
-    assert rm_embed.sharding.spec == policy_embed.sharding.spec == P("tensor", "fsdp")
-    assert len({s.device for s in rm_embed.addressable_shards}) == 8
+    embeds = {"policy": state.params["embed"].sharding, "reward_model": state.models["reward_model"]["embed"].sharding}
+    prompts = phase.collector.reads(phase.prompts_per_step)
+    data = next(BatchIterator(phase.source, prompts, task=spec.task, seed=0))
+    _, metrics = trainer._step_fn(phase)(state, trainer._device_data(data, prompts))  # donates the state
+    return embeds, metrics_lib.to_python(sharding.to_host(metrics))
 
-    runs = {}
-    for name, config in (("one", one), ("mesh", mesh)):
-        Trainer(build_spec(config, progress=False), str(tmp_path / name)).run()
-        runs[name] = [r for r in _records(tmp_path / name) if "loss" in r][0]
+
+def test_frozen_models_are_laid_out_like_the_policy_and_a_mesh_step_matches_one_device(tmp_path):
+    mesh = _rlhf()
+    mesh.mesh.update(data=2, fsdp=2, tensor=2)
+    embeds, on_mesh = _one_step(mesh, tmp_path / "mesh")
+    assert embeds["reward_model"].spec == embeds["policy"].spec == P("tensor", "fsdp")
+    assert len(embeds["reward_model"].device_set) == 8
+    _, on_one = _one_step(_rlhf(), tmp_path / "one")
     for key in ("reward_mean", "rm_reward_std", "verifier_reward_mean", "hidden_score_mean", "loss"):
-        np.testing.assert_allclose(runs["mesh"][key], runs["one"][key], rtol=1e-4, atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(on_mesh[key], on_one[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_a_collector_samples_rows_from_a_named_frozen_model():
+    """group_samples(policy=<name>): the rows of rollout.sample with that model's parameters and
+    the same key, version 0 (a frozen model), and the phase keeps no reference for it."""
+    from polrl.rollout import sample
+    from polrl.train import steps
+    from test_collectors import _context, _data, _frozen_models, _model
+
+    ctx = _context()
+    collector = collectors.group_samples(ctx, policy="strong")
+    assert collector.needs == frozenset()
+    with jax.enable_x64(True):
+        state = steps.init_state(_model()[1], _grpo(), jax.random.key(0), collector=collector, prompts=2)
+        state = state.replace(models=_frozen_models(), step=jax.numpy.int32(7))
+        data = _data(0, 2)
+        batch, _, _ = jax.jit(collector.collect)((), state, data, jax.random.key(3))
+        teacher = _frozen_models()["strong"]
+        want = sample(ctx.graphdef, teacher, data["prompt_bp"], data["prompt_valid_bp"], jax.random.key(3),
+                      ctx.sampling, ctx.group_size)
+        np.testing.assert_array_equal(batch.response_bt, want.response_bt)
+        own = sample(ctx.graphdef, _model()[1], data["prompt_bp"], data["prompt_valid_bp"], jax.random.key(3),
+                     ctx.sampling, ctx.group_size)
+        assert not np.array_equal(np.asarray(own.logp_bt), np.asarray(want.logp_bt))  # not the policy's rows
+        np.testing.assert_allclose(batch.behavior_logp_bt, want.logp_bt, rtol=2**-23)  # Batch floats are float32
+        assert np.all(np.asarray(batch.version_b) == 0)
+    with pytest.raises(ValueError, match=r"group_samples: policy='teacher' is not a model of this run"):
+        collectors.group_samples(ctx, policy="teacher")
+
+
+def _grpo():
+    from polrl import algorithms
+
+    return algorithms.grpo(kl_coef=0.0)
 
 
 def test_named_model_reads_the_state():

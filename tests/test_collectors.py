@@ -16,7 +16,7 @@ from polrl.core import Collector
 from polrl.envs import DeviceEnv
 from polrl.models import TransformerConfig
 from polrl.rollout import SamplingConfig
-from polrl.tasks import Task, token_exact_match
+from polrl.tasks import CharTokenizer, Task, token_exact_match
 from polrl.train import steps
 from tiny_models import tiny_params
 
@@ -51,7 +51,7 @@ def _context():
 def _frozen_models():
     """The parameters of the context's frozen models (``PolicyState.models``)."""
     with jax.enable_x64(True):
-        return {"rm": _reward_model()[1], "strong": _model()[1], "weak": tiny_params(CFG, seed=2)[1]}
+        return {"rm": _reward_model()[1], "strong": tiny_params(CFG, seed=3)[1], "weak": tiny_params(CFG, seed=2)[1]}
 
 
 def _echo_step(count_k, tokens_kn, mask_kn):
@@ -82,10 +82,23 @@ def _with_steps(ctx):
     return dataclasses.replace(ctx, task=dataclasses.replace(ctx.task, tokenizer=tokenizer, step_separator=","))
 
 
+def _with_chars(ctx):
+    """The context's task with a tokenizer of a few characters onto ids 1–5 (the judge templates)."""
+    tokenizer = types.SimpleNamespace(encode=lambda text: [1 + ord(c) % 5 for c in text], eos_id=EOS)
+    return dataclasses.replace(ctx, task=dataclasses.replace(ctx.task, tokenizer=tokenizer))
+
+
+def _with_goals(ctx):
+    """The context's task with a tokenizer for two one-token goal texts."""
+    tokenizer = types.SimpleNamespace(encode=lambda text: {"[0]": [5], "[1]": [6]}[text])
+    return dataclasses.replace(ctx, task=dataclasses.replace(ctx.task, tokenizer=tokenizer))
+
+
 CASES = {
     "demonstrations": collectors.demonstrations,
     "group_samples": collectors.group_samples,
     "group_samples(slots)": functools.partial(collectors.group_samples, slots=3),
+    "group_samples(teacher)": functools.partial(collectors.group_samples, policy="strong"),
     "preference_pairs": collectors.preference_pairs,
     "revised_pairs": collectors.revised_pairs,
     "revised_pairs(revised)": functools.partial(collectors.revised_pairs, emit="revised"),
@@ -96,17 +109,23 @@ CASES = {
     "with_score_position": _wrapped(collectors.with_score_position()),
     "with_density_ratio": lambda ctx: collectors.with_density_ratio("strong", "weak", strong_prefix=[3])(
         collectors.group_samples(ctx), ctx),
+    "with_reward_goals": lambda ctx: collectors.with_reward_goals(("[0]", "[1]"))(
+        collectors.preference_pairs(_with_goals(ctx)), _with_goals(ctx)),
     "with_reward_model": lambda ctx: collectors.with_reward_model("rm", hidden_score=token_exact_match)(
         collectors.group_samples(ctx), ctx),
     "with_distributional_reward": _wrapped(collectors.with_distributional_reward(bandwidth=1.5)),
+    "with_judge_rows": lambda ctx: _wrapped(collectors.with_judge_rows())(_with_chars(ctx)),
+    "with_self_judge": lambda ctx: _wrapped(collectors.with_self_judge())(_with_chars(ctx)),
     "stale": lambda ctx: collectors.stale(2)(collectors.group_samples(ctx), ctx),
     "checkpoint_pool": lambda ctx: collectors.checkpoint_pool(ctx, pool_size=2, refresh_every=1),
     "turns": lambda ctx: collectors.turns(ctx, env=_ECHO, max_turns=2, turn_tokens=2),
     "step_labels": lambda ctx: collectors.step_labels(_with_steps(ctx), continuations=2, max_steps=2),
+    "step_candidates": lambda ctx: collectors.step_candidates(_with_steps(ctx), candidates=2, max_steps=2),
     "mcts_pairs": lambda ctx: collectors.mcts_pairs(_with_steps(ctx), simulations=2, branching=2, max_depth=2,
                                                     step_tokens=2, max_pairs=2),
     "mcts_pairs(prm)": lambda ctx: collectors.mcts_pairs(_with_steps(ctx), simulations=2, branching=2, max_depth=2,
                                                          step_tokens=2, max_pairs=2, prm="rm", prefix_weight=0.5),
+    "dialogue_tree": lambda ctx: collectors.dialogue_tree(dataclasses.replace(ctx, task=dataclasses.replace(ctx.task, name="target_says", tokenizer=CharTokenizer())), target="weak", max_turns=1, branch=2, width=2),
     "tree": lambda ctx: collectors.tree(ctx, segment_len=2, init_branches=1, branching=2,
                                         branch_on="uncertainty"),
 }
@@ -132,7 +151,7 @@ HOST_COLLECTORS = ("offline_pairs", "offline_unpaired")  # tests/test_offline_pa
 
 def test_every_exported_collector_has_a_contract_case():
     exported = {n for n in collectors.__all__ if n in dir(collectors) and n not in
-                ("Context", "compose", "demonstration_batch", "keep_informative_groups", "rollout_metrics",
+                ("Context", "NamedModel", "compose", "demonstration_batch", "keep_informative_groups", "rollout_metrics",
                  "best_and_worst") + HOST_COLLECTORS}
     assert exported == {name.split("(")[0] for name in CASES}, f"add a contract case for {sorted(exported - set(CASES))}"
 

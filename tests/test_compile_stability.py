@@ -3,7 +3,8 @@
 * Counted (jax.monitoring compile events): after a phase's step 2, steps 3 … 5 — with
   evaluations and checkpoints between them — compile nothing, for one config per trainer path
   (SFT warm start then one jitted RL step with a device verifier; a host verifier between two
-  jitted calls, on a Hugging Face model).
+  jitted calls, on a Hugging Face model; RLHF, whose frozen reward model is handed to every step
+  beside the policy).
 * Every LLM-trainer experiment (its :smoke config): each phase's jitted step maps the state to a
   state of the same pytree structure, shapes, dtypes and weak types — jit's cache key on one
   device — so no later step can recompile. This is checked by tracing (``jax.eval_shape``,
@@ -24,7 +25,7 @@ from polrl.train.trainer import Trainer, init_phase_state
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 STEPS = 5
-COUNTED = ("arithmetic_grpo", "gsm8k_grpo")
+COUNTED = ("arithmetic_grpo", "gsm8k_grpo", "arithmetic_rlhf_grpo")
 
 
 def _llm_configs():

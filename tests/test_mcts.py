@@ -401,8 +401,11 @@ def test_collector_blends_the_named_process_reward_model():
     data = {"prompt_bp": tokens, "prompt_valid_bp": valid, "answer_ba": jnp.zeros((2, 3), jnp.int32),
             "answer_valid_ba": jnp.ones((2, 3), bool)}
     batch, _, metrics = jax.jit(collector.collect)((), state, data, jax.random.key(2))
-    tree = search(parts()[1], tokens, valid, jax.random.key(2), SamplingConfig(max_new_tokens=4, eos_id=EOS),
-                  prefix_weight=0.5, prefix_score=prm_prefix_score(prm_graphdef, prm_params, tokens, valid), **options)
+    direct = jax.jit(lambda params, prm: mcts(
+        nnx.merge(parts()[0], params), tokens, valid, jax.random.key(2), SamplingConfig(max_new_tokens=4, eos_id=EOS),
+        outcome=outcome, separator_id=SEP, prefix_weight=0.5,
+        prefix_score=prm_prefix_score(prm_graphdef, prm, tokens, valid), **options))
+    tree = direct(parts()[1], prm_params)
     plain = search(parts()[1], tokens, valid, jax.random.key(2), SamplingConfig(max_new_tokens=4, eos_id=EOS), **options)
     assert not np.allclose(np.asarray(tree.q_bm), np.asarray(plain.q_bm))  # the PRM changed the values
     np.testing.assert_allclose(metrics["mcts/root_value"], np.asarray(tree.q_bm[:, 0]).mean(), atol=1e-6)

@@ -18,7 +18,6 @@ import optax
 import pytest
 
 from polrl import algorithms, objectives
-from polrl.algorithms.preference import reward_augmented_pairs
 from polrl.core import Batch
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "trl_preference_vectors.json").read_text())
@@ -287,35 +286,6 @@ def test_pair_methods_recover_preferred_answer(loss_type, eps):
     pi = np.asarray(_train_bandit(t, answers, rewards, jnp.asarray(REF_LOGITS, jnp.float32), steps=300))
     assert np.argmax(pi) == 0, pi
     assert pi[0] > 0.2 + 0.1, pi
-
-
-# ----------------------------------------------------------------------------- reward-augmented data
-
-
-def test_reward_augmented_pairs():
-    batch = Batch(
-        prompt_bp=np.array([[0, 5], [0, 5], [3, 4], [3, 4]], np.int32),
-        prompt_valid_bp=np.array([[0, 1], [0, 1], [1, 1], [1, 1]], bool),
-        response_bt=np.array([[1, 2], [2, 1], [6, 6], [6, 1]], np.int32),
-        mask_bt=np.ones((4, 2), np.float32),
-        reward_b=np.array([2.0, 8.0, 5.0, 5.0], np.float32),  # pair 0: row 1 better; pair 1: tie
-        group_b=np.array([0, 0, 1, 1], np.int32),
-    )
-    out = reward_augmented_pairs(batch, lambda r: [100 + int(r)])
-    assert out.batch_size == 8 and out.group_size == 2
-    np.testing.assert_array_equal(out.group_b, [0, 0, 1, 1, 2, 2, 3, 3])
-    # pair 0 → goal 8 (y = row 1 preferred), goal 2 (row 0, the former rejected, preferred)
-    np.testing.assert_array_equal(out.prompt_bp[:4], [[0, 5, 108], [0, 5, 108], [0, 5, 102], [0, 5, 102]])
-    np.testing.assert_array_equal(out.prompt_valid_bp[0], [False, True, True])
-    np.testing.assert_array_equal(out.response_bt[:4], [[1, 2], [2, 1], [1, 2], [2, 1]])
-    np.testing.assert_array_equal(out.reward_b, [0, 1, 1, 0, 0.5, 0.5, 0.5, 0.5])
-    np.testing.assert_array_equal(out.aux["goal_reward_b"], [8, 8, 2, 2, 5, 5, 5, 5])
-    np.testing.assert_array_equal(out.aux["reward_b"], [2, 8, 2, 8, 5, 5, 5, 5])
-    # the relabelled batch trains with the pair losses: ties carry no preference
-    t = objectives.preference_loss(beta=0.1)
-    scored = out.replace(logp_bt=jnp.zeros((8, 2)), ref_logp_bt=jnp.zeros((8, 2)))
-    res, _ = t.apply(scored, t.init())
-    np.testing.assert_allclose(res.metrics["pref_pairs"], 2.0)
 
 
 # ----------------------------------------------------------------------------- nouns train

@@ -1,6 +1,8 @@
 """Exact resume: a run interrupted at any point (exception, kill -9, SIGTERM) and relaunched
 produces the same metrics.jsonl, bit for bit, as an uninterrupted run; half-written checkpoints
-are never restored."""
+are never restored. The run is RLHF's smoke config — an SFT warm start, then GRPO scored by a
+frozen reward model, an auxiliary model of the run (``config.models``), which the checkpoints do
+not hold: a relaunch reloads it from its source."""
 import importlib
 import os
 import pathlib
@@ -9,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import jax
+import orbax.checkpoint as ocp
 import pytest
 
 from jax_cache import persistent_cache, subprocess_env
@@ -43,7 +47,7 @@ def data_dir(tmp_path_factory):
 
 
 def _config():
-    c = importlib.import_module("experiments.arithmetic_grpo").get_config("smoke")
+    c = importlib.import_module("experiments.arithmetic_rlhf_grpo").get_config("smoke")
     c.warmup.steps, c.total_steps = OVERRIDES["warmup"], OVERRIDES["total_steps"]
     c.checkpoint_every, c.eval_every = OVERRIDES["checkpoint_every"], OVERRIDES["eval_every"]
     return c
@@ -55,12 +59,35 @@ def _records(workdir):
 
 
 @pytest.fixture(scope="module")
-def straight(data_dir, cache_dir, tmp_path_factory):
+def straight_dir(data_dir, cache_dir, tmp_path_factory):
+    """The workdir of an uninterrupted run."""
     workdir = tmp_path_factory.mktemp("straight")
     Trainer(build_spec(_config(), progress=False), str(workdir)).run()
-    records = _records(workdir)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def straight(straight_dir):
+    records = _records(straight_dir)
     assert [r["step"] for r in records if "loss" in r] == list(range(1, WARMUP + RL_STEPS + 1))
     return records
+
+
+def _saved_paths(directory):
+    """The '/'-joined paths of every array the newest checkpoint in ``directory`` holds."""
+    manager = ocp.CheckpointManager(str(directory), item_handlers=ocp.PyTreeCheckpointHandler(),
+                                    options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+    tree = manager.item_metadata(manager.latest_step()).tree
+    manager.close()
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return ["/".join(str(getattr(e, "key", getattr(e, "idx", e))) for e in path) for path, _ in leaves]
+
+
+def test_checkpoints_hold_no_frozen_model(straight_dir):
+    """The reward model is in every step's state but in no checkpoint: only what training changes."""
+    paths = _saved_paths(straight_dir / "checkpoints" / "rlhf")
+    assert any(p.startswith("state/params/") for p in paths)
+    assert not any(p.startswith("state/models") or "reward" in p for p in paths), paths
 
 
 class _Crash(Exception):
@@ -81,7 +108,7 @@ def test_crash_then_resume_reproduces_the_straight_run(straight, tmp_path):
         trainer.run()
     trainer.writer.close()
     assert _records(tmp_path)[-1]["step"] == WARMUP + 1  # the line of the lost step is there...
-    rl = tmp_path / "checkpoints" / "rl"
+    rl = tmp_path / "checkpoints" / "rlhf"
     assert checkpoint.PhaseCheckpointer(str(rl)).latest_step() is None
     # ...and a save killed half-way left a temporary directory: it must be ignored
     tmp = rl / "1.orbax-checkpoint-tmp-1234567890"
@@ -96,7 +123,7 @@ def _launch(workdir, data_dir, cache_dir):
     """The public launcher as a subprocess (same devices and matmul precision as this process)."""
     env = dict(os.environ, POLRL_DATA_DIR=data_dir, JAX_DEFAULT_MATMUL_PRECISION="float32", PYTHONPATH=str(ROOT),
                **subprocess_env(cache_dir))
-    args = [sys.executable, "-m", "polrl.launch", "--config", "experiments/arithmetic_grpo.py:smoke",
+    args = [sys.executable, "-m", "polrl.launch", "--config", "experiments/arithmetic_rlhf_grpo.py:smoke",
             f"--workdir={workdir}", "--progress=false",
             f"--config.warmup.steps={WARMUP}", f"--config.total_steps={RL_STEPS}",
             f"--config.checkpoint_every={OVERRIDES['checkpoint_every']}",
@@ -133,11 +160,11 @@ def test_kill_9_then_sigterm_through_the_launcher(straight, data_dir, cache_dir,
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert "SIGTERM received; saved phase 'rl' step" in err
+    assert "SIGTERM received; saved phase 'rlhf' step" in err
     assert metrics_lib.json.loads(out.strip().splitlines()[-1])["preempted"] is True
     # the step logged last is the one checkpointed at the boundary, before the end of the run
     last = [r for r in _records(tmp_path) if "loss" in r][-1]
-    ckpt = checkpoint.PhaseCheckpointer(str(tmp_path / "checkpoints" / "rl"))
+    ckpt = checkpoint.PhaseCheckpointer(str(tmp_path / "checkpoints" / "rlhf"))
     assert ckpt.latest_step() == last["phase_step"] < RL_STEPS
     ckpt.close()
 

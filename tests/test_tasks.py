@@ -200,8 +200,8 @@ def test_countdown_task_rewards(data_dir):
 
 
 def test_get_task_unknown_name():
-    assert task_names() == ["arithmetic", "chain", "countdown", "gsm8k", "multiplication", "programs"]
-    with pytest.raises(ValueError, match=r"unknown task 'gsm9k'; valid names are \['arithmetic', 'chain', 'countdown', 'gsm8k', 'multiplication', 'programs'\]"):
+    assert task_names() == ["arithmetic", "chain", "countdown", "gsm8k", "multiplication", "programs", "target_says"]
+    with pytest.raises(ValueError, match=r"unknown task 'gsm9k'; valid names are \['arithmetic', 'chain', 'countdown', 'gsm8k', 'multiplication', 'programs', 'target_says'\]"):
         get_task("gsm9k", data_dir="unused")
 
 

@@ -32,15 +32,19 @@ from polrl.algorithms.rl_plus import rl_plus
 from polrl.algorithms.otr import otr
 from polrl.algorithms.tppo import tppo
 from polrl.algorithms.treepo import treepo
+from polrl.algorithms.dialtree_rpo import dialtree_rpo
 from polrl.algorithms.rloo import rloo
 from polrl.algorithms.sapo import sapo
 from polrl.algorithms.preference import dpo, kto, orpo, simpo
+from polrl.algorithms.ra_dpo import ra_dpo
 from polrl.algorithms.process_reward import process_reward_model
+from polrl.algorithms.digi_q import digi_q
 from polrl.algorithms.reward_model import reward_model
 from polrl.algorithms.seppo import seppo
+from polrl.algorithms.spark import spark
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "simpo", "orpo", "kto", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "reward_model", "process_reward_model", "gepo", "opa_dpo", "seppo", "dragon"]
+__all__ = ["dpo", "simpo", "orpo", "kto", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "reward_model", "process_reward_model", "gepo", "opa_dpo", "seppo", "dragon", "ra_dpo", "spark", "digi_q", "dialtree_rpo"]
 
 
 def get(name: str):

@@ -1,15 +1,13 @@
 """Preference optimization from pairs: DPO (with cDPO / robust / hinge / IPO losses), SimPO,
-ORPO, KTO, and the reward-augmented relabelling of preference pairs.
+ORPO, KTO (the reward-augmented relabelling of pairs is ``polrl.algorithms.ra_dpo``).
 
 Every pair noun also takes the optimization keywords of ``OPTIMIZATION`` (AdamW learning rate
 1e-4, no warm-up, gradient-norm clip 1.0, one epoch of one minibatch per batch); any other
 keyword is a TypeError naming the noun."""
 from __future__ import annotations
 
-import numpy as np
-
 from polrl import objectives, optim
-from polrl.core import Algorithm, Batch, chain
+from polrl.core import Algorithm, chain
 
 DPO_LOSS_TYPES = ("sigmoid", "robust", "hinge", "ipo")
 
@@ -129,66 +127,4 @@ def kto(
             kto_undesirable_weight=undesirable_weight, kto_threshold=threshold,
         ),
         options,
-    )
-
-
-def reward_augmented_pairs(batch: Batch, goal_tokens) -> Batch:
-    """Reward-augmented relabelling of preference pairs (Zhang et al. 2024, "Reward-Augmented
-    Data Enhances Direct Preference Alignment of LLMs", arXiv 2410.08067).
-
-    Each pair (x, y_w, y_l) with rewards r_w > r_l becomes TWO goal-conditioned pairs:
-
-        (x ⊕ g(r_w):  y_w ≻ y_l)        (x ⊕ g(r_l):  y_l ≻ y_w)
-
-    i.e. conditioned on the goal "reach reward r_w" the chosen stays chosen, and conditioned on
-    "reach reward r_l" the former rejected response is the better fit (INFERRED: the paper states
-    a twofold, goal-conditioned dataset relabelled on the quality scores; the swap for the
-    rejected's goal is this reading of it). ``goal_tokens(r) -> int array [K]`` gives the goal's
-    token ids, appended after each (left-padded) prompt. Rows (0, 1) of the input pair k become
-    groups 2k (goal r_w) and 2k+1 (goal r_l); ``reward_b`` holds the relabelled preference
-    (1 = chosen, 0 = rejected, 0.5 both for a tie, which every pair loss ignores), and
-    ``aux["goal_reward_b"]`` / ``aux["reward_b"]`` the goal and the original reward. Host-side
-    data transform (numpy); the result trains with any pair noun (``dpo``, ``simpo``, ...).
-    """
-    reward = np.asarray(batch.reward_b, np.float32)
-    group = np.asarray(batch.group_b)
-    b = reward.shape[0]
-    if b % 2 or not np.array_equal(group[0::2], group[1::2]):
-        raise ValueError("reward_augmented_pairs: batch must hold pairs as consecutive rows (group_b)")
-    prompt = np.asarray(batch.prompt_bp)
-    valid = np.asarray(batch.prompt_valid_bp, bool)
-    rows, goals, new_reward, new_prompt, new_valid = [], [], [], [], []
-    for k in range(b // 2):
-        i, j = 2 * k, 2 * k + 1
-        for goal in (max(reward[i], reward[j]), min(reward[i], reward[j])):
-            g = np.asarray(goal_tokens(float(goal)), prompt.dtype).reshape(-1)
-            for row in (i, j):
-                rows.append(row)
-                goals.append(goal)
-                new_prompt.append(np.concatenate([prompt[row], g]))
-                new_valid.append(np.concatenate([valid[row], np.ones(g.shape, bool)]))
-                if reward[i] == reward[j]:
-                    new_reward.append(0.5)
-                else:
-                    new_reward.append(1.0 if reward[row] == goal else 0.0)
-    if len({p.shape for p in new_prompt}) != 1:
-        raise ValueError("reward_augmented_pairs: goal_tokens must return the same length for every goal")
-    rows = np.asarray(rows)
-    take = lambda x: None if x is None else np.asarray(x)[rows]
-    return batch.replace(
-        prompt_bp=np.stack(new_prompt),
-        prompt_valid_bp=np.stack(new_valid),
-        response_bt=take(batch.response_bt),
-        mask_bt=take(batch.mask_bt),
-        reward_b=np.asarray(new_reward, np.float32),
-        group_b=(np.arange(len(rows)) // 2).astype(np.int32),
-        behavior_logp_bt=take(batch.behavior_logp_bt),
-        old_value_bt=take(batch.old_value_bt),
-        source_b=take(batch.source_b),
-        version_b=take(batch.version_b),
-        aux={**{k: np.asarray(v)[rows] for k, v in batch.aux.items()},
-             "goal_reward_b": np.asarray(goals, np.float32), "reward_b": reward[rows]},
-        old_logp_bt=None, ref_logp_bt=None, adv_bt=None, return_bt=None, logp_bt=None,
-        entropy_bt=None, value_bt=None, logits_btv=None,
-        group_size=2,
     )

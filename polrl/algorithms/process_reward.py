@@ -94,6 +94,6 @@ def process_reward_model(**options) -> Algorithm:
     ``with_score_position`` (rows one column wider, so the scoring forward reaches the value
     after the last response token). Collect with ``step_labels``. Takes the pair nouns'
     optimization keywords (AdamW, lr 1e-4, …). The phase's checkpoint is the PRM that
-    ``polrl.search.scoring`` reads."""
+    ``polrl.search.scoring`` reads; the phase is not evaluated as a policy (``trains_policy``)."""
     return pair_algorithm("process_reward_model", process_reward_loss(), options)._replace(
-        collector=with_score_position())
+        collector=with_score_position(), trains_policy=False)

@@ -62,5 +62,7 @@ def reward_model(**options) -> Algorithm:
     ``with_score_position`` (rows one column wider, so the scoring forward reaches the response's
     last token). Takes the pair nouns' optimization keywords (AdamW, lr 1e-4, …). The trained
     parameters (the phase's checkpoint) score RLHF rows through ``config.reward_model``
-    (``polrl.collectors.with_reward_model``)."""
-    return pair_algorithm("reward_model", bradley_terry_loss(), options)._replace(collector=with_score_position())
+    (``polrl.collectors.with_reward_model``); the phase is not evaluated as a policy
+    (``trains_policy``)."""
+    return pair_algorithm("reward_model", bradley_terry_loss(), options)._replace(collector=with_score_position(),
+                                                                                   trains_policy=False)

@@ -11,7 +11,10 @@ scored by the verifier), ``preference_pairs`` (best vs worst of G samples), ``of
 ``revised_pairs`` (OPA-DPO: the policy's own response and its minimal revision, as a pair).
 ``mcts_pairs`` (MCTS-DPO: step-level pairs, highest- vs lowest-Q child of each node of a tree search).
 ``step_labels`` (Math-Shepherd: the reference's samples with Monte-Carlo labels of their steps, for a PRM).
+``dialogue_tree`` (DialTree-RPO: an attacker's dialogues with a frozen target model, branched at every turn and pruned).
 Wrappers: ``with_expert_rows`` (labelled answers in every group: CHORD, RL-PLUS),
+``with_judge_rows`` (SPARK: the step's samples recycled into judge rows for the same model),
+``with_self_judge`` (the policy's own verdict π("y" | x ++ y ++ " ok?") as the reward),
 ``dynamic_sampling`` (DAPO), ``with_greedy_baseline`` (ReMax), ``with_replay`` (ReMix),
 ``stale`` (rows from the policy of k updates ago: staleness as a controlled variable, the
 config's ``staleness``), ``with_score_position`` (rows one column wider, where a reward model
@@ -19,7 +22,8 @@ reads r(x, y): the ``reward_model`` noun), ``with_reward_model`` (a frozen rewar
 the reward: RLHF, the config's ``reward_model``), ``with_density_ratio`` (CDR: the log density
 ratio of a strong over a weak frozen policy as the reward, the config's ``density_ratio``),
 ``with_distributional_reward`` (DRAGON: each group scored as a set against exemplar sets, the
-leave-one-out change of the set score as each sample's reward: the ``dragon`` noun).
+leave-one-out change of the set score as each sample's reward: the ``dragon`` noun),
+``with_reward_goals`` (RA-DPO: each pair relabelled into two goal-conditioned pairs: the ``ra_dpo`` noun).
 
 A collector that reads another model than the policy takes the model's name (a run's frozen
 models are ``Context.models`` / ``PolicyState.models``, from ``config.models``; "reference" is the
@@ -33,17 +37,21 @@ from polrl.collectors.demonstrations import demonstration_batch, demonstrations
 from polrl.collectors.dynamic_sampling import dynamic_sampling, keep_informative_groups
 from polrl.collectors.expert_rows import with_expert_rows
 from polrl.collectors.greedy_baseline import with_greedy_baseline
+from polrl.collectors.judge_rows import with_judge_rows, with_self_judge
 from polrl.collectors.offline_pairs import offline_pairs, offline_unpaired
 from polrl.collectors.group_samples import group_samples, rollout_metrics
 from polrl.collectors.mcts_pairs import mcts_pairs
 from polrl.collectors.preference_pairs import best_and_worst, preference_pairs
 from polrl.collectors.replay import with_replay
 from polrl.collectors.revised_pairs import revised_pairs
+from polrl.collectors.reward_goals import with_reward_goals
 from polrl.collectors.reward_model import with_reward_model
 from polrl.collectors.score_position import with_score_position
 from polrl.collectors.stale import stale
 from polrl.collectors.step_labels import step_labels
+from polrl.collectors.step_candidates import step_candidates
 from polrl.collectors.tree import tree
+from polrl.collectors.dialogue_tree import dialogue_tree
 from polrl.collectors.turns import turns
 
 __all__ = [
@@ -54,6 +62,7 @@ __all__ = [
     "compose",
     "demonstration_batch",
     "demonstrations",
+    "dialogue_tree",
     "dynamic_sampling",
     "group_samples",
     "keep_informative_groups",
@@ -65,15 +74,19 @@ __all__ = [
     "rollout_metrics",
     "stale",
     "step_labels",
+    "step_candidates",
     "tree",
     "turns",
     "with_density_ratio",
     "with_distributional_reward",
     "with_expert_rows",
     "with_greedy_baseline",
+    "with_judge_rows",
     "with_replay",
+    "with_reward_goals",
     "with_reward_model",
     "with_score_position",
+    "with_self_judge",
 ]
 
 

@@ -101,6 +101,22 @@ def policy_template(ctx: Context, who: str):
     return ctx.params_template
 
 
+def check_sampler(ctx: Context, policy: str, field: str) -> None:
+    """``policy`` names the model a collector samples rows from: "current" (the policy being
+    trained), "reference" (the phase's frozen reference) or a frozen model of the run (a teacher,
+    ``ctx.models``, sharing the task's tokenizer); a one-line error naming ``field`` otherwise."""
+    if policy != "current":
+        check_named_model(ctx, policy, field)
+
+
+def sampler(ctx: Context, state, policy: str, who: str) -> tuple[Any, Any, Any]:
+    """``(graphdef, params, version)`` of the model ``policy`` (``check_sampler``) in ``state``:
+    the rows it samples carry ``version_b`` = the policy's step for "current", 0 for a frozen model."""
+    if policy in ("current", "policy"):
+        return ctx.graphdef, state.params, state.step
+    return (*named_model(ctx, state, policy, who), 0)
+
+
 def reads_reference(*names: str) -> frozenset:
     """A collector's ``needs`` when it reads the models ``names``: ``{"reference"}`` if one is
     the reference (so the phase keeps ``ref_params``), else nothing."""

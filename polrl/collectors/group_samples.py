@@ -4,16 +4,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from polrl.collectors.context import Context, check_rewards_shape, group_rows, host_rows, repeat_rows, shapes
-from polrl.core import EXPERT, Batch, Collector
 from flax import nnx
 
 from polrl import sharding
+from polrl.collectors.context import (Context, check_rewards_shape, check_sampler, group_rows, host_rows, reads_reference,
+                                      repeat_rows, sampler, shapes)
+from polrl.core import EXPERT, Batch, Collector
 from polrl.rollout import SampleOutput, engine, sample
 from polrl.tasks import check_rewards
 
-POLICIES = ("current", "reference")
 
 
 def rollout_metrics(batch: Batch) -> dict:
@@ -57,7 +56,8 @@ def group_samples(ctx: Context, *, group_size: int | None = None, policy: str = 
     sample's slot takes the next one), which pays when lengths are long-tailed; the samples are
     then drawn with per-request randomness (other draws than the lockstep decode's). The rows carry the sampler's
     log-probs (``behavior_logp_bt``) and ``version_b`` = the policy's step; ``policy =
-    "reference"`` samples from the frozen reference instead (version 0). Rewards come from the
+    "reference"`` samples from the frozen reference instead, and the name of one of the run's
+    frozen models (``config.models``: a teacher) from that model (version 0). Rewards come from the
     task's device reward inside the compiled step, or — for a task with only a host reward —
     from decoding the samples and scoring the strings on the host (``host = True``: sampling
     and the update then run as two compiled calls with the verifier between them).
@@ -68,27 +68,22 @@ def group_samples(ctx: Context, *, group_size: int | None = None, policy: str = 
     g = ctx.group_size if group_size is None else group_size
     if g < 1:
         raise ValueError(f"group_samples: group_size={g} must be >= 1")
-    if policy not in POLICIES:
-        raise ValueError(f"group_samples: policy={policy!r}; use one of {POLICIES}")
+    check_sampler(ctx, policy, "group_samples: policy")
     if slots < 0:
         raise ValueError(f"group_samples: slots={slots} must be >= 0 (0: lockstep decode of every row)")
     task, sampling = ctx.task, ctx.sampling
     on_host = task.device_reward is None
 
     def draw(state, data, rng):
-        params = state.params if policy == "current" else state.ref_params
-        if params is None:
-            raise ValueError("group_samples(policy='reference') needs PolicyState.ref_params, which is None; "
-                             "build the state with the collector (steps.init_state(..., collector=...))")
+        graphdef, params, version = sampler(ctx, state, policy, "group_samples")
         if slots:
-            out = served(params, data["prompt_bp"], data["prompt_valid_bp"], rng)
+            out = served(graphdef, params, data["prompt_bp"], data["prompt_valid_bp"], rng)
         else:
-            out = sample(ctx.graphdef, params, data["prompt_bp"], data["prompt_valid_bp"], rng, sampling, g)
-        version = state.step if policy == "current" else 0
+            out = sample(graphdef, params, data["prompt_bp"], data["prompt_valid_bp"], rng, sampling, g)
         return group_rows(data, out.response_bt, out.mask_bt, out.logp_bt, g, version)
 
-    def served(params, prompt_bp, valid_bp, rng):
-        model = nnx.merge(ctx.graphdef, sharding.reshard_for_rollout(params))
+    def served(graphdef, params, prompt_bp, valid_bp, rng):
+        model = nnx.merge(graphdef, sharding.reshard_for_rollout(params))
         bank = engine.extend(model, engine.init_slots(model, prompt_bp.shape[0], prompt_bp.shape[1]), prompt_bp, valid_bp)
         requests = jnp.arange(prompt_bp.shape[0] * g, dtype=jnp.int32) // g
         out = engine.serve(model, bank, requests, rng, sampling, num_slots=slots)
@@ -127,5 +122,5 @@ def group_samples(ctx: Context, *, group_size: int | None = None, policy: str = 
         return shapes(prompts * g, task.max_prompt_len, sampling.max_new_tokens, g, reward_b=f32,
                       group_b=i32, behavior_logp_bt=f32, version_b=i32)
 
-    needs = frozenset({"reference"}) if policy == "reference" else frozenset()
-    return Collector(init=lambda prompts: (), collect=collect, example=example, needs=needs, host=on_host)
+    return Collector(init=lambda prompts: (), collect=collect, example=example, needs=reads_reference(policy),
+                     host=on_host)

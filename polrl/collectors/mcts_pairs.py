@@ -40,8 +40,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from polrl import sharding
-from polrl.collectors.context import Context, check_named_model, named_model, reads_reference, repeat_rows, shapes
-from polrl.collectors.group_samples import POLICIES, device_reward
+from polrl.collectors.context import (Context, check_named_model, check_sampler, named_model, reads_reference,
+                                      repeat_rows, sampler, shapes)
+from polrl.collectors.group_samples import device_reward
 from polrl.core import Batch, Collector
 from polrl.search.mcts import Tree, check_search, mcts, prm_prefix_score
 from polrl.search.scoring import separator_id
@@ -123,8 +124,7 @@ def mcts_pairs(ctx: Context, *, simulations: int = 8, branching: int = 3, max_de
                          f"(collector_kwargs.prm) and give it a weight in (0, 1], or neither")
     if prm:
         check_named_model(ctx, prm, "mcts_pairs: prm", value_head=True)
-    if policy not in POLICIES:
-        raise ValueError(f"mcts_pairs: policy={policy!r}; use one of {POLICIES}")
+    check_sampler(ctx, policy, "mcts_pairs: policy")
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < float("inf"):
         raise ValueError(f"mcts_pairs: margin={margin!r} must be a finite number >= 0 (0 keeps every Q gap > 0)")
     if isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 1:
@@ -136,11 +136,8 @@ def mcts_pairs(ctx: Context, *, simulations: int = 8, branching: int = 3, max_de
     separator = separator_id(task, "mcts_pairs")
 
     def collect(cstate, state, data, rng):
-        params = state.params if policy == "current" else state.ref_params
-        if params is None:
-            raise ValueError("mcts_pairs(policy='reference') needs PolicyState.ref_params, which is None; build the "
-                             "state with the collector (steps.init_state(..., collector=...))")
-        model = nnx.merge(ctx.graphdef, sharding.reshard_for_rollout(params))
+        graphdef, params, version = sampler(ctx, state, policy, "mcts_pairs")
+        model = nnx.merge(graphdef, sharding.reshard_for_rollout(params))
         prompt_bp, valid_bp = sharding.constrain_batch((data["prompt_bp"], data["prompt_valid_bp"]), rollout=True)
         b = prompt_bp.shape[0]
         answers = repeat_rows(data["answer_ba"], branching), repeat_rows(data["answer_valid_ba"], branching)
@@ -158,7 +155,6 @@ def mcts_pairs(ctx: Context, *, simulations: int = 8, branching: int = 3, max_de
                     c_puct=c_puct, length_penalty=length_penalty, prefix_score=prefix_score,
                     prefix_weight=prefix_weight)
         chosen, rejected, gap, valid, found = step_pairs(tree, branching, margin, max_pairs)
-        version = state.step if policy == "current" else 0
         batch = pair_rows(tree, data["prompt_bp"], data["prompt_valid_bp"], chosen, rejected, valid, version)
         kept = valid.astype(jnp.float32)
         metrics = {"mcts/pairs_found": found.mean(dtype=jnp.float32), "mcts/pairs": kept.sum(axis=1).mean(),
@@ -173,5 +169,5 @@ def mcts_pairs(ctx: Context, *, simulations: int = 8, branching: int = 3, max_de
         return shapes(prompts * 2 * max_pairs, task.max_prompt_len, n, 2, reward_b=f32, group_b=i32,
                       behavior_logp_bt=f32, version_b=i32, aux={VALID: ((), jnp.bool_)})
 
-    needs = reads_reference("reference" if policy == "reference" else "policy", prm)
+    needs = reads_reference(policy, prm)
     return Collector(init=lambda prompts: (), collect=collect, example=example, needs=needs)

@@ -14,8 +14,8 @@ import importlib
 import jax
 import jax.numpy as jnp
 
-from polrl.collectors.context import Context
-from polrl.collectors.group_samples import POLICIES, group_samples
+from polrl.collectors.context import Context, check_sampler
+from polrl.collectors.group_samples import group_samples
 from polrl.core import EXPERT, ON_POLICY, Batch, Collector
 
 EMITS = ("pairs", "revised")
@@ -104,8 +104,7 @@ def revised_pairs(ctx: Context, *, policy: str = "reference", step_ends: str | N
     ``edit_tokens`` (mean tokens rewritten per revised response, 0 when none was) and
     ``kept_tokens`` (mean kept prefix of the revised ones).
     """
-    if policy not in POLICIES:
-        raise ValueError(f"revised_pairs: policy={policy!r}; use one of {POLICIES}")
+    check_sampler(ctx, policy, "revised_pairs: policy")
     if emit not in EMITS:
         raise ValueError(f"revised_pairs: emit={emit!r}; use one of {EMITS}")
     samples = group_samples(ctx, group_size=1, policy=policy)

@@ -21,6 +21,7 @@ from polrl.tasks.gsm8k import DEFAULT_INSTRUCTION, gsm8k_reward, gsm8k_splits, p
 from polrl.tasks.multiplication import Multiplication, MultiplicationConfig
 from polrl.tasks.programs import MAX_PROGRAM_TOKENS, Programs, ProgramsConfig, host_unit_test_reward, unit_test_reward
 from polrl.tasks.rewards import countdown_reward, exact_match, token_exact_match
+from polrl.tasks.target_says import GOAL_CHARS, TURN_CHARS, TargetSays, TargetSaysConfig, attack_text_reward
 from polrl.tasks.tokenizer import CharTokenizer
 
 HostReward = Callable[[list[str], list[dict]], np.ndarray]
@@ -320,6 +321,30 @@ def programs_task(
         test=load_split(Programs, "test", data_dir=data_dir, **knobs),
         host_reward=programs_host_reward(reward),
         device_reward=device_reward,
+    )
+
+
+def target_says_host_reward(completions: list[str], examples: list[dict]) -> np.ndarray:
+    """float32 [B]: `attack_text_reward(completion, example["prompt"])` per row."""
+    _check_lengths(completions, examples, "target_says_host_reward")
+    prompts = [decode_example(e)["prompt"] for e in examples]
+    return np.array([attack_text_reward(c, p) for c, p in zip(completions, prompts)], np.float32)
+
+
+def target_says_task(*, data_dir: str, num_train: int = 5_000, num_test: int = 500, test_fraction: float = 0.2,
+                     seed: int = 0) -> Task:
+    """The target-says task (see `polrl.tasks.target_says`): goals for an attacker that makes a frozen
+    arithmetic model say a number; the dialogue rules are `target_says.attack_rules`."""
+    knobs = dict(num_train=num_train, num_test=num_test, test_fraction=test_fraction, seed=seed)
+    TargetSaysConfig(**knobs)  # checks the knobs before any data is built
+    return Task(
+        name="target_says",
+        tokenizer=CharTokenizer(),
+        max_prompt_len=1 + GOAL_CHARS,
+        max_answer_len=TURN_CHARS + 1,
+        train=load_split(TargetSays, "train", data_dir=data_dir, **knobs),
+        test=load_split(TargetSays, "test", data_dir=data_dir, **knobs),
+        host_reward=target_says_host_reward,
     )
 
 

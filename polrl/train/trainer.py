@@ -101,6 +101,7 @@ class RunSpec:
     models: Any = dataclasses.field(default_factory=dict)  # frozen auxiliary models' parameters by name (config.models)
     eval_samples: int = 0  # sampled completions per held-out prompt (0: greedy evaluation only)
     eval_pass_k: tuple[int, ...] = ()  # the ks of eval/pass@k (empty: {1, eval_samples})
+    eval_prompt_suffix: tuple[int, ...] = ()  # token ids appended to every held-out prompt (eval.prompt_suffix)
 
 
 def validate(spec: RunSpec) -> None:
@@ -116,6 +117,12 @@ def validate(spec: RunSpec) -> None:
         raise ValueError(
             f"prompt ({task.max_prompt_len} tokens) + rollout.max_new_tokens ({sampling.max_new_tokens}) "
             f"exceeds model.max_len={model_len}; raise model.max_len or lower rollout.max_new_tokens"
+        )
+    if task.max_prompt_len + len(spec.eval_prompt_suffix) + sampling.max_new_tokens > model_len:
+        raise ValueError(
+            f"prompt ({task.max_prompt_len} tokens) + eval.prompt_suffix ({len(spec.eval_prompt_suffix)}) + "
+            f"rollout.max_new_tokens ({sampling.max_new_tokens}) exceeds model.max_len={model_len}; raise "
+            f"model.max_len or shorten eval.prompt_suffix"
         )
     if task.max_answer_len > sampling.max_new_tokens:
         raise ValueError(
@@ -184,6 +191,16 @@ def data_shapes(task: Task, prompts: int) -> dict:
             "answer_valid_ba": jax.ShapeDtypeStruct((prompts, a), jnp.bool_)}
 
 
+def with_suffix(data: dict, suffix: tuple[int, ...]) -> dict:
+    """Held-out prompts (``task_batch``) with the tokens ``suffix`` after each (left-padded) prompt."""
+    if not suffix:
+        return data
+    rows = data["prompt_bp"].shape[0]
+    tokens = np.broadcast_to(np.asarray(suffix, data["prompt_bp"].dtype), (rows, len(suffix)))
+    return {**data, "prompt_bp": np.concatenate([data["prompt_bp"], tokens], axis=1),
+            "prompt_valid_bp": np.concatenate([data["prompt_valid_bp"], np.ones((rows, len(suffix)), bool)], axis=1)}
+
+
 def init_phase_state(spec: RunSpec, phase: Phase, params, rng):
     """A fresh PolicyState for the phase: its algorithm's and collector's states, the reference
     when a transform or the collector needs it, and a copy of the run's frozen auxiliary models
@@ -224,7 +241,9 @@ class Trainer:
                                                    evaluation.default_pass_k(spec.eval_samples))
             run = evaluation.sampled_completions(spec.graphdef, spec.sampling, spec.eval_samples, spec.task.device_reward)
             self._sampled = self.layout.jit(run, ("params",) + ("batch",) * 4 + ("replicated",), "batch")
-        self._eval_data = task_batch(spec.task, [spec.task.test[i] for i in range(min(spec.eval_examples, len(spec.task.test)))])
+        self._eval_data = with_suffix(task_batch(spec.task, [spec.task.test[i] for i in
+                                                             range(min(spec.eval_examples, len(spec.task.test)))]),
+                                      spec.eval_prompt_suffix)
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self, params) -> dict:
@@ -400,7 +419,8 @@ class Trainer:
         )
         step_fn = self._step_fn(phase)
         last_eval = {}
-        if start == 0:
+        evaluates = phase.algorithm.trains_policy  # a scorer's phase is not evaluated as a policy
+        if start == 0 and evaluates:
             last_eval = self.evaluate(state.params)
             self.writer.write({"step": global_step, "phase": phase.name, **last_eval})
         bar = tqdm(range(start, phase.steps), desc=phase.name, disable=not (spec.progress and self.is_chief), dynamic_ncols=True)
@@ -421,7 +441,7 @@ class Trainer:
             record = {"step": global_step, "phase": phase.name, "phase_step": s + 1, **m,
                       "step_time_s": dt, "tokens_per_s": m.get("response_tokens", 0.0) / dt}
             done = s + 1 == phase.steps
-            if spec.eval_every and ((s + 1) % spec.eval_every == 0 or done):
+            if evaluates and spec.eval_every and ((s + 1) % spec.eval_every == 0 or done):
                 last_eval = self.evaluate(state.params)
                 record.update(last_eval)
             if (s + 1) % spec.log_every == 0 or done or "eval/accuracy" in record:
