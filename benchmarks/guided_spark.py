@@ -7,7 +7,10 @@ KL and prompts:
 
 * ``grpo``   ``experiments/arithmetic_grpo.py`` (the baseline);
 * ``spark``  ``experiments/arithmetic_spark.py``: the same GRPO plus cross-entropy on the step's own
-             samples recycled into judge rows (pointwise, pairwise, reflection; arXiv 2509.22624).
+             samples recycled into judge rows (pointwise, pairwise, reflection; arXiv 2509.22624);
+* ``spark_no_reflection``  the same without the reflection rows (``reflection=False``): their
+             targets are the labelled answers, a supervision the GRPO arm does not get, so this arm
+             tells the judge rows' effect from the labels'.
 
 Each run is evaluated every ``--eval_every`` steps on the 500 held-out prompts (greedy exact match);
 its accuracy is the mean of its last ``LAST_EVALS`` evaluations. Then its final policy judges its
@@ -42,7 +45,9 @@ from benchmarks.claims import last_evals_mean  # noqa: E402
 from benchmarks.provenance import append, provenance, read  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
-ARMS = ("grpo", "spark")
+ARMS = ("grpo", "spark", "spark_no_reflection")
+# arms that are another arm's config with overrides: arm → (noun, overrides)
+VARIANTS = {"spark_no_reflection": ("spark", {"algorithm_kwargs.reflection": False})}
 LAST_EVALS = 3
 PROMPTS_PER_CALL = 50
 # per-step metrics kept as series (judge losses and the verdict probability of the spark arm)
@@ -100,13 +105,16 @@ def held_out_judge(config, workdir: pathlib.Path, prompts: int, seed: int) -> di
 
 
 def run_arm(arm: str, seed: int, steps: int, eval_every: int, prompts: int, base: pathlib.Path) -> dict:
-    r = algorithms_bench.run_one(arm, seed, steps, base, overrides={}, family="arithmetic", eval_every=eval_every)
+    noun, changes = VARIANTS.get(arm, (arm, {}))
+    tag = arm.removeprefix(noun)
+    r = algorithms_bench.run_one(noun, seed, steps, base, overrides=changes, tag=tag, family="arithmetic",
+                                 eval_every=eval_every)
     records = r.pop("records")
     r.pop("run_means", None)
     steps_log = [x for x in records if "loss" in x]
     r["evals"] = [{"step": x["step"], "eval/accuracy": x["eval/accuracy"]} for x in records if "eval/accuracy" in x]
     r["series"] = {k: [round(float(x[k]), 5) for x in steps_log] for k in SERIES if steps_log and all(k in x for x in steps_log)}
-    config = algorithms_bench._config(arm, seed, steps, {}, "arithmetic", eval_every)
+    config = algorithms_bench._config(noun, seed, steps, changes, "arithmetic", eval_every)
     r["judge"] = held_out_judge(config, base / f"{arm}_seed{seed}", prompts, seed)
     return {**r, "arm": arm, "budget": steps, **provenance()}
 
