@@ -18,8 +18,9 @@ Expected result (benchmarks/guided_spark.py: 300 steps of this config and of ari
 the shared SFT warm start of each seed, 3 seeds (0, 1, 2), CPU AMD EPYC, 2 host devices; held-out
 greedy exact match on 500 test prompts, each run's mean of its last 3 evaluations, mean ± std over
 seeds; raw: benchmarks/results/guided_spark.jsonl): GRPO 53.7 ± 4.3% → SPARK 61.4 ± 8.0% (paired
-differences +5.7, +11.9, +5.5 points); without the reflection rows (seeds 1 and 2) +3.1 and −0.4
-points, so most of the gain comes with the labelled answers. The judge itself barely beats a
+differences +5.7, +11.9, +5.5 points). Without the reflection rows it is 51.5 ± 10.0% (paired
+differences with GRPO −9.3, +3.1, −0.4 points): the gain comes with the labelled answers of the
+reflection rows, not with the judge rows. The judge itself barely beats a
 constant verdict: on its own samples of 200 held-out prompts its verdict P("y") > ½ agrees with the
 verifier on 63.4 ± 10.5% of them against 62.3 ± 9.4% for the best constant verdict, and it picks
 right-over-wrong pairs 57.8 ± 5.4% of the time.
