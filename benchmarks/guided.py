@@ -258,6 +258,60 @@ def _index(done):
     return runs, sorted({s for _, s in runs})
 
 
+# The guided benchmark's other methods run from their own scripts into their own results files;
+# their tables and claims are part of benchmarks/guided.md: script → (what it measures, the table).
+COMPANIONS = {
+    "guided_spark": ("SPARK (arXiv 2509.22624) against GRPO on arithmetic: the same GRPO plus the step's own samples "
+                     "recycled into judge rows for the same model; held-out accuracy (the mean of the last 3 "
+                     "evaluations), then the final policy judging its own samples of held-out prompts "
+                     "(`benchmarks/guided_spark.py`):", "render"),
+    "guided_digi_q": ("Digi-Q (arXiv 2502.15760) on the chain task: a TD critic on the frozen warm start's features "
+                      "and best-of-N extraction, against its Monte-Carlo critic and critic-free filtered behaviour "
+                      "cloning (`benchmarks/guided_digi_q.py`):", "render"),
+    "guided_dialtree": ("DialTree-RPO (arXiv 2510.02286) on target_says (make a frozen arithmetic model say a number): "
+                        "the tree over dialogue turns against the same attacker trained on independent dialogues at "
+                        "the same target-call budget; held-out goals, greedy attacker, no tree "
+                        "(`benchmarks/guided_dialtree.py`):", "table"),
+}
+# (script, arm, baseline, the run's score, claim), judged like the claims above
+COMPANION_CLAIMS = (
+    ("guided_spark", "spark", "grpo", "accuracy",
+     "SPARK: training the policy as a judge of its own samples improves it over GRPO (arXiv 2509.22624)"),
+    ("guided_spark", "spark_no_reflection", "grpo", "accuracy",
+     "SPARK without the reflection rows (no labelled answers) still improves on GRPO"),
+    ("guided_digi_q", "digi_q", "filtered_bc", "accuracy",
+     "Digi-Q: a TD critic with best-of-N extraction beats critic-free filtered BC (arXiv 2502.15760)"),
+    ("guided_dialtree", "dialtree_rpo", "no_tree", "success",
+     "DialTree-RPO: the dialogue tree beats independent dialogues at equal target calls (arXiv 2510.02286)"),
+)
+
+
+def companion_runs(script: str) -> dict:
+    """``{(arm, seed): record}`` of ``benchmarks/results/<script>.jsonl`` (empty when absent)."""
+    return {(r["arm"], r["seed"]): r for r in read(str(ROOT / "benchmarks" / "results" / f"{script}.jsonl"))}
+
+
+def companion_sections() -> list[str]:
+    """Each companion script's description and table, from its committed results."""
+    lines = []
+    for script, (what, table) in COMPANIONS.items():
+        runs = companion_runs(script)
+        if runs:
+            module = importlib.import_module(f"benchmarks.{script}")
+            lines += ["", what, "", getattr(module, table)(list(runs.values())).rstrip("\n")]
+    return lines
+
+
+def companion_claims() -> list[str]:
+    score = {"accuracy": lambda r: last_evals_mean(r, LAST_EVALS), "success": lambda r: r["success"]}
+    lines = []
+    for script, arm, base, key, claim in COMPANION_CLAIMS:
+        seeds, diffs = paired_runs(companion_runs(script), arm, base, score[key])
+        if diffs:
+            lines.append(_claim_row(claim, f"`{arm}`", f"`{base}`", "better", seeds, diffs))
+    return lines
+
+
 def _claim_row(claim, arm, base, kind, seeds, diffs, scale=100.0, digits=1):
     low, high = bootstrap(diffs)
     judged = verdict(kind, diffs, low, high) if len(diffs) >= MIN_SEEDS else f"fewer than {MIN_SEEDS} seeds"
@@ -299,9 +353,11 @@ def render(done: list[dict]) -> str:
     runs, seeds = _index(done)
     of = lambda arm, fn: [fn(runs[(arm, s)]) for s in seeds if (arm, s) in runs]
     cpus = sorted({r.get("cpu") or "unrecorded" for r in done})
-    lines = ["# Several models in one run: a process reward model, test-time search, MCTS-DPO", "",
-             f"Written by `python benchmarks/guided.py` from `benchmarks/results/guided.jsonl`; CPU {' / '.join(cpus)}; "
-             f"chain task; seeds {', '.join(map(str, seeds))}; mean ± std over seeds.", ""]
+    lines = ["# Several models in one run: a process reward model, test-time search, MCTS-DPO, SPARK, Digi-Q, "
+             "DialTree-RPO", "",
+             f"Written by `python benchmarks/guided.py` from `benchmarks/results/guided.jsonl` (chain task; seeds "
+             f"{', '.join(map(str, seeds))}) and the results of its companion scripts (sections below); CPU "
+             f"{' / '.join(cpus)}; mean ± std over seeds.", ""]
     if of("prm", lambda r: 1):
         held = lambda key, sub="all_steps": (lambda r: r["held_out"][sub][key])
         lines += ["Process reward model (Monte-Carlo step labels of the SFT warm start, 16 completions per held-out "
@@ -325,6 +381,7 @@ def render(done: list[dict]) -> str:
             lines.append(f"| `{a}` | {len(of(a, lambda r: 1))} | {mean_std(of(a, lambda r: r['warm_accuracy']), 100)} | "
                          f"{mean_std(of(a, lambda r: last_evals_mean(r, LAST_EVALS)), 100)} | "
                          f"{mean_std(of(a, lambda r: r['seconds']), 1, 0)} |")
+    lines += companion_sections()
     lines += ["", "Claims, judged on paired differences (Δ in points of accuracy; p: one-sided sign test; 90% CI: "
                   "paired bootstrap; verdict rules: `benchmarks/claims.py`):", "",
               "| claim | arm | baseline | seeds | Δ | wins | p | 90% CI | verdict |", "|---|---|---|---|---|---|---|---|---|"]
@@ -353,6 +410,7 @@ def render(done: list[dict]) -> str:
         lines.append(_claim_row("MCTS-DPO improves on its SFT warm start (arXiv 2405.00451)", "`mcts_dpo`", "warm start",
                                 "better", ms, [acc(runs[("mcts_dpo", s)]) - runs[("mcts_dpo", s)]["warm_accuracy"]
                                                for s in ms]))
+    lines += companion_claims()
     return "\n".join(lines) + "\n"
 
 

@@ -491,6 +491,89 @@ def readme_guided() -> str:
             f"({seeds_phrase(r['seed'] for r in searches)}, [`benchmarks/guided.md`](benchmarks/guided.md)) |")
 
 
+def _paired(rs_a, rs_b, fn) -> str:
+    """The paired differences fn(a) − fn(b) per seed, in points, as "+5.7, +11.9, …"."""
+    b = {r["seed"]: r for r in rs_b}
+    return ", ".join(f"{100 * (fn(r) - fn(b[r['seed']])):+.1f}" for r in rs_a if r["seed"] in b)
+
+
+def guided_method_block(method: str) -> Callable[[], str]:
+    """The expected-result block of a guided benchmark companion method's experiment."""
+
+    def block() -> str:
+        return para(text())
+
+    def text() -> str:
+        acc = lambda r: last_evals_mean(r, 3)
+        if method == "spark":
+            a = by_arm(results("guided_spark"))
+            spark, grpo, no_refl = a["spark"], a["grpo"], a.get("spark_no_reflection", [])
+            judge = lambda key: ms([r["judge"][key] for r in spark])
+            ablation = (f" Without the reflection rows it is {ms([acc(r) for r in no_refl])}% (paired differences with GRPO "
+                        f"{_paired(no_refl, grpo, acc)} points)." if no_refl else "")
+            return (f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_spark.py`; raw: "
+                    f"benchmarks/results/guided_spark.jsonl; {where(spark)}; {spark[0]['budget']} steps of this config and "
+                    f"of arithmetic_grpo.py from each seed's SFT warm start, {seeds_phrase(r['seed'] for r in spark)}; "
+                    f"held-out greedy exact match on 500 prompts, each run's mean of its last 3 evaluations, mean ± std): "
+                    f"GRPO {ms([acc(r) for r in grpo])}% → SPARK {ms([acc(r) for r in spark])}% (paired differences "
+                    f"{_paired(spark, grpo, acc)} points).{ablation} The judge, on its own samples of "
+                    f"{spark[0]['judge']['prompts']} held-out prompts: its verdict P(\"y\") > ½ agrees with the verifier "
+                    f"on {judge('agreement')}% of them, the best constant verdict on {judge('base_rate')}%; it orders a "
+                    f"right / wrong pair of one prompt rightly {judge('verifier_pair_accuracy')}% of the time.")
+        if method == "digi_q":
+            a = by_arm(results("guided_digi_q"))
+            td, mc, bc = a["digi_q"], a.get("digi_q_mc", []), a["filtered_bc"]
+            diag = lambda rs, key: ms([r["diagnostics"][key] for r in rs], 1.0, 3)
+            mc_text = f", with the Monte-Carlo critic {ms([acc(r) for r in mc])}%" if mc else ""
+            return (f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_digi_q.py`; raw: "
+                    f"benchmarks/results/guided_digi_q.jsonl; {where(td)}; {td[0]['steps']} steps from each seed's "
+                    f"chain_grpo SFT warm start, {seeds_phrase(r['seed'] for r in td)}; held-out greedy exact match, each "
+                    f"run's mean of its last 3 evaluations, mean ± std): warm start {ms([r['warm_accuracy'] for r in td])}% "
+                    f"→ Digi-Q {ms([acc(r) for r in td])}%{mc_text}; critic-free filtered BC "
+                    f"{ms([acc(r) for r in bc])}% (paired Digi-Q − filtered BC: {_paired(td, bc, acc)} points). The TD "
+                    f"critic's losses over the last tenth of the steps: Q {diag(td, 'critic/q_loss')}, V "
+                    f"{diag(td, 'critic/v_loss')}; the actor trains on {diag(td, 'actor/weight_fraction')} of the states.")
+        a = by_arm(results("guided_dialtree"))
+        tree, flat = a["dialtree_rpo"], a["no_tree"]
+        pct = lambda rs, key: ms([r[key] for r in rs])
+        calls = lambda rs: f"{sum(r['target_calls_mean'] for r in rs) / len(rs):.1f}"
+        return (f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_dialtree.py`; raw: "
+                f"benchmarks/results/guided_dialtree.jsonl; {where(tree)}; both arms {tree[0]['steps']} steps from the same "
+                f"cold start and target, {seeds_phrase(r['seed'] for r in tree)}): held-out success of the greedy attacker "
+                f"without a tree (one dialogue of up to 3 turns on each of the {tree[0]['goals']} held-out goals): cold "
+                f"start {pct(tree, 'cold_success')}%, DialTree-RPO {pct(tree, 'success')}%, no tree {pct(flat, 'success')}%; "
+                f"first-turn success {pct(tree, 'first_turn')}% and {pct(flat, 'first_turn')}%. Target calls per goal and "
+                f"step: {calls(tree)} with the tree, {calls(flat)} without (at most {tree[0]['target_calls_max']} and "
+                f"{flat[0]['target_calls_max']}).")
+
+    return block
+
+
+def readme_guided_methods() -> str:
+    """The README row of the guided benchmark's companion methods (SPARK, Digi-Q, DialTree-RPO)."""
+    acc = lambda rs: ms([last_evals_mean(r, 3) for r in rs])
+    spark, digi, tree = (by_arm(results(name)) for name in ("guided_spark", "guided_digi_q", "guided_dialtree"))
+    parts = []
+    if spark.get("spark") and spark.get("grpo"):
+        ablation = (f", without the reflection rows' labelled answers {acc(spark['spark_no_reflection'])}%"
+                    if spark.get("spark_no_reflection") else "")
+        parts.append(f"SPARK {acc(spark['spark'])}% vs GRPO {acc(spark['grpo'])}% "
+                     f"({seeds_phrase(r['seed'] for r in spark['spark'])}){ablation}")
+    if digi.get("digi_q") and digi.get("filtered_bc"):
+        parts.append(f"Digi-Q {acc(digi['digi_q'])}% vs critic-free filtered BC {acc(digi['filtered_bc'])}% "
+                     f"({seeds_phrase(r['seed'] for r in digi['digi_q'])})")
+    if tree.get("dialtree_rpo") and tree.get("no_tree"):
+        success = lambda rs: ms([r["success"] for r in rs])
+        parts.append(f"DialTree-RPO held-out success {success(tree['dialtree_rpo'])}% vs {success(tree['no_tree'])}% "
+                     f"without the tree ({seeds_phrase(r['seed'] for r in tree['dialtree_rpo'])})")
+    if not parts:
+        return ""
+    return ("| `experiments/arithmetic_spark.py`, `chain_digi_q.py`, `target_says_dialtree_rpo.py` | SPARK (the policy "
+            "also trained as a judge of its own samples), Digi-Q (a TD critic on frozen features, best-of-N extraction), "
+            "DialTree-RPO (tree search over dialogue turns against a frozen target) against their papers' baselines | "
+            + "; ".join(parts) + " ([`benchmarks/guided.md`](benchmarks/guided.md)) |")
+
+
 def readme_experiments() -> str:
     long, t, tools = _arithmetic(), _treepo_rows(), _tools()
     grpo, sft = long["grpo"], long["sft"]
@@ -529,9 +612,7 @@ def readme_experiments() -> str:
         "[`benchmarks/treepo.md`](benchmarks/treepo.md)) |")
     rows.append(readme_length())
     rows.append(readme_preference())
-    guided_row = readme_guided()
-    if guided_row:
-        rows.append(guided_row)
+    rows += [row for row in (readme_guided(), readme_guided_methods()) if row]
     cat = _catalogue()
     added = [n for n in cat if n not in ("grpo", "rover", "mdpo", "dpo", *PAIR_NOUNS)]  # rover, mdpo: fidelity re-runs
     gains = {n: statistics.mean(r["accuracy"] - r["warm_accuracy"] for r in cat[n]) for n in cat}
@@ -736,6 +817,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
                                                          "dno", "cdr_dpo", "light_r1", "dragon", "seppo")},
     **{f"preference.{a}": programs_preference_block(a) for a in ("programs_grpo", "programs_gepo")},
     **{f"guided.{a}": guided_block(a) for a in ("prm", "mcts_dpo")},
+    **{f"guided.{m}": guided_method_block(m) for m in ("spark", "digi_q", "dialtree_rpo")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),
     **{f"arithmetic.{n}": arithmetic_noun(n) for n in (

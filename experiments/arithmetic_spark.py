@@ -14,16 +14,21 @@ group with a right and a wrong sample) and one reflection row per prompt with a 
 GRPO loss (``polrl.algorithms.spark``). The reflection rows use the training prompts' labels, a
 supervision GRPO does not get; ``reflection=False`` leaves them out.
 
-Expected result (benchmarks/guided_spark.py: 300 steps of this config and of arithmetic_grpo.py from
-the shared SFT warm start of each seed, 3 seeds (0, 1, 2), CPU AMD EPYC, 2 host devices; held-out
-greedy exact match on 500 test prompts, each run's mean of its last 3 evaluations, mean ± std over
-seeds; raw: benchmarks/results/guided_spark.jsonl): GRPO 53.7 ± 4.3% → SPARK 61.4 ± 8.0% (paired
-differences +5.7, +11.9, +5.5 points). Without the reflection rows it is 51.5 ± 10.0% (paired
-differences with GRPO −9.3, +3.1, −0.4 points): the gain comes with the labelled answers of the
-reflection rows, not with the judge rows. The judge itself barely beats a
-constant verdict: on its own samples of 200 held-out prompts its verdict P("y") > ½ agrees with the
-verifier on 63.4 ± 10.5% of them against 62.3 ± 9.4% for the best constant verdict, and it picks
-right-over-wrong pairs 57.8 ± 5.4% of the time.
+<!-- report: guided.spark -->
+Expected result (benchmarks/guided.md, from `python benchmarks/guided_spark.py`; raw:
+benchmarks/results/guided_spark.jsonl; CPU AMD EPYC; 300 steps of this config and of
+arithmetic_grpo.py from each seed's SFT warm start, 3 seeds (0, 1, 2); held-out greedy exact match
+on 500 prompts, each run's mean of its last 3 evaluations, mean ± std): GRPO 53.7 ± 4.3% → SPARK
+61.4 ± 8.0% (paired differences +5.7, +11.9, +5.5 points). Without the reflection rows it is 51.5 ±
+10.0% (paired differences with GRPO -9.3, +3.1, -0.4 points). The judge, on its own samples of 200
+held-out prompts: its verdict P("y") > ½ agrees with the verifier on 63.4 ± 10.5% of them, the best
+constant verdict on 62.3 ± 9.4%; it orders a right / wrong pair of one prompt rightly 57.8 ± 5.4% of
+the time.
+<!-- /report -->
+
+What it shows: the no-reflection arm tells the judge rows' effect from the reflection rows'
+labelled answers, a supervision GRPO does not get; the judge's agreement is read against the best
+constant verdict, its pair ordering against chance (½).
 """
 import ml_collections
 

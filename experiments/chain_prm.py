@@ -35,12 +35,12 @@ scripts/prm_accuracy.py does); score prefixes with ``polrl.search.scoring.prefix
 
 <!-- report: guided.prm -->
 Expected result (benchmarks/guided.md, written by `python benchmarks/guided.py` from
-benchmarks/results/guided.jsonl; CPU AMD EPYC; seed 0 only; 200 held-out prompts, each step labelled
-by 16 completions): step accuracy 0.682 (1 seed) (the constant label mean: 0.551 (1 seed)), Brier
-score 0.154 (1 seed) (constant: 0.191 (1 seed)). Searching with it (seed 0 only): the small policy
-56.5 (1 seed)% greedy, weighted best-of-16 60.5 (1 seed)%, beam search N = 16 51.5 (1 seed)%; the
-compute-optimal choice within the FLOPs of a 9.8× larger policy decoding greedily (59.0 (1 seed)%)
-reaches 55.0 (1 seed)% at 0.60 (1 seed)× its FLOPs.
+benchmarks/results/guided.jsonl; CPU AMD EPYC; 2 seeds (0, 1); 200 held-out prompts, each step
+labelled by 16 completions): step accuracy 0.735 ± 0.074 (the constant label mean: 0.646 ± 0.134),
+Brier score 0.131 ± 0.032 (constant: 0.172 ± 0.026). Searching with it (2 seeds (0, 1)): the small
+policy 48.2 ± 11.7% greedy, weighted best-of-16 50.2 ± 14.5%, beam search N = 16 44.0 ± 10.6%; the
+compute-optimal choice within the FLOPs of a 9.8× larger policy decoding greedily (71.2 ± 17.3%)
+reaches 48.5 ± 9.2% at 0.55 ± 0.06× its FLOPs.
 <!-- /report -->
 
 What it shows: the run logs the cross-entropy and prm_step_accuracy / prm_brier on each step's

@@ -26,14 +26,18 @@ Smoke (seconds, run by the test suite; its target is the committed smoke checkpo
 experiments/data/arithmetic_cdr_smoke/weak, an SFT warm start of experiments/arithmetic_grpo.py:smoke):
   python -m polrl.launch --config experiments/target_says_dialtree_rpo.py:smoke --workdir /tmp/polrl/dialtree_smoke
 
-Expected result (benchmarks/guided_dialtree.py: both arms from the same cold start and target, 300
-steps; seed 0 only so far; CPU AMD EPYC; raw: benchmarks/results/guided_dialtree.jsonl): held-out
-success of the greedy attacker without a tree (one dialogue of up to 3 turns on each of the 103
-held-out goals) is 29.1% for the cold start, 23.3% after DialTree-RPO and 17.5% after the no-tree
-arm. In this configuration RL lowers held-out success below the cold start, the tree less than
-independent dialogues; the greedy attacker never succeeds after its first turn (success equals
-first-turn success in every run); the tree made 3.7 target calls per goal and step on average
-against 6.6 without it (at most 28 and 27: pruning by format ends most branches early). The
+<!-- report: guided.dialtree_rpo -->
+Expected result (benchmarks/guided.md, from `python benchmarks/guided_dialtree.py`; raw:
+benchmarks/results/guided_dialtree.jsonl; CPU AMD EPYC; both arms 300 steps from the same cold start
+and target, seed 0 only): held-out success of the greedy attacker without a tree (one dialogue of up
+to 3 turns on each of the 103 held-out goals): cold start 29.1 (1 seed)%, DialTree-RPO 23.3 (1
+seed)%, no tree 17.5 (1 seed)%; first-turn success 23.3 (1 seed)% and 17.5 (1 seed)%. Target calls
+per goal and step: 3.7 with the tree, 6.6 without (at most 28 and 27).
+<!-- /report -->
+
+When held-out success equals first-turn success, the greedy attacker never succeeds after its
+first turn; the tree's mean target calls fall below its maximum because pruning by format ends most
+branches early. The
 trainer's own eval/accuracy is the attacker's first turn scored against a perfect target (an
 expression of the goal's pattern whose exact value is X), not the success against this target.
 """
