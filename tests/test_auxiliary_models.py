@@ -1,5 +1,6 @@
 """Frozen auxiliary models (``config.models``, ``polrl.train.auxiliary``): loaded and checked once,
 held in ``PolicyState.models`` beside the policy and laid out by the policy's sharding rules."""
+import dataclasses
 import importlib
 import pathlib
 
@@ -178,3 +179,29 @@ def test_named_model_reads_the_state():
         named_model(ctx, type("S", (), {"ref_params": None})(), "reference", "t")
     with pytest.raises(ValueError, match=r"t reads model 'teacher', which PolicyState.models does not hold"):
         named_model(ctx, state, "teacher", "t")
+
+
+def test_checkpoints_written_before_the_models_field_still_restore(tmp_path):
+    """A phase checkpoint of the PolicyState without ``models`` (every run before frozen models
+    existed) restores into ``checkpoint_item`` of today's state: the same fields, the same tree."""
+    import flax
+    import jax.numpy as jnp
+
+    from polrl.core import PolicyState
+    from polrl.train.checkpoint import PhaseCheckpointer
+    from polrl.train.trainer import checkpoint_item
+
+    fields = [f.name for f in dataclasses.fields(PolicyState) if f.name != "models"]
+    Old = flax.struct.dataclass(type("OldPolicyState", (), {"__annotations__": {n: object for n in fields}}))
+    values = dict(step=jnp.int32(3), rng=jax.random.PRNGKey(1), params={"w": jnp.arange(4.0)},
+                  opt_state={"mu": jnp.ones(4)}, ref_params=None, prepare_state=None, objective_state=None,
+                  collector_state=())
+    ckpt = PhaseCheckpointer(str(tmp_path))
+    ckpt.save(3, Old(**values), position=5, global_step=8)
+    like = PolicyState(**{**values, "step": jnp.int32(0), "params": {"w": jnp.zeros(4)}}, models={"rm": jnp.ones(2)})
+    restored = ckpt.load(checkpoint_item(like))
+    state = like.replace(**restored.state)
+    assert int(state.step) == 3 and restored.position == 5 and restored.global_step == 8
+    np.testing.assert_array_equal(state.params["w"], np.arange(4.0))
+    np.testing.assert_array_equal(state.models["rm"], np.ones(2))  # the frozen model comes from the run, not the file
+    ckpt.close()

@@ -211,10 +211,11 @@ def init_phase_state(spec: RunSpec, phase: Phase, params, rng):
     return state.replace(models=jax.tree.map(jnp.copy, dict(spec.models)))
 
 
-def without_models(state):
-    """What a checkpoint holds of ``state``: all but the frozen auxiliary models, which a run
-    reloads from their source (``polrl.train.auxiliary``)."""
-    return state.replace(models=None)
+def checkpoint_item(state) -> dict:
+    """What a checkpoint holds of a PolicyState: its fields by name, all but ``models`` (the frozen
+    auxiliary models, which a run reloads from their source: ``polrl.train.auxiliary``) — the tree
+    checkpoints have had since before the field existed, so older runs resume too."""
+    return {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "models"}
 
 
 class Trainer:
@@ -402,8 +403,9 @@ class Trainer:
         ckpt = checkpoint.PhaseCheckpointer(os.path.join(self.workdir, "checkpoints", phase.name))
         position, start, lines = 0, 0, self._lines_done
         if ckpt.latest_step() is not None:
-            restored, position, global_step, lines = ckpt.load(without_models(state))
-            state, start = restored.replace(models=state.models), int(restored.step)
+            restored, position, global_step, lines = ckpt.load(checkpoint_item(state))
+            state = state.replace(**restored)
+            start = int(state.step)
             if start >= phase.steps:
                 ckpt.close()
                 self._lines_done = lines
@@ -457,7 +459,7 @@ class Trainer:
                 )
             stop = self._stop_requested
             if stop or done or (spec.checkpoint_every and (s + 1) % spec.checkpoint_every == 0):
-                ckpt.save(s + 1, without_models(state), position=data_iter.position, global_step=global_step,
+                ckpt.save(s + 1, checkpoint_item(state), position=data_iter.position, global_step=global_step,
                           metrics_lines=self.writer.lines)
             if stop:
                 self.preempted = True
