@@ -26,7 +26,7 @@ Every arm of a seed starts from that seed's SFT warm start (the ``sft_warmup`` p
                    labelled answer), each sample's leave-one-out credit splitting the group into
                    positive and negative sets, DPO over their pairs;
 * ``ra_dpo``       reward-augmented DPO: ``dpo``'s pairs relabelled into goal-conditioned pairs
-                   (prompt ⊕ "[1]": right ≻ wrong; ⊕ "[0]": wrong ≻ right), evaluated with "[1]";
+                   ("[1]" ⊕ prompt: right ≻ wrong; "[0]" ⊕ prompt: wrong ≻ right), evaluated with "[1]";
 * ``reward_model`` a Bradley–Terry reward model of a hidden closeness rule, its own budget
                    (the config's steps), scored on 500 held-out pairs;
 * ``rlhf_grpo``    GRPO whose only reward is this seed's ``reward_model``; the hidden rule it never

@@ -350,6 +350,12 @@ def preference_block(arm: str) -> Callable[[], str]:
                     f"{ms([r['tail']['pair_untied'] for r in a['cdr_dpo']])}% of the prompts, and on those it agrees with "
                     f"the verifier {ms([r['tail']['pair_agreement'] for r in a['cdr_dpo']])}% of the time: its other "
                     f"pairs rank two answers the verifier scores alike (both wrong or both right).")
+        elif arm == "ra_dpo":
+            goal_warm = ms([r["evals"][0]["eval/accuracy"] for r in a["ra_dpo"]])
+            text = (f"Expected result ({setup}): SFT warm start {warm}% ({goal_warm}% with the goal, which fine-tuning "
+                    f"never showed it, before the prompt) → {acc('ra_dpo')}% answering with the highest goal (DPO on "
+                    f"the same pairs without goals: {acc('dpo')}%); over the last tenth of the steps "
+                    f"{ms([r['tail']['goal_untied_pairs'] for r in a['ra_dpo']])}% of the pairs are untied.")
         elif arm == "dragon":
             text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc('dragon')}% (DPO on on-policy pairs ranked "
                     f"by the verifier: {acc('online_dpo')}%); the groups' set distance to the exemplars (MMD²) goes "
@@ -814,7 +820,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "chain.sft": chain_block("sft"),
     **{f"length.{a}": length_block(a) for a in ("grpo", "dr_grpo", "dapo", "sft")},
     **{f"preference.{a}": preference_block(a) for a in ("dpo_offline", "online_dpo", "reward_model", "rlhf_grpo",
-                                                         "dno", "cdr_dpo", "light_r1", "dragon", "seppo")},
+                                                         "dno", "cdr_dpo", "light_r1", "dragon", "seppo",
+                                                         "ra_dpo")},
     **{f"preference.{a}": programs_preference_block(a) for a in ("programs_grpo", "programs_gepo")},
     **{f"guided.{a}": guided_block(a) for a in ("prm", "mcts_dpo")},
     **{f"guided.{m}": guided_method_block(m) for m in ("spark", "digi_q", "dialtree_rpo")},

@@ -2,10 +2,10 @@
 
 "Reward-Augmented Data Enhances Direct Preference Alignment of LLMs" (arXiv 2410.08067): each pair
 of the warm model's best and worst sample of a prompt (ranked by the verifier: 1 right, 0 wrong)
-becomes two goal-conditioned pairs — prompt ⊕ "[1]": right ≻ wrong, and prompt ⊕ "[0]": wrong ≻
-right — trained with the plain DPO loss (the ``ra_dpo`` noun: DPO after
+becomes two goal-conditioned pairs — "[1]" ⊕ prompt: right ≻ wrong, and "[0]" ⊕ prompt: wrong ≻
+right (the goal before the prompt, so the answer starts where the warm start learned to) — trained with the plain DPO loss (the ``ra_dpo`` noun: DPO after
 ``polrl.collectors.with_reward_goals``). Held-out prompts are answered with the highest goal, "[1]",
-appended (``eval.prompt_suffix``; the warm start's evaluations see it too). Ties (every sample right
+before them (``eval.prompt_prefix``; the warm start's evaluations see it too). Ties (every sample right
 or every one wrong) carry no preference, as in DPO.
 
 Launch:
@@ -17,8 +17,19 @@ Recipe: arithmetic_dpo's (the arithmetic_grpo warm start; 8 samples of each of 3
 the frozen warm model, best vs worst; β = 0.1, lr 3e-4); the baseline is arithmetic_dpo on the same
 pairs without the goals.
 
-Expected result: measured by `python benchmarks/preference.py --arms ra_dpo --seeds 0 1 2` against the
-dpo arm (benchmarks/preference.md).
+<!-- report: preference.ra_dpo -->
+Expected result (benchmarks/preference.md, written by `python benchmarks/preference.py` from
+benchmarks/results/preference.jsonl; CPU AMD EPYC; held-out greedy exact match on 500 prompts, the
+mean of a run's last 3 evaluations; every arm of a seed from the same SFT warm start; 600 steps;
+mean ± std over 3 seeds (0, 1, 2)): SFT warm start 30.9 ± 3.9% (9.5 ± 2.0% with the goal, which
+fine-tuning never showed it, before the prompt) → 27.4 ± 12.6% answering with the highest goal (DPO
+on the same pairs without goals: 38.5 ± 4.0%); over the last tenth of the steps 19.8 ± 2.5% of the
+pairs are untied.
+<!-- /report -->
+
+What it shows: the paper's models read a goal written in text; this warm start has never seen a goal
+token, so its first answers with one are out of distribution, and the goal-conditioned pairs must
+also teach it to read the goal — which 600 steps of pairs do not fully do here.
 """
 import ml_collections
 
@@ -31,6 +42,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = arithmetic_dpo.get_config(arg)
     c.algorithm = "ra_dpo"
     c.algorithm_kwargs.goals = GOALS
-    c.eval.prompt_suffix = GOALS[-1]
+    c.eval.prompt_prefix = GOALS[-1]
     c.phase_name = "ra_dpo"
     return c

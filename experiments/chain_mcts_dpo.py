@@ -28,9 +28,9 @@ the chain DPO recipes' rate: a step holds only the pairs its searches found, a f
 
 <!-- report: guided.mcts_dpo -->
 Expected result (benchmarks/guided.md, written by `python benchmarks/guided.py` from
-benchmarks/results/guided.jsonl; CPU AMD EPYC; seed 0 only; held-out greedy accuracy on 500 prompts,
-the mean of the last 3 evaluations): SFT warm start 53.4 (1 seed)% → 64.7 (1 seed)% (instance-level
-on-policy DPO, same iterations and prompts: 68.2 (1 seed)%).
+benchmarks/results/guided.jsonl; CPU AMD EPYC; 3 seeds (0, 1, 2); held-out greedy accuracy on 500
+prompts, the mean of the last 3 evaluations): SFT warm start 48.5 ± 5.9% → 56.0 ± 7.8%
+(instance-level on-policy DPO, same iterations and prompts: 63.3 ± 5.9%).
 <!-- /report -->
 
 What it shows: per iteration, the search's statistics (mcts/pairs_found, mcts/q_gap,

@@ -29,10 +29,10 @@ experiments/data/arithmetic_cdr_smoke/weak, an SFT warm start of experiments/ari
 <!-- report: guided.dialtree_rpo -->
 Expected result (benchmarks/guided.md, from `python benchmarks/guided_dialtree.py`; raw:
 benchmarks/results/guided_dialtree.jsonl; CPU AMD EPYC; both arms 300 steps from the same cold start
-and target, seed 0 only): held-out success of the greedy attacker without a tree (one dialogue of up
-to 3 turns on each of the 103 held-out goals): cold start 29.1 (1 seed)%, DialTree-RPO 23.3 (1
-seed)%, no tree 17.5 (1 seed)%; first-turn success 23.3 (1 seed)% and 17.5 (1 seed)%. Target calls
-per goal and step: 3.7 with the tree, 6.6 without (at most 28 and 27).
+and target, 3 seeds (0, 1, 2)): held-out success of the greedy attacker without a tree (one dialogue
+of up to 3 turns on each of the 103 held-out goals): cold start 31.1 ± 8.9%, DialTree-RPO 13.9 ±
+8.5%, no tree 28.2 ± 9.3%; first-turn success 13.9 ± 8.5% and 28.2 ± 9.3%. Target calls per goal and
+step: 2.5 with the tree, 7.0 without (at most 28 and 27).
 <!-- /report -->
 
 When held-out success equals first-turn success, the greedy attacker never succeeds after its

@@ -1,5 +1,5 @@
 """Reward-augmented pairs (``collectors.with_reward_goals``, the ``ra_dpo`` noun) and held-out
-prompts with a suffix (``eval.prompt_suffix``)."""
+prompts with a prefix (``eval.prompt_prefix``)."""
 import importlib
 import types
 
@@ -12,7 +12,7 @@ from polrl import algorithms, collectors, objectives
 from polrl.collectors.reward_goals import goal_level, reward_goal_pairs
 from polrl.core import Batch, Collector
 from polrl.train.build import build_spec
-from polrl.train.trainer import Trainer, with_suffix
+from polrl.train.trainer import Trainer, with_prefix
 
 GOALS = {"[2]": [102], "[5]": [105], "[8]": [108]}  # one token per goal: 100 + the digit
 
@@ -43,12 +43,13 @@ def test_relabelled_pairs_by_hand(jit):
     out = fn(_pairs(), goal_ids)
     assert out.batch_size == 8 and out.group_size == 2
     np.testing.assert_array_equal(out.group_b, [0, 0, 1, 1, 2, 2, 3, 3])
-    # pair 0: goal r_w = 1.0 (level 2: row 1 preferred), then goal r_l = 0.25 (level 0: row 0, the former rejected)
-    np.testing.assert_array_equal(out.prompt_bp[:4], [[0, 5, 108], [0, 5, 108], [0, 5, 102], [0, 5, 102]])
-    np.testing.assert_array_equal(out.prompt_valid_bp[0], [False, True, True])
+    # pair 0: goal r_w = 1.0 (level 2: row 1 preferred), then goal r_l = 0.25 (level 0: row 0, the former rejected);
+    # the goal goes before the left-padded prompt
+    np.testing.assert_array_equal(out.prompt_bp[:4], [[108, 0, 5], [108, 0, 5], [102, 0, 5], [102, 0, 5]])
+    np.testing.assert_array_equal(out.prompt_valid_bp[0], [True, False, True])
     np.testing.assert_array_equal(out.response_bt[:4], [[1, 2], [2, 1], [1, 2], [2, 1]])
     # pair 1 is a tie (0.625 → level 1 both times): reward 0.5 everywhere, no preference
-    np.testing.assert_array_equal(out.prompt_bp[4:, 2], [105] * 4)
+    np.testing.assert_array_equal(out.prompt_bp[4:, 0], [105] * 4)
     np.testing.assert_array_equal(out.reward_b, [0, 1, 1, 0, 0.5, 0.5, 0.5, 0.5])
     np.testing.assert_array_equal(out.aux["goal_reward_b"], [1, 1, 0.25, 0.25, 0.625, 0.625, 0.625, 0.625])
     np.testing.assert_array_equal(out.aux["pair_reward_b"], [0.25, 1, 0.25, 1, 0.625, 0.625, 0.625, 0.625])
@@ -95,21 +96,21 @@ def test_ra_dpo_is_dpo_behind_the_wrapper():
     assert ra.needs == plain.needs and ra.collector is not None and plain.collector is None
 
 
-def test_held_out_prompts_carry_the_suffix():
+def test_held_out_prompts_carry_the_prefix():
     data = {"prompt_bp": np.array([[0, 7], [4, 7]], np.int32), "prompt_valid_bp": np.array([[0, 1], [1, 1]], bool),
             "examples": ["a", "b"]}
-    out = with_suffix(data, (11, 12))
-    np.testing.assert_array_equal(out["prompt_bp"], [[0, 7, 11, 12], [4, 7, 11, 12]])
-    np.testing.assert_array_equal(out["prompt_valid_bp"], [[0, 1, 1, 1], [1, 1, 1, 1]])
-    assert with_suffix(data, ()) is data
+    out = with_prefix(data, (11, 12))
+    np.testing.assert_array_equal(out["prompt_bp"], [[11, 12, 0, 7], [11, 12, 4, 7]])
+    np.testing.assert_array_equal(out["prompt_valid_bp"], [[1, 1, 0, 1], [1, 1, 1, 1]])
+    assert with_prefix(data, ()) is data
 
 
 def test_the_experiment_evaluates_with_the_highest_goal(tmp_path, monkeypatch):
     monkeypatch.setenv("POLRL_DATA_DIR", str(tmp_path / "data"))
     config = importlib.import_module("experiments.arithmetic_ra_dpo").get_config("smoke")
     spec = build_spec(config, progress=False)
-    assert spec.eval_prompt_suffix == tuple(spec.task.tokenizer.encode("[1]"))
+    assert spec.eval_prompt_prefix == tuple(spec.task.tokenizer.encode("[1]"))
     trainer = Trainer(spec, str(tmp_path / "run"))
     prompt = trainer._eval_data["prompt_bp"]
     assert prompt.shape[1] == spec.task.max_prompt_len + 3
-    np.testing.assert_array_equal(spec.task.tokenizer.decode_batch(prompt[:1, -3:])[0], "[1]")
+    np.testing.assert_array_equal(spec.task.tokenizer.decode_batch(prompt[:1, :3])[0], "[1]")

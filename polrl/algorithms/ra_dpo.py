@@ -1,13 +1,13 @@
 """Reward-augmented DPO ("Reward-Augmented Data Enhances Direct Preference Alignment of LLMs", Zhang
 et al., arXiv 2410.08067): DPO on goal-conditioned pairs.
 
-Each pair (x, y_w, y_l) with rewards r_w > r_l becomes (x ⊕ g(r_w): y_w ≻ y_l) and
-(x ⊕ g(r_l): y_l ≻ y_w) (``polrl.collectors.reward_goals``: the relabelling, on device, after
+Each pair (x, y_w, y_l) with rewards r_w > r_l becomes (g(r_w) ⊕ x: y_w ≻ y_l) and
+(g(r_l) ⊕ x: y_l ≻ y_w) (``polrl.collectors.reward_goals``: the relabelling, on device, after
 any pair collector), trained with the unchanged DPO loss
 
-    −log σ(β · ([log π_θ(y_w | x ⊕ g) − log π_ref(y_w | x ⊕ g)] − [log π_θ(y_l | x ⊕ g) − log π_ref(y_l | x ⊕ g)]));
+    −log σ(β · ([log π_θ(y_w | g ⊕ x) − log π_ref(y_w | g ⊕ x)] − [log π_θ(y_l | g ⊕ x) − log π_ref(y_l | g ⊕ x)]));
 
-at inference the prompt carries the highest goal g(1) (``eval.prompt_suffix``). The reference
+at inference the prompt carries the highest goal g(1) (``eval.prompt_prefix``). The reference
 scores the same goal-conditioned prompts it never saw: it is the frozen warm start, and only the
 difference of log-ratios matters.
 """

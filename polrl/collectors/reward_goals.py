@@ -9,8 +9,9 @@ quality it should reach: each pair with rewards r_w > r_l becomes two goal-condi
 
 a dataset twice the size, trained with the unchanged DPO loss; at inference the prompt carries the
 highest goal. Here g(r) is the text of reward level ℓ(r) = round(r · (L − 1)) clipped to
-[0, L − 1], for L goal texts of equal token length (``goals``; rewards in [0, 1]), appended after
-the prompt. Under the goal r_l the former rejected response is the better fit (INFERRED: the
+[0, L − 1], for L goal texts of equal token length (``goals``; rewards in [0, 1]), placed before
+the left-padded prompt (goal, padding, prompt): the position the answer starts from is the one the
+model was fine-tuned on, and the goal is context it learns to read. Under the goal r_l the former rejected response is the better fit (INFERRED: the
 paper states a twofold, goal-conditioned relabelling on the quality scores; the swap under the
 lower goal is this reading of it). A pair whose rewards tie stays a tie (reward 0.5 on both rows,
 which every pair loss ignores); two rewards on one level give two opposite pairs under the same
@@ -56,8 +57,8 @@ def reward_goal_pairs(batch: Batch, goal_ids) -> Batch:
     goal_tokens = goal_ids[goal_level(goal, levels)]
     take = lambda x: None if x is None else x[rows]
     return Batch(
-        prompt_bp=jnp.concatenate([batch.prompt_bp[rows], goal_tokens.astype(batch.prompt_bp.dtype)], axis=1),
-        prompt_valid_bp=jnp.concatenate([batch.prompt_valid_bp[rows], jnp.ones((4 * n, k), bool)], axis=1),
+        prompt_bp=jnp.concatenate([goal_tokens.astype(batch.prompt_bp.dtype), batch.prompt_bp[rows]], axis=1),
+        prompt_valid_bp=jnp.concatenate([jnp.ones((4 * n, k), bool), batch.prompt_valid_bp[rows]], axis=1),
         reward_b=preference,
         group_b=jnp.arange(4 * n, dtype=jnp.int32) // 2,
         aux={**{name: v[rows] for name, v in batch.aux.items()}, GOAL: goal, ORIGINAL: original},
@@ -70,7 +71,7 @@ def with_reward_goals(goals: Sequence[str] = ("[0]", "[1]")):
     """``(collector, context) -> collector`` whose pairs are relabelled into goal-conditioned pairs
     (``reward_goal_pairs``) — RA-DPO's data, trained by any pair noun (the ``ra_dpo`` noun is DPO
     with this wrapper). ``goals``: L >= 2 texts of one token length, level 0 (reward 0) … level
-    L − 1 (reward 1); evaluate with the highest appended (``eval.prompt_suffix``). The inner
+    L − 1 (reward 1); evaluate with the highest before every prompt (``eval.prompt_prefix``). The inner
     collector must return pairs (``group_size`` 2, e.g. ``preference_pairs``). Metric:
     ``goal_untied_pairs``, the fraction of pairs whose rewards differ."""
     goals = tuple(goals)

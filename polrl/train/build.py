@@ -79,9 +79,9 @@ Config layout (every experiment in ``experiments/`` follows it)::
   rollout:    batch_size (sequences per step = prompts × group_size), group_size,
               max_new_tokens (0 → the task's longest answer),
               temperature, top_k, top_p, min_p
-  eval:       num_examples, batch_size (prompts per evaluation call); prompt_suffix (default "":
-              text appended to every held-out prompt, e.g. RA-DPO's highest reward goal; the
-              warm-up's evaluations see it too); samples (default 0 = off):
+  eval:       num_examples, batch_size (prompts per evaluation call); prompt_prefix (default "":
+              text before every held-out prompt, e.g. RA-DPO's highest reward goal; the warm-up's
+              evaluations see it too); samples (default 0 = off):
               n completions per held-out prompt at the rollout's sampling options, logging
               pass@k, sampled accuracy, entropy, distinct answers and lengths
               (polrl.evaluation); pass_k (default [1, samples]): the ks of eval/pass@k
@@ -567,7 +567,7 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
             built[key] = (algo, phase_collector(base, algo, ctx, stale))
         phases.append(Phase(s["name"], *built[key], s["steps"], per_step, source))
     eval_samples, eval_pass_k = eval_options(config)
-    suffix = config.eval.get("prompt_suffix", "")
+    prefix = config.eval.get("prompt_prefix", "")
     return RunSpec(
         task=task,
         graphdef=graphdef,
@@ -586,5 +586,5 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
         models=aux_params,
         eval_samples=eval_samples,
         eval_pass_k=eval_pass_k,
-        eval_prompt_suffix=tuple(task.tokenizer.encode(suffix)) if suffix else (),
+        eval_prompt_prefix=tuple(task.tokenizer.encode(prefix)) if prefix else (),
     )

@@ -101,7 +101,7 @@ class RunSpec:
     models: Any = dataclasses.field(default_factory=dict)  # frozen auxiliary models' parameters by name (config.models)
     eval_samples: int = 0  # sampled completions per held-out prompt (0: greedy evaluation only)
     eval_pass_k: tuple[int, ...] = ()  # the ks of eval/pass@k (empty: {1, eval_samples})
-    eval_prompt_suffix: tuple[int, ...] = ()  # token ids appended to every held-out prompt (eval.prompt_suffix)
+    eval_prompt_prefix: tuple[int, ...] = ()  # token ids before every held-out prompt (eval.prompt_prefix)
 
 
 def validate(spec: RunSpec) -> None:
@@ -118,11 +118,11 @@ def validate(spec: RunSpec) -> None:
             f"prompt ({task.max_prompt_len} tokens) + rollout.max_new_tokens ({sampling.max_new_tokens}) "
             f"exceeds model.max_len={model_len}; raise model.max_len or lower rollout.max_new_tokens"
         )
-    if task.max_prompt_len + len(spec.eval_prompt_suffix) + sampling.max_new_tokens > model_len:
+    if task.max_prompt_len + len(spec.eval_prompt_prefix) + sampling.max_new_tokens > model_len:
         raise ValueError(
-            f"prompt ({task.max_prompt_len} tokens) + eval.prompt_suffix ({len(spec.eval_prompt_suffix)}) + "
+            f"prompt ({task.max_prompt_len} tokens) + eval.prompt_prefix ({len(spec.eval_prompt_prefix)}) + "
             f"rollout.max_new_tokens ({sampling.max_new_tokens}) exceeds model.max_len={model_len}; raise "
-            f"model.max_len or shorten eval.prompt_suffix"
+            f"model.max_len or shorten eval.prompt_prefix"
         )
     if task.max_answer_len > sampling.max_new_tokens:
         raise ValueError(
@@ -191,14 +191,15 @@ def data_shapes(task: Task, prompts: int) -> dict:
             "answer_valid_ba": jax.ShapeDtypeStruct((prompts, a), jnp.bool_)}
 
 
-def with_suffix(data: dict, suffix: tuple[int, ...]) -> dict:
-    """Held-out prompts (``task_batch``) with the tokens ``suffix`` after each (left-padded) prompt."""
-    if not suffix:
+def with_prefix(data: dict, prefix: tuple[int, ...]) -> dict:
+    """Held-out prompts (``task_batch``) with the tokens ``prefix`` before each left-padded prompt
+    (prefix, padding, prompt: positions count only valid tokens, so the model reads prefix ++ prompt)."""
+    if not prefix:
         return data
     rows = data["prompt_bp"].shape[0]
-    tokens = np.broadcast_to(np.asarray(suffix, data["prompt_bp"].dtype), (rows, len(suffix)))
-    return {**data, "prompt_bp": np.concatenate([data["prompt_bp"], tokens], axis=1),
-            "prompt_valid_bp": np.concatenate([data["prompt_valid_bp"], np.ones((rows, len(suffix)), bool)], axis=1)}
+    tokens = np.broadcast_to(np.asarray(prefix, data["prompt_bp"].dtype), (rows, len(prefix)))
+    return {**data, "prompt_bp": np.concatenate([tokens, data["prompt_bp"]], axis=1),
+            "prompt_valid_bp": np.concatenate([np.ones((rows, len(prefix)), bool), data["prompt_valid_bp"]], axis=1)}
 
 
 def init_phase_state(spec: RunSpec, phase: Phase, params, rng):
@@ -242,9 +243,9 @@ class Trainer:
                                                    evaluation.default_pass_k(spec.eval_samples))
             run = evaluation.sampled_completions(spec.graphdef, spec.sampling, spec.eval_samples, spec.task.device_reward)
             self._sampled = self.layout.jit(run, ("params",) + ("batch",) * 4 + ("replicated",), "batch")
-        self._eval_data = with_suffix(task_batch(spec.task, [spec.task.test[i] for i in
+        self._eval_data = with_prefix(task_batch(spec.task, [spec.task.test[i] for i in
                                                              range(min(spec.eval_examples, len(spec.task.test)))]),
-                                      spec.eval_prompt_suffix)
+                                      spec.eval_prompt_prefix)
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self, params) -> dict:
