@@ -66,6 +66,7 @@ from polrl import sharding
 from polrl.collectors.context import (Context, group_rows, named_model, policy_template, reads_reference, repeat_rows,
                                      shapes)
 from polrl.collectors.group_samples import device_reward, rollout_metrics
+from polrl.collectors.step_labels import row_decoder
 from polrl.core import Collector
 from polrl.models.layers import wide
 from polrl.rollout import engine
@@ -114,17 +115,7 @@ def transition_rollout(model, prompt_bp, prompt_valid_bp, rng, config, *, sample
     slots = engine.repeat(engine.extend(model, engine.init_slots(model, p, width + n), prompt_bp, prompt_valid_bp), g)
     real = wide(model.config.dtype)
     cols = jnp.arange(n, dtype=jnp.int32)
-
-    def put(buf, offset_b, x):
-        return buf.at[jnp.arange(buf.shape[0])[:, None], offset_b[:, None] + cols].set(x.astype(buf.dtype), mode="drop")
-
-    def decode(slots, tokens, logp, mask, offset, live, stop, commit_last=True):
-        """Decodes the live rows from their offsets with their own draws (until a separator when ``stop``)."""
-        uniform = jnp.take_along_axis(uniform_bn, jnp.minimum(offset[:, None] + cols, n - 1), axis=1).T
-        gen, slots = engine.generate(model, slots, None, config, active_s=live, max_new_s=n - offset,
-                                     stop_sequences=((separator,),) if stop else (), uniform_ns=uniform,
-                                     commit_last=commit_last)
-        return gen, slots, put(tokens, offset, gen.tokens_sn), put(logp, offset, gen.logp_sn), put(mask, offset, gen.mask_sn)
+    put, decode = row_decoder(model, config, separator, uniform_bn)
 
     def step(carry, key):
         slots, tokens, logp, mask, offset, done = carry

@@ -82,6 +82,32 @@ class StepLabels(flax.struct.PyTreeNode):
     last_bk: jax.Array
 
 
+def row_decoder(model, config, separator: int, uniform_bn):
+    """``(put, decode)`` for rows decoded step by step from per-row offsets (the response columns
+    written so far), each row with its own draws ``uniform_bn`` [rows, N] indexed by column, so a
+    row's tokens do not depend on when it is decoded:
+
+    * ``put(buf, offset_b, x)``: ``x`` [rows, k] written into ``buf`` at columns offset … offset + k
+      of each row (columns past N dropped);
+    * ``decode(slots, tokens, logp, mask, offset, live, stop, commit_last=True)``: the live rows
+      decoded from their offsets (until the step separator when ``stop``), their tokens, log-probs
+      and mask written into the buffers; returns ``(generated, slots, tokens, logp, mask)``."""
+    n = config.max_new_tokens
+    cols = jnp.arange(n, dtype=jnp.int32)
+
+    def put(buf, offset_b, x):
+        return buf.at[jnp.arange(buf.shape[0])[:, None], offset_b[:, None] + cols].set(x.astype(buf.dtype), mode="drop")
+
+    def decode(slots, tokens, logp, mask, offset, live, stop, commit_last=True):
+        uniform = jnp.take_along_axis(uniform_bn, jnp.minimum(offset[:, None] + cols, n - 1), axis=1).T
+        gen, slots = engine.generate(model, slots, None, config, active_s=live, max_new_s=n - offset,
+                                     stop_sequences=((separator,),) if stop else (), uniform_ns=uniform,
+                                     commit_last=commit_last)
+        return gen, slots, put(tokens, offset, gen.tokens_sn), put(logp, offset, gen.logp_sn), put(mask, offset, gen.mask_sn)
+
+    return put, decode
+
+
 def step_label_rollout(model, prompt_bp, prompt_valid_bp, answer_ba, answer_valid_ba, rng, config, *,
                        samples: int, continuations: int, max_steps: int, separator: int,
                        reward_fn) -> StepLabels:
@@ -97,18 +123,7 @@ def step_label_rollout(model, prompt_bp, prompt_valid_bp, answer_ba, answer_vali
     slots = engine.repeat(engine.extend(model, engine.init_slots(model, p, width + n), prompt_bp, prompt_valid_bp), g)
     answers = repeat_rows(answer_ba, g * m), repeat_rows(answer_valid_ba, g * m)
     real = wide(model.config.dtype)
-    cols = jnp.arange(n, dtype=jnp.int32)
-
-    def put(buf, offset_b, x):
-        return buf.at[jnp.arange(buf.shape[0])[:, None], offset_b[:, None] + cols].set(x.astype(buf.dtype), mode="drop")
-
-    def decode(slots, tokens, logp, mask, offset, live, stop, commit_last=True):
-        """Decodes the live rows from their offsets with their own draws (until a separator when ``stop``)."""
-        uniform = jnp.take_along_axis(uniform_bn, jnp.minimum(offset[:, None] + cols, n - 1), axis=1).T
-        gen, slots = engine.generate(model, slots, None, config, active_s=live, max_new_s=n - offset,
-                                     stop_sequences=((separator,),) if stop else (), uniform_ns=uniform,
-                                     commit_last=commit_last)
-        return gen, slots, put(tokens, offset, gen.tokens_sn), put(logp, offset, gen.logp_sn), put(mask, offset, gen.mask_sn)
+    put, decode = row_decoder(model, config, separator, uniform_bn)
 
     def step(carry, key):
         slots, tokens, logp, mask, offset, done = carry
