@@ -49,11 +49,11 @@ NOUNS = (
 def _config(noun: str, seed: int, steps: int, overrides: dict | None = None, family: str = "arithmetic",
             eval_every: int | None = None):
     config = importlib.import_module(f"experiments.{family}_{noun}").get_config()
-    for key, value in (overrides or {}).items():  # dotted keys: "eval.samples"
+    for key, value in (overrides or {}).items():  # dotted keys: "eval.samples", "phases.1.reward"
         *path, leaf = key.split(".")
         node = config
         for name in path:
-            node = node[name]
+            node = node[int(name)] if isinstance(node, (list, tuple)) else node[name]
         node[leaf] = value
     config.seed = seed
     config.total_steps = steps

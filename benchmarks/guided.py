@@ -273,15 +273,17 @@ COMPANIONS = {
                         "the same target-call budget; held-out goals, greedy attacker, no tree "
                         "(`benchmarks/guided_dialtree.py`):", "table"),
 }
-# (script, arm, baseline, the run's score, claim), judged like the claims above
+# (script, arm, baseline, the run's score, "better" | "parity", claim), judged like the claims above
 COMPANION_CLAIMS = (
-    ("guided_spark", "spark", "grpo", "accuracy",
+    ("guided_spark", "spark", "grpo", "accuracy", "better",
      "SPARK: training the policy as a judge of its own samples improves it over GRPO (arXiv 2509.22624)"),
-    ("guided_spark", "spark_no_reflection", "grpo", "accuracy",
+    ("guided_spark", "spark_no_reflection", "grpo", "accuracy", "better",
      "SPARK without the reflection rows (no labelled answers) still improves on GRPO"),
-    ("guided_digi_q", "digi_q", "filtered_bc", "accuracy",
+    ("guided_spark", "spark_self_reward", "spark_then_verifier", "accuracy", "parity",
+     "SPARK: the co-evolved judge can replace the verifier as the reward (arXiv 2509.22624)"),
+    ("guided_digi_q", "digi_q", "filtered_bc", "accuracy", "better",
      "Digi-Q: a TD critic with best-of-N extraction beats critic-free filtered BC (arXiv 2502.15760)"),
-    ("guided_dialtree", "dialtree_rpo", "no_tree", "success",
+    ("guided_dialtree", "dialtree_rpo", "no_tree", "success", "better",
      "DialTree-RPO: the dialogue tree beats independent dialogues at equal target calls (arXiv 2510.02286)"),
 )
 
@@ -305,10 +307,10 @@ def companion_sections() -> list[str]:
 def companion_claims() -> list[str]:
     score = {"accuracy": lambda r: last_evals_mean(r, LAST_EVALS), "success": lambda r: r["success"]}
     lines = []
-    for script, arm, base, key, claim in COMPANION_CLAIMS:
+    for script, arm, base, key, kind, claim in COMPANION_CLAIMS:
         seeds, diffs = paired_runs(companion_runs(script), arm, base, score[key])
         if diffs:
-            lines.append(_claim_row(claim, f"`{arm}`", f"`{base}`", "better", seeds, diffs))
+            lines.append(_claim_row(claim, f"`{arm}`", f"`{base}`", kind, seeds, diffs))
     return lines
 
 

@@ -10,7 +10,14 @@ KL and prompts:
              samples recycled into judge rows (pointwise, pairwise, reflection; arXiv 2509.22624);
 * ``spark_no_reflection``  the same without the reflection rows (``reflection=False``): their
              targets are the labelled answers, a supervision the GRPO arm does not get, so this arm
-             tells the judge rows' effect from the labels'.
+             tells the judge rows' effect from the labels';
+* ``spark_self_reward``  ``experiments/arithmetic_spark_self_reward.py``: the ``spark`` arm's
+             ``--steps`` steps (phase ``rl``, the same run), then ``--steps`` / 2 steps of GRPO
+             whose reward is the policy's own verdict (phase ``self_reward``);
+* ``spark_then_verifier``  the same two phases with the verifier as phase 2's reward (its
+             control: the same steps, KL and prompts).
+
+The two-phase arms' accuracy is their final phase's; ``phase_accuracy`` holds each phase's.
 
 Each run is evaluated every ``--eval_every`` steps on the 500 held-out prompts (greedy exact match);
 its accuracy is the mean of its last ``LAST_EVALS`` evaluations. Then its final policy judges its
@@ -35,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import statistics
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -45,18 +53,22 @@ from benchmarks.claims import last_evals_mean  # noqa: E402
 from benchmarks.provenance import append, provenance, read  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
-ARMS = ("grpo", "spark", "spark_no_reflection")
+ARMS = ("grpo", "spark", "spark_no_reflection", "spark_self_reward", "spark_then_verifier")
 # arms that are another arm's config with overrides: arm → (noun, overrides)
-VARIANTS = {"spark_no_reflection": ("spark", {"algorithm_kwargs.reflection": False})}
+VARIANTS = {"spark_no_reflection": ("spark", {"algorithm_kwargs.reflection": False}),
+            "spark_then_verifier": ("spark_self_reward", {"phases.1.reward": ""})}
+# arms with a second phase of half the budget after the first (experiments/arithmetic_spark_self_reward.py)
+TWO_PHASE = ("spark_self_reward", "spark_then_verifier")
 LAST_EVALS = 3
 PROMPTS_PER_CALL = 50
 # per-step metrics kept as series (judge losses and the verdict probability of the spark arm)
 SERIES = ("accuracy", "judge", "judge_verdict_prob", "judge_nll_pointwise", "judge_nll_pairwise",
-          "judge_nll_reflection", "kl", "entropy")
+          "judge_nll_reflection", "kl", "entropy", "reward_mean", "self_judge_agreement")
 
 
 def held_out_judge(config, workdir: pathlib.Path, prompts: int, seed: int) -> dict:
-    """The module docstring's judge numbers for the run in ``workdir`` (its final ``rl`` parameters)."""
+    """The module docstring's judge numbers for the run in ``workdir`` (its last phase's final
+    parameters)."""
     import jax
     import jax.numpy as jnp
 
@@ -69,7 +81,8 @@ def held_out_judge(config, workdir: pathlib.Path, prompts: int, seed: int) -> di
 
     spec = build_spec(config, progress=False)
     task = spec.task
-    graphdef, params = load(config, workdir, "rl", value_head=False)
+    last_phase = config.phases[-1].name if config.get("phases") else "rl"
+    graphdef, params = load(config, workdir, last_phase, value_head=False)
     g = config.rollout.group_size
     ctx = collectors.Context(graphdef=graphdef, task=task, sampling=spec.sampling, group_size=g, layout=spec.layout)
     collect = jax.jit(with_self_judge()(collectors.group_samples(ctx), ctx).collect)
@@ -106,16 +119,25 @@ def held_out_judge(config, workdir: pathlib.Path, prompts: int, seed: int) -> di
 
 def run_arm(arm: str, seed: int, steps: int, eval_every: int, prompts: int, base: pathlib.Path) -> dict:
     noun, changes = VARIANTS.get(arm, (arm, {}))
-    tag = arm.removeprefix(noun)
-    r = algorithms_bench.run_one(noun, seed, steps, base, overrides=changes, tag=tag, family="arithmetic",
+    tag = arm.removeprefix(noun) if arm.startswith(noun) else f"_as_{arm}"  # the run directory: noun + tag
+    total = steps + steps // 2 if arm in TWO_PHASE else steps  # the config gives the second phase a third
+    r = algorithms_bench.run_one(noun, seed, total, base, overrides=changes, tag=tag, family="arithmetic",
                                  eval_every=eval_every)
     records = r.pop("records")
     r.pop("run_means", None)
     steps_log = [x for x in records if "loss" in x]
-    r["evals"] = [{"step": x["step"], "eval/accuracy": x["eval/accuracy"]} for x in records if "eval/accuracy" in x]
-    r["series"] = {k: [round(float(x[k]), 5) for x in steps_log] for k in SERIES if steps_log and all(k in x for x in steps_log)}
-    config = algorithms_bench._config(noun, seed, steps, changes, "arithmetic", eval_every)
-    r["judge"] = held_out_judge(config, base / f"{arm}_seed{seed}", prompts, seed)
+    r["evals"] = [{"step": x["step"], "phase": x["phase"], "eval/accuracy": x["eval/accuracy"]}
+                  for x in records if "eval/accuracy" in x]
+    r["phase_accuracy"] = {phase: last_evals_mean({"evals": [e for e in r["evals"] if e["phase"] == phase]}, LAST_EVALS)
+                           for phase in dict.fromkeys(e["phase"] for e in r["evals"])}
+    r["series"] = {k: [round(float(x[k]), 5) if k in x else None for x in steps_log]
+                   for k in SERIES if any(k in x for x in steps_log)}  # None: a phase that does not log it
+    r["phase_means"] = {phase: {k: statistics.mean(float(x[k]) for x in logs if k in x)
+                                for k in SERIES if any(k in x for x in logs)}
+                        for phase in dict.fromkeys(x["phase"] for x in steps_log)
+                        for logs in [[x for x in steps_log if x["phase"] == phase]]}
+    config = algorithms_bench._config(noun, seed, total, changes, "arithmetic", eval_every)
+    r["judge"] = held_out_judge(config, base / f"{noun}{tag}_seed{seed}", prompts, seed)
     return {**r, "arm": arm, "budget": steps, **provenance()}
 
 
@@ -125,19 +147,47 @@ def render(done: list[dict]) -> str:
             "pair agreement | right/wrong pairs ordered |")
     rows = [head, "|" + "---|" * 9]
     pct = lambda x: f"{100 * x:.1f}%"
-    for r in sorted(done, key=lambda r: (ARMS.index(r["arm"]), r["seed"])):
+    for r in sorted((r for r in done if r["arm"] not in TWO_PHASE), key=lambda r: (ARMS.index(r["arm"]), r["seed"])):
         j = r["judge"]
         rows.append(f"| {r['arm']} | {r['seed']} | {r['budget']} | {pct(r['warm_accuracy'])} | "
                     f"{pct(last_evals_mean(r, LAST_EVALS))} | {pct(j['agreement'])} | {pct(j['base_rate'])} | "
                     f"{pct(j['pair_agreement'])} | {pct(j['verifier_pair_accuracy'])} |")
     for arm in ARMS:
-        runs = [r for r in done if r["arm"] == arm]
+        runs = [r for r in done if r["arm"] == arm and arm not in TWO_PHASE]
         if len(runs) > 1:
             col = lambda f: mean_std([f(r) for r in runs], 100.0, 1)
             rows.append(f"| {arm} (mean ± std) | {len(runs)} seeds | | {col(lambda r: r['warm_accuracy'])} | "
                         f"{col(lambda r: last_evals_mean(r, LAST_EVALS))} | {col(lambda r: r['judge']['agreement'])} | "
                         f"{col(lambda r: r['judge']['base_rate'])} | {col(lambda r: r['judge']['pair_agreement'])} | "
                         f"{col(lambda r: r['judge']['verifier_pair_accuracy'])} |")
+    two = [r for r in done if r["arm"] in TWO_PHASE]
+    return "\n".join(rows + (["", two_phase_table(two)] if two else []))
+
+
+def two_phase_table(runs: list[dict]) -> str:
+    """The two-phase arms: accuracy after SPARK (phase ``rl``) and after phase 2, with phase 2's
+    samples' accuracy (the verifier's reward) and the verdict's agreement with the verifier, each
+    the mean over its steps."""
+    pct = lambda x: f"{100 * x:.1f}%"
+    rows = ["SPARK's judge as the reward of a second phase (GRPO, half the first phase's steps), against the "
+            "verifier as that phase's reward:", "",
+            "| arm | seed | after SPARK | after phase 2 | phase 2: sampled accuracy | phase 2: verdict agrees |",
+            "|" + "---|" * 6]
+    second = lambda r, key: r["phase_means"]["self_reward"][key]
+    agree = lambda r: pct(second(r, "self_judge_agreement")) if "self_judge_agreement" in r["phase_means"]["self_reward"] else "–"
+    for r in sorted(runs, key=lambda r: (ARMS.index(r["arm"]), r["seed"])):
+        rows.append(f"| {r['arm']} | {r['seed']} | {pct(r['phase_accuracy']['rl'])} | "
+                    f"{pct(r['phase_accuracy']['self_reward'])} | {pct(second(r, 'accuracy'))} | "
+                    f"{agree(r)} |")
+    for arm in TWO_PHASE:
+        rs = [r for r in runs if r["arm"] == arm]
+        if len(rs) > 1:
+            col = lambda f: mean_std([f(r) for r in rs], 100.0, 1)
+            rows.append(f"| {arm} (mean ± std) | {len(rs)} seeds | {col(lambda r: r['phase_accuracy']['rl'])} | "
+                        f"{col(lambda r: r['phase_accuracy']['self_reward'])} | "
+                        f"{col(lambda r: second(r, 'accuracy'))} | "
+                        + (f"{col(lambda r: second(r, 'self_judge_agreement'))} |"
+                           if all("self_judge_agreement" in r["phase_means"]["self_reward"] for r in rs) else "– |"))
     return "\n".join(rows)
 
 

@@ -49,7 +49,9 @@ scratchpad, the SFT warm start of ``experiments/chain_grpo.py`` under ``<workdir
 
 * ``chain_dpo_revised`` DPO on pairs (an expert's minimal revision ≻ the policy's own response);
 * ``chain_opa_dpo``     OPA-DPO (arXiv 2501.09695): SFT on the revisions first, then DPO on the
-  same kind of pairs plus the anchor on the revision's likelihood.
+  same kind of pairs plus the anchor on the revision's likelihood;
+* ``chain_opa_dpo_no_anchor``  the same without the anchor (``anchor_coef=0``): the paper's
+  ablation, which tells the anchor's share from the SFT phase's.
 
 Each run is evaluated every ``--eval_every`` steps on the 500 held-out prompts (greedy exact
 match); a run's accuracy is the mean of its last ``LAST_EVALS`` evaluations. Writes one JSON
@@ -85,11 +87,13 @@ FAMILY = "arithmetic"
 ARMS = ("dpo_offline", "dpo", "dpo_gold", "seppo", "sft_labels", "online_dpo", "grpo", "dno", "cdr_dpo", "light_r1", "dragon", "ra_dpo",
         "reward_model",
         "rlhf_grpo",
-        "programs_grpo", "programs_gepo", "programs_gepo_no_label", "chain_dpo_revised", "chain_opa_dpo")
+        "programs_grpo", "programs_gepo", "programs_gepo_no_label", "chain_dpo_revised", "chain_opa_dpo",
+        "chain_opa_dpo_no_anchor")
 # arms of another family: arm → (family, noun, config overrides); every other arm is (FAMILY, arm, {})
 OTHER_FAMILY = {"programs_grpo": ("programs", "grpo", {}), "programs_gepo": ("programs", "gepo", {}),
                 "programs_gepo_no_label": ("programs", "gepo", {"algorithm_kwargs.expert_per_group": 0}),
-                "chain_dpo_revised": ("chain", "dpo_revised", {}), "chain_opa_dpo": ("chain", "opa_dpo", {})}
+                "chain_dpo_revised": ("chain", "dpo_revised", {}), "chain_opa_dpo": ("chain", "opa_dpo", {}),
+                "chain_opa_dpo_no_anchor": ("chain", "opa_dpo", {"algorithm_kwargs.anchor_coef": 0.0})}
 WHAT = {
     "dpo_offline": "DPO, fixed file of pairs",
     "dpo": "DPO, pairs of the warm model's samples",
@@ -107,6 +111,7 @@ WHAT = {
     "programs_gepo_no_label": "programs: GRPO + GEPO on the policy's samples only (no labelled program)",
     "chain_dpo_revised": "chain: DPO on (expert revision ≻ own response) pairs",
     "chain_opa_dpo": "chain: OPA-DPO (SFT on the revisions, then DPO + the chosen anchor)",
+    "chain_opa_dpo_no_anchor": "chain: OPA-DPO without the anchor (SFT on the revisions, then DPO)",
     "light_r1": "Light-R1: SFT on hard demos → DPO → GRPO, same total steps",
     "dragon": "DRAGON: on-policy pairs split by each sample's credit to the group's distance to the exemplars",
 }
@@ -143,6 +148,9 @@ CLAIMS = (
     ("programs_gepo", "programs_grpo", "better", "GEPO adds to RL on unit-test rewards (arXiv 2505.12723)"),
     ("chain_opa_dpo", "chain_dpo_revised", "better",
      "OPA-DPO's alignment phase and anchor beat DPO on the same revised on-policy pairs (arXiv 2501.09695)"),
+    ("chain_opa_dpo", "chain_opa_dpo_no_anchor", "better", "OPA-DPO's anchor term adds to it (arXiv 2501.09695, ablation)"),
+    ("chain_opa_dpo_no_anchor", "chain_dpo_revised", "better",
+     "OPA-DPO's alignment phase (SFT on the revisions) adds to DPO on revised pairs (arXiv 2501.09695, ablation)"),
     ("programs_gepo_no_label", "programs_grpo", "better",
      "GEPO's loss adds to RL without the labelled program in its groups (arXiv 2505.12723)"),
 )

@@ -526,6 +526,22 @@ def guided_method_block(method: str) -> Callable[[], str]:
                     f"{spark[0]['judge']['prompts']} held-out prompts: its verdict P(\"y\") > ½ agrees with the verifier "
                     f"on {judge('agreement')}% of them, the best constant verdict on {judge('base_rate')}%; it orders a "
                     f"right / wrong pair of one prompt rightly {judge('verifier_pair_accuracy')}% of the time.")
+        if method == "spark_self_reward":
+            a = by_arm(results("guided_spark"))
+            judged, verifier = a["spark_self_reward"], a["spark_then_verifier"]
+            phase = lambda name: lambda r: r["phase_accuracy"][name]
+            second = lambda rs, key: ms([r["phase_means"]["self_reward"][key] for r in rs])
+            return (f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_spark.py`; raw: "
+                    f"benchmarks/results/guided_spark.jsonl; {where(judged)}; {judged[0]['budget']} SPARK steps then "
+                    f"{judged[0]['steps'] - judged[0]['budget']} GRPO steps from each seed's SFT warm start, "
+                    f"{seeds_phrase(r['seed'] for r in judged)}; held-out greedy exact match on 500 prompts, each phase's "
+                    f"mean of its last 3 evaluations, mean ± std): after SPARK {ms([phase('rl')(r) for r in judged])}%; "
+                    f"after the phase rewarded by the policy's own verdict {ms([phase('self_reward')(r) for r in judged])}%, "
+                    f"after the same phase rewarded by the verifier {ms([phase('self_reward')(r) for r in verifier])}% "
+                    f"(paired differences {_paired(judged, verifier, phase('self_reward'))} points). Over the judged "
+                    f"phase the verdict P(\"y\") > ½ agrees with the verifier on {second(judged, 'self_judge_agreement')}% "
+                    f"of the samples, whose sampled accuracy is {second(judged, 'accuracy')}% (with the verifier as the "
+                    f"reward: {second(verifier, 'accuracy')}%).")
         if method == "digi_q":
             a = by_arm(results("guided_digi_q"))
             td, mc, bc = a["digi_q"], a.get("digi_q_mc", []), a["filtered_bc"]
@@ -565,6 +581,10 @@ def readme_guided_methods() -> str:
                     if spark.get("spark_no_reflection") else "")
         parts.append(f"SPARK {acc(spark['spark'])}% vs GRPO {acc(spark['grpo'])}% "
                      f"({seeds_phrase(r['seed'] for r in spark['spark'])}){ablation}")
+    if spark.get("spark_self_reward") and spark.get("spark_then_verifier"):
+        final = lambda rs: ms([r["phase_accuracy"]["self_reward"] for r in rs])
+        parts.append(f"then GRPO rewarded by SPARK's own judge {final(spark['spark_self_reward'])}% vs by the verifier "
+                     f"{final(spark['spark_then_verifier'])}% ({seeds_phrase(r['seed'] for r in spark['spark_self_reward'])})")
     if digi.get("digi_q") and digi.get("filtered_bc"):
         parts.append(f"Digi-Q {acc(digi['digi_q'])}% vs critic-free filtered BC {acc(digi['filtered_bc'])}% "
                      f"({seeds_phrase(r['seed'] for r in digi['digi_q'])})")
@@ -824,7 +844,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
                                                          "ra_dpo")},
     **{f"preference.{a}": programs_preference_block(a) for a in ("programs_grpo", "programs_gepo")},
     **{f"guided.{a}": guided_block(a) for a in ("prm", "mcts_dpo")},
-    **{f"guided.{m}": guided_method_block(m) for m in ("spark", "digi_q", "dialtree_rpo")},
+    **{f"guided.{m}": guided_method_block(m) for m in ("spark", "spark_self_reward", "digi_q", "dialtree_rpo")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),
     **{f"arithmetic.{n}": arithmetic_noun(n) for n in (

@@ -282,3 +282,41 @@ def test_spark_trains_on_the_tiny_model():
     assert int(state.step) == 1
     for key in ("judge", "pg", "judge_nll_pointwise", "judge_verdict_prob"):
         assert key in metrics and np.isfinite(metrics[key]), key
+
+
+# ----------------------------------------------------------------------------- the judge as a phase's reward
+
+
+def test_a_phase_rewarded_by_self_judge_scores_the_policy_rows_with_its_own_verdict(tmp_path, monkeypatch):
+    """``phases[i].reward: "self_judge"`` (experiments/arithmetic_spark_self_reward.py): the phase's
+    rows are the inner collector's samples, rewarded by π_θ("y" | x ++ y ++ " ok?") of the current
+    parameters; the SPARK phase before it keeps the verifier, and they share no compiled step."""
+    from experiments import arithmetic_spark_self_reward
+    from polrl.tasks.data import task_batch
+    from polrl.train.build import build_spec
+
+    monkeypatch.setenv("POLRL_DATA_DIR", str(tmp_path))
+    spec = build_spec(arithmetic_spark_self_reward.get_config("smoke"), progress=False)
+    _, rl, judged = spec.phases
+    assert (rl.name, judged.name) == ("rl", "self_reward") and rl.collector is not judged.collector
+    prompts = 2
+    data = {k: v for k, v in task_batch(spec.task, [spec.task.test[i] for i in range(prompts)]).items() if k != "examples"}
+    state = PolicyState(step=jnp.int32(0), rng=None, params=spec.init_params, opt_state=None)
+    batch, _, metrics = jax.jit(judged.collector.collect)(judged.collector.init(prompts), state, data,
+                                                          jax.random.key(0))
+    s = self_judge_scores(spec.graphdef, spec.init_params, spec.task.tokenizer, batch)
+    np.testing.assert_allclose(batch.reward_b, s, rtol=1e-6)
+    assert {"self_judge_agreement", "verifier_reward_mean", "accuracy"} <= set(metrics)
+    _, _, rl_metrics = jax.jit(rl.collector.collect)(rl.collector.init(prompts), state, data, jax.random.key(0))
+    assert "self_judge_agreement" not in rl_metrics
+
+
+def test_an_unknown_phase_reward_names_the_field():
+    from experiments import arithmetic_spark_self_reward
+    from polrl.train.build import build_spec
+
+    c = arithmetic_spark_self_reward.get_config("smoke")
+    c.phases[1].reward = "judge"
+    with pytest.raises(ValueError, match=r"^phases\[1\]\.reward='judge'; use '' \(the run's reward") as e:
+        build_spec(c, progress=False)
+    assert "\n" not in str(e.value)

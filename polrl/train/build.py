@@ -23,12 +23,13 @@ Config layout (every experiment in ``experiments/`` follows it)::
   phases:     optional list of phase sections run in order after the warm-up, instead of the
               single main phase: name (unique; metrics and WORKDIR/checkpoints/<name>), steps
               (int >= 0; total_steps must equal their sum), and optionally algorithm,
-              algorithm_kwargs, collector, collector_kwargs, data, pairs, difficulty, each defaulting to the
-              top-level field (the *_kwargs only while the entry keeps the top-level noun, else
+              algorithm_kwargs, collector, collector_kwargs, data, pairs, difficulty, reward, each defaulting
+              to the top-level field (the *_kwargs only while the entry keeps the top-level noun, else
               {}). Each phase starts from the previous one's final parameters, which are also its
               reference (PolicyState.ref_params): DNO's iterations, a curriculum (SFT on demos →
               DPO on pairs → GRPO on prompts), ReMix's reincarnation. Not with then / phase_name.
               reward_model, density_ratio and staleness apply to every phase after the warm-up
+              whose reward is ""
   collector:  a factory in polrl.collectors ("group_samples", "demonstrations",
               "preference_pairs", …; default "group_samples"), built with the run's
               collectors.Context and collector_kwargs (a collector reading another model takes
@@ -70,6 +71,10 @@ Config layout (every experiment in ``experiments/`` follows it)::
               in the task's module polrl.tasks.<task name> (e.g. arithmetic: the answer's digit
               count), a curriculum's "harder subset" (``select_by_difficulty``). Not the warm-up's
               demos
+  reward:     optional, default "": what rewards the phase's rows: "" (the run's reward: the task's
+              verifier, or config.reward_model / density_ratio when set) or "self_judge" (the
+              policy's own verdict π_θ("y" | x ++ y ++ " ok?") after SPARK's judge training,
+              polrl.collectors.with_self_judge; inside preference_pairs it ranks the samples)
   pairs:      with data = "pairs": path (a JSONL file) or tfds_name (+ tfds_split, default
               "train", and tfds_data_dir, default TFDS's): rows {prompt, chosen, rejected} or
               {prompt, completion, label} (polrl.tasks.preference_data, checked before
@@ -223,7 +228,7 @@ def split_steps(config) -> tuple[int, int]:
 
 
 PHASE_FIELDS = ("name", "steps", "algorithm", "algorithm_kwargs", "collector", "collector_kwargs", "data", "pairs",
-                "difficulty")
+                "difficulty", "reward")
 
 
 def with_defaults(top: dict, entry: dict) -> dict:
@@ -274,7 +279,7 @@ def phase_sections(config) -> list[dict]:
            "collector": config.get("collector", "group_samples"),
            "collector_kwargs": config.get("collector_kwargs") or {},
            "data": config.get("data", "train"), "pairs": config.get("pairs") or {},
-           "difficulty": config.get("difficulty") or {}}
+           "difficulty": config.get("difficulty") or {}, "reward": config.get("reward", "")}
     entries = config.get("phases")
     if entries is None:
         main_steps, follow_steps = split_steps(config)
@@ -484,6 +489,21 @@ def scoring_wrapper(config, tokenizer, named: dict, params: dict):
     return rm or density_ratio_wrapper(config, tokenizer, named, params)
 
 
+PHASE_REWARDS = ("", "self_judge")
+
+
+def phase_scorer(section: dict, scored_by):
+    """The wrapper whose score is the phase's reward: the run's (``scoring_wrapper``, None = the
+    task's verifier) for ``reward`` "", the policy's own judge (SPARK's
+    ``collectors.with_self_judge``) for "self_judge"."""
+    reward = section["reward"]
+    if reward not in PHASE_REWARDS:
+        field = f"{section['where']}.reward" if section["where"] else "config.reward"
+        raise ValueError(f"{field}={reward!r}; use '' (the run's reward: the verifier, or config.reward_model / "
+                         f"density_ratio) or 'self_judge' (the policy's own verdict, after SPARK's judge training)")
+    return collectors.with_self_judge() if reward == "self_judge" else scored_by
+
+
 def scored_collector(make_collector, ctx, kwargs: dict, scored_by):
     """The main phase's base collector with ``scored_by``'s reward: passed in to a collector
     that ranks its samples by reward (one taking ``scored_by``: ``preference_pairs``, so the pairs
@@ -503,9 +523,10 @@ def eval_options(config) -> tuple[int, tuple[int, ...]]:
 
 
 def method_key(section: dict) -> str:
-    """What fixes a phase's compiled step: its algorithm and collector with their keywords."""
+    """What fixes a phase's compiled step: its algorithm and collector with their keywords, and its reward."""
     plain = lambda v: v.to_dict() if hasattr(v, "to_dict") else v  # a ConfigDict's keywords as a dict
-    return json.dumps([plain(section[k]) for k in ("algorithm", "algorithm_kwargs", "collector", "collector_kwargs")],
+    return json.dumps([plain(section[k]) for k in ("algorithm", "algorithm_kwargs", "collector", "collector_kwargs",
+                                                   "reward")],
                       sort_keys=True, default=repr)
 
 
@@ -560,7 +581,7 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
         key = method_key(s)
         if key not in built:
             base = section_call(s, "collector_kwargs", scored_collector, make_collector, ctx, dict(s["collector_kwargs"]),
-                                scored_by)
+                                phase_scorer(s, scored_by))
             if i == 0 and "reference" in base.needs and not config.warmup.steps:
                 raise ValueError(f"collector={s['collector']!r} samples from the reference, the warm model: set "
                                  f"warmup.steps > 0")
