@@ -59,8 +59,13 @@ Array = jax.Array
 #                       filled (ROVER's next-state value ρ·(m_θ − m_old)).
 KNOWN_NEEDS = frozenset({"ref_logp", "values", "old_logp", "logits", "kl_to_old", "old_mean_logp"})
 
-# Where a row of a Batch comes from (``Batch.source_b``).
-ON_POLICY, EXPERT, REPLAY = 0, 1, 2
+# Where a row of a Batch comes from (``Batch.source_b``): the policy's own sample of this step
+# (ON_POLICY) or of an earlier version (REPLAY), a labelled answer with no sampling policy
+# (EXPERT), a sample of another model of the run (TEACHER: a frozen model of ``config.models``),
+# or the policy's sample under guidance the evaluation never gives (GUIDED: a hint or a borrowed
+# prefix in its context).
+ON_POLICY, EXPERT, REPLAY, TEACHER, GUIDED = 0, 1, 2, 3, 4
+SOURCE_NAMES = {ON_POLICY: "on_policy", EXPERT: "expert", REPLAY: "replay", TEACHER: "teacher", GUIDED: "guided"}
 
 
 @flax.struct.dataclass
@@ -107,8 +112,8 @@ class Batch:
     e.g. the prompt index; DPO pairs are groups of two), ``behavior_logp_bt`` (the log-probs of
     the policy that produced the row: the sampler's for on-policy rows, the stored ones for
     replayed rows, 0 for expert rows whose policy is unknown), ``old_value_bt`` (value head at
-    rollout time), ``source_b`` (``ON_POLICY`` / ``EXPERT`` / ``REPLAY``; ``None`` = all
-    on-policy), ``version_b`` (``PolicyState.step`` of the policy that produced the row; the
+    rollout time), ``source_b`` (``ON_POLICY`` / ``EXPERT`` / ``REPLAY`` / ``TEACHER`` /
+    ``GUIDED``; ``None`` = all on-policy), ``version_b`` (``PolicyState.step`` of the policy that produced the row; the
     staleness of a row is ``step − version_b``), ``aux`` (name → per-row array with leading
     dimension B: whatever else a collector provides for a method, e.g. ``greedy_reward_b`` for
     ReMax or ``turn_bt`` for a multi-turn rollout; names carry their shape suffix).
@@ -337,6 +342,15 @@ class Collector(NamedTuple):
     reads: Callable[[int], int] = lambda prompts: prompts
     needs: frozenset = frozenset()
     host: bool = False
+
+
+def own_rows(batch: Batch) -> Array:
+    """[B] float32: 1 for the rows the policy sampled unaided (``ON_POLICY`` or ``REPLAY``; every
+    row when ``source_b`` is None), 0 for expert, teacher and guided rows — the rows whose
+    statistics describe the policy itself (rollout accuracy, staleness, importance ratios)."""
+    if batch.source_b is None:
+        return jnp.ones((batch.batch_size,), jnp.float32)
+    return ((batch.source_b == ON_POLICY) | (batch.source_b == REPLAY)).astype(jnp.float32)
 
 
 def total_loss(batch: Batch) -> Array:

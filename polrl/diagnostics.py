@@ -6,20 +6,25 @@ Two pure functions the update step calls for every algorithm (no per-algorithm c
     - ``zero_variance_frac``: fraction of groups whose rewards are all equal (no learning signal
       for group-relative advantages);
     - ``staleness_mean`` / ``staleness_max``: policy versions behind, ``step − version_b``, over
-      non-expert rows (0 for fresh rollouts, > 0 for replayed rows);
+      the policy's unaided rows (``core.own_rows``: 0 for fresh rollouts, > 0 for replayed rows);
     - ``mismatch_k1`` / ``mismatch_abs``: sampler vs trainer log-probs of the same tokens,
-      mean of ``behavior_logp − old_logp`` and of its absolute value, on non-expert rows (needs
+      mean of ``behavior_logp − old_logp`` and of its absolute value, on those rows (needs
       the trainer's ``old_logp_bt``; the sampler and the training forward differ only by
       numerics for fresh rows, by the policy change for replayed ones);
-    - ``expert_frac`` / ``replay_frac``: row mix by ``source_b``.
+    - ``expert_frac`` / ``replay_frac`` / ``teacher_frac`` / ``guided_frac``: row mix by
+      ``source_b``; with ``source_b``, ``guided_staleness_mean`` too (guided rows are the
+      policy's samples, of its version, under guidance).
 * ``ratio_diagnostics(batch)`` per minibatch inside the update, for the importance ratio of the
   current policy to the behaviour policy, ``w_t = π_θ(y_t)/μ(y_t)`` (``μ`` = ``behavior_logp_bt``),
-  on non-expert rows:
+  on the policy's unaided rows:
     - ``is_ratio_mean`` / ``is_ratio_max`` / ``is_ratio_min`` over tokens;
     - ``ess``: the normalised effective sample size of the sequence weights
       ``W_b = exp(Σ_t log w_t)``,  ``ESS/N = (Σ_b W_b)² / (N Σ_b W_b²)`` ∈ (0, 1] (Kong 1992),
       computed in log space: ``exp(2·lse(log W) − lse(2·log W) − log N)``. 1 means on-policy.
     A minibatch without loss-bearing tokens reports 1 for all four (the on-policy values).
+    With ``source_b`` the same four are reported apart for teacher rows (``teacher_is_ratio_mean``
+    …: π_θ against the teacher that sampled them) and guided rows (``guided_…``: π_θ without the
+    guidance, as the update scores them, against the policy with it).
 
 Clip and gate fractions come from the objectives themselves (``clip_frac``, ``gate_frac`` …).
 """
@@ -29,22 +34,16 @@ import jax
 import jax.numpy as jnp
 
 from polrl import ops
-from polrl.core import EXPERT, REPLAY, Batch
+from polrl.core import EXPERT, GUIDED, REPLAY, SOURCE_NAMES, TEACHER, Batch, own_rows
 
 PREFIX = "offpolicy/"
-
-
-def _learner_rows(batch: Batch) -> jax.Array:
-    """1 for rows produced by a policy (on-policy or replayed), 0 for expert rows, as [B]."""
-    if batch.source_b is None:
-        return jnp.ones((batch.batch_size,), jnp.float32)
-    return (batch.source_b != EXPERT).astype(jnp.float32)
+APART = (TEACHER, GUIDED)  # sources whose ratios are reported apart from the policy's own rows
 
 
 def batch_diagnostics(batch: Batch, step) -> dict:
     """Per-batch diagnostics (see the module docstring); keys present only when computable."""
     out = {}
-    rows_b = _learner_rows(batch)
+    rows_b = own_rows(batch)
     if batch.reward_b is not None and batch.group_b is not None and batch.group_size > 1:
         n = batch.batch_size
         zero_b = ops.zero_variance_groups(batch.reward_b, batch.group_b, n).astype(jnp.float32)
@@ -59,16 +58,29 @@ def batch_diagnostics(batch: Batch, step) -> dict:
         out["mismatch_k1"] = ops.masked_mean(d, m)
         out["mismatch_abs"] = ops.masked_mean(jnp.abs(d), m)
     if batch.source_b is not None:
-        out["expert_frac"] = (batch.source_b == EXPERT).mean()
-        out["replay_frac"] = (batch.source_b == REPLAY).mean()
+        for source in (EXPERT, REPLAY, TEACHER, GUIDED):
+            out[f"{SOURCE_NAMES[source]}_frac"] = (batch.source_b == source).mean()
+        if batch.version_b is not None:
+            guided_b = (batch.source_b == GUIDED).astype(jnp.float32)
+            out["guided_staleness_mean"] = ops.masked_mean((step - batch.version_b).astype(jnp.float32), guided_b)
     return {PREFIX + k: v for k, v in out.items()}
 
 
 def ratio_diagnostics(batch: Batch) -> dict:
-    """Importance-ratio distribution and ESS of π_θ against the behaviour log-probs."""
+    """Importance-ratio distribution and ESS of π_θ against the behaviour log-probs: over the
+    policy's own rows, and apart over teacher and guided rows when ``source_b`` is present."""
     if batch.behavior_logp_bt is None or batch.logp_bt is None:
         return {}
-    rows_b = _learner_rows(batch)
+    out = _ratio_stats(batch, own_rows(batch))
+    if batch.source_b is not None:
+        for source in APART:
+            rows_b = (batch.source_b == source).astype(jnp.float32)
+            out |= {f"{SOURCE_NAMES[source]}_{k}": v for k, v in _ratio_stats(batch, rows_b).items()}
+    return {PREFIX + k: v for k, v in out.items()}
+
+
+def _ratio_stats(batch: Batch, rows_b) -> dict:
+    """``is_ratio_mean`` / ``_max`` / ``_min`` and ``ess`` over the rows ``rows_b`` [B]."""
     m = batch.mask_bt * rows_b[:, None]
     log_w = ops.log_ratio(jax.lax.stop_gradient(batch.logp_bt), batch.behavior_logp_bt)
     w = jnp.exp(log_w)
@@ -84,4 +96,4 @@ def ratio_diagnostics(batch: Batch) -> dict:
     # A minibatch with no loss-bearing token (all its groups filtered) reports the on-policy
     # values, so averages over minibatches are not pulled towards 0.
     empty = m.sum() == 0
-    return {PREFIX + k: jnp.where(empty, 1.0, v) for k, v in out.items()}
+    return {k: jnp.where(empty, 1.0, v) for k, v in out.items()}

@@ -10,6 +10,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from polrl import collectors, sharding
+from polrl.core import TEACHER
 from polrl.tasks import BatchIterator
 from polrl.train import metrics as metrics_lib
 from polrl.train.build import build_spec
@@ -156,6 +157,8 @@ def test_a_collector_samples_rows_from_a_named_frozen_model():
         assert not np.array_equal(np.asarray(own.logp_bt), np.asarray(want.logp_bt))  # not the policy's rows
         np.testing.assert_allclose(batch.behavior_logp_bt, want.logp_bt, rtol=2**-23)  # Batch floats are float32
         assert np.all(np.asarray(batch.version_b) == 0)
+        assert np.all(np.asarray(batch.source_b) == TEACHER)  # reported apart from the policy's rows
+        assert collector.example(2).source_b.shape == batch.source_b.shape
     with pytest.raises(ValueError, match=r"group_samples: policy='teacher' is not a model of this run"):
         collectors.group_samples(ctx, policy="teacher")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from polrl import algorithms, collectors, diagnostics, sharding
-from polrl.core import EXPERT, ON_POLICY, REPLAY, Batch, chain, stateless
+from polrl.core import EXPERT, GUIDED, ON_POLICY, REPLAY, TEACHER, Batch, chain, stateless
 from polrl.models import TransformerConfig
 from polrl.rollout import SamplingConfig, sample
 from polrl.tasks import Task, token_exact_match
@@ -226,6 +226,34 @@ def test_ratio_diagnostics_effective_sample_size():
     assert all(float(v) == 1.0 for v in empty.values())
     on_policy = batch.replace(behavior_logp_bt=batch.logp_bt, source_b=None)
     np.testing.assert_allclose(diagnostics.ratio_diagnostics(on_policy)[p + "ess"], 1.0, rtol=1e-6)
+
+
+def test_teacher_and_guided_rows_are_reported_apart_from_the_policy_rows():
+    """Rows of a teacher and of the policy under guidance: out of the policy's accuracy, staleness
+    and ratios, with their own fractions, accuracies and ratio statistics."""
+    sources = jnp.array([ON_POLICY, ON_POLICY, TEACHER, TEACHER, GUIDED, EXPERT], jnp.int32)
+    batch = Batch(
+        prompt_bp=jnp.zeros((6, 1), jnp.int32), prompt_valid_bp=jnp.ones((6, 1), bool),
+        response_bt=jnp.zeros((6, 1), jnp.int32), mask_bt=jnp.ones((6, 1)),
+        reward_b=jnp.array([1.0, 0.0, 1.0, 1.0, 1.0, 1.0]), source_b=sources,
+        version_b=jnp.array([4, 4, 0, 0, 3, 0], jnp.int32),
+        behavior_logp_bt=jnp.array([[-1.0], [-1.0], [-2.0], [-2.0 - np.log(4.0)], [-1.0 + np.log(2.0)], [0.0]]),
+        logp_bt=jnp.array([[-1.0], [-1.0], [-2.0], [-2.0], [-1.0], [-5.0]]),
+    )
+    m = collectors.rollout_metrics(batch)
+    np.testing.assert_allclose([m["accuracy"], m["teacher_accuracy"], m["guided_accuracy"]], [0.5, 1.0, 1.0])
+    d = diagnostics.batch_diagnostics(batch, jnp.int32(4))
+    p = diagnostics.PREFIX
+    np.testing.assert_allclose([d[p + k] for k in ("teacher_frac", "guided_frac", "expert_frac", "replay_frac")],
+                               [2 / 6, 1 / 6, 1 / 6, 0.0], rtol=1e-6)
+    assert float(d[p + "staleness_max"]) == 0.0  # the teacher's version 0 is not staleness
+    assert float(d[p + "guided_staleness_mean"]) == 1.0
+    r = diagnostics.ratio_diagnostics(batch)
+    # the policy's rows: w = 1, 1; the teacher's: 1, 4 (ESS (1 + 4)² / (2 (1 + 16))); the guided row: ½
+    np.testing.assert_allclose([r[p + "is_ratio_mean"], r[p + "ess"]], [1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose([r[p + "teacher_is_ratio_mean"], r[p + "teacher_is_ratio_max"], r[p + "teacher_ess"]],
+                               [2.5, 4.0, 25 / 34], rtol=1e-6)
+    np.testing.assert_allclose(r[p + "guided_is_ratio_min"], 0.5, rtol=1e-6)
 
 
 def test_logits_need_fills_the_full_logits_in_the_update():

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from polrl import sharding
-from polrl.core import Batch
+from polrl.core import TEACHER, Batch
 from polrl.rollout import SamplingConfig
 
 
@@ -145,12 +145,21 @@ def repeat_rows(x, copies: int):
     return jnp.repeat(x, copies, axis=0)
 
 
-def group_rows(data: dict, response_bt, mask_bt, logp_bt, group_size: int, version, **fields) -> Batch:
+def row_source(policy: str) -> int | None:
+    """The ``source_b`` of rows sampled by ``policy``: TEACHER for a frozen model of the run, None
+    (the policy's own rows, of version step or 0) for "current" and "reference"."""
+    return None if policy in ("current", "policy", "reference") else TEACHER
+
+
+def group_rows(data: dict, response_bt, mask_bt, logp_bt, group_size: int, version, source: int | None = None,
+               **fields) -> Batch:
     """G sampled responses per prompt as a Batch: rows k·G … k·G + G − 1 answer prompt k (its
     prompt repeated, ``group_b`` = k), the mask and the sampler's log-probs as float32 (Batch floats
-    are float32 whatever the model's dtype), every row's ``version_b`` = ``version``; ``fields``
-    are further Batch fields (``aux``)."""
+    are float32 whatever the model's dtype), every row's ``version_b`` = ``version`` and, unless
+    None, ``source_b`` = ``source``; ``fields`` are further Batch fields (``aux``)."""
     rows = response_bt.shape[0]
+    if source is not None:
+        fields["source_b"] = jnp.full((rows,), source, jnp.int32)
     return Batch(
         prompt_bp=repeat_rows(data["prompt_bp"], group_size),
         prompt_valid_bp=repeat_rows(data["prompt_valid_bp"], group_size),

@@ -8,8 +8,8 @@ from flax import nnx
 
 from polrl import sharding
 from polrl.collectors.context import (Context, check_rewards_shape, check_sampler, group_rows, host_rows, reads_reference,
-                                      repeat_rows, sampler, shapes)
-from polrl.core import EXPERT, Batch, Collector
+                                      repeat_rows, row_source, sampler, shapes)
+from polrl.core import GUIDED, SOURCE_NAMES, TEACHER, Batch, Collector, own_rows
 from polrl.rollout import SampleOutput, engine, sample
 from polrl.tasks import check_rewards
 
@@ -18,16 +18,25 @@ from polrl.tasks import check_rewards
 def rollout_metrics(batch: Batch) -> dict:
     """Reward, accuracy (reward ≥ 1), length and token counts of the policy's samples.
 
-    Expert rows (``source_b = EXPERT``) are left out of the reward/accuracy/length statistics.
+    Only the policy's unaided rows count (``core.own_rows``): expert, teacher and guided rows are
+    left out of the reward/accuracy/length statistics; with ``source_b``, teacher and guided rows
+    get their own ``teacher_reward_mean`` / ``teacher_accuracy`` / ``guided_…`` (0 without such rows).
     ``response_length_correct`` / ``_incorrect`` are the mean lengths of the right and the wrong
     samples (0 when a step has none: weight a step's value by ``accuracy`` / 1 − ``accuracy``
     to average over steps), the quantity length-bias claims are about.
     """
     length_b = batch.mask_bt.sum(-1)
-    rows_b = jnp.ones_like(batch.reward_b) if batch.source_b is None else (batch.source_b != EXPERT).astype(jnp.float32)
+    rows_b = own_rows(batch)
     mean = lambda x, w=rows_b: (x * w).sum() / jnp.maximum(w.sum(), 1.0)
     correct_b = (batch.reward_b >= 1.0).astype(jnp.float32)
+    guided = {}
+    if batch.source_b is not None:  # teacher and guided rows' own figures, beside the policy's
+        for source in (TEACHER, GUIDED):
+            w = (batch.source_b == source).astype(jnp.float32)
+            guided[f"{SOURCE_NAMES[source]}_reward_mean"] = mean(batch.reward_b, w)
+            guided[f"{SOURCE_NAMES[source]}_accuracy"] = mean(correct_b, w)
     return {
+        **guided,
         "reward_mean": mean(batch.reward_b),
         "accuracy": mean(correct_b),
         "response_length": mean(length_b),
@@ -57,7 +66,7 @@ def group_samples(ctx: Context, *, group_size: int | None = None, policy: str = 
     then drawn with per-request randomness (other draws than the lockstep decode's). The rows carry the sampler's
     log-probs (``behavior_logp_bt``) and ``version_b`` = the policy's step; ``policy =
     "reference"`` samples from the frozen reference instead, and the name of one of the run's
-    frozen models (``config.models``: a teacher) from that model (version 0). Rewards come from the
+    frozen models (``config.models``: a teacher) from that model (version 0, ``source_b`` = TEACHER). Rewards come from the
     task's device reward inside the compiled step, or — for a task with only a host reward —
     from decoding the samples and scoring the strings on the host (``host = True``: sampling
     and the update then run as two compiled calls with the verifier between them).
@@ -80,7 +89,7 @@ def group_samples(ctx: Context, *, group_size: int | None = None, policy: str = 
             out = served(graphdef, params, data["prompt_bp"], data["prompt_valid_bp"], rng)
         else:
             out = sample(graphdef, params, data["prompt_bp"], data["prompt_valid_bp"], rng, sampling, g)
-        return group_rows(data, out.response_bt, out.mask_bt, out.logp_bt, g, version)
+        return group_rows(data, out.response_bt, out.mask_bt, out.logp_bt, g, version, source=row_source(policy))
 
     def served(graphdef, params, prompt_bp, valid_bp, rng):
         model = nnx.merge(graphdef, sharding.reshard_for_rollout(params))
@@ -119,8 +128,9 @@ def group_samples(ctx: Context, *, group_size: int | None = None, policy: str = 
 
     def example(prompts):
         f32, i32 = jnp.float32, jnp.int32
+        source = {} if row_source(policy) is None else {"source_b": i32}
         return shapes(prompts * g, task.max_prompt_len, sampling.max_new_tokens, g, reward_b=f32,
-                      group_b=i32, behavior_logp_bt=f32, version_b=i32)
+                      group_b=i32, behavior_logp_bt=f32, version_b=i32, **source)
 
     return Collector(init=lambda prompts: (), collect=collect, example=example, needs=reads_reference(policy),
                      host=on_host)
