@@ -106,7 +106,10 @@ class TransformerConfig:
     ``param_dtype`` the storage dtype; ``remat`` rematerializes every block in the backward pass.
     ``logits_chunk_size`` > 0 makes the scoring forward (``polrl.train.steps.score``) apply the
     LM head to that many positions at a time, so [B, T, V] float32 logits never exist (0: all
-    at once). Gemma 2: ``post_norms``, ``attn_softcap``, ``final_softcap``,
+    at once). ``micro_batches`` > 1 runs every scoring forward (the update's, the reference's,
+    π_old's) over that many micro-batches of whole groups, one after another, each
+    rematerialised in the backward pass: gradient accumulation whose activations are one
+    micro-batch's, with the same loss and gradient as the whole minibatch (1: at once). Gemma 2: ``post_norms``, ``attn_softcap``, ``final_softcap``,
     ``query_pre_attn_scalar``, ``sliding_window`` + ``sliding_layers`` (see the module docstring).
     """
 
@@ -131,6 +134,7 @@ class TransformerConfig:
     rope_scaling: RopeScaling | None = None
     remat: bool = False
     logits_chunk_size: int = 0
+    micro_batches: int = 1
     post_norms: bool = False
     attn_softcap: float | None = None
     final_softcap: float | None = None
@@ -166,6 +170,9 @@ class TransformerConfig:
         if not isinstance(self.logits_chunk_size, int) or self.logits_chunk_size < 0:
             raise ValueError("TransformerConfig.logits_chunk_size must be an int >= 0 (0 = no "
                              f"chunking), got {self.logits_chunk_size!r}.")
+        if isinstance(self.micro_batches, bool) or not isinstance(self.micro_batches, int) or self.micro_batches < 1:
+            raise ValueError("TransformerConfig.micro_batches must be an int >= 1 (1 = the whole minibatch at once), "
+                             f"got {self.micro_batches!r}.")
         for name in ("attn_softcap", "final_softcap", "query_pre_attn_scalar"):
             value = getattr(self, name)
             if value is not None and value <= 0:

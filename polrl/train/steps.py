@@ -61,7 +61,7 @@ def _hidden_shared_prompt(model, batch: Batch):
 
 
 def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: bool = False, full_logits: bool = False,
-          chunk_size: int | None = None, mean_logp: bool = False) -> dict:
+          chunk_size: int | None = None, mean_logp: bool = False, micro_batches: int | None = None) -> dict:
     """One forward: per-response-token log-prob, entropy and (optionally) value and logits.
 
     The LM head runs only on the positions that predict response tokens (hidden states
@@ -76,11 +76,25 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
     ``mean_logp`` also returns ``mean_logp_bt``, the vocabulary mean of the log-probs at each
     position (``ops.mean_log_prob_from_logits``; the need ``"old_mean_logp"``), from the same LM-head
     pass (chunked as above when chunking is on).
+
+    ``micro_batches`` (None → ``model.config.micro_batches``; 1 → off) = m splits the rows into m
+    micro-batches of whole groups and scores them one after another (``jax.lax.map``), each under
+    ``jax.checkpoint``: the backward pass recomputes one micro-batch's forward at a time, so the
+    activations held are one micro-batch's. Every output row is the same function of the same
+    inputs, so values and gradients equal the unsplit forward's (up to summation order).
+    Micro-batch i holds groups i, i + m, i + 2m, …, so under a data-sharded mesh each spans
+    every device.
     """
     model = nnx.merge(graphdef, params)
+    config = getattr(model, "config", None)  # models without a config: no chunking, no micro-batches
+    micro = getattr(config, "micro_batches", 1) if micro_batches is None else micro_batches
+    kwargs = dict(temperature=temperature, values=values, full_logits=full_logits, chunk_size=chunk_size,
+                  mean_logp=mean_logp)
+    if micro > 1:
+        return _score_micro_batches(graphdef, params, batch, micro, kwargs)
     h = _hidden_shared_prompt(model, batch) if batch.group_size > 1 else _hidden_full(model, batch)
-    if chunk_size is None:  # the model's own setting (models without a config: unchunked)
-        chunk_size = getattr(getattr(model, "config", None), "logits_chunk_size", 0)
+    if chunk_size is None:
+        chunk_size = getattr(config, "logits_chunk_size", 0)
     if chunk_size and not full_logits:
         scores = ops.token_logp_and_entropy(
             h, model.logits, batch.response_bt, chunk_size=chunk_size, temperature=temperature, with_mean=mean_logp)
@@ -98,6 +112,32 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
     if full_logits:
         out["logits_btv"] = logits
     return out
+
+
+def _score_micro_batches(graphdef, params, batch: Batch, micro: int, kwargs: dict) -> dict:
+    """``score`` of ``batch`` in ``micro`` rematerialised micro-batches of whole groups (see there)."""
+    rows, g = batch.response_bt.shape[0], batch.group_size
+    if rows % (g * micro):
+        raise ValueError(f"model.micro_batches={micro} does not split the {rows // g} groups of {g} rows being "
+                         f"scored into equal micro-batches; pick a divisor of {rows // g} groups")
+
+    def split(x):  # [rows, …] → [micro, rows / micro, …]: micro-batch i holds groups i, i + micro, …
+        x = x.reshape(rows // (g * micro), micro, g, *x.shape[1:])
+        return jnp.swapaxes(x, 0, 1).reshape(micro, rows // micro, *x.shape[3:])
+
+    def merge(x):  # the inverse of ``split``
+        x = x.reshape(micro, rows // (g * micro), g, *x.shape[2:])
+        return jnp.swapaxes(x, 0, 1).reshape(rows, *x.shape[3:])
+
+    @jax.checkpoint
+    def one(params, prompt_bp, prompt_valid_bp, response_bt):
+        part = Batch(prompt_bp=prompt_bp, prompt_valid_bp=prompt_valid_bp, response_bt=response_bt,
+                     mask_bt=jnp.ones(response_bt.shape, jnp.float32), group_size=g)
+        return score(graphdef, params, part, micro_batches=1, **kwargs)
+
+    parts = jax.lax.map(lambda xs: one(params, *xs),
+                        (split(batch.prompt_bp), split(batch.prompt_valid_bp), split(batch.response_bt)))
+    return {k: merge(v) for k, v in parts.items()}
 
 
 def prepare(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, temperature: float = 1.0):
