@@ -229,3 +229,40 @@ def test_micro_batches_that_split_a_group_are_refused():
         steps.score(graphdef, params, batch(b=8, group_size=2))
     with pytest.raises(ValueError, match="micro_batches must be an int >= 1"):
         dataclasses.replace(CFG, micro_batches=0)
+
+
+# ----------------------------------------------------------------------------- attention kernels
+
+
+def test_dot_product_attention_equals_the_einsum_path():
+    """``attention_impl="dot_product"`` (jax.nn.dot_product_attention; XLA on a CPU) computes the
+    einsum path's logits and gradients — GQA (4 query heads, 2 KV heads), a left-padded row whose
+    pads see no key, q/k/v biases and a query_pre_attn_scalar. On a float64 model, so the only
+    difference is the fused path's float32 attention scores (jax's XLA composition accumulates
+    q·k in float32): relative 2⁻²⁴ per score, ≈ 1e-7 on the log-probs here, bounded by 1e-6."""
+    with jax.enable_x64(True):
+        base = dataclasses.replace(CFG, dtype=jnp.float64, param_dtype=jnp.float64, qkv_bias=True,
+                                   query_pre_attn_scalar=6.0)
+        b = batch(group_size=1)
+
+        def loss_and_scores(config):
+            graphdef, params = tiny_params(config, seed=0)
+
+            def loss(p):
+                out = steps.score(graphdef, p, b, values=True)
+                return jnp.sum(out["logp_bt"]) + jnp.sum(out["value_bt"]), out
+
+            return jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+
+        (_, fused), g_fused = loss_and_scores(dataclasses.replace(base, attention_impl="dot_product"))
+        (_, plain), g_plain = loss_and_scores(base)
+        for key in ("logp_bt", "value_bt"):
+            np.testing.assert_allclose(fused[key], plain[key], rtol=1e-6, atol=1e-6)
+        jax.tree.map(lambda a, b_: np.testing.assert_allclose(a, b_, rtol=1e-5, atol=1e-6), g_fused, g_plain)
+
+
+def test_bad_attention_impl_raises():
+    with pytest.raises(ValueError, match="attention_impl must be 'einsum' or 'dot_product'"):
+        dataclasses.replace(CFG, attention_impl="flash")
+    with pytest.raises(ValueError, match="cannot soft-cap"):
+        dataclasses.replace(CFG, attention_impl="dot_product", attn_softcap=50.0)

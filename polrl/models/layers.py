@@ -165,6 +165,11 @@ class Attention(nnx.Module):
 
     Keys are kept as [b,k,e,s] and values as [b,k,s,e] (the cache layout): both attention
     matmuls then batch over (b, k) with plain row-major operands, no transpose of the cache.
+
+    ``attention_impl = "dot_product"`` computes the same function with
+    ``jax.nn.dot_product_attention`` whenever the queries attend to their own keys (a forward
+    without a cache: training and scoring): cuDNN's fused flash kernel on a GPU where it applies,
+    XLA's composition elsewhere. Decoding against a cache keeps the einsum path (its layout).
     """
 
     def __init__(self, cfg, *, rngs: nnx.Rngs):
@@ -183,6 +188,7 @@ class Attention(nnx.Module):
             self.bk = param(rngs, zeros, (k, e), ("kv_heads", "head_dim"), pd)
             self.bv = param(rngs, zeros, (k, e), ("kv_heads", "head_dim"), pd)
         self.qkv_bias = cfg.qkv_bias
+        self.fused = cfg.attention_impl == "dot_product"
 
     def _project(self, x_btd: jax.Array, name: str) -> jax.Array:
         """x W_name (+ b_name) (+ LoRA update): [b,t,d] → [b,t,heads,e]."""
@@ -198,13 +204,19 @@ class Attention(nnx.Module):
         return k.transpose(0, 2, 3, 1), self._project(x_btd, "v").transpose(0, 2, 1, 3)
 
     def __call__(self, x_btd: jax.Array, rope_cs, k_bkes: jax.Array, v_bkse: jax.Array,
-                 visible_bts: jax.Array) -> jax.Array:
-        """Attend the queries of ``x_btd`` to keys [b,k,e,s] / values [b,k,s,e] where visible."""
+                 visible_bts: jax.Array, cached: bool = False) -> jax.Array:
+        """Attend the queries of ``x_btd`` to keys [b,k,e,s] / values [b,k,s,e] where visible
+        (``cached``: the keys are a cache's, not the queries' own)."""
         b, t, _ = x_btd.shape
         nk, e, s = k_bkes.shape[1:]
         assert v_bkse.shape == (b, nk, s, e), (v_bkse.shape, k_bkes.shape)
         assert visible_bts.shape == (b, t, s), (visible_bts.shape, (b, t, s))
         q = rope(self._project(x_btd, "q"), *rope_cs)
+        if self.fused and not cached:
+            out_bthe = jax.nn.dot_product_attention(
+                q, k_bkes.transpose(0, 3, 1, 2), v_bkse.transpose(0, 2, 1, 3), mask=visible_bts[:, None],
+                scale=1.0 / self.score_divisor)
+            return self._out(out_bthe.reshape(b, t, -1))
         q_bkgte = q.reshape(b, t, nk, -1, e).transpose(0, 2, 3, 1, 4)
         scores = jnp.einsum("bkgte,bkes->bkgts", q_bkgte, k_bkes,
                             preferred_element_type=wide(self.dtype)) / self.score_divisor
@@ -214,7 +226,10 @@ class Attention(nnx.Module):
         probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         out_bkgte = jnp.einsum("bkgts,bkse->bkgte", probs, v_bkse)
         # One 2-D matmul over the flattened (head, head_dim) axis: XLA keeps wo as is.
-        out_bt_he = out_bkgte.transpose(0, 3, 1, 2, 4).reshape(b, t, -1)
+        return self._out(out_bkgte.transpose(0, 3, 1, 2, 4).reshape(b, t, -1))
+
+    def _out(self, out_bt_he: jax.Array) -> jax.Array:
+        """The output projection of the heads' outputs [b,t,h·e]."""
         out = out_bt_he @ self.wo[...].astype(self.dtype).reshape(out_bt_he.shape[-1], -1)
         return _plus(out, lora_update(self, "wo", out_bt_he))
 

@@ -109,7 +109,10 @@ class TransformerConfig:
     at once). ``micro_batches`` > 1 runs every scoring forward (the update's, the reference's,
     π_old's) over that many micro-batches of whole groups, one after another, each
     rematerialised in the backward pass: gradient accumulation whose activations are one
-    micro-batch's, with the same loss and gradient as the whole minibatch (1: at once). Gemma 2: ``post_norms``, ``attn_softcap``, ``final_softcap``,
+    micro-batch's, with the same loss and gradient as the whole minibatch (1: at once).
+    ``attention_impl``: "einsum" (the explicit path, float32 scores) or "dot_product"
+    (``jax.nn.dot_product_attention`` in forwards without a cache: cuDNN flash attention on a
+    GPU, XLA elsewhere; not with ``attn_softcap``). Gemma 2: ``post_norms``, ``attn_softcap``, ``final_softcap``,
     ``query_pre_attn_scalar``, ``sliding_window`` + ``sliding_layers`` (see the module docstring).
     """
 
@@ -135,6 +138,7 @@ class TransformerConfig:
     remat: bool = False
     logits_chunk_size: int = 0
     micro_batches: int = 1
+    attention_impl: str = "einsum"
     post_norms: bool = False
     attn_softcap: float | None = None
     final_softcap: float | None = None
@@ -173,6 +177,12 @@ class TransformerConfig:
         if isinstance(self.micro_batches, bool) or not isinstance(self.micro_batches, int) or self.micro_batches < 1:
             raise ValueError("TransformerConfig.micro_batches must be an int >= 1 (1 = the whole minibatch at once), "
                              f"got {self.micro_batches!r}.")
+        if self.attention_impl not in ("einsum", "dot_product"):
+            raise ValueError(f"TransformerConfig.attention_impl must be 'einsum' or 'dot_product', "
+                             f"got {self.attention_impl!r}.")
+        if self.attention_impl == "dot_product" and self.attn_softcap is not None:
+            raise ValueError("TransformerConfig.attention_impl='dot_product' cannot soft-cap attention scores "
+                             "(attn_softcap, Gemma 2); use attention_impl='einsum'.")
         for name in ("attn_softcap", "final_softcap", "query_pre_attn_scalar"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -275,7 +285,7 @@ class Block(nnx.Module):
             k_cache, v_cache = cached_kv
             k = write_columns(k_cache, k.astype(k_cache.dtype), index, axis=3)
             v = write_columns(v_cache, v.astype(v_cache.dtype), index, axis=2)
-        attn = self.attn(h, rope_cs, k, v, visible_bts)
+        attn = self.attn(h, rope_cs, k, v, visible_bts, cached=cached_kv is not None)
         x_btd = x_btd + (self.post_attn_norm(attn) if self.post_norms else attn)
         mlp = self.mlp(self.mlp_norm(x_btd))
         return x_btd + (self.post_mlp_norm(mlp) if self.post_norms else mlp), (k, v)
