@@ -408,6 +408,41 @@ def programs_preference_block(arm: str) -> Callable[[], str]:
     return block
 
 
+def chain_preference_block(arm: str) -> Callable[[], str]:
+    """The chain arms of the preference benchmark (OPA-DPO and its baselines): their own warm start
+    and budget."""
+
+    def block() -> str:
+        t = _preference()
+        a, acc = t["arms"], t["acc"]
+        rs = a["chain_dpo_revised"] + a["chain_opa_dpo"] + a.get("chain_opa_dpo_no_anchor", [])
+        warm = ms([r["evals"][0]["eval/accuracy"] for r in a["chain_dpo_revised"]])
+        setup = ("benchmarks/preference.md, written by `python benchmarks/preference.py` from "
+                 f"benchmarks/results/preference.jsonl; {where(rs)}; held-out greedy exact match of the final answer on "
+                 f"500 prompts, the mean of a run's last 3 evaluations; every arm of a seed from chain_grpo's SFT warm "
+                 f"start of that seed; {rs[0]['budget']} steps (OPA-DPO: a tenth of them the SFT phase on revisions); "
+                 f"mean ± std over {seeds_phrase(r['seed'] for r in a['chain_opa_dpo'])}")
+        no_anchor = (f"; without the anchor {acc('chain_opa_dpo_no_anchor')}%" if a.get("chain_opa_dpo_no_anchor")
+                     else "")
+        paired = lambda arm, base: _paired(a[arm], a[base], preference_accuracy)
+        if arm == "chain_dpo_revised":
+            text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc('chain_dpo_revised')}% (OPA-DPO, the "
+                    f"same pairs after an SFT phase on the revisions, with the anchor: {acc('chain_opa_dpo')}%).")
+        else:
+            text = (f"Expected result ({setup}): SFT warm start {warm}% → {acc('chain_opa_dpo')}%{no_anchor}; DPO on the "
+                    f"same kind of pairs without the SFT phase and the anchor {acc('chain_dpo_revised')}% (paired "
+                    f"differences, OPA-DPO − DPO: {paired('chain_opa_dpo', 'chain_dpo_revised')} points).")
+        return para(text)
+
+    return block
+
+
+def preference_accuracy(run: dict) -> float:
+    from benchmarks import preference
+
+    return preference.accuracy(run)
+
+
 def readme_preference() -> str:
     t = _preference()
     acc, arms = t["acc"], t["arms"]
@@ -528,6 +563,9 @@ def guided_method_block(method: str) -> Callable[[], str]:
                     f"right / wrong pair of one prompt rightly {judge('verifier_pair_accuracy')}% of the time.")
         if method == "spark_self_reward":
             a = by_arm(results("guided_spark"))
+            if not (a.get("spark_self_reward") and a.get("spark_then_verifier")):
+                return ("Expected result: not measured yet (`python benchmarks/guided_spark.py --arms "
+                        "spark_self_reward,spark_then_verifier` writes it).")
             judged, verifier = a["spark_self_reward"], a["spark_then_verifier"]
             phase = lambda name: lambda r: r["phase_accuracy"][name]
             second = lambda rs, key: ms([r["phase_means"]["self_reward"][key] for r in rs])

@@ -19,6 +19,8 @@ model; this config uses it as one. ``benchmarks/guided_spark.py`` runs it beside
 phases with the verifier as phase 2's reward (``spark_then_verifier``).
 
 <!-- report: guided.spark_self_reward -->
+Expected result: not measured yet (`python benchmarks/guided_spark.py --arms
+spark_self_reward,spark_then_verifier` writes it).
 <!-- /report -->
 """
 import ml_collections

@@ -35,12 +35,12 @@ scripts/prm_accuracy.py does); score prefixes with ``polrl.search.scoring.prefix
 
 <!-- report: guided.prm -->
 Expected result (benchmarks/guided.md, written by `python benchmarks/guided.py` from
-benchmarks/results/guided.jsonl; CPU AMD EPYC; 2 seeds (0, 1); 200 held-out prompts, each step
-labelled by 16 completions): step accuracy 0.735 ± 0.074 (the constant label mean: 0.646 ± 0.134),
-Brier score 0.131 ± 0.032 (constant: 0.172 ± 0.026). Searching with it (2 seeds (0, 1)): the small
-policy 48.2 ± 11.7% greedy, weighted best-of-16 50.2 ± 14.5%, beam search N = 16 44.0 ± 10.6%; the
-compute-optimal choice within the FLOPs of a 9.8× larger policy decoding greedily (71.2 ± 17.3%)
-reaches 48.5 ± 9.2% at 0.55 ± 0.06× its FLOPs.
+benchmarks/results/guided.jsonl; CPU AMD EPYC; 3 seeds (0, 1, 2); 200 held-out prompts, each step
+labelled by 16 completions): step accuracy 0.761 ± 0.070 (the constant label mean: 0.657 ± 0.097),
+Brier score 0.125 ± 0.025 (constant: 0.175 ± 0.019). Searching with it (3 seeds (0, 1, 2)): the
+small policy 48.3 ± 8.3% greedy, weighted best-of-16 49.8 ± 10.3%, beam search N = 16 42.5 ± 7.9%;
+the compute-optimal choice within the FLOPs of a 9.8× larger policy decoding greedily (66.7 ± 14.6%)
+reaches 48.3 ± 6.5% at 0.46 ± 0.17× its FLOPs.
 <!-- /report -->
 
 What it shows: the run logs the cross-entropy and prm_step_accuracy / prm_brier on each step's
