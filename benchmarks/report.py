@@ -415,6 +415,9 @@ def chain_preference_block(arm: str) -> Callable[[], str]:
     def block() -> str:
         t = _preference()
         a, acc = t["arms"], t["acc"]
+        if not (a.get("chain_dpo_revised") and a.get("chain_opa_dpo")):
+            return ("Expected result: not measured yet (`python benchmarks/preference.py --arms "
+                    "chain_dpo_revised,chain_opa_dpo,chain_opa_dpo_no_anchor` writes it).")
         rs = a["chain_dpo_revised"] + a["chain_opa_dpo"] + a.get("chain_opa_dpo_no_anchor", [])
         warm = ms([r["evals"][0]["eval/accuracy"] for r in a["chain_dpo_revised"]])
         setup = ("benchmarks/preference.md, written by `python benchmarks/preference.py` from "
@@ -881,6 +884,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
                                                          "dno", "cdr_dpo", "light_r1", "dragon", "seppo",
                                                          "ra_dpo")},
     **{f"preference.{a}": programs_preference_block(a) for a in ("programs_grpo", "programs_gepo")},
+    **{f"preference.{a}": chain_preference_block(a) for a in ("chain_dpo_revised", "chain_opa_dpo")},
     **{f"guided.{a}": guided_block(a) for a in ("prm", "mcts_dpo")},
     **{f"guided.{m}": guided_method_block(m) for m in ("spark", "spark_self_reward", "digi_q", "dialtree_rpo")},
     "multiply.flow_grpo": multiply_block("tool"),

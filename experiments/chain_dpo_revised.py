@@ -13,8 +13,12 @@ one scratchpad for each of 64 prompts from the frozen warm model (the DPO refere
 programmatic expert (``polrl.collectors.revised_pairs``) keeps it up to its first wrong step and
 rewrites the rest; scratchpads already right give ties.
 
-Expected result: not measured by a benchmark yet (no report block). What it shows: plain DPO on
-revised own responses, against which chain_opa_dpo measures what the OPA phase and the anchor add.
+<!-- report: preference.chain_dpo_revised -->
+Expected result: not measured yet (`python benchmarks/preference.py --arms chain_dpo_revised,chain_opa_dpo,chain_opa_dpo_no_anchor` writes it).
+<!-- /report -->
+
+What it shows: plain DPO on revised own responses, against which chain_opa_dpo measures what the
+OPA phase and the anchor add.
 """
 import ml_collections
 

@@ -23,9 +23,14 @@ total_steps = 400 steps like chain_grpo's RL phase:
 The comparison the paper makes — DPO on the same revised pairs without OPA's alignment phase and
 anchor — is experiments/chain_dpo_revised.py.
 
-Expected result: not measured by a benchmark yet (no report block). What it shows: whether
-aligning the policy to the expert's revisions before DPO, and anchoring the revision's likelihood,
-helps over plain DPO on the same on-policy revised pairs (chain_dpo_revised) and over the warm start.
+<!-- report: preference.chain_opa_dpo -->
+Expected result: not measured yet (`python benchmarks/preference.py --arms chain_dpo_revised,chain_opa_dpo,chain_opa_dpo_no_anchor` writes it).
+<!-- /report -->
+
+What it shows: whether aligning the policy to the expert's revisions before DPO, and anchoring
+the revision's likelihood, helps over plain DPO on the same on-policy revised pairs
+(chain_dpo_revised) and over the warm start; the benchmark's ``chain_opa_dpo_no_anchor`` arm
+(``algorithm_kwargs.anchor_coef=0``) tells the anchor's share from the alignment phase's.
 """
 import ml_collections
 
