@@ -85,8 +85,9 @@ def distillation_divergence(*, beta: float = 0.5, temperature: float = 1.0) -> T
         if teacher.shape != student.shape:
             raise ValueError(f"distillation_divergence: the teacher's logits {teacher.shape} and the student's "
                              f"{student.shape} differ; the teacher must share the student's vocabulary")
-        teacher_logp = jax.nn.log_softmax(jax.lax.stop_gradient(teacher).astype(jnp.float32) / temperature, axis=-1)
-        student_logp = jax.nn.log_softmax(student.astype(jnp.float32) / temperature, axis=-1)
+        dtype = jnp.promote_types(student.dtype, jnp.float32)  # float32 at least; float64 stays float64
+        teacher_logp = jax.nn.log_softmax(jax.lax.stop_gradient(teacher).astype(dtype) / temperature, axis=-1)
+        student_logp = jax.nn.log_softmax(student.astype(dtype) / temperature, axis=-1)
         loss_bt = generalized_jsd(teacher_logp, student_logp, beta)
         sg_student = jax.lax.stop_gradient(student_logp)
         m = batch.mask_bt

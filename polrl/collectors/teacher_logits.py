@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from polrl.collectors.context import Context, check_named_model, named_model, reads_reference
+from polrl.collectors.context import Context, check_named_model, named_model, policy_template, reads_reference
 from polrl.core import Collector
 from polrl.train.steps import score
 
@@ -35,7 +35,7 @@ def with_teacher_logits(teacher: str = "teacher"):
             raise ValueError("with_teacher_logits: the inner collector runs on the host; score rows from a device "
                              "collector (e.g. group_samples)")
         check_named_model(ctx, teacher, "gkd: teacher", value_head=False)
-        vocab = ctx.task.tokenizer.vocab_size
+        template = policy_template(ctx, "with_teacher_logits")
 
         def collect(cstate, state, data, rng):
             batch, cstate, metrics = inner.collect(cstate, state, data, rng)
@@ -48,9 +48,9 @@ def with_teacher_logits(teacher: str = "teacher"):
 
         def example(prompts):
             batch = inner.example(prompts)
-            rows, width = batch.response_bt.shape
-            logits = jax.ShapeDtypeStruct((rows, width, vocab), jnp.float32)
-            return batch.replace(aux={**batch.aux, "teacher_logits_btv": logits})
+            logits = jax.eval_shape(lambda params, rows: score(ctx.graphdef, params, rows, full_logits=True)["logits_btv"],
+                                    template, batch)  # [B, T, V]: the teacher shares the student's vocabulary
+            return batch.replace(aux={**batch.aux, "teacher_logits_btv": jax.ShapeDtypeStruct(logits.shape, jnp.float32)})
 
         return inner._replace(collect=collect, example=example, needs=inner.needs | reads_reference(teacher))
 
