@@ -62,8 +62,8 @@ KNOWN_NEEDS = frozenset({"ref_logp", "values", "old_logp", "logits", "kl_to_old"
 # Where a row of a Batch comes from (``Batch.source_b``): the policy's own sample of this step
 # (ON_POLICY) or of an earlier version (REPLAY), a labelled answer with no sampling policy
 # (EXPERT), a sample of another model of the run (TEACHER: a frozen model of ``config.models``),
-# or the policy's sample under guidance the evaluation never gives (GUIDED: a hint or a borrowed
-# prefix in its context).
+# or the policy's sample under guidance the evaluation never gives (GUIDED: e.g. a hint in its
+# prompt).
 ON_POLICY, EXPERT, REPLAY, TEACHER, GUIDED = 0, 1, 2, 3, 4
 SOURCE_NAMES = {ON_POLICY: "on_policy", EXPERT: "expert", REPLAY: "replay", TEACHER: "teacher", GUIDED: "guided"}
 

@@ -23,8 +23,8 @@ Two pure functions the update step calls for every algorithm (no per-algorithm c
       computed in log space: ``exp(2·lse(log W) − lse(2·log W) − log N)``. 1 means on-policy.
     A minibatch without loss-bearing tokens reports 1 for all four (the on-policy values).
     With ``source_b`` the same four are reported apart for teacher rows (``teacher_is_ratio_mean``
-    …: π_θ against the teacher that sampled them) and guided rows (``guided_…``: π_θ without the
-    guidance, as the update scores them, against the policy with it).
+    …: π_θ against the teacher that sampled them) and guided rows (``guided_…``: π_θ as the update
+    scores them, in the context the collector gave them, against the policy that sampled them).
 
 Clip and gate fractions come from the objectives themselves (``clip_frac``, ``gate_frac`` …).
 """
