@@ -9,7 +9,8 @@ Model: 5-layer decoder, d_model 256, 8 heads / 4 KV heads, MLP 768, the 64-entry
 
 Launch (CPU; writes runs/chain_sft_large/checkpoints/sft_warmup, which chain_gkd reads):
   python -m polrl.launch --config experiments/chain_sft_large.py --workdir runs/chain_sft_large
-Smoke (seconds, run by the test suite):
+Smoke (seconds, run by the test suite; the tiny smoke model, and one GRPO step after the warm-up so
+that the main phase writes a checkpoint as every smoke run does):
   python -m polrl.launch --config experiments/chain_sft_large.py:smoke --workdir /tmp/polrl/chain_sft_large_smoke
 
 Expected result: not measured yet by this config's own benchmark; the same model and warm start
@@ -26,5 +27,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = chain_grpo.get_config(arg)
     if arg != "smoke":
         c.model.update(**LARGE)
-    c.total_steps = 0
+    c.total_steps = 1 if arg == "smoke" else 0
     return c
