@@ -27,7 +27,8 @@ the noun's ``collector``; the student's logits come from the update's scoring fo
 INFERRED: β = 0 and β = 1 are read as the limits' divergences themselves (forward KL and reverse
 KL, unscaled), since JSD(β) vanishes there; JSD(β) in between is not rescaled. The fixed data set
 of the λ < 1 branch is the teacher's samples of the step's prompts (drawn each step, at the
-rollout temperature). The distillation temperature divides both models' logits (default 1).
+rollout temperature). The distillation temperature divides both models' logits (default 1). The
+learning rate (3e-4, AdamW) is chain_grpo's, not the paper's (Adafactor on T5 models).
 """
 from __future__ import annotations
 
