@@ -15,7 +15,9 @@ step (16 × 8 samples) and learning rate:
 The teacher is the seed's ``experiments/chain_sft_large.py`` run (chain_grpo's warm start on a
 5-layer, d_model 256 model): copied from ``--teacher_from``/large_seed<seed> when that run is
 complete (the large_sft arm of ``benchmarks/guided.py`` trains the same config), else trained here.
-The student's warm start is likewise copied from ``--warm_from``/warm_seed<seed> when present.
+The student's warm start is trained here, or copied from ``--warm_from``/warm_seed<seed> when that
+option names a folder holding it (a chain_grpo warm start of benchmarks/guided.py's workdir; seed 0's
+records were run with ``--warm_from /tmp/polrl_bench_guided/chain``).
 
 Each run is evaluated every ``--eval_every`` steps on the 500 held-out prompts (greedy exact match);
 its accuracy is the mean of its last ``LAST_EVALS`` evaluations. The teacher's accuracy is its own
@@ -112,9 +114,11 @@ def run_arm(arm: str, seed: int, steps: int, eval_every: int, base: pathlib.Path
 
 def render(records: list[dict]) -> str:
     """A markdown table: one row per run, the seed mean ± std of each arm, and the paired
-    difference GKD − supervised KD."""
+    difference GKD − supervised KD. The KL column is the mean forward KL per token over the last
+    tenth of the steps, on the rows each arm trains on (the student's samples for gkd, the
+    teacher's for supervised_kd), so the two arms' values are not on the same rows."""
     pct = lambda x: f"{100 * x:.1f}%"
-    rows = ["| arm | seed | steps | teacher | warm start | held-out accuracy | KL(teacher ‖ student), last tenth |",
+    rows = ["| arm | seed | steps | teacher | warm start | held-out accuracy | KL(teacher ‖ student) on the trained rows, last tenth |",
             "|" + "---|" * 7]
     tail = lambda r: (lambda xs: statistics.mean(xs[-max(1, len(xs) // 10):]) if xs else None)(
         r["series"].get("gkd_forward_kl", []))
@@ -146,8 +150,8 @@ def main(argv=None) -> None:
     p.add_argument("--workdir", default="/tmp/polrl_bench_guided_distill")
     p.add_argument("--teacher_from", default="/tmp/polrl_bench_guided",
                    help="where finished teacher runs large_seed<seed> are copied from (benchmarks/guided.py's workdir)")
-    p.add_argument("--warm_from", default="/tmp/polrl_bench_guided/chain",
-                   help="where finished student warm starts warm_seed<seed> are copied from")
+    p.add_argument("--warm_from", default="",
+                   help="where finished student warm starts warm_seed<seed> are copied from ('' = train them here)")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "guided_distill.jsonl"))
     args = p.parse_args(argv)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
@@ -160,7 +164,8 @@ def main(argv=None) -> None:
     for seed in args.seeds:
         if all((arm, seed) in have for arm in arms):
             continue
-        student_warm_start(seed, base, pathlib.Path(args.warm_from))
+        if args.warm_from:
+            student_warm_start(seed, base, pathlib.Path(args.warm_from))
         teacher = teacher_run(seed, base, pathlib.Path(args.teacher_from))
         for arm in arms:
             if (arm, seed) in have:
