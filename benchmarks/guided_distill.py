@@ -17,7 +17,8 @@ The teacher is the seed's ``experiments/chain_sft_large.py`` run (chain_grpo's w
 complete (the large_sft arm of ``benchmarks/guided.py`` trains the same config), else trained here.
 The student's warm start is trained here, or copied from ``--warm_from``/warm_seed<seed> when that
 option names a folder holding it (a chain_grpo warm start of benchmarks/guided.py's workdir; seed 0's
-records were run with ``--warm_from /tmp/polrl_bench_guided/chain``).
+records were run with ``--warm_from /tmp/polrl_bench_guided/chain``, seed 1's with the same config's
+warm start from ``--warm_from /tmp/polrl_bench_guided_ghpo``).
 
 Each run is evaluated every ``--eval_every`` steps on the 500 held-out prompts (greedy exact match);
 its accuracy is the mean of its last ``LAST_EVALS`` evaluations. The teacher's accuracy is its own
