@@ -166,6 +166,7 @@ ALL_NOUNS = {
     "process_reward_model",
     "digi_q",
     "dialtree_rpo",
+    "gkd",
 }
 
 

@@ -105,6 +105,8 @@ CASES = {
     "with_expert_rows": _wrapped(collectors.with_expert_rows(1)),
     "dynamic_sampling": _wrapped(collectors.dynamic_sampling(2)),
     "with_greedy_baseline": _wrapped(collectors.with_greedy_baseline()),
+    "with_hints": _wrapped(collectors.with_hints((0.5,))),
+    "hinted_groups": functools.partial(collectors.hinted_groups, hint_ratios=(0.25, 0.75)),
     "with_replay": _wrapped(collectors.with_replay(capacity=4, num_replay=1)),
     "with_score_position": _wrapped(collectors.with_score_position()),
     "with_density_ratio": lambda ctx: collectors.with_density_ratio("strong", "weak", strong_prefix=[3])(
@@ -117,6 +119,8 @@ CASES = {
     "with_judge_rows": lambda ctx: _wrapped(collectors.with_judge_rows())(_with_chars(ctx)),
     "with_self_judge": lambda ctx: _wrapped(collectors.with_self_judge())(_with_chars(ctx)),
     "stale": lambda ctx: collectors.stale(2)(collectors.group_samples(ctx), ctx),
+    "with_teacher_logits": _wrapped(collectors.with_teacher_logits("strong")),
+    "with_student_fraction": _wrapped(collectors.with_student_fraction("strong", 0.5)),
     "checkpoint_pool": lambda ctx: collectors.checkpoint_pool(ctx, pool_size=2, refresh_every=1),
     "turns": lambda ctx: collectors.turns(ctx, env=_ECHO, max_turns=2, turn_tokens=2),
     "step_labels": lambda ctx: collectors.step_labels(_with_steps(ctx), continuations=2, max_steps=2),

@@ -12,6 +12,7 @@ scored by the verifier), ``preference_pairs`` (best vs worst of G samples), ``of
 ``mcts_pairs`` (MCTS-DPO: step-level pairs, highest- vs lowest-Q child of each node of a tree search).
 ``step_labels`` (Math-Shepherd: the reference's samples with Monte-Carlo labels of their steps, for a PRM).
 ``dialogue_tree`` (DialTree-RPO: an attacker's dialogues with a frozen target model, branched at every turn and pruned).
+``hinted_groups`` (GHPO: ``group_samples`` with ``with_hints``, the beginning of the labelled answer after the prompts no sample solves).
 Wrappers: ``with_expert_rows`` (labelled answers in every group: CHORD, RL-PLUS),
 ``with_judge_rows`` (SPARK: the step's samples recycled into judge rows for the same model),
 ``with_self_judge`` (the policy's own verdict π("y" | x ++ y ++ " ok?") as the reward),
@@ -24,6 +25,8 @@ ratio of a strong over a weak frozen policy as the reward, the config's ``densit
 ``with_distributional_reward`` (DRAGON: each group scored as a set against exemplar sets, the
 leave-one-out change of the set score as each sample's reward: the ``dragon`` noun),
 ``with_reward_goals`` (RA-DPO: each pair relabelled into two goal-conditioned pairs: the ``ra_dpo`` noun).
+``with_teacher_logits`` (a frozen teacher's logits at every response position) and ``with_student_fraction``
+(the student's samples with probability λ, else the teacher's): GKD, the ``gkd`` noun.
 
 A collector that reads another model than the policy takes the model's name (a run's frozen
 models are ``Context.models`` / ``PolicyState.models``, from ``config.models``; "reference" is the
@@ -37,6 +40,7 @@ from polrl.collectors.demonstrations import demonstration_batch, demonstrations
 from polrl.collectors.dynamic_sampling import dynamic_sampling, keep_informative_groups
 from polrl.collectors.expert_rows import with_expert_rows
 from polrl.collectors.greedy_baseline import with_greedy_baseline
+from polrl.collectors.hints import hinted_groups, with_hints
 from polrl.collectors.judge_rows import with_judge_rows, with_self_judge
 from polrl.collectors.offline_pairs import offline_pairs, offline_unpaired
 from polrl.collectors.group_samples import group_samples, rollout_metrics
@@ -48,6 +52,8 @@ from polrl.collectors.reward_goals import with_reward_goals
 from polrl.collectors.reward_model import with_reward_model
 from polrl.collectors.score_position import with_score_position
 from polrl.collectors.stale import stale
+from polrl.collectors.student_fraction import with_student_fraction
+from polrl.collectors.teacher_logits import with_teacher_logits
 from polrl.collectors.step_labels import step_labels
 from polrl.collectors.step_candidates import step_candidates
 from polrl.collectors.tree import tree
@@ -65,6 +71,7 @@ __all__ = [
     "dialogue_tree",
     "dynamic_sampling",
     "group_samples",
+    "hinted_groups",
     "keep_informative_groups",
     "mcts_pairs",
     "offline_pairs",
@@ -81,12 +88,15 @@ __all__ = [
     "with_distributional_reward",
     "with_expert_rows",
     "with_greedy_baseline",
+    "with_hints",
     "with_judge_rows",
     "with_replay",
     "with_reward_goals",
     "with_reward_model",
     "with_score_position",
     "with_self_judge",
+    "with_student_fraction",
+    "with_teacher_logits",
 ]
 
 
