@@ -272,6 +272,13 @@ COMPANIONS = {
                         "the tree over dialogue turns against the same attacker trained on independent dialogues at "
                         "the same target-call budget; held-out goals, greedy attacker, no tree "
                         "(`benchmarks/guided_dialtree.py`):", "table"),
+    "guided_ghpo": ("GHPO (arXiv 2507.10628) on the chain task: GRPO whose all-fail groups are sampled again with a "
+                    "growing prefix of the labelled solution in the prompt, against GRPO at the same steps; held-out "
+                    "prompts answered without hints (`benchmarks/guided_ghpo.py`):", "render"),
+    "guided_distill": ("On-policy distillation (GKD, arXiv 2306.13649) on the chain task: the chain_grpo student "
+                       "trained on its own samples toward a larger SFT teacher's token distributions, against the same "
+                       "divergence on the teacher's samples (supervised KD) and GRPO on the verifier, same steps "
+                       "(`benchmarks/guided_distill.py`):", "render"),
 }
 # (script, arm, baseline, the run's score, "better" | "parity", claim), judged like the claims above
 COMPANION_CLAIMS = (
@@ -285,6 +292,10 @@ COMPANION_CLAIMS = (
      "Digi-Q: a TD critic with best-of-N extraction beats critic-free filtered BC (arXiv 2502.15760)"),
     ("guided_dialtree", "dialtree_rpo", "no_tree", "success", "better",
      "DialTree-RPO: the dialogue tree beats independent dialogues at equal target calls (arXiv 2510.02286)"),
+    ("guided_ghpo", "ghpo", "grpo", "accuracy", "better",
+     "GHPO: hints for the prompts no sample solves beat GRPO at the same steps (arXiv 2507.10628)"),
+    ("guided_distill", "gkd", "supervised_kd", "accuracy", "better",
+     "GKD: distilling on the student's own samples beats the same divergence on the teacher's (arXiv 2306.13649)"),
 )
 
 

@@ -47,6 +47,12 @@ def ms(xs, scale: float = 100.0, digits: int = 1) -> str:
     return mean_std(xs, scale, digits)
 
 
+def percent(xs) -> str:
+    """``ms(xs)`` with its percent sign after the number ("50.0% (1 seed)", "55.0 ± 7.1%")."""
+    text = ms(xs)
+    return text.replace(" (1 seed)", "% (1 seed)") if len(xs) == 1 else f"{text}%"
+
+
 def seeds_phrase(seeds) -> str:
     seeds = sorted(seeds)
     return f"seed {seeds[0]} only" if len(seeds) == 1 else f"{len(seeds)} seeds ({', '.join(map(str, seeds))})"
@@ -583,6 +589,31 @@ def guided_method_block(method: str) -> Callable[[], str]:
                     f"phase the verdict P(\"y\") > ½ agrees with the verifier on {second(judged, 'self_judge_agreement')}% "
                     f"of the samples, whose sampled accuracy is {second(judged, 'accuracy')}% (with the verifier as the "
                     f"reward: {second(verifier, 'accuracy')}%).")
+        if method == "ghpo":
+            a = by_arm(results("guided_ghpo"))
+            ghpo, grpo = a["ghpo"], a["grpo"]
+            hints = lambda key: ms([r["hints"][key] for r in ghpo])
+            return (f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_ghpo.py`; raw: "
+                    f"benchmarks/results/guided_ghpo.jsonl; {where(ghpo)}; {ghpo[0]['budget']} steps of this config and of "
+                    f"chain_grpo.py from each seed's SFT warm start, {seeds_phrase(r['seed'] for r in ghpo)}; held-out "
+                    f"greedy exact match of the final answer on 500 prompts, answered without hints, each run's mean of "
+                    f"its last 3 evaluations): warm start {ms([r['warm_accuracy'] for r in ghpo])}% → GHPO "
+                    f"{ms([acc(r) for r in ghpo])}%, GRPO {ms([acc(r) for r in grpo])}% (paired differences "
+                    f"{_paired(ghpo, grpo, acc)} points). Over training {hints('hinted_frac')}% of the groups were sampled "
+                    f"again with a hint, and {hints('hinted_solved')}% of those hinted groups had a right sample.")
+        if method == "gkd":
+            a = by_arm(results("guided_distill"))
+            gkd, skd, grpo = a["gkd"], a.get("supervised_kd", []), a.get("grpo", [])
+            others = "; ".join(part for part in (
+                f"supervised KD (the same divergence on the teacher's samples) {percent([acc(r) for r in skd])}" if skd else "",
+                f"GRPO on the verifier {percent([acc(r) for r in grpo])}" if grpo else "") if part)
+            return (f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_distill.py`; raw: "
+                    f"benchmarks/results/guided_distill.jsonl; {where(gkd)}; {gkd[0]['budget']} steps from each seed's "
+                    f"chain_grpo SFT warm start with that seed's chain_sft_large teacher, "
+                    f"{seeds_phrase(r['seed'] for r in gkd)}; held-out greedy exact match of the final answer on 500 "
+                    f"prompts, each run's mean of its last 3 evaluations): teacher "
+                    f"{ms([r['teacher_accuracy'] for r in gkd])}%, student warm start "
+                    f"{ms([r['warm_accuracy'] for r in gkd])}% → GKD {ms([acc(r) for r in gkd])}%; {others}.")
         if method == "digi_q":
             a = by_arm(results("guided_digi_q"))
             td, mc, bc = a["digi_q"], a.get("digi_q_mc", []), a["filtered_bc"]
@@ -886,7 +917,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     **{f"preference.{a}": programs_preference_block(a) for a in ("programs_grpo", "programs_gepo")},
     **{f"preference.{a}": chain_preference_block(a) for a in ("chain_dpo_revised", "chain_opa_dpo")},
     **{f"guided.{a}": guided_block(a) for a in ("prm", "mcts_dpo")},
-    **{f"guided.{m}": guided_method_block(m) for m in ("spark", "spark_self_reward", "digi_q", "dialtree_rpo")},
+    **{f"guided.{m}": guided_method_block(m) for m in ("spark", "spark_self_reward", "digi_q", "dialtree_rpo", "ghpo",
+                                                       "gkd")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),
     **{f"arithmetic.{n}": arithmetic_noun(n) for n in (
