@@ -646,7 +646,8 @@ def guided_method_block(method: str) -> Callable[[], str]:
 def readme_guided_methods() -> str:
     """The README row of the guided benchmark's companion methods (SPARK, Digi-Q, DialTree-RPO)."""
     acc = lambda rs: ms([last_evals_mean(r, 3) for r in rs])
-    spark, digi, tree = (by_arm(results(name)) for name in ("guided_spark", "guided_digi_q", "guided_dialtree"))
+    spark, digi, tree, ghpo, distill = (by_arm(results(name)) for name in (
+        "guided_spark", "guided_digi_q", "guided_dialtree", "guided_ghpo", "guided_distill"))
     parts = []
     if spark.get("spark") and spark.get("grpo"):
         ablation = (f", without the reflection rows' labelled answers {acc(spark['spark_no_reflection'])}%"
@@ -664,11 +665,20 @@ def readme_guided_methods() -> str:
         success = lambda rs: ms([r["success"] for r in rs])
         parts.append(f"DialTree-RPO held-out success {success(tree['dialtree_rpo'])}% vs {success(tree['no_tree'])}% "
                      f"without the tree ({seeds_phrase(r['seed'] for r in tree['dialtree_rpo'])})")
+    if ghpo.get("ghpo") and ghpo.get("grpo"):
+        parts.append(f"GHPO {acc(ghpo['ghpo'])}% vs GRPO {acc(ghpo['grpo'])}% ({seeds_phrase(r['seed'] for r in ghpo['ghpo'])})")
+    if distill.get("gkd"):
+        skd = (f", supervised KD {percent([last_evals_mean(r, 3) for r in distill['supervised_kd']])}"
+               if distill.get("supervised_kd") else "")
+        parts.append(f"GKD {acc(distill['gkd'])}%{skd} ({seeds_phrase(r['seed'] for r in distill['gkd'])})")
     if not parts:
         return ""
-    return ("| `experiments/arithmetic_spark.py`, `chain_digi_q.py`, `target_says_dialtree_rpo.py` | SPARK (the policy "
-            "also trained as a judge of its own samples), Digi-Q (a TD critic on frozen features, best-of-N extraction), "
-            "DialTree-RPO (tree search over dialogue turns against a frozen target) against their papers' baselines | "
+    return ("| `experiments/arithmetic_spark.py`, `arithmetic_spark_self_reward.py`, `chain_digi_q.py`, "
+            "`target_says_dialtree_rpo.py`, `chain_ghpo.py`, `chain_gkd.py` | SPARK (the policy "
+            "also trained as a judge of its own samples, then that judge as the reward), Digi-Q (a TD critic on frozen "
+            "features, best-of-N extraction), DialTree-RPO (tree search over dialogue turns against a frozen target), "
+            "GHPO (hints for the prompts no sample solves), GKD (on-policy distillation from a larger teacher) against "
+            "their papers' baselines | "
             + "; ".join(parts) + " ([`benchmarks/guided.md`](benchmarks/guided.md)) |")
 
 

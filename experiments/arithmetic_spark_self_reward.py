@@ -21,12 +21,12 @@ phases with the verifier as phase 2's reward (``spark_then_verifier``).
 <!-- report: guided.spark_self_reward -->
 Expected result (benchmarks/guided.md, from `python benchmarks/guided_spark.py`; raw:
 benchmarks/results/guided_spark.jsonl; CPU AMD EPYC; 300 SPARK steps then 150 GRPO steps from each
-seed's SFT warm start, 2 seeds (0, 1); held-out greedy exact match on 500 prompts, each phase's mean
-of its last 3 evaluations, mean ± std): after SPARK 63.8 ± 9.7%; after the phase rewarded by the
-policy's own verdict 3.8 ± 3.7%, after the same phase rewarded by the verifier 68.3 ± 9.6% (paired
-differences -60.3, -68.6 points). Over the judged phase the verdict P("y") > ½ agrees with the
-verifier on 21.9 ± 9.8% of the samples, whose sampled accuracy is 16.3 ± 4.0% (with the verifier as
-the reward: 81.1 ± 1.4%).
+seed's SFT warm start, 3 seeds (0, 1, 2); held-out greedy exact match on 500 prompts, each phase's
+mean of its last 3 evaluations, mean ± std): after SPARK 61.4 ± 8.0%; after the phase rewarded by
+the policy's own verdict 2.7 ± 3.3%, after the same phase rewarded by the verifier 68.3 ± 9.6%
+(paired differences -60.3, -68.6 points). Over the judged phase the verdict P("y") > ½ agrees with
+the verifier on 33.5 ± 21.2% of the samples, whose sampled accuracy is 15.6 ± 3.1% (with the
+verifier as the reward: 81.1 ± 1.4%).
 <!-- /report -->
 """
 import ml_collections

@@ -1,5 +1,5 @@
-"""GKD on the chain task: the chain_grpo student distilled on its own samples from a 9.8× larger
-teacher, by the generalized Jensen–Shannon divergence of the two models' token distributions.
+"""GKD on the chain task: the chain_grpo student distilled on its own samples from a teacher about ten times
+larger, by the generalized Jensen–Shannon divergence of the two models' token distributions.
 
 GKD ("On-Policy Distillation of Language Models: Learning from Self-Generated Mistakes", arXiv
 2306.13649): every step the student samples its answers to 16 prompts (8 samples each), the frozen

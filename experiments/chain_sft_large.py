@@ -1,4 +1,4 @@
-"""The chain task's SFT warm start on a model about 9.8× larger than chain_grpo's: the teacher of
+"""The chain task's SFT warm start on a model about ten times larger than chain_grpo's: the teacher of
 experiments/chain_gkd.py.
 
 The same demonstrations, steps, batch and learning rate as chain_grpo's warm start (500 labelled
