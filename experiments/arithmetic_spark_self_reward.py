@@ -23,10 +23,10 @@ Expected result (benchmarks/guided.md, from `python benchmarks/guided_spark.py`;
 benchmarks/results/guided_spark.jsonl; CPU AMD EPYC; 300 SPARK steps then 150 GRPO steps from each
 seed's SFT warm start, 3 seeds (0, 1, 2); held-out greedy exact match on 500 prompts, each phase's
 mean of its last 3 evaluations, mean ± std): after SPARK 61.4 ± 8.0%; after the phase rewarded by
-the policy's own verdict 2.7 ± 3.3%, after the same phase rewarded by the verifier 68.3 ± 9.6%
-(paired differences -60.3, -68.6 points). Over the judged phase the verdict P("y") > ½ agrees with
-the verifier on 33.5 ± 21.2% of the samples, whose sampled accuracy is 15.6 ± 3.1% (with the
-verifier as the reward: 81.1 ± 1.4%).
+the policy's own verdict 2.7 ± 3.3%, after the same phase rewarded by the verifier 64.6 ± 9.3%
+(paired differences -60.3, -68.6, -56.9 points). Over the judged phase the verdict P("y") > ½ agrees
+with the verifier on 33.5 ± 21.2% of the samples, whose sampled accuracy is 15.6 ± 3.1% (with the
+verifier as the reward: 80.4 ± 1.6%).
 <!-- /report -->
 """
 import ml_collections
