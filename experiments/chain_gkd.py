@@ -31,7 +31,7 @@ benchmarks/results/guided_distill.jsonl; CPU AMD EPYC; 200 steps from each seed'
 warm start with that seed's chain_sft_large teacher, 2 seeds (0, 1); held-out greedy exact match of
 the final answer on 500 prompts, each run's mean of its last 3 evaluations): teacher 70.5 ± 14.0%,
 student warm start 47.7 ± 8.1% → GKD 74.4 ± 4.9%; supervised KD (the same divergence on the
-teacher's samples) 77.2% (1 seed); GRPO on the verifier 56.4 ± 9.4%.
+teacher's samples) 71.2 ± 8.5%; GRPO on the verifier 56.4 ± 9.4%.
 <!-- /report -->
 """
 import pathlib
