@@ -14,6 +14,12 @@ mesh axes are unused in that array and whose size divides the dimension wins, an
 no fitting rule is replicated (INFERRED design choice: a dimension the axis does not divide,
 e.g. one KV head over tensor = 2, is replicated rather than padded).
 
+Mixture-of-experts weights (``polrl.models.moe``) carry an ``expert`` axis, which both rule sets
+map to an ``expert`` mesh axis (expert parallelism). The meshes ``make_mesh`` builds have no
+such axis, and a rule whose mesh axes a mesh lacks is skipped, so there the experts are
+replicated over that dimension (their ``embed`` / ``mlp`` axes split as usual); a mesh built
+with an ``expert`` axis (``jax.make_mesh``, passed to ``Layout``) splits them.
+
 Two rule sets: ``UPDATE_RULES`` (parameters at rest and during the update: FSDP × tensor) and
 ``ROLLOUT_RULES`` (parameters while sampling: tensor parallel only, replicated over data and
 fsdp, so the decode loop does not all-gather weights at every token). The sampler reshards
@@ -51,6 +57,7 @@ UPDATE_RULES: Rules = (
     ("q_heads", "tensor"),
     ("kv_heads", "tensor"),
     ("mlp", "tensor"),
+    ("expert", "expert"),
 )
 
 # Parameters while sampling: tensor parallel only (replicated over data and fsdp).
@@ -60,6 +67,7 @@ ROLLOUT_RULES: Rules = (
     ("q_heads", "tensor"),
     ("kv_heads", "tensor"),
     ("mlp", "tensor"),
+    ("expert", "expert"),
 )
 
 
@@ -107,8 +115,9 @@ def logical_spec(names: Sequence[str | None], shape: Sequence[int], rules: Rules
                  mesh: jax.sharding.Mesh) -> PartitionSpec:
     """The PartitionSpec of an array whose axes have logical ``names``, under ordered ``rules``.
 
-    For each axis, the first rule for its name whose mesh axes are not yet used by this array
-    and whose total size divides the axis length is taken; otherwise the axis is replicated.
+    For each axis, the first rule for its name whose mesh axes all exist in ``mesh``, are not
+    yet used by this array and whose total size divides the axis length is taken; otherwise the
+    axis is replicated.
     """
     assert len(names) == len(shape), (names, shape)
     used: set[str] = set()
@@ -119,6 +128,8 @@ def logical_spec(names: Sequence[str | None], shape: Sequence[int], rules: Rules
             if rule_name != name or axes is None:
                 continue
             axes = (axes,) if isinstance(axes, str) else tuple(axes)
+            if not set(axes) <= set(mesh.axis_names):
+                continue
             width = math.prod(mesh.shape[a] for a in axes)
             if used.isdisjoint(axes) and size % width == 0:
                 chosen = axes

@@ -1,8 +1,8 @@
 """Writes the tiny Hugging Face checkpoints under ``tests/fixtures/hf/<family>/``.
 
-Each fixture is a random transformers model (2 layers, width 32, GQA 4:2, vocab 192) saved with
-``save_pretrained`` (safetensors + config.json), a tiny BPE ``tokenizer.json`` trained here
-with the ``tokenizers`` library, and reference outputs for :mod:`tests.test_hf_import`:
+Each fixture is a random transformers model (2 layers, gemma3 3; width 32, GQA 4:2, vocab 192)
+saved with ``save_pretrained`` (safetensors + config.json), a tiny BPE ``tokenizer.json``
+trained here with the ``tokenizers`` library, and reference outputs for :mod:`tests.test_hf_import`:
 ``reference_tokens.npy`` [2, 10] int32 and ``reference_logits.npy`` [2, 10, 192] float32,
 computed by transformers in float32 (eager attention).
 
@@ -14,15 +14,24 @@ What each fixture exercises:
     (``model.safetensors.index.json``);
   * gemma: GeGLU, RMSNorm (1 + w), √d-scaled embeddings, head_dim 16 ≠ d_model / heads;
   * gemma2: gemma plus post-norms, soft-capped scores (cap 2) and logits (cap 5), score scale
-    1/√24, and a sliding window of 4 slots on layer 0 (the reference has 10 tokens).
+    1/√24, and a sliding window of 4 slots on layer 0 (the reference has 10 tokens);
+  * qwen3: q/k norms, head_dim 16 ≠ d_model / heads, tied head, rope_theta 1e6;
+  * gemma3 (``gemma3_text``): 3 layers with sliding_window_pattern 2 (layers 0 and 2 slide over
+    4 slots, layer 1 is global), q/k norms (1 + w), score scale 1/√24, no soft-capping, global
+    RoPE θ 1e6 with linear scaling ×2 and local θ 1e4;
+  * qwen3_moe: 4 experts of width 24, top-2 renormalised, layer 0 sparse and layer 1 dense
+    (``mlp_only_layers: [1]``, width 48), head_dim from hidden_size / heads, untied head.
 Every parameter (biases and norm weights included) is redrawn at random, so a transposed or
 misnamed tensor cannot go unnoticed.
 
-Needs torch and transformers (the test suite does not): ``python scripts/make_hf_fixtures.py``.
+Needs torch and transformers (the test suite does not): ``python scripts/make_hf_fixtures.py
+[family …]`` writes the named fixtures (default: all); each family keeps its seed whichever are
+written.
 """
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import tokenizers
@@ -62,6 +71,20 @@ def family_configs():
             **COMMON, head_dim=16, pad_token_id=0, hidden_act="gelu_pytorch_tanh",
             query_pre_attn_scalar=24, sliding_window=4, attn_logit_softcapping=2.0,
             final_logit_softcapping=5.0,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+        "qwen3": transformers.Qwen3Config(
+            **COMMON, head_dim=16, tie_word_embeddings=True, pad_token_id=0,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6}),
+        "gemma3": transformers.Gemma3TextConfig(
+            **{**COMMON, "num_hidden_layers": 3}, head_dim=16, pad_token_id=0,
+            hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=24, sliding_window=4,
+            sliding_window_pattern=2, final_logit_softcapping=None, attn_logit_softcapping=None,
+            rope_parameters={"full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6},
+                             "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}),
+        "qwen3_moe": transformers.Qwen3MoeConfig(
+            **COMMON, tie_word_embeddings=False, pad_token_id=0, num_experts=4,
+            num_experts_per_tok=2, moe_intermediate_size=24, norm_topk_prob=True,
+            decoder_sparse_step=1, mlp_only_layers=[1],
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
     }
 
@@ -114,9 +137,15 @@ def write_fixture(name: str, config, tokenizer: tokenizers.Tokenizer, seed: int)
         os.remove(generation_config)
 
 
-def main():
+def main(names):
     tokenizer = build_tokenizer()
-    for seed, (name, config) in enumerate(family_configs().items()):
+    configs = family_configs()
+    unknown = sorted(set(names) - set(configs))
+    if unknown:
+        raise SystemExit(f"unknown families {unknown}; choose among {list(configs)}")
+    for seed, (name, config) in enumerate(configs.items()):
+        if names and name not in names:
+            continue
         write_fixture(name, config, tokenizer, seed)
         size = sum(os.path.getsize(os.path.join(ROOT, name, f))
                    for f in os.listdir(os.path.join(ROOT, name)))
@@ -124,4 +153,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -3,6 +3,7 @@
 The fixtures in tests/fixtures/hf/ come from scripts/make_hf_fixtures.py (torch + transformers);
 these tests need neither, except the optional transformers load of an export.
 """
+import dataclasses
 import functools
 import json
 import math
@@ -23,7 +24,7 @@ from polrl.models.layers import rope_inv_freq
 from tiny_models import tiny_params
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "hf")
-FAMILIES = ("llama", "qwen2", "gemma", "gemma2")
+FAMILIES = ("llama", "qwen2", "gemma", "gemma2", "qwen3", "gemma3", "qwen3_moe")
 
 
 def fixture(family):
@@ -59,7 +60,7 @@ def test_logits_match_transformers(family):
 
 
 def test_family_settings_are_read_from_config():
-    llama, qwen2, gemma, gemma2 = (loaded(f)[0].config for f in FAMILIES)
+    llama, qwen2, gemma, gemma2 = (loaded(f)[0].config for f in FAMILIES[:4])
     assert llama.rope_scaling == RopeScaling("llama3", 8.0, 1.0, 4.0, 16)
     assert not llama.tie_embeddings and not llama.qkv_bias and llama.head_dim == 8
     assert qwen2.qkv_bias and qwen2.tie_embeddings and qwen2.rope_theta == 1e6
@@ -71,11 +72,27 @@ def test_family_settings_are_read_from_config():
         24.0, 4, (0,))
 
 
-def test_sliding_window_with_cache_and_left_padding_matches_full_forward():
-    """Gemma 2's window (4 slots on layer 0) through the KV cache, one token at a time, after a
-    left-padded prompt, gives the unpadded full forward's logits."""
-    model, _ = loaded("gemma2")
-    tokens, _ = reference("gemma2")
+def test_new_family_settings_are_read_from_config():
+    qwen3, gemma3, moe = (loaded(f)[0].config for f in ("qwen3", "gemma3", "qwen3_moe"))
+    assert qwen3.qk_norm and not qwen3.qkv_bias and qwen3.tie_embeddings and qwen3.head_dim == 16
+    assert (qwen3.norm_offset, qwen3.rope_theta, qwen3.moe_layers) == (0.0, 1e6, ())
+    assert gemma3.qk_norm and gemma3.post_norms and gemma3.norm_offset == 1.0
+    assert (gemma3.sliding_layers, gemma3.sliding_window, gemma3.query_pre_attn_scalar) == ((0, 2), 4, 24.0)
+    assert (gemma3.rope_theta, gemma3.rope_scaling, gemma3.rope_local_theta) == (
+        1e6, RopeScaling("linear", 2.0), 1e4)
+    assert gemma3.attn_softcap is None and gemma3.final_softcap is None
+    assert moe.qk_norm and moe.head_dim == 8 and not moe.tie_embeddings
+    assert (moe.num_experts, moe.experts_per_token, moe.expert_mlp_dim, moe.moe_layers,
+            moe.renormalize_topk) == (4, 2, 24, (0,), True)
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gemma3"])
+def test_sliding_window_with_cache_and_left_padding_matches_full_forward(family):
+    """The window (4 slots on layer 0, and layer 2 of gemma3 with its local RoPE base) through the
+    KV cache, one token at a time, after a left-padded prompt, gives the unpadded full forward's
+    logits."""
+    model, _ = loaded(family)
+    tokens, _ = reference(family)
     tokens = jnp.asarray(tokens)
     full = logits_of(model, tokens)
     graphdef, params = nnx.split(model, nnx.Param)
@@ -86,7 +103,7 @@ def test_sliding_window_with_cache_and_left_padding_matches_full_forward():
         b, t = tokens_bt.shape
         positions = jnp.maximum(jnp.cumsum(valid_bt, axis=1) - 1, 0).astype(jnp.int32)
         cache = init_cache(m.config, b, t)
-        prefill = t - 3  # then 3 single-token steps, each seeing only the last 4 slots on layer 0
+        prefill = t - 3  # then 3 single-token steps, each seeing only the last 4 slots when sliding
         hidden, cache = m.forward(tokens_bt[:, :prefill], positions[:, :prefill],
                                   valid_bt[:, :prefill], cache)
         out = [m.logits(hidden)]
@@ -131,6 +148,47 @@ def test_legacy_rope_keys_are_read():
 ])
 def test_unsupported_configs_raise(change, message):
     hf = {**json.load(open(os.path.join(fixture("llama"), "config.json"))), **change}
+    with pytest.raises(ValueError, match=message):
+        config_from_hf(hf)
+
+
+def test_gemma3_legacy_rope_keys_are_read():
+    """transformers<5 writes rope_theta / rope_scaling / rope_local_base_freq and a pattern
+    instead of layer_types: the same model as the fixture's per-layer-type rope_parameters."""
+    hf = json.load(open(os.path.join(fixture("gemma3"), "config.json")))
+    legacy = {k: v for k, v in hf.items() if k not in ("rope_parameters", "layer_types")}
+    legacy.update(rope_theta=1e6, rope_scaling={"rope_type": "linear", "factor": 2.0},
+                  rope_local_base_freq=1e4)
+    assert config_from_hf(legacy) == loaded("gemma3")[0].config
+    # HF defaults: global θ 1e6 unscaled, local θ 1e4, every 6th layer global
+    bare = {k: v for k, v in legacy.items() if not k.startswith(("rope", "sliding_window_", "_sliding"))}
+    cfg = config_from_hf({**bare, "num_hidden_layers": 7})
+    assert (cfg.rope_theta, cfg.rope_scaling, cfg.rope_local_theta) == (1e6, None, 1e4)
+    assert cfg.sliding_layers == (0, 1, 2, 3, 4, 6)
+
+
+def test_qwen3_moe_sparse_layers_by_hand():
+    """Layer i is sparse iff i ∉ mlp_only_layers and (i + 1) % decoder_sparse_step == 0; the
+    expert count may be spelled num_experts (Hub) or num_local_experts (transformers 5)."""
+    hf = json.load(open(os.path.join(fixture("qwen3_moe"), "config.json")))
+    hf = {**{k: v for k, v in hf.items() if k != "num_local_experts"}, "num_hidden_layers": 6}
+    cfg = config_from_hf({**hf, "num_experts": 3, "decoder_sparse_step": 2, "mlp_only_layers": [3]})
+    assert (cfg.moe_layers, cfg.num_experts) == ((1, 5), 3)
+    cfg = config_from_hf({**hf, "num_local_experts": 5, "mlp_only_layers": None})
+    assert (cfg.moe_layers, cfg.num_experts) == ((0, 1, 2, 3, 4, 5), 5)
+
+
+@pytest.mark.parametrize("family, change, message", [
+    ("qwen3", {"attention_bias": True}, "qwen3 with attention_bias"),
+    ("qwen3", {"use_sliding_window": True}, "qwen3 with use_sliding_window"),
+    ("qwen3_moe", {"mlp_only_layers": [0, 1]}, "leave no sparse layer"),
+    ("gemma3", {"sliding_window": None}, "sliding_window null"),
+    ("gemma3", {"rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1e6},
+                                    "sliding_attention": {"rope_type": "linear", "factor": 2.0}}},
+     "rope_parameters.sliding_attention.rope_type"),
+])
+def test_unsupported_new_family_options_raise(family, change, message):
+    hf = {**json.load(open(os.path.join(fixture(family), "config.json"))), **change}
     with pytest.raises(ValueError, match=message):
         config_from_hf(hf)
 
@@ -204,6 +262,16 @@ def test_export_needs_a_matching_family():
         model_type_of(cfg)
     assert model_type_of(TransformerConfig(vocab_size=8, d_model=8, num_layers=1, num_heads=2,
                                            num_kv_heads=1, mlp_dim=8, qkv_bias=True)) == "qwen2"
+    for bad in (dict(qk_norm=True, qkv_bias=True),  # Qwen3 has no q/k/v biases
+                dict(num_experts=2, experts_per_token=1, expert_mlp_dim=4, moe_layers=(0,))):  # no q/k norm
+        with pytest.raises(ValueError, match="no HF family matches"):
+            model_type_of(TransformerConfig(vocab_size=8, d_model=8, num_layers=1, num_heads=2,
+                                            num_kv_heads=1, mlp_dim=8, **bad))
+    gemma3 = loaded("gemma3")[0].config
+    # Gemma 2 has no local RoPE base; Gemma 3's sliding layers need theirs (HF's is unscaled)
+    for bad in (dict(qk_norm=False), dict(rope_local_theta=None)):
+        with pytest.raises(ValueError, match="no HF family matches"):
+            model_type_of(dataclasses.replace(gemma3, **bad))
     hf = config_to_hf(loaded("llama")[0].config)
     assert hf["rope_scaling"]["rope_type"] == "llama3" and hf["model_type"] == "llama"
     assert config_from_hf(hf) == loaded("llama")[0].config

@@ -1,5 +1,6 @@
 """Sharding on the 8 fake CPU devices: rule mapping by hand, mesh errors, and sharded GRPO updates
 and sampling that reproduce the one-device numbers with a stable state layout."""
+import dataclasses
 import functools
 
 import jax
@@ -43,6 +44,29 @@ def test_logical_spec_takes_the_first_fitting_rule():
     # ordered fallbacks: the first rule does not divide 6, the second does
     rules = (("x", ("data", "fsdp")), ("x", "tensor"))
     assert spec(("x",), (6,), rules) == P("tensor")
+
+
+def test_expert_axis_rule_splits_experts_or_falls_back_to_replicated():
+    """Expert-stacked weights (logical "expert") split over an "expert" mesh axis where the mesh
+    has one and are replicated along it on the standard mesh; a MoE forward with the experts
+    split computes the one-device logits."""
+    auto = jax.sharding.AxisType.Auto
+    expert_mesh = jax.make_mesh((2, 2, 2), ("expert", "fsdp", "tensor"), axis_types=(auto,) * 3)
+    names, shape = ("expert", "embed", "mlp"), (4, 16, 8)
+    assert sharding.logical_spec(names, shape, sharding.UPDATE_RULES, expert_mesh) == P("expert", "fsdp", "tensor")
+    assert sharding.logical_spec(names, shape, sharding.ROLLOUT_RULES, expert_mesh) == P("expert", None, "tensor")
+    assert sharding.logical_spec(names, shape, sharding.UPDATE_RULES, sharding.make_mesh(2, 2, 2)) == P(
+        None, "fsdp", "tensor")
+    config = dataclasses.replace(CFG, qk_norm=True, num_experts=4, experts_per_token=2, expert_mlp_dim=8,
+                                 moe_layers=(0,))
+    graphdef, params = tiny_params(config)
+    layout = sharding.Layout(expert_mesh)
+    split = layout.put(params, layout.state_shardings(params))
+    assert split["layers"][0]["mlp"]["experts_down"].sharding.spec == P("expert", "tensor", "fsdp")
+    assert split["layers"][0]["mlp"]["router"].sharding.spec == P("fsdp", "expert")
+    logits = jax.jit(lambda p, t: nnx.merge(graphdef, p)(t))
+    seq = jnp.asarray(np.random.default_rng(0).integers(0, 16, (2, 6)), jnp.int32)
+    np.testing.assert_allclose(logits(split, seq), logits(params, seq), rtol=1e-5, atol=1e-6)
 
 
 def test_mesh_shape_fills_and_names_the_fields():

@@ -15,7 +15,10 @@ TINY = TransformerConfig(vocab_size=61, d_model=32, num_layers=2, num_heads=4, n
                          mlp_dim=48, max_len=64)
 # Every optional part on: q/k/v biases (set nonzero by make), untied head, value head.
 FULL = dataclasses.replace(TINY, qkv_bias=True, tie_embeddings=False, value_head=True)
-AXIS_NAMES = {"vocab", "embed", "q_heads", "kv_heads", "head_dim", "mlp", "norm"}
+AXIS_NAMES = {"vocab", "embed", "q_heads", "kv_heads", "head_dim", "mlp", "norm", "expert"}
+# Qwen3-MoE-like: q/k norms, layer 1 a mixture of 4 experts (top 2).
+MOE = dataclasses.replace(TINY, qk_norm=True, num_experts=4, experts_per_token=2, expert_mlp_dim=8,
+                          moe_layers=(1,))
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,7 +85,7 @@ def test_left_padding_invariance(config):
                                    atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("config", [TINY, FULL], ids=["tiny", "full"])
+@pytest.mark.parametrize("config", [TINY, FULL, MOE], ids=["tiny", "full", "moe"])
 def test_prefill_then_decode_matches_full_forward(config):
     model = make(config)
     forward, logits = jitted(model, "forward"), jitted(model, "logits")
@@ -181,6 +184,12 @@ def test_rope_depends_on_relative_position():
     ({"head_dim": 7}, "head_dim"),
     ({"num_layers": 0}, "num_layers"),
     ({"rope_theta": 0.0}, "rope_theta"),
+    ({"rope_local_theta": 1e4}, "rope_local_theta .* needs sliding_layers"),
+    ({"moe_layers": (0,)}, "moe_layers needs positive ints num_experts"),
+    ({"moe_layers": (0,), "num_experts": 2, "experts_per_token": 3, "expert_mlp_dim": 4},
+     "experts_per_token <= num_experts"),
+    ({"num_experts": 4}, "moe_layers is empty"),
+    ({"moe_layers": (2,), "num_experts": 2, "experts_per_token": 1, "expert_mlp_dim": 4}, "moe_layers must"),
 ])
 def test_config_validation(change, message):
     fields = dict(vocab_size=61, d_model=32, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -192,3 +201,58 @@ def test_config_validation(change, message):
 def test_cache_length_is_bounded_by_max_len():
     with pytest.raises(ValueError, match="max_len"):
         init_cache(TINY, 1, TINY.max_len + 1)
+
+
+# ----------------------------------------------------------------------------- mixture of experts
+
+
+@pytest.mark.parametrize("renormalize", [False, True])
+def test_moe_layer_by_hand(renormalize):
+    """SparseMoE in float64 against numpy: softmax router, top 2, weights p_j (or p_j / Σ_top p),
+    the weighted sum of the two chosen SwiGLU experts; jit == no-jit."""
+    from polrl.models.moe import SparseMoE
+
+    with jax.enable_x64(True):
+        cfg = dataclasses.replace(MOE, renormalize_topk=renormalize, dtype=jnp.float64,
+                                  param_dtype=jnp.float64)
+        layer = SparseMoE(cfg, rngs=nnx.Rngs(0))
+        x = np.random.default_rng(0).normal(size=(2, 3, cfg.d_model))
+        w_r, w_g, w_u, w_d = (np.asarray(getattr(layer, n)[...]) for n in
+                              ("router", "experts_gate", "experts_up", "experts_down"))
+        z = x @ w_r
+        p = np.exp(z - z.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        expected = np.zeros_like(x)
+        for b, t in np.ndindex(2, 3):
+            top = np.argsort(p[b, t])[-2:]
+            weights = p[b, t, top] / (p[b, t, top].sum() if renormalize else 1.0)
+            for j, w in zip(top, weights):
+                gate = x[b, t] @ w_g[j]
+                expected[b, t] += w * ((gate / (1 + np.exp(-gate)) * (x[b, t] @ w_u[j])) @ w_d[j])
+        graphdef, params = nnx.split(layer)
+        jitted_layer = jax.jit(lambda p_, x_: nnx.merge(graphdef, p_)(x_))
+        np.testing.assert_allclose(layer(jnp.asarray(x)), expected, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(jitted_layer(params, jnp.asarray(x)), expected, rtol=1e-12, atol=1e-12)
+        routed = np.asarray(layer.routing_weights(jnp.asarray(x)))
+        assert ((routed > 0).sum(-1) == 2).all()
+        top_mass = np.sort(p, -1)[..., -2:].sum(-1)
+        np.testing.assert_allclose(routed.sum(-1), 1.0 if renormalize else top_mass, rtol=1e-12)
+
+
+def test_moe_model_params_flops_and_lora():
+    """Layer 1's MLP is the mixture (stacked [E, …] experts with the expert axis named), matmul
+    FLOPs count its router and k experts, and LoRA adapts its attention but not its experts."""
+    from polrl.models.flops import matmul_params
+    from polrl.models.lora import apply_lora
+
+    model = make(MOE)
+    assert model.layers[1].mlp.experts_gate.shape == (4, 32, 8) and hasattr(model.layers[0].mlp, "w_gate")
+    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        names = var.get_metadata()["out_sharding"]
+        assert len(names) == var.ndim and set(names) <= AXIS_NAMES, (path, names)
+        assert ("expert" in names) == (path[-1] in ("router", "experts_gate", "experts_up", "experts_down"))
+    # per layer: attention 32·8·(2·4 + 2·2) = 3072; dense MLP 3·32·48 = 4608; MoE 32·4 + 2·3·32·8 = 1664
+    assert matmul_params(MOE) == 2 * 3072 + 4608 + 1664 + 32 * 61
+    adapted = apply_lora(nnx.clone(model), rank=2, rngs=nnx.Rngs(1))
+    assert hasattr(adapted.layers[0].mlp, "w_gate_lora_a") and hasattr(adapted.layers[1].attn, "wq_lora_a")
+    assert not any("lora" in name for name in vars(adapted.layers[1].mlp))

@@ -28,7 +28,9 @@ from polrl.models.transformer import Transformer, TransformerConfig
 CHECKPOINT_FIELDS = ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads", "mlp_dim",
                      "head_dim", "rope_theta", "rope_scaling", "norm_eps", "tie_embeddings", "qkv_bias",
                      "activation", "norm_offset", "scale_embeddings", "post_norms", "attn_softcap",
-                     "final_softcap", "query_pre_attn_scalar", "sliding_window", "sliding_layers")
+                     "final_softcap", "query_pre_attn_scalar", "sliding_window", "sliding_layers",
+                     "qk_norm", "rope_local_theta", "num_experts", "experts_per_token", "expert_mlp_dim",
+                     "moe_layers", "renormalize_topk")
 LOAD_HF_OPTIONS = ("dtype", "param_dtype", "max_len", "remat")
 
 

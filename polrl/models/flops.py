@@ -10,11 +10,16 @@ from polrl.models.transformer import TransformerConfig
 
 def matmul_params(config: TransformerConfig) -> int:
     """Weights that take part in a matmul per token: attention, MLP and LM head (not the
-    embedding lookup, norms or biases)."""
+    embedding lookup, norms or biases). A mixture-of-experts layer counts its router and the
+    ``experts_per_token`` experts a token is routed to (what a sparse dispatch computes;
+    :class:`polrl.models.moe.SparseMoE` computes all experts, see its cost note)."""
     d, e = config.d_model, config.head_dim
     attn = d * e * (2 * config.num_heads + 2 * config.num_kv_heads)  # wq, wo, wk, wv
     mlp = 3 * d * config.mlp_dim
-    return config.num_layers * (attn + mlp) + d * config.vocab_size
+    moe = d * config.num_experts + config.experts_per_token * 3 * d * config.expert_mlp_dim
+    num_moe = len(config.moe_layers)
+    dense = config.num_layers - num_moe
+    return config.num_layers * attn + dense * mlp + num_moe * moe + d * config.vocab_size
 
 
 def transformer_forward_flops(config: TransformerConfig, tokens: float, context: float) -> float:

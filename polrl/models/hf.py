@@ -17,12 +17,23 @@ with the head axes split, see :mod:`polrl.models.transformer`):
       Gemma 2: post_attention_layernorm         post_attn_norm.scale     as is
                pre_feedforward_layernorm        mlp_norm.scale           as is
                post_feedforward_layernorm       post_mlp_norm.scale      as is
+    self_attn.{q,k}_norm.weight [e]             attn.{q,k}_norm.scale    as is (Qwen3, Gemma 3)
+    Qwen3-MoE sparse layers, E experts:
+      mlp.gate.weight [E, d]                    mlp.router [d, E]        Wᵀ
+      mlp.experts.j.{gate,up}_proj.weight       mlp.experts_{gate,up}    row j = Wᵀ
+        [f_e, d]                                  [E, d, f_e]
+      mlp.experts.j.down_proj.weight [d, f_e]   mlp.experts_down         row j = Wᵀ
+                                                  [E, f_e, d]
     model.norm.weight [d]                       final_norm.scale         as is
     lm_head.weight [V, d] (untied)              lm_head [d, V]           Wᵀ
     value_head.weight [d], value_head.bias []   value_w, value_b         as is (polrl's own)
     ==========================================  =======================  ====================
 
-RoPE needs no permutation: HF's Llama/Qwen2/Gemma checkpoints already use the rotate-half
+Gemma 3 (``Gemma3ForCausalLM``) names its norms as Gemma 2. Qwen3-MoE's experts are one
+tensor per expert in the Hub's checkpoints (and in what transformers writes): they are stacked
+on import and split on export.
+
+RoPE needs no permutation: HF's Llama/Qwen2/Qwen3/Gemma checkpoints already use the rotate-half
 pairing (i, i + e/2) that :func:`polrl.models.layers.rope` implements. The value head is not
 part of any HF architecture; ``save_hf`` writes it under ``value_head.*`` (transformers ignores
 those keys with a warning) so that ``load_hf`` restores it.
@@ -76,12 +87,29 @@ _POST_NORM_TENSORS = {
     "pre_feedforward_layernorm.weight": (("mlp_norm", "scale"), None),
     "post_feedforward_layernorm.weight": (("post_mlp_norm", "scale"), None),
 }
+_QK_NORM_TENSORS = {
+    "self_attn.q_norm.weight": (("attn", "q_norm", "scale"), None),
+    "self_attn.k_norm.weight": (("attn", "k_norm", "scale"), None),
+}
+# A sparse layer's MLP: the router, and per expert j ("expert", j, layout): row j of a stacked
+# parameter, in the layout given.
+_MLP_SUFFIXES = ("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight")
+
+
+def _moe_tensors(num_experts: int) -> dict[str, tuple[tuple, Any]]:
+    names = {"mlp.gate.weight": (("mlp", "router"), 1)}
+    for j in range(num_experts):
+        for proj in ("gate", "up", "down"):
+            names[f"mlp.experts.{j}.{proj}_proj.weight"] = (("mlp", f"experts_{proj}"), ("expert", j, 1))
+    return names
+
+
 # Buffers some checkpoints carry that hold nothing to load.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 
 
-def _name_map(config: TransformerConfig) -> dict[str, tuple[tuple, int | str | None]]:
+def _name_map(config: TransformerConfig) -> dict[str, tuple[tuple, Any]]:
     """Every HF tensor name of ``config``'s parameters → (polrl path, layout)."""
     names = {}
     for hf_name, (path, layout) in _TOP_TENSORS.items():
@@ -94,12 +122,23 @@ def _name_map(config: TransformerConfig) -> dict[str, tuple[tuple, int | str | N
     if config.post_norms:
         layer_tensors = {k: v for k, v in layer_tensors.items() if "layernorm" not in k}
         layer_tensors.update(_POST_NORM_TENSORS)
+    if config.qk_norm:
+        layer_tensors.update(_QK_NORM_TENSORS)
+    sparse_tensors = {k: v for k, v in layer_tensors.items() if k not in _MLP_SUFFIXES}
+    sparse_tensors.update(_moe_tensors(config.num_experts))
     for i in range(config.num_layers):
-        for suffix, (path, layout) in layer_tensors.items():
+        for suffix, (path, layout) in (sparse_tensors if i in config.moe_layers else layer_tensors).items():
             if suffix.endswith(".bias") and not config.qkv_bias:
                 continue
             names[f"model.layers.{i}.{suffix}"] = (("layers", i, *path), layout)
     return names
+
+
+def _expert_row(layout) -> tuple[int | None, Any]:
+    """(j, layout of row j) for row j of an expert-stacked parameter, else (None, layout)."""
+    if isinstance(layout, tuple) and layout[0] == "expert":
+        return layout[1], layout[2]
+    return None, layout
 
 
 def _from_hf(tensor: np.ndarray, shape: tuple[int, ...], layout) -> np.ndarray:
@@ -175,7 +214,8 @@ def load_hf(path: str, *, dtype: Any = jnp.float32, param_dtype: Any = jnp.float
             ) -> tuple[Transformer, HFTokenizer | None]:
     """A :class:`Transformer` (and its tokenizer) from a local HF checkpoint directory.
 
-    Reads ``config.json`` (model_type llama, qwen2, gemma or gemma2; see
+    Reads ``config.json`` (model_type llama, qwen2, qwen3, qwen3_moe, gemma, gemma2 or
+    gemma3_text; see
     :mod:`polrl.models.hf_config`) and the weights from ``model.safetensors`` or the shards
     listed in ``model.safetensors.index.json``; tensors are cast to ``param_dtype``,
     activations run in ``dtype``. ``value_head=True`` adds a zero-initialised value head when
@@ -210,13 +250,20 @@ def load_hf(path: str, *, dtype: Any = jnp.float32, param_dtype: Any = jnp.float
     graphdef, state = _abstract_params(config)
     params = nnx.to_pure_dict(state)
     tensors = _read_tensors(files, names)
+    stacks = {}  # expert-stacked parameters, filled row by row
     for name, (param_path, layout) in names.items():
         like = _get(params, param_path)
+        row, layout = _expert_row(layout)
         try:
-            value = _from_hf(tensors.pop(name), like.shape, layout)
+            value = _from_hf(tensors.pop(name), like.shape if row is None else like.shape[1:], layout)
         except ValueError as e:
             raise ValueError(f"load_hf: {name}: {e}; config.json does not match the weights.")
-        _set(params, param_path, jnp.asarray(value.astype(like.dtype)))
+        if row is None:
+            _set(params, param_path, jnp.asarray(value.astype(like.dtype)))
+        else:
+            stacks.setdefault(param_path, np.zeros(like.shape, like.dtype))[row] = value
+    for param_path, stack in stacks.items():
+        _set(params, param_path, jnp.asarray(stack))
     if value_head and not has_value_head:
         params["value_w"] = jnp.zeros(params["value_w"].shape, params["value_w"].dtype)
         params["value_b"] = jnp.zeros(params["value_b"].shape, params["value_b"].dtype)
@@ -259,6 +306,9 @@ def save_hf(model_or_params, config: TransformerConfig, path: str, *,
     tensors = {}
     for name, (param_path, layout) in names.items():
         value = np.asarray(jax.device_get(_get(params, param_path)))
+        row, layout = _expert_row(layout)
+        if row is not None:
+            value = value[row]
         if dtype is not None:
             value = value.astype(dtype)
         tensors[name] = _to_hf(value, layout)

@@ -160,6 +160,8 @@ class Attention(nnx.Module):
       z = q·kᵀ / sqrt(c),   z ← cap · tanh(z / cap)  (Gemma 2's soft-capping, when set),
       A = softmax_s( z masked to −inf where ¬M ),  out = (A v) Wo,
     with c = query_pre_attn_scalar (default e = head_dim). Scores and softmax are in float32.
+    With ``qk_norm`` (Qwen3, Gemma 3) q and k are RMSNorm-ed per head over e (own scales of
+    length e, the model's norm offset) before RoPE: q ← RMSNorm_q(q), k ← RMSNorm_k(k).
     A query that sees no key (a left pad) gets a finite, meaningless output; no real token
     ever reads it.
 
@@ -189,6 +191,16 @@ class Attention(nnx.Module):
             self.bv = param(rngs, zeros, (k, e), ("kv_heads", "head_dim"), pd)
         self.qkv_bias = cfg.qkv_bias
         self.fused = cfg.attention_impl == "dot_product"
+        if cfg.qk_norm:
+            norm = dict(eps=cfg.norm_eps, dtype=cfg.dtype, param_dtype=pd, rngs=rngs, offset=cfg.norm_offset)
+            self.q_norm = RMSNorm(e, **norm)
+            self.k_norm = RMSNorm(e, **norm)
+        self.qk_norm = cfg.qk_norm
+
+    def _project_qk(self, x_btd: jax.Array, name: str) -> jax.Array:
+        """Queries or keys before RoPE: ``_project``, then (qk_norm) RMSNorm of each head over e."""
+        y = self._project(x_btd, name)
+        return getattr(self, name + "_norm")(y) if self.qk_norm else y
 
     def _project(self, x_btd: jax.Array, name: str) -> jax.Array:
         """x W_name (+ b_name) (+ LoRA update): [b,t,d] → [b,t,heads,e]."""
@@ -200,7 +212,7 @@ class Attention(nnx.Module):
 
     def project_kv(self, x_btd: jax.Array, rope_cs) -> tuple[jax.Array, jax.Array]:
         """Rotated keys [b,k,e,t] and values [b,k,t,e] of the new tokens."""
-        k = rope(self._project(x_btd, "k"), *rope_cs)
+        k = rope(self._project_qk(x_btd, "k"), *rope_cs)
         return k.transpose(0, 2, 3, 1), self._project(x_btd, "v").transpose(0, 2, 1, 3)
 
     def __call__(self, x_btd: jax.Array, rope_cs, k_bkes: jax.Array, v_bkse: jax.Array,
@@ -211,7 +223,7 @@ class Attention(nnx.Module):
         nk, e, s = k_bkes.shape[1:]
         assert v_bkse.shape == (b, nk, s, e), (v_bkse.shape, k_bkes.shape)
         assert visible_bts.shape == (b, t, s), (visible_bts.shape, (b, t, s))
-        q = rope(self._project(x_btd, "q"), *rope_cs)
+        q = rope(self._project_qk(x_btd, "q"), *rope_cs)
         if self.fused and not cached:
             out_bthe = jax.nn.dot_product_attention(
                 q, k_bkes.transpose(0, 3, 1, 2), v_bkse.transpose(0, 2, 1, 3), mask=visible_bts[:, None],

@@ -21,7 +21,9 @@ Logical axis names: A carries the weight's input axes plus ``"lora"``, B ``"lora
 output axes; sharding rules should map ``"lora"`` to no mesh axis (r is small).
 
 Defaults: rank 8, alpha = rank (s = 1), every projection (wq wk wv wo w_gate w_up w_down).
-Not implemented: LoRA dropout, adapters on the embedding / LM head.
+Mixture-of-experts layers (``TransformerConfig.moe_layers``) take no MLP adapters: there the MLP
+targets are skipped (their attention is adapted as elsewhere).
+Not implemented: LoRA dropout, adapters on the embedding / LM head or on experts and routers.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ import optax
 from flax import nnx
 
 from polrl.models.layers import fan_in_normal, param
+from polrl.models.moe import SparseMoE
 
 
 class LoRAParam(nnx.Param):
@@ -66,7 +69,8 @@ def _adapted(model) -> list[tuple[nnx.Module, str]]:
 
 def apply_lora(model, *, rank: int = 8, alpha: float | None = None,
                targets: Sequence[str] = ATTENTION_TARGETS + MLP_TARGETS, rngs: nnx.Rngs):
-    """Adds adapters (A random, B zero) to ``targets`` in every block of ``model``, in place.
+    """Adds adapters (A random, B zero) to ``targets`` in every block of ``model``, in place
+    (MLP targets skip mixture-of-experts layers).
 
     Returns ``model``. ``alpha`` defaults to ``rank`` (scale s = alpha / rank = 1). Factors
     are stored in the base weight's dtype.
@@ -84,6 +88,8 @@ def apply_lora(model, *, rank: int = 8, alpha: float | None = None,
         for name in targets:
             sub, in_names, out_names = TARGETS[name]
             module = getattr(layer, sub)
+            if isinstance(module, SparseMoE):  # experts take no adapters (module docstring)
+                continue
             weight = getattr(module, name)
             n_in = len(in_names)
             in_shape, out_shape = weight.shape[:n_in], weight.shape[n_in:]

@@ -1,4 +1,4 @@
-"""Decoder-only transformer (Llama / Qwen2 / Gemma family) in Flax NNX, with a KV cache.
+"""Decoder-only transformer (Llama / Qwen2 / Qwen3 / Gemma families) in Flax NNX, with a KV cache.
 
     x₀ = E[tokens]  (· √d_model when scale_embeddings, Gemma)
     xₗ₊₁ = xₗ' + MLP(RMSNorm(xₗ')),   xₗ' = xₗ + Attn(RMSNorm(xₗ))      (pre-norm)
@@ -11,6 +11,12 @@ act on the attention scores (see ``layers.Attention``); the layers listed in
 ``sliding_layers`` attend only to the keys less than ``sliding_window`` positions back (query
 position − key position < window; a cache records each key's position, so holes in a cached
 sequence do not shift the window).
+
+"Gemma 3 Technical Report" (arXiv:2503.19786) adds ``qk_norm`` (also in "Qwen3 Technical
+Report", arXiv:2505.09388): q and k are RMS-normalised per head over head_dim before RoPE (see
+``layers.Attention``), and its sliding (local) layers rotate with their own, unscaled base
+``rope_local_theta``. Qwen3-MoE's ``moe_layers`` use a top-k mixture of experts in place of the
+MLP (:class:`polrl.models.moe.SparseMoE`).
 
 Numerics: parameters are stored in ``param_dtype`` (the optimizer's master copy, float32 by
 default) and cast to ``dtype`` where they are used, so bfloat16 compute keeps float32 master
@@ -34,7 +40,8 @@ Logical axis names of the parameters (metadata only; map them to mesh axes with 
     q_heads    query heads                                  wq, wo, bq
     kv_heads   key/value heads (GQA groups)                 wk, wv, bk, bv
     head_dim   per-head width                               wq, wk, wv, wo, biases
-    mlp        gated-MLP hidden width                       w_gate, w_up, w_down
+    mlp        gated-MLP hidden width                       w_gate, w_up, w_down, experts_*
+    expert     mixture-of-experts expert index              experts_*, router
     norm       RMSNorm scale                                every RMSNorm
     =========  ==========================================  ==========================
 
@@ -42,7 +49,9 @@ Parameters (d model, V vocab, h/k query/kv heads, e head_dim, f mlp_dim):
     embed [V,d]; layers[i].attn: wq [d,h,e], wk wv [d,k,e], wo [h,e,d], bq [h,e], bk bv [k,e]
     (qkv_bias); layers[i].mlp: w_gate w_up [d,f], w_down [f,d]; layers[i].attn_norm,
     mlp_norm, final_norm (and post_attn_norm, post_mlp_norm with post_norms): scale [d];
-    lm_head [d,V] (untied); value_w [d], value_b []. LoRA adapters, when attached
+    lm_head [d,V] (untied); value_w [d], value_b []; with qk_norm layers[i].attn.q_norm,
+    k_norm: scale [e]; in moe_layers layers[i].mlp is a SparseMoE (E experts of width f_e):
+    router [d,E], experts_gate experts_up [E,d,f_e], experts_down [E,f_e,d]. LoRA adapters, when attached
     (:mod:`polrl.models.lora`), are extra ``LoRAParam`` leaves next to the kernels. Kernels are [in, out] (transpose of torch.nn.Linear.weight).
 
 Functional use: ``graphdef, params = nnx.split(model, nnx.Param)`` once (the model holds
@@ -59,6 +68,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from polrl.models.layers import MLP, Attention, RMSNorm, param, rope_tables, wide
+from polrl.models.moe import SparseMoE
 
 
 ROPE_SCALING_KINDS = ("linear", "llama3")
@@ -114,6 +124,11 @@ class TransformerConfig:
     (``jax.nn.dot_product_attention`` in forwards without a cache: cuDNN flash attention on a
     GPU, XLA elsewhere; not with ``attn_softcap``). Gemma 2: ``post_norms``, ``attn_softcap``, ``final_softcap``,
     ``query_pre_attn_scalar``, ``sliding_window`` + ``sliding_layers`` (see the module docstring).
+    Qwen3 / Gemma 3: ``qk_norm`` (RMSNorm of every query and key head before RoPE); Gemma 3:
+    ``rope_local_theta``, the RoPE base of the sliding layers (unscaled; None: ``rope_theta``).
+    Mixture of experts (Qwen3-MoE, :mod:`polrl.models.moe`): the layers in ``moe_layers`` replace
+    the MLP by ``num_experts`` experts of width ``expert_mlp_dim``, ``experts_per_token`` chosen
+    per token, their router weights renormalised to sum 1 when ``renormalize_topk``.
     """
 
     vocab_size: int
@@ -145,6 +160,13 @@ class TransformerConfig:
     query_pre_attn_scalar: float | None = None
     sliding_window: int | None = None
     sliding_layers: tuple[int, ...] = ()
+    qk_norm: bool = False
+    rope_local_theta: float | None = None
+    num_experts: int = 0
+    experts_per_token: int = 0
+    expert_mlp_dim: int = 0
+    moe_layers: tuple[int, ...] = ()
+    renormalize_topk: bool = False
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads",
@@ -194,12 +216,36 @@ class TransformerConfig:
         if self.sliding_layers and not (isinstance(self.sliding_window, int) and self.sliding_window > 0):
             raise ValueError("TransformerConfig.sliding_layers needs sliding_window, a positive int; "
                              f"got {self.sliding_window!r}.")
+        if self.rope_local_theta is not None and not (self.rope_local_theta > 0 and self.sliding_layers):
+            raise ValueError("TransformerConfig.rope_local_theta (the RoPE base of sliding_layers) must be > 0 "
+                             f"and needs sliding_layers; got {self.rope_local_theta!r} with sliding_layers="
+                             f"{self.sliding_layers!r}.")
+        self._check_experts()
         if self.activation not in ACTIVATION_NAMES:
             raise ValueError(f"TransformerConfig.activation={self.activation!r}; use one of "
                              f"{ACTIVATION_NAMES}.")
         if self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
             raise ValueError("TransformerConfig.rope_scaling must be None or a RopeScaling, got "
                              f"{self.rope_scaling!r}.")
+
+    def _check_experts(self):
+        """moe_layers (mixture-of-experts MLPs) needs num_experts, experts_per_token, expert_mlp_dim."""
+        if not isinstance(self.moe_layers, tuple) or not all(
+                isinstance(i, int) and 0 <= i < self.num_layers for i in self.moe_layers):
+            raise ValueError("TransformerConfig.moe_layers must be a tuple of layer indices in "
+                             f"[0, {self.num_layers}), got {self.moe_layers!r}.")
+        sizes = (self.num_experts, self.experts_per_token, self.expert_mlp_dim)
+        if not self.moe_layers:
+            if any(sizes) or self.renormalize_topk:
+                raise ValueError("TransformerConfig: num_experts / experts_per_token / expert_mlp_dim / "
+                                 "renormalize_topk are set but moe_layers is empty; list the MoE layers "
+                                 "in moe_layers or leave these at their defaults.")
+            return
+        if not all(isinstance(n, int) and n > 0 for n in sizes) or self.experts_per_token > self.num_experts:
+            raise ValueError("TransformerConfig.moe_layers needs positive ints num_experts, expert_mlp_dim "
+                             "and experts_per_token <= num_experts; got num_experts="
+                             f"{self.num_experts!r}, experts_per_token={self.experts_per_token!r}, "
+                             f"expert_mlp_dim={self.expert_mlp_dim!r}.")
 
 
 @flax.struct.dataclass
@@ -265,13 +311,13 @@ def write_columns(cache_x: jax.Array, new_x: jax.Array, index_b: jax.Array, axis
 class Block(nnx.Module):
     """One pre-norm decoder layer: x += Attn(norm(x)); x += MLP(norm(x))."""
 
-    def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs, moe: bool = False):
         norm = dict(eps=cfg.norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs,
                     offset=cfg.norm_offset)
         self.attn_norm = RMSNorm(cfg.d_model, **norm)
         self.attn = Attention(cfg, rngs=rngs)
         self.mlp_norm = RMSNorm(cfg.d_model, **norm)
-        self.mlp = MLP(cfg, rngs=rngs)
+        self.mlp = SparseMoE(cfg, rngs=rngs) if moe else MLP(cfg, rngs=rngs)
         if cfg.post_norms:
             self.post_attn_norm = RMSNorm(cfg.d_model, **norm)
             self.post_mlp_norm = RMSNorm(cfg.d_model, **norm)
@@ -301,7 +347,7 @@ class Transformer(nnx.Module):
         embed_init = nnx.initializers.normal(stddev=cfg.d_model ** -0.5)
         self.embed = param(rngs, embed_init, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"),
                            cfg.param_dtype)
-        self.layers = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+        self.layers = nnx.List([Block(cfg, rngs=rngs, moe=i in cfg.moe_layers) for i in range(cfg.num_layers)])
         self.final_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, dtype=cfg.dtype,
                                   param_dtype=cfg.param_dtype, rngs=rngs, offset=cfg.norm_offset)
         if not cfg.tie_embeddings:
@@ -345,13 +391,18 @@ class Transformer(nnx.Module):
         visible = valid_bs[:, None, :] & (key_slot <= query_slot[:, :, None])  # [B, T, S]
         rope_cs = rope_tables(positions_bt, cfg.head_dim, cfg.rope_theta, cfg.max_len,
                               cfg.rope_scaling, wide(cfg.dtype))
+        local_cs = rope_cs
+        if cfg.rope_local_theta is not None:
+            local_cs = rope_tables(positions_bt, cfg.head_dim, cfg.rope_local_theta, cfg.max_len, None,
+                                   wide(cfg.dtype))
         block = nnx.remat(Block.__call__) if cfg.remat else Block.__call__
         if cfg.sliding_layers:
             visible_near = visible & ((positions_bt[:, :, None] - position_bs[:, None, :]) < cfg.sliding_window)
         new_kv = []
         for i, (layer, layer_kv) in enumerate(zip(self.layers, kv)):
-            layer_visible = visible_near if i in cfg.sliding_layers else visible
-            x, out_kv = block(layer, x, rope_cs, layer_visible, layer_kv, index)
+            sliding = i in cfg.sliding_layers
+            layer_visible = visible_near if sliding else visible
+            x, out_kv = block(layer, x, local_cs if sliding else rope_cs, layer_visible, layer_kv, index)
             new_kv.append(out_kv)
         hidden = self.final_norm(x)
         if cache is None:
