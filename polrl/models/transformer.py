@@ -120,6 +120,10 @@ class TransformerConfig:
     π_old's) over that many micro-batches of whole groups, one after another, each
     rematerialised in the backward pass: gradient accumulation whose activations are one
     micro-batch's, with the same loss and gradient as the whole minibatch (1: at once).
+    ``pack_length`` L and ``pack_rows`` R > 0 pack those scoring forwards: the real tokens of all
+    sequences go into R rows of L positions, each sequence attending only to itself, RoPE positions
+    restarting per sequence (:mod:`polrl.train.packing`; the unpacked forward runs on a step whose
+    sequences do not fit; 0: no packing).
     ``attention_impl``: "einsum" (the explicit path, float32 scores) or "dot_product"
     (``jax.nn.dot_product_attention`` in forwards without a cache: cuDNN flash attention on a
     GPU, XLA elsewhere; not with ``attn_softcap``). Gemma 2: ``post_norms``, ``attn_softcap``, ``final_softcap``,
@@ -153,6 +157,8 @@ class TransformerConfig:
     remat: bool = False
     logits_chunk_size: int = 0
     micro_batches: int = 1
+    pack_length: int = 0
+    pack_rows: int = 0
     attention_impl: str = "einsum"
     post_norms: bool = False
     attn_softcap: float | None = None
@@ -199,6 +205,14 @@ class TransformerConfig:
         if isinstance(self.micro_batches, bool) or not isinstance(self.micro_batches, int) or self.micro_batches < 1:
             raise ValueError("TransformerConfig.micro_batches must be an int >= 1 (1 = the whole minibatch at once), "
                              f"got {self.micro_batches!r}.")
+        for name in ("pack_length", "pack_rows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"TransformerConfig.{name} must be an int >= 0 (0 = no packing), got {value!r}.")
+        if bool(self.pack_length) != bool(self.pack_rows):
+            raise ValueError("TransformerConfig.pack_length and pack_rows go together: set both > 0 to pack the "
+                             f"scoring forward into pack_rows rows of pack_length tokens, or both 0 (got "
+                             f"{self.pack_length}, {self.pack_rows}).")
         if self.attention_impl not in ("einsum", "dot_product"):
             raise ValueError(f"TransformerConfig.attention_impl must be 'einsum' or 'dot_product', "
                              f"got {self.attention_impl!r}.")
@@ -359,10 +373,11 @@ class Transformer(nnx.Module):
             self.value_b = param(rngs, zeros, (), (), cfg.param_dtype)
 
     def forward(self, tokens_bt: jax.Array, positions_bt: jax.Array, valid_bt: jax.Array,
-                cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+                cache: KVCache | None = None, segment_bt: jax.Array | None = None) -> tuple[jax.Array, KVCache | None]:
         """Hidden states after the final norm [B, T, d] and the advanced cache (or None).
 
-        Without a cache, query t sees key s iff s ≤ t and valid[s]. With a cache, row b's new
+        Without a cache, query t sees key s iff s ≤ t and valid[s] (and, with ``segment_bt``, iff
+        segment[t] = segment[s]: several sequences packed in one row). With a cache, row b's new
         keys/values go to slots index[b] … index[b]+T−1, validity is recorded there, and query t
         (slot index[b]+t) sees every cached slot s ≤ index[b]+t that is valid.
         """
@@ -389,6 +404,9 @@ class Transformer(nnx.Module):
             kv = list(zip(cache.k, cache.v))
         key_slot = jnp.arange(valid_bs.shape[1])
         visible = valid_bs[:, None, :] & (key_slot <= query_slot[:, :, None])  # [B, T, S]
+        if segment_bt is not None:
+            assert cache is None and segment_bt.shape == (b, t), (segment_bt.shape, cache is None)
+            visible = visible & (segment_bt[:, :, None] == segment_bt[:, None, :])
         rope_cs = rope_tables(positions_bt, cfg.head_dim, cfg.rope_theta, cfg.max_len,
                               cfg.rope_scaling, wide(cfg.dtype))
         local_cs = rope_cs

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from polrl import diagnostics, ops, sharding
+from polrl.train import packing
 from polrl.train import update as update_lib
 from polrl.core import Algorithm, Batch, Collector, PolicyState, total_loss
 
@@ -60,8 +61,28 @@ def _hidden_shared_prompt(model, batch: Batch):
     return jnp.concatenate([last, hidden_r], axis=1)
 
 
+def _hidden_packed(model, batch: Batch, length: int, rows: int):
+    """The hidden states predicting each response token from a packed forward (``polrl.train.packing``:
+    the batch's real tokens in ``rows`` rows of ``length``), the unpacked forward's when they do not
+    fit; which positions were scored [B, T]; whether the packed forward ran."""
+    tokens, _, valid = sequence_inputs(batch.prompt_bp, batch.prompt_valid_bp, batch.response_bt)
+    real_len_b, response_len_b = packing.sequence_lengths(batch.prompt_valid_bp, batch.mask_bt)
+    (tokens_rl, positions_rl, segments_rl), (row_bs, col_bs, _), fits = packing.pack(
+        tokens, valid, real_len_b, length, rows)
+    p = batch.prompt_bp.shape[1]
+
+    def packed():
+        hidden, _ = model.forward(tokens_rl, positions_rl, segments_rl > 0, segment_bt=segments_rl)
+        return packing.unpack(hidden, row_bs[:, p - 1 : -1], col_bs[:, p - 1 : -1])
+
+    hidden = jax.lax.cond(fits, packed, lambda: _hidden_full(model, batch))
+    scored_bt = jnp.arange(batch.response_bt.shape[1]) < response_len_b[:, None]
+    return hidden, scored_bt, fits
+
+
 def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: bool = False, full_logits: bool = False,
-          chunk_size: int | None = None, mean_logp: bool = False, micro_batches: int | None = None) -> dict:
+          chunk_size: int | None = None, mean_logp: bool = False, micro_batches: int | None = None,
+          pack: bool = False) -> dict:
     """One forward: per-response-token log-prob, entropy and (optionally) value and logits.
 
     The LM head runs only on the positions that predict response tokens (hidden states
@@ -84,15 +105,28 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
     inputs, so values and gradients equal the unsplit forward's (up to summation order).
     Micro-batch i holds groups i, i + m, i + 2m, …, so under a data-sharded mesh each spans
     every device.
+
+    ``pack`` (the trainer's scoring forwards set it; collectors' auxiliary scorings do not)
+    with ``model.config.pack_length`` L > 0 runs the forward on the batch's real tokens packed into
+    ``pack_rows`` rows of L (``polrl.train.packing``; per micro-batch with ``micro_batches``): the
+    same values and gradients at every position up to a row's last ``mask_bt`` token, 0 past it,
+    and ``pack_fits`` = 1 (0 when the sequences did not fit and the unpacked forward ran).
     """
     model = nnx.merge(graphdef, params)
     config = getattr(model, "config", None)  # models without a config: no chunking, no micro-batches
     micro = getattr(config, "micro_batches", 1) if micro_batches is None else micro_batches
     kwargs = dict(temperature=temperature, values=values, full_logits=full_logits, chunk_size=chunk_size,
-                  mean_logp=mean_logp)
+                  mean_logp=mean_logp, pack=pack)
     if micro > 1:
         return _score_micro_batches(graphdef, params, batch, micro, kwargs)
-    h = _hidden_shared_prompt(model, batch) if batch.group_size > 1 else _hidden_full(model, batch)
+    pack_length = getattr(config, "pack_length", 0) if pack else 0
+    scored_bt = fits = None
+    if pack_length:
+        h, scored_bt, fits = _hidden_packed(model, batch, pack_length, config.pack_rows)
+    elif batch.group_size > 1:
+        h = _hidden_shared_prompt(model, batch)
+    else:
+        h = _hidden_full(model, batch)
     if chunk_size is None:
         chunk_size = getattr(config, "logits_chunk_size", 0)
     if chunk_size and not full_logits:
@@ -111,6 +145,9 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
         out["value_bt"] = model.value(h)
     if full_logits:
         out["logits_btv"] = logits
+    if pack_length:  # positions past a row's last masked-in token are not scored
+        out = {k: jnp.where(scored_bt.reshape(scored_bt.shape + (1,) * (v.ndim - 2)), v, 0) for k, v in out.items()}
+        out["pack_fits"] = fits.astype(jnp.float32)
     return out
 
 
@@ -130,14 +167,16 @@ def _score_micro_batches(graphdef, params, batch: Batch, micro: int, kwargs: dic
         return jnp.swapaxes(x, 0, 1).reshape(rows, *x.shape[3:])
 
     @jax.checkpoint
-    def one(params, prompt_bp, prompt_valid_bp, response_bt):
+    def one(params, prompt_bp, prompt_valid_bp, response_bt, mask_bt):
         part = Batch(prompt_bp=prompt_bp, prompt_valid_bp=prompt_valid_bp, response_bt=response_bt,
-                     mask_bt=jnp.ones(response_bt.shape, jnp.float32), group_size=g)
+                     mask_bt=mask_bt, group_size=g)
         return score(graphdef, params, part, micro_batches=1, **kwargs)
 
-    parts = jax.lax.map(lambda xs: one(params, *xs),
-                        (split(batch.prompt_bp), split(batch.prompt_valid_bp), split(batch.response_bt)))
-    return {k: merge(v) for k, v in parts.items()}
+    parts = jax.lax.map(lambda xs: one(params, *xs), (split(batch.prompt_bp), split(batch.prompt_valid_bp),
+                                                      split(batch.response_bt), split(batch.mask_bt)))
+    fits = parts.pop("pack_fits", None)
+    out = {k: merge(v) for k, v in parts.items()}
+    return out if fits is None else {**out, "pack_fits": fits.mean()}
 
 
 def prepare(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, temperature: float = 1.0):
@@ -156,14 +195,15 @@ def prepare(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef,
     if "ref_logp" in needs:
         if state.ref_params is None:
             raise ValueError("the algorithm needs reference log-probs but PolicyState.ref_params is None")
-        ref = score(graphdef, state.ref_params, batch, temperature=temperature)
+        ref = score(graphdef, state.ref_params, batch, temperature=temperature, pack=True)
         batch = batch.replace(ref_logp_bt=ref["logp_bt"])
     want_values = "values" in needs
     # π_old provided by the collector (``collectors.stale``: the behaviour policy) is kept as is.
     want_old = (algorithm.updates_per_batch > 1 or "old_logp" in needs) and batch.old_logp_bt is None
     want_mean = want_old and "old_mean_logp" in needs
     if want_values or want_old:
-        cur = score(graphdef, state.params, batch, temperature=temperature, values=want_values, mean_logp=want_mean)
+        cur = score(graphdef, state.params, batch, temperature=temperature, values=want_values, mean_logp=want_mean,
+                    pack=True)
         if want_old:
             batch = batch.replace(old_logp_bt=cur["logp_bt"])
         if want_mean:
@@ -201,7 +241,10 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
 
     def scored(params, mb: Batch) -> Batch:
         out = score(graphdef, params, mb, temperature=temperature, values=want_values, full_logits=want_logits,
-                    mean_logp=want_mean)
+                    mean_logp=want_mean, pack=True)
+        fits = out.pop("pack_fits", None)
+        if fits is not None:
+            mb = mb.add_metrics(**{"pack/fits": jax.lax.stop_gradient(fits)})
         if want_mean:
             mean = jax.lax.stop_gradient(out.pop("mean_logp_bt"))
             mb = mb.replace(aux={**mb.aux, "mean_logp_bt": mean})
