@@ -75,7 +75,7 @@ def ragged_batch(b=8, p=5, t=7, group_size=1, seed=0) -> Batch:
 def test_packed_score_equals_unpacked_in_value_and_gradient(group_size, micro, rows):
     """At every masked-in position the packed forward gives the unpacked log-probs, entropies and
     values, and the gradient of a weighted masked sum; rows = 1 cannot hold the batch, so the
-    unpacked forward runs (pack_fits 0) with the same values."""
+    unpacked forward runs (``lax.cond``) with the same values."""
     with jax.enable_x64(True):
         b = ragged_batch(group_size=group_size)
         packed_cfg = dataclasses.replace(CFG, pack_length=24, pack_rows=rows, micro_batches=micro)
@@ -89,7 +89,7 @@ def test_packed_score_equals_unpacked_in_value_and_gradient(group_size, micro, r
 
         (_, packed), g_packed = jax.jit(jax.value_and_grad(functools.partial(loss, graphdef_p), has_aux=True))(params)
         (_, whole), g_whole = jax.jit(jax.value_and_grad(functools.partial(loss, graphdef_u), has_aux=True))(params)
-        assert float(packed["pack_fits"]) == (0.0 if rows == 1 else 1.0)
+        assert bool(steps.fits_packed(packed_cfg, b)) == (rows > 1)
         keep = np.asarray(b.mask_bt) > 0
         for key in ("logp_bt", "entropy_bt", "value_bt"):
             np.testing.assert_allclose(np.asarray(packed[key])[keep], np.asarray(whole[key])[keep], rtol=1e-10, atol=1e-12)
@@ -107,22 +107,24 @@ def test_packing_shrinks_the_forward():
     assert "f32[3,32,16]" not in unpacked and "f32[8,12,16]" in unpacked
 
 
-def test_a_grpo_update_with_packing_equals_the_unpacked_one():
+@pytest.mark.parametrize("rows", [2, 1])
+def test_a_grpo_update_with_packing_equals_the_unpacked_one(rows):
     """Reference, π_old and two minibatch updates with packing: the loss and parameters after one
     iteration equal the unpacked run's (float64, as for micro-batches: Adam's first step
-    amplifies rounding of near-zero gradients); every minibatch fit (pack/fits = 1)."""
+    amplifies rounding of near-zero gradients). With 2 rows every minibatch fits (pack/fits = 1);
+    with 1 none does, and the update takes the unpacked gradient (pack/fits = 0)."""
     b = ragged_batch(group_size=2)
     algo = algorithms.grpo(learning_rate=1e-2, kl_coef=0.1, num_minibatches=2)
     results = []
     with jax.enable_x64(True):
-        for pack in ((24, 2), (0, 0)):
+        for pack in ((24, rows), (0, 0)):
             config = dataclasses.replace(CFG, pack_length=pack[0], pack_rows=pack[1])
             graphdef, params = tiny_params(config, seed=0)
             state = steps.init_state(params, algo, jax.random.key(0), ref_params=params, example=b)
             state, metrics = jax.jit(functools.partial(steps.train_on_batch, algorithm=algo, graphdef=graphdef))(state, b)
             results.append((state.params, metrics))
     (p_packed, m_packed), (p_whole, m_whole) = results
-    assert float(m_packed["pack/fits"]) == 1.0 and "pack/fits" not in m_whole
+    assert float(m_packed["pack/fits"]) == (1.0 if rows == 2 else 0.0) and "pack/fits" not in m_whole
     np.testing.assert_allclose(m_packed["loss"], m_whole["loss"], rtol=1e-6, atol=1e-9)
     jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, rtol=1e-6, atol=1e-9), p_packed, p_whole)
 

@@ -6,6 +6,7 @@ is static and passed by closure (``functools.partial``); parameters travel in ``
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -61,10 +62,11 @@ def _hidden_shared_prompt(model, batch: Batch):
     return jnp.concatenate([last, hidden_r], axis=1)
 
 
-def _hidden_packed(model, batch: Batch, length: int, rows: int):
+def _hidden_packed(model, batch: Batch, length: int, rows: int, fallback: bool):
     """The hidden states predicting each response token from a packed forward (``polrl.train.packing``:
-    the batch's real tokens in ``rows`` rows of ``length``), the unpacked forward's when they do not
-    fit; which positions were scored [B, T]; whether the packed forward ran."""
+    the batch's real tokens in ``rows`` rows of ``length``) and which positions were scored [B, T].
+    With ``fallback`` the unpacked forward runs when the sequences do not fit (``lax.cond``); without,
+    the caller has checked that they fit (``fits_packed``)."""
     tokens, _, valid = sequence_inputs(batch.prompt_bp, batch.prompt_valid_bp, batch.response_bt)
     real_len_b, response_len_b = packing.sequence_lengths(batch.prompt_valid_bp, batch.mask_bt)
     (tokens_rl, positions_rl, segments_rl), (row_bs, col_bs, _), fits = packing.pack(
@@ -75,14 +77,36 @@ def _hidden_packed(model, batch: Batch, length: int, rows: int):
         hidden, _ = model.forward(tokens_rl, positions_rl, segments_rl > 0, segment_bt=segments_rl)
         return packing.unpack(hidden, row_bs[:, p - 1 : -1], col_bs[:, p - 1 : -1])
 
-    hidden = jax.lax.cond(fits, packed, lambda: _hidden_full(model, batch))
+    hidden = jax.lax.cond(fits, packed, lambda: _hidden_full(model, batch)) if fallback else packed()
     scored_bt = jnp.arange(batch.response_bt.shape[1]) < response_len_b[:, None]
-    return hidden, scored_bt, fits
+    return hidden, scored_bt
+
+
+def split_micro(x: jax.Array, group_size: int, micro: int) -> jax.Array:
+    """[rows, …] → [micro, rows / micro, …]: micro-batch i holds groups i, i + micro, …"""
+    rows = x.shape[0]
+    x = x.reshape(rows // (group_size * micro), micro, group_size, *x.shape[1:])
+    return jnp.swapaxes(x, 0, 1).reshape(micro, rows // micro, *x.shape[3:])
+
+
+def merge_micro(x: jax.Array, group_size: int, micro: int) -> jax.Array:
+    """The inverse of ``split_micro``."""
+    rows = x.shape[0] * x.shape[1]
+    x = x.reshape(micro, rows // (group_size * micro), group_size, *x.shape[2:])
+    return jnp.swapaxes(x, 0, 1).reshape(rows, *x.shape[3:])
+
+
+def fits_packed(config, batch: Batch) -> jax.Array:
+    """Whether every micro-batch's sequences fit ``config``'s packed layout (``pack_rows`` rows of
+    ``pack_length``)."""
+    real_len_b, _ = packing.sequence_lengths(batch.prompt_valid_bp, batch.mask_bt)
+    parts = split_micro(real_len_b, batch.group_size, config.micro_batches)
+    return jnp.all(jax.vmap(lambda n: packing.next_fit(n, config.pack_length, config.pack_rows)[2])(parts))
 
 
 def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: bool = False, full_logits: bool = False,
           chunk_size: int | None = None, mean_logp: bool = False, micro_batches: int | None = None,
-          pack: bool = False) -> dict:
+          pack: bool = False, pack_fallback: bool = True) -> dict:
     """One forward: per-response-token log-prob, entropy and (optionally) value and logits.
 
     The LM head runs only on the positions that predict response tokens (hidden states
@@ -109,20 +133,21 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
     ``pack`` (the trainer's scoring forwards set it; collectors' auxiliary scorings do not)
     with ``model.config.pack_length`` L > 0 runs the forward on the batch's real tokens packed into
     ``pack_rows`` rows of L (``polrl.train.packing``; per micro-batch with ``micro_batches``): the
-    same values and gradients at every position up to a row's last ``mask_bt`` token, 0 past it,
-    and ``pack_fits`` = 1 (0 when the sequences did not fit and the unpacked forward ran).
+    same values and gradients at every position up to a row's last ``mask_bt`` token, 0 past it.
+    When the sequences do not fit, the unpacked forward runs (``lax.cond``); ``pack_fallback=False``
+    leaves that choice to the caller (``update`` takes it around the whole gradient computation, since
+    differentiating through the ``lax.cond`` would keep both branches' residuals).
     """
     model = nnx.merge(graphdef, params)
     config = getattr(model, "config", None)  # models without a config: no chunking, no micro-batches
     micro = getattr(config, "micro_batches", 1) if micro_batches is None else micro_batches
     kwargs = dict(temperature=temperature, values=values, full_logits=full_logits, chunk_size=chunk_size,
-                  mean_logp=mean_logp, pack=pack)
+                  mean_logp=mean_logp, pack=pack, pack_fallback=pack_fallback)
     if micro > 1:
         return _score_micro_batches(graphdef, params, batch, micro, kwargs)
     pack_length = getattr(config, "pack_length", 0) if pack else 0
-    scored_bt = fits = None
     if pack_length:
-        h, scored_bt, fits = _hidden_packed(model, batch, pack_length, config.pack_rows)
+        h, scored_bt = _hidden_packed(model, batch, pack_length, config.pack_rows, pack_fallback)
     elif batch.group_size > 1:
         h = _hidden_shared_prompt(model, batch)
     else:
@@ -147,7 +172,6 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
         out["logits_btv"] = logits
     if pack_length:  # positions past a row's last masked-in token are not scored
         out = {k: jnp.where(scored_bt.reshape(scored_bt.shape + (1,) * (v.ndim - 2)), v, 0) for k, v in out.items()}
-        out["pack_fits"] = fits.astype(jnp.float32)
     return out
 
 
@@ -158,25 +182,16 @@ def _score_micro_batches(graphdef, params, batch: Batch, micro: int, kwargs: dic
         raise ValueError(f"model.micro_batches={micro} does not split the {rows // g} groups of {g} rows being "
                          f"scored into equal micro-batches; pick a divisor of {rows // g} groups")
 
-    def split(x):  # [rows, …] → [micro, rows / micro, …]: micro-batch i holds groups i, i + micro, …
-        x = x.reshape(rows // (g * micro), micro, g, *x.shape[1:])
-        return jnp.swapaxes(x, 0, 1).reshape(micro, rows // micro, *x.shape[3:])
-
-    def merge(x):  # the inverse of ``split``
-        x = x.reshape(micro, rows // (g * micro), g, *x.shape[2:])
-        return jnp.swapaxes(x, 0, 1).reshape(rows, *x.shape[3:])
-
     @jax.checkpoint
     def one(params, prompt_bp, prompt_valid_bp, response_bt, mask_bt):
         part = Batch(prompt_bp=prompt_bp, prompt_valid_bp=prompt_valid_bp, response_bt=response_bt,
                      mask_bt=mask_bt, group_size=g)
         return score(graphdef, params, part, micro_batches=1, **kwargs)
 
+    split = functools.partial(split_micro, group_size=g, micro=micro)
     parts = jax.lax.map(lambda xs: one(params, *xs), (split(batch.prompt_bp), split(batch.prompt_valid_bp),
                                                       split(batch.response_bt), split(batch.mask_bt)))
-    fits = parts.pop("pack_fits", None)
-    out = {k: merge(v) for k, v in parts.items()}
-    return out if fits is None else {**out, "pack_fits": fits.mean()}
+    return {k: merge_micro(v, g, micro) for k, v in parts.items()}
 
 
 def prepare(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, temperature: float = 1.0):
@@ -239,12 +254,12 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
     want_mean = "old_mean_logp" in algorithm.needs and batch.old_logp_bt is not None
     rng, perm_rng = jax.random.split(state.rng)
 
-    def scored(params, mb: Batch) -> Batch:
+    config = getattr(nnx.merge(graphdef, state.params), "config", None)
+    packs = bool(getattr(config, "pack_length", 0))
+
+    def scored(params, mb: Batch, pack: bool = packs) -> Batch:
         out = score(graphdef, params, mb, temperature=temperature, values=want_values, full_logits=want_logits,
-                    mean_logp=want_mean, pack=True)
-        fits = out.pop("pack_fits", None)
-        if fits is not None:
-            mb = mb.add_metrics(**{"pack/fits": jax.lax.stop_gradient(fits)})
+                    mean_logp=want_mean, pack=pack, pack_fallback=False)
         if want_mean:
             mean = jax.lax.stop_gradient(out.pop("mean_logp_bt"))
             mb = mb.replace(aux={**mb.aux, "mean_logp_bt": mean})
@@ -252,12 +267,16 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
 
     def llm_metrics(mb: Batch) -> dict:
         entropy = ops.masked_mean(jax.lax.stop_gradient(mb.entropy_bt), mb.mask_bt)
-        return {**diagnostics.ratio_diagnostics(mb), "entropy": entropy}
+        packed = {"pack/fits": fits_packed(config, mb).astype(jnp.float32)} if packs else {}
+        return {**diagnostics.ratio_diagnostics(mb), "entropy": entropy, **packed}
+
+    # A minibatch whose sequences do not fit the packed layout takes the unpacked gradient.
+    fallback = (lambda mb: ~fits_packed(config, mb), functools.partial(scored, pack=False)) if packs else None
 
     params, opt_state, objective_state, metrics = update_lib.epochs(
         state.params, state.opt_state, state.objective_state, _row_fields(batch), algorithm=algorithm,
         score=scored, key=perm_rng, step=state.step, objective_key=jax.random.fold_in(state.rng, _OBJECTIVE_STREAM),
-        unit=batch.group_size, metrics_fn=llm_metrics)
+        unit=batch.group_size, metrics_fn=llm_metrics, fallback=fallback)
     new_state = state.replace(
         step=state.step + 1, rng=rng, params=params, opt_state=opt_state, objective_state=objective_state
     )

@@ -32,7 +32,9 @@ from polrl.core import Algorithm, Batch, total_loss
 def epochs(params, opt_state, objective_state, rows: Batch, *, algorithm: Algorithm,
            score: Callable[[Any, Batch], Batch], key: jax.Array, step, objective_key: jax.Array | None = None,
            unit: int = 1, skip_nonfinite: bool = True,
-           metrics_fn: Callable[[Batch], dict] | None = None) -> tuple[Any, Any, Any, dict]:
+           metrics_fn: Callable[[Batch], dict] | None = None,
+           fallback: tuple[Callable[[Any], jax.Array], Callable[[Any, Batch], Batch]] | None = None,
+           ) -> tuple[Any, Any, Any, dict]:
     """The update loop (see the module docstring) over ``rows`` (a Batch, or any pytree whose
     leaves have N rows; every leaf is sliced per minibatch).
 
@@ -44,6 +46,10 @@ def epochs(params, opt_state, objective_state, rows: Batch, *, algorithm: Algori
         for the i-th minibatch update.
       unit: rows that stay together (groups).
       metrics_fn: extra per-minibatch metrics of the scored, objective-applied minibatch.
+      fallback: ``(use, other_score)``: a minibatch for which ``use(minibatch)`` is true is scored
+        by ``other_score`` instead (e.g. a packed forward whose layout the minibatch does not fit);
+        the choice (``lax.cond``) is taken around the whole forward and backward pass, so neither
+        branch's activations cross it.
 
     Returns ``(params, opt_state, objective_state, metrics)``, the metrics averaged over the
     minibatch updates: every loss, every objective metric, ``loss``, ``grad_norm`` and, with
@@ -58,15 +64,22 @@ def epochs(params, opt_state, objective_state, rows: Batch, *, algorithm: Algori
     local_group_b = jnp.arange(n // k, dtype=jnp.int32) // unit
     renumber = unit > 1 and getattr(rows, "group_b", None) is not None
 
-    def loss_fn(params, objective_state, mb, rng):
-        mb = score(params, mb)
-        extra = {"step": step} if rng is None else {"step": step, "rng": rng}
-        mb, objective_state = algorithm.objective.apply(mb, objective_state, **extra)
-        loss = total_loss(mb)
-        metrics = {**mb.losses, **mb.metrics, "loss": loss, **(metrics_fn(mb) if metrics_fn else {})}
-        return loss, (objective_state, metrics)
+    def gradient(score_fn):
+        def loss_fn(params, objective_state, mb, rng):
+            mb = score_fn(params, mb)
+            extra = {"step": step} if rng is None else {"step": step, "rng": rng}
+            mb, objective_state = algorithm.objective.apply(mb, objective_state, **extra)
+            loss = total_loss(mb)
+            metrics = {**mb.losses, **mb.metrics, "loss": loss, **(metrics_fn(mb) if metrics_fn else {})}
+            return loss, (objective_state, metrics)
 
-    grad_fn = jax.grad(loss_fn, has_aux=True)
+        return jax.grad(loss_fn, has_aux=True)
+
+    grad_fn = gradient(score)
+    if fallback is not None:
+        use_other, other_score = fallback
+        grad_other, grad_main = gradient(other_score), grad_fn
+        grad_fn = lambda *args: jax.lax.cond(use_other(args[2]), grad_other, grad_main, *args)  # noqa: E731
 
     def minibatch_step(carry, xs):
         idx, update_index = xs
