@@ -1,13 +1,23 @@
-"""Test set-up: 8 fake CPU devices (for sharding tests) and float32 matmuls.
+"""Test set-up: 8 fake CPU devices (for sharding tests), float32 matmuls, and XLA's CPU backend
+without LLVM's optimisation passes.
 
-XLA reads the device count once, when the backend starts, so the flag is set before
-anything imports jax.
+The suite runs thousands of small programs a few times each, so most of its time is XLA
+compilation, and most of that is LLVM optimising the generated code. Backend optimisation level
+0 skips those passes, which shortens every compilation, and no test runs long enough to miss
+the optimised code. Code generated without them may round differently (whether a multiply and
+an add are fused, for one), as another CPU does; no test depends on one rounding (tolerances come
+from error bounds, or the comparison runs in float64). Set ``--xla_backend_optimization_level``
+in ``XLA_FLAGS`` to override.
+
+XLA reads its flags once, when the backend starts, so they are set before anything imports jax;
+test subprocesses (multi-host, relaunches) inherit them.
 """
 import os
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
+flags = os.environ.get("XLA_FLAGS", "")
+if "--xla_backend_optimization_level" not in flags:
+    flags += " --xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = (flags + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
