@@ -279,6 +279,9 @@ COMPANIONS = {
                        "trained on its own samples toward a larger SFT teacher's token distributions, against the same "
                        "divergence on the teacher's samples (supervised KD) and GRPO on the verifier, same steps "
                        "(`benchmarks/guided_distill.py`):", "render"),
+    "guided_nlpo": ("NLPO (arXiv 2210.01241) on arithmetic: PPO on the policy renormalised over the top-p nucleus of "
+                    "a copy of itself refreshed every 5 steps, against the same PPO without the mask, at two budgets; "
+                    "held-out prompts answered by the unmasked policy (`benchmarks/guided_nlpo.py`):", "render"),
 }
 # (script, arm, baseline, the run's score, "better" | "parity", claim), judged like the claims above
 COMPANION_CLAIMS = (
@@ -296,22 +299,34 @@ COMPANION_CLAIMS = (
      "GHPO: hints for the prompts no sample solves beat GRPO at the same steps (arXiv 2507.10628)"),
     ("guided_distill", "gkd", "supervised_kd", "accuracy", "better",
      "GKD: distilling on the student's own samples beats the same divergence on the teacher's (arXiv 2306.13649)"),
+    ("guided_nlpo", "nlpo", "ppo", "accuracy", "better",
+     "NLPO: PPO under a delayed copy's top-p action mask beats PPO (arXiv 2210.01241; the longer budget)"),
 )
 
 
+def companion_records(script: str) -> list[dict]:
+    """The records of ``benchmarks/results/<script>.jsonl``, one per (arm, seed, budget): the last."""
+    runs = {(r["arm"], r["seed"], r.get("budget")): r
+            for r in read(str(ROOT / "benchmarks" / "results" / f"{script}.jsonl"))}
+    return list(runs.values())
+
+
 def companion_runs(script: str) -> dict:
-    """``{(arm, seed): record}`` of ``benchmarks/results/<script>.jsonl`` (empty when absent)."""
-    return {(r["arm"], r["seed"]): r for r in read(str(ROOT / "benchmarks" / "results" / f"{script}.jsonl"))}
+    """``{(arm, seed): record}`` of a companion's results, at each arm's largest budget (empty when absent)."""
+    runs = {}
+    for r in sorted(companion_records(script), key=lambda r: r.get("budget") or 0):
+        runs[(r["arm"], r["seed"])] = r
+    return runs
 
 
 def companion_sections() -> list[str]:
     """Each companion script's description and table, from its committed results."""
     lines = []
     for script, (what, table) in COMPANIONS.items():
-        runs = companion_runs(script)
-        if runs:
+        records = companion_records(script)
+        if records:
             module = importlib.import_module(f"benchmarks.{script}")
-            lines += ["", what, "", getattr(module, table)(list(runs.values())).rstrip("\n")]
+            lines += ["", what, "", getattr(module, table)(records).rstrip("\n")]
     return lines
 
 

@@ -614,6 +614,22 @@ def guided_method_block(method: str) -> Callable[[], str]:
                     f"prompts, each run's mean of its last 3 evaluations): teacher "
                     f"{ms([r['teacher_accuracy'] for r in gkd])}%, student warm start "
                     f"{ms([r['warm_accuracy'] for r in gkd])}% → GKD {ms([acc(r) for r in gkd])}%; {others}.")
+        if method == "nlpo":
+            records = results("guided_nlpo")
+            if not records:
+                return "Expected result: not measured yet (`python benchmarks/guided_nlpo.py --seeds 0 1 2` writes it)."
+            budget = max(r["budget"] for r in records)
+            a = by_arm([r for r in records if r["budget"] == budget])
+            nlpo, ppo = a["nlpo"], a["ppo"]
+            mask = lambda key, scale=100.0, digits=1: ms([r["mask"][key] for r in nlpo], scale, digits)
+            return (f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_nlpo.py --steps {budget}`; raw: "
+                    f"benchmarks/results/guided_nlpo.jsonl; {where(nlpo)}; {budget} steps of this config and of "
+                    f"arithmetic_ppo.py from each seed's SFT warm start, {seeds_phrase(r['seed'] for r in nlpo)}; held-out "
+                    f"greedy exact match of the unmasked policy on 500 prompts, each run's mean of its last 3 evaluations): "
+                    f"warm start {ms([r['warm_accuracy'] for r in nlpo])}% → NLPO {ms([acc(r) for r in nlpo])}%, PPO "
+                    f"{ms([acc(r) for r in ppo])}% (paired differences {_paired(nlpo, ppo, acc)} points). The mask keeps "
+                    f"{mask('mask/kept_tokens', 1.0, 2)} tokens holding {mask('mask/kept_mass')}% of the policy's mass; "
+                    f"the policy's most likely token is masked at {mask('mask/argmax_masked_frac')}% of the positions.")
         if method == "digi_q":
             a = by_arm(results("guided_digi_q"))
             td, mc, bc = a["digi_q"], a.get("digi_q_mc", []), a["filtered_bc"]
@@ -648,6 +664,8 @@ def readme_guided_methods() -> str:
     acc = lambda rs: ms([last_evals_mean(r, 3) for r in rs])
     spark, digi, tree, ghpo, distill = (by_arm(results(name)) for name in (
         "guided_spark", "guided_digi_q", "guided_dialtree", "guided_ghpo", "guided_distill"))
+    nlpo_records = results("guided_nlpo")
+    nlpo = by_arm([r for r in nlpo_records if r["budget"] == max(x["budget"] for x in nlpo_records)]) if nlpo_records else {}
     parts = []
     if spark.get("spark") and spark.get("grpo"):
         ablation = (f", without the reflection rows' labelled answers {acc(spark['spark_no_reflection'])}%"
@@ -671,13 +689,16 @@ def readme_guided_methods() -> str:
         skd = (f", supervised KD {percent([last_evals_mean(r, 3) for r in distill['supervised_kd']])}"
                if distill.get("supervised_kd") else "")
         parts.append(f"GKD {acc(distill['gkd'])}%{skd} ({seeds_phrase(r['seed'] for r in distill['gkd'])})")
+    if nlpo.get("nlpo") and nlpo.get("ppo"):
+        parts.append(f"NLPO {acc(nlpo['nlpo'])}% vs PPO {acc(nlpo['ppo'])}% ({seeds_phrase(r['seed'] for r in nlpo['nlpo'])})")
     if not parts:
         return ""
     return ("| `experiments/arithmetic_spark.py`, `arithmetic_spark_self_reward.py`, `chain_digi_q.py`, "
-            "`target_says_dialtree_rpo.py`, `chain_ghpo.py`, `chain_gkd.py` | SPARK (the policy "
+            "`target_says_dialtree_rpo.py`, `chain_ghpo.py`, `chain_gkd.py`, `arithmetic_nlpo.py` | SPARK (the policy "
             "also trained as a judge of its own samples, then that judge as the reward), Digi-Q (a TD critic on frozen "
             "features, best-of-N extraction), DialTree-RPO (tree search over dialogue turns against a frozen target), "
-            "GHPO (hints for the prompts no sample solves), GKD (on-policy distillation from a larger teacher) against "
+            "GHPO (hints for the prompts no sample solves), GKD (on-policy distillation from a larger teacher), NLPO "
+            "(PPO under a delayed copy's top-p action mask) against "
             "their papers' baselines | "
             + "; ".join(parts) + " ([`benchmarks/guided.md`](benchmarks/guided.md)) |")
 
@@ -928,7 +949,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     **{f"preference.{a}": chain_preference_block(a) for a in ("chain_dpo_revised", "chain_opa_dpo")},
     **{f"guided.{a}": guided_block(a) for a in ("prm", "mcts_dpo")},
     **{f"guided.{m}": guided_method_block(m) for m in ("spark", "spark_self_reward", "digi_q", "dialtree_rpo", "ghpo",
-                                                       "gkd")},
+                                                       "gkd", "nlpo")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),
     **{f"arithmetic.{n}": arithmetic_noun(n) for n in (

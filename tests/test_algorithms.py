@@ -167,6 +167,8 @@ ALL_NOUNS = {
     "digi_q",
     "dialtree_rpo",
     "gkd",
+    "ampo",
+    "nlpo",
 }
 
 

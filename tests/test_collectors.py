@@ -107,6 +107,7 @@ CASES = {
     "with_greedy_baseline": _wrapped(collectors.with_greedy_baseline()),
     "with_hints": _wrapped(collectors.with_hints((0.5,))),
     "hinted_groups": functools.partial(collectors.hinted_groups, hint_ratios=(0.25, 0.75)),
+    "masked_groups": functools.partial(collectors.masked_groups, top_mask=0.8, update_every=2),
     "with_replay": _wrapped(collectors.with_replay(capacity=4, num_replay=1)),
     "with_score_position": _wrapped(collectors.with_score_position()),
     "with_density_ratio": lambda ctx: collectors.with_density_ratio("strong", "weak", strong_prefix=[3])(
@@ -121,6 +122,7 @@ CASES = {
     "stale": lambda ctx: collectors.stale(2)(collectors.group_samples(ctx), ctx),
     "with_teacher_logits": _wrapped(collectors.with_teacher_logits("strong")),
     "with_student_fraction": _wrapped(collectors.with_student_fraction("strong", 0.5)),
+    "with_multi_guidance": _wrapped(collectors.with_multi_guidance(("strong",), k=1, wrong_teachers="force")),
     "checkpoint_pool": lambda ctx: collectors.checkpoint_pool(ctx, pool_size=2, refresh_every=1),
     "turns": lambda ctx: collectors.turns(ctx, env=_ECHO, max_turns=2, turn_tokens=2),
     "step_labels": lambda ctx: collectors.step_labels(_with_steps(ctx), continuations=2, max_steps=2),

@@ -13,6 +13,8 @@ from polrl.algorithms.entropy_cov import clip_cov, kl_cov
 from polrl.algorithms.gmpo import gmpo
 from polrl.algorithms.gepo import gepo
 from polrl.algorithms.gkd import gkd
+from polrl.algorithms.nlpo import nlpo
+from polrl.algorithms.ampo import ampo
 from polrl.algorithms.gpg import gpg
 from polrl.algorithms.opo import opo
 from polrl.algorithms.opa_dpo import opa_dpo
@@ -45,7 +47,7 @@ from polrl.algorithms.seppo import seppo
 from polrl.algorithms.spark import spark
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "simpo", "orpo", "kto", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "reward_model", "process_reward_model", "gepo", "opa_dpo", "seppo", "dragon", "ra_dpo", "spark", "digi_q", "dialtree_rpo", "gkd"]
+__all__ = ["dpo", "simpo", "orpo", "kto", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "reward_model", "process_reward_model", "gepo", "opa_dpo", "seppo", "dragon", "ra_dpo", "spark", "digi_q", "dialtree_rpo", "gkd", "ampo", "nlpo"]
 
 
 def get(name: str):

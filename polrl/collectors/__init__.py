@@ -13,6 +13,7 @@ scored by the verifier), ``preference_pairs`` (best vs worst of G samples), ``of
 ``step_labels`` (Math-Shepherd: the reference's samples with Monte-Carlo labels of their steps, for a PRM).
 ``dialogue_tree`` (DialTree-RPO: an attacker's dialogues with a frozen target model, branched at every turn and pruned).
 ``hinted_groups`` (GHPO: ``group_samples`` with ``with_hints``, the beginning of the labelled answer after the prompts no sample solves).
+``masked_groups`` (NLPO: G samples per prompt under the top-p nucleus of a delayed copy of the policy, the mask kept per token).
 Wrappers: ``with_expert_rows`` (labelled answers in every group: CHORD, RL-PLUS),
 ``with_judge_rows`` (SPARK: the step's samples recycled into judge rows for the same model),
 ``with_self_judge`` (the policy's own verdict π("y" | x ++ y ++ " ok?") as the reward),
@@ -27,12 +28,14 @@ leave-one-out change of the set score as each sample's reward: the ``dragon`` no
 ``with_reward_goals`` (RA-DPO: each pair relabelled into two goal-conditioned pairs: the ``ra_dpo`` noun).
 ``with_teacher_logits`` (a frozen teacher's logits at every response position) and ``with_student_fraction``
 (the student's samples with probability λ, else the teacher's): GKD, the ``gkd`` noun.
+``with_multi_guidance`` (AMPO: up to k solutions of a pool of frozen teachers, ranked by the policy's comprehension, in the groups no sample solves: the ``ampo`` noun).
 
 A collector that reads another model than the policy takes the model's name (a run's frozen
 models are ``Context.models`` / ``PolicyState.models``, from ``config.models``; "reference" is the
 phase's reference) and reads it with ``context.named_model``.
 """
 from polrl.collectors.checkpoint_pool import checkpoint_pool
+from polrl.collectors.action_mask import masked_groups
 from polrl.collectors.context import Context, NamedModel
 from polrl.collectors.density_ratio import with_density_ratio
 from polrl.collectors.distributional_reward import with_distributional_reward
@@ -41,6 +44,7 @@ from polrl.collectors.dynamic_sampling import dynamic_sampling, keep_informative
 from polrl.collectors.expert_rows import with_expert_rows
 from polrl.collectors.greedy_baseline import with_greedy_baseline
 from polrl.collectors.hints import hinted_groups, with_hints
+from polrl.collectors.multi_guidance import with_multi_guidance
 from polrl.collectors.judge_rows import with_judge_rows, with_self_judge
 from polrl.collectors.offline_pairs import offline_pairs, offline_unpaired
 from polrl.collectors.group_samples import group_samples, rollout_metrics
@@ -73,6 +77,7 @@ __all__ = [
     "group_samples",
     "hinted_groups",
     "keep_informative_groups",
+    "masked_groups",
     "mcts_pairs",
     "offline_pairs",
     "offline_unpaired",
@@ -90,6 +95,7 @@ __all__ = [
     "with_greedy_baseline",
     "with_hints",
     "with_judge_rows",
+    "with_multi_guidance",
     "with_replay",
     "with_reward_goals",
     "with_reward_model",

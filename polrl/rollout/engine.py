@@ -27,7 +27,7 @@ in the rollout layout; outside one the constraints are identities.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import flax
 import jax
@@ -74,6 +74,7 @@ class Generation:
     log π_T(token), 0 where the mask is 0; mask_sn: float32 [S, N], 1 for generated tokens;
     length_s: int32 [S]; finish_s: int32 [S], why the slot stopped (``EOS``, ``STOP``,
     ``LENGTH`` = its budget, ``CAPACITY`` = the cache is full; ``RUNNING`` for inactive slots).
+    hook_carry: the final carry of ``generate``'s ``logits_hook`` (None without one).
     """
 
     tokens_sn: jax.Array
@@ -81,6 +82,21 @@ class Generation:
     mask_sn: jax.Array
     length_s: jax.Array
     finish_s: jax.Array
+    hook_carry: Any = None
+
+
+class LogitsHook(NamedTuple):
+    """A change of the next-token logits before every draw of ``generate``, with a state of its own.
+
+    ``apply(carry, i, token_s, drew_s, logits_sv) -> (logits_sv, carry)`` runs at every step i
+    before the draw, given the token each slot drew at step i − 1 and whether it drew one
+    (``drew_s``: all False at i = 0), which is what a second model needs to follow the sequences
+    (e.g. a mask model's own slots, extended by those tokens). The draw and the recorded log-probs
+    use the returned logits; the final carry is ``Generation.hook_carry``.
+    """
+
+    apply: Callable
+    carry: Any
 
 
 def init_slots(model, num_slots: int, length: int) -> Slots:
@@ -186,12 +202,14 @@ class _Loop(NamedTuple):
     window_sm: jax.Array    # last drawn tokens, for stop sequences
     slots: Slots
     out: tuple
+    hook: Any = None        # the logits hook's carry
 
 
 def generate(model, slots: Slots, rng: jax.Array, config: SamplingConfig, *,
              active_s: jax.Array | None = None, max_new_s: jax.Array | None = None,
              stop_sequences: Sequence[Sequence[int]] = (), commit_last: bool = True,
-             uniform_ns: jax.Array | None = None) -> tuple[Generation, Slots | None]:
+             uniform_ns: jax.Array | None = None,
+             logits_hook: LogitsHook | None = None) -> tuple[Generation, Slots | None]:
     """Decodes in every active slot (lockstep: step i of every slot draws column i).
 
     A slot draws until it emits ``config.eos_id`` (finish ``EOS``), its last tokens equal one
@@ -218,6 +236,9 @@ def generate(model, slots: Slots, rng: jax.Array, config: SamplingConfig, *,
 
     def draw_step(loop: _Loop, logits_sv) -> _Loop:
         i = loop.i
+        hook = loop.hook
+        if logits_hook is not None:
+            logits_sv, hook = logits_hook.apply(hook, i, loop.token_s, loop.drew_s, logits_sv)
         room_s = loop.slots.cache.index < loop.slots.capacity
         finish_s = jnp.where(loop.live_s & ~room_s, CAPACITY, loop.finish_s)
         finish_s = jnp.where(loop.live_s & room_s & (i >= budget_s), LENGTH, finish_s)
@@ -239,13 +260,14 @@ def generate(model, slots: Slots, rng: jax.Array, config: SamplingConfig, *,
             ended_s = ended_s | stopped_s
         finish_s = jnp.where(live_s & ~ended_s & (i + 1 >= budget_s), LENGTH, finish_s)
         return loop._replace(i=i + 1, token_s=token_s, drew_s=live_s, live_s=live_s & (finish_s == RUNNING),
-                             finish_s=finish_s, window_sm=window, out=(tokens, logp, mask))
+                             finish_s=finish_s, window_sm=window, out=(tokens, logp, mask), hook=hook)
 
     real = wide(model.config.dtype)  # float32 (float64 for a float64 model)
     empty = (jnp.full((s, n), config.pad_id, jnp.int32), jnp.zeros((s, n), real), jnp.zeros((s, n), real))
     loop = _Loop(i=jnp.zeros((), jnp.int32), token_s=jnp.full((s,), config.pad_id, jnp.int32),
                  drew_s=jnp.zeros((s,), bool), live_s=live_s, finish_s=jnp.full((s,), RUNNING, jnp.int32),
-                 window_sm=jnp.full((s, m), -1, jnp.int32), slots=slots, out=empty)
+                 window_sm=jnp.full((s, m), -1, jnp.int32), slots=slots, out=empty,
+                 hook=None if logits_hook is None else logits_hook.carry)
     loop = draw_step(loop, model.logits(slots.hidden_sd))
 
     can_stop = (0 <= config.eos_id < model.config.vocab_size or bool(stop_sequences)
@@ -265,7 +287,7 @@ def generate(model, slots: Slots, rng: jax.Array, config: SamplingConfig, *,
     tokens, logp, mask = loop.out
     finish_s = jnp.where(loop.live_s, LENGTH, loop.finish_s)  # stopped by the end of the buffer
     out = Generation(tokens_sn=tokens, logp_sn=logp, mask_sn=mask,
-                     length_s=mask.sum(axis=1).astype(jnp.int32), finish_s=finish_s)
+                     length_s=mask.sum(axis=1).astype(jnp.int32), finish_s=finish_s, hook_carry=loop.hook)
     if not commit_last:
         return out, None
     return out, _commit(model, loop.slots, loop.token_s, loop.drew_s)
