@@ -18,8 +18,8 @@ Expected result (benchmarks/preference.md, written by `python benchmarks/prefere
 benchmarks/results/preference.jsonl; CPU AMD EPYC; held-out greedy exact match of the final answer
 on 500 prompts, the mean of a run's last 3 evaluations; every arm of a seed from chain_grpo's SFT
 warm start of that seed; 400 steps (OPA-DPO: a tenth of them the SFT phase on revisions); mean ± std
-over seed 0 only): SFT warm start 53.4 (1 seed)% → 16.3 (1 seed)% (OPA-DPO, the same pairs after an
-SFT phase on the revisions, with the anchor: 93.0 (1 seed)%).
+over 3 seeds (0, 1, 2)): SFT warm start 48.5 ± 5.9% → 12.8 ± 5.1% (OPA-DPO, the same pairs after an
+SFT phase on the revisions, with the anchor: 88.1 ± 4.4%).
 <!-- /report -->
 
 What it shows: plain DPO on revised own responses, against which chain_opa_dpo measures what the

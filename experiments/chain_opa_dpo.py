@@ -28,9 +28,9 @@ Expected result (benchmarks/preference.md, written by `python benchmarks/prefere
 benchmarks/results/preference.jsonl; CPU AMD EPYC; held-out greedy exact match of the final answer
 on 500 prompts, the mean of a run's last 3 evaluations; every arm of a seed from chain_grpo's SFT
 warm start of that seed; 400 steps (OPA-DPO: a tenth of them the SFT phase on revisions); mean ± std
-over seed 0 only): SFT warm start 53.4 (1 seed)% → 93.0 (1 seed)%; without the anchor 3.2 (1 seed)%;
-DPO on the same kind of pairs without the SFT phase and the anchor 16.3 (1 seed)% (paired
-differences, OPA-DPO − DPO: +76.7 points).
+over 3 seeds (0, 1, 2)): SFT warm start 48.5 ± 5.9% → 88.1 ± 4.4%; without the anchor 4.3 ± 3.8%;
+DPO on the same kind of pairs without the SFT phase and the anchor 12.8 ± 5.1% (paired differences,
+OPA-DPO − DPO: +76.7, +80.1, +69.3 points).
 <!-- /report -->
 
 What it shows: whether aligning the policy to the expert's revisions before DPO, and anchoring
