@@ -107,26 +107,35 @@ def test_packing_shrinks_the_forward():
     assert "f32[3,32,16]" not in unpacked and "f32[8,12,16]" in unpacked
 
 
-@pytest.mark.parametrize("rows", [2, 1])
-def test_a_grpo_update_with_packing_equals_the_unpacked_one(rows):
+@pytest.mark.parametrize("length", [24, 12])
+def test_a_grpo_update_with_packing_equals_the_unpacked_one(length):
     """Reference, π_old and two minibatch updates with packing: the loss and parameters after one
     iteration equal the unpacked run's (float64, as for micro-batches: Adam's first step
-    amplifies rounding of near-zero gradients). With 2 rows every minibatch fits (pack/fits = 1);
-    with 1 none does, and the update takes the unpacked gradient (pack/fits = 0)."""
+    amplifies rounding of near-zero gradients). In 2 rows of 24 every minibatch fits (pack/fits = 1);
+    in 2 rows of 12 none does, and the update takes the unpacked gradient in micro-batches of at
+    most 2 rows (pack/fits = 0)."""
     b = ragged_batch(group_size=2)
     algo = algorithms.grpo(learning_rate=1e-2, kl_coef=0.1, num_minibatches=2)
     results = []
     with jax.enable_x64(True):
-        for pack in ((24, rows), (0, 0)):
+        for pack in ((length, 2), (0, 0)):
             config = dataclasses.replace(CFG, pack_length=pack[0], pack_rows=pack[1])
             graphdef, params = tiny_params(config, seed=0)
             state = steps.init_state(params, algo, jax.random.key(0), ref_params=params, example=b)
             state, metrics = jax.jit(functools.partial(steps.train_on_batch, algorithm=algo, graphdef=graphdef))(state, b)
             results.append((state.params, metrics))
     (p_packed, m_packed), (p_whole, m_whole) = results
-    assert float(m_packed["pack/fits"]) == (1.0 if rows == 2 else 0.0) and "pack/fits" not in m_whole
+    assert float(m_packed["pack/fits"]) == (1.0 if length == 24 else 0.0) and "pack/fits" not in m_whole
     np.testing.assert_allclose(m_packed["loss"], m_whole["loss"], rtol=1e-6, atol=1e-9)
     jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, rtol=1e-6, atol=1e-9), p_packed, p_whole)
+
+
+def test_fallback_micro_batches_hold_at_most_pack_rows_rows():
+    config = dataclasses.replace(CFG, pack_length=24, pack_rows=3, micro_batches=2)
+    assert steps.fallback_micro_batches(config, rows=16, group_size=2) == 2 * 4  # 8 rows → 4 micro-batches of 2
+    assert steps.fallback_micro_batches(dataclasses.replace(config, pack_rows=8), rows=16, group_size=2) == 2
+    with pytest.raises(ValueError, match=r"^model\.pack_rows=3 is smaller than a group of 4 rows"):
+        steps.fallback_micro_batches(config, rows=16, group_size=4)
 
 
 def test_bad_packing_options_are_refused():

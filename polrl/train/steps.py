@@ -96,6 +96,19 @@ def merge_micro(x: jax.Array, group_size: int, micro: int) -> jax.Array:
     return jnp.swapaxes(x, 0, 1).reshape(rows, *x.shape[3:])
 
 
+def fallback_micro_batches(config, rows: int, group_size: int) -> int:
+    """Micro-batches for the unpacked forward of a minibatch of ``rows`` that does not fit the packed
+    layout: ``micro_batches`` · k, with k the least divisor of a micro-batch's groups that leaves at
+    most ``pack_rows`` rows per micro-batch (the packed forward's row count, each row of length
+    ``prompt + response`` ≤ ``pack_length``)."""
+    groups = rows // config.micro_batches // group_size
+    for k in range(1, groups + 1):
+        if groups % k == 0 and groups // k * group_size <= config.pack_rows:
+            return config.micro_batches * k
+    raise ValueError(f"model.pack_rows={config.pack_rows} is smaller than a group of {group_size} rows: the unpacked "
+                     f"fallback could not run in micro-batches of at most pack_rows rows; set pack_rows >= {group_size}")
+
+
 def fits_packed(config, batch: Batch) -> jax.Array:
     """Whether every micro-batch's sequences fit ``config``'s packed layout (``pack_rows`` rows of
     ``pack_length``)."""
@@ -257,9 +270,9 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
     config = getattr(nnx.merge(graphdef, state.params), "config", None)
     packs = bool(getattr(config, "pack_length", 0))
 
-    def scored(params, mb: Batch, pack: bool = packs) -> Batch:
+    def scored(params, mb: Batch, pack: bool = packs, micro_batches: int | None = None) -> Batch:
         out = score(graphdef, params, mb, temperature=temperature, values=want_values, full_logits=want_logits,
-                    mean_logp=want_mean, pack=pack, pack_fallback=False)
+                    mean_logp=want_mean, pack=pack, pack_fallback=False, micro_batches=micro_batches)
         if want_mean:
             mean = jax.lax.stop_gradient(out.pop("mean_logp_bt"))
             mb = mb.replace(aux={**mb.aux, "mean_logp_bt": mean})
@@ -270,8 +283,12 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
         packed = {"pack/fits": fits_packed(config, mb).astype(jnp.float32)} if packs else {}
         return {**diagnostics.ratio_diagnostics(mb), "entropy": entropy, **packed}
 
-    # A minibatch whose sequences do not fit the packed layout takes the unpacked gradient.
-    fallback = (lambda mb: ~fits_packed(config, mb), functools.partial(scored, pack=False)) if packs else None
+    # A minibatch whose sequences do not fit the packed layout takes the unpacked gradient, in
+    # micro-batches of at most pack_rows rows, so that it needs no more memory than the packed one.
+    fallback = None
+    if packs:
+        micro = fallback_micro_batches(config, batch.response_bt.shape[0] // algorithm.num_minibatches, batch.group_size)
+        fallback = (lambda mb: ~fits_packed(config, mb), functools.partial(scored, pack=False, micro_batches=micro))
 
     params, opt_state, objective_state, metrics = update_lib.epochs(
         state.params, state.opt_state, state.objective_state, _row_fields(batch), algorithm=algorithm,
