@@ -930,6 +930,27 @@ def readme_speed() -> str:
     return para(text)
 
 
+def readme_memory() -> str:
+    """Peak memory of a GRPO update on the Qwen2-0.5B shape per setting (benchmarks/memory.py)."""
+    runs = {(r["setting"], r["group"]): r for r in results("memory")}  # the latest of each
+    if not {(s, g) for s in ("plain", "chunked", "micro 4", "packed") for g in (4,)} | {
+            (s, 1) for s in ("chunked", "packed", "micro 4", "micro 4 packed")} <= set(runs):
+        return "- Peak memory: not measured yet (`python benchmarks/memory.py --group 4` and `--group 1` write it)."
+    gib = lambda setting, group: f"{runs[(setting, group)]['peak_bytes'] / 2**30:.1f}"
+    one = next(iter(runs.values()))
+    text = (f"- Peak memory of one GRPO update (reference forward, policy forward and backward, AdamW) on the "
+            f"Qwen2-0.5B shape ({one['params'] / 1e6:.0f}M parameters, float32), batch {one['batch']}, "
+            f"{one['prompt_len']} + {one['response_len']} tokens, responses of uniformly drawn lengths (XLA's buffer "
+            f"assignment of the compiled step, from `python benchmarks/memory.py`; raw: benchmarks/results/memory.jsonl; "
+            f"{where(list(runs.values()))}): in groups of 4, the whole minibatch at once needs {gib('plain', 4)} GiB, "
+            f"with the LM head chunked {gib('chunked', 4)} GiB and with 4 micro-batches as well {gib('micro 4', 4)} "
+            f"GiB. Packing needs {gib('packed', 4)} GiB there (the packed forward encodes every row's prompt, the "
+            f"unpacked one each group's once); for single rows (SFT, groups of 1) it needs {gib('packed', 1)} GiB "
+            f"against {gib('chunked', 1)} GiB unpacked, and {gib('micro 4 packed', 1)} GiB with 4 micro-batches "
+            f"against {gib('micro 4', 1)} GiB.")
+    return para(text)
+
+
 # ------------------------------------------------------------------------------ registry
 
 BLOCKS: dict[str, Callable[[], str]] = {
@@ -937,6 +958,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "readme.algorithms": readme_algorithms,
     "readme.control": readme_control,
     "readme.speed": readme_speed,
+    "readme.memory": readme_memory,
     "readme.staleness": readme_staleness,
     "chain.grpo": chain_block("grpo"),
     "chain.treepo": chain_block("treepo"),
