@@ -86,10 +86,13 @@ def test_anchors_move_only_where_the_ope_estimate_improved():
     start = unio4.ope_scores(nets, q, bc_e, ope_obs)
     offline, stats = jax.jit(lambda k: unio4.improve(nets, data, k, h, bc_e, q, v, ope_obs))(jax.random.key(4))
     best = np.asarray(stats["best_ope"])
-    assert np.all(np.diff(best, axis=0) >= 0) and np.all(best[0] >= np.asarray(start))
+    # Step 0 is no evaluation step, so its best scores are the start's, as the jitted step computes
+    # them: the same float32 function, which may round differently inside the larger program.
+    np.testing.assert_allclose(best[0], np.asarray(start), rtol=1e-6)
+    assert np.all(np.diff(best, axis=0) >= 0)
     # anchors change only on evaluation steps (every 2nd) and only where the score improved
     updates = np.asarray(stats["anchor_updates"])
-    previous = np.vstack([np.asarray(start)[None], best[:-1]])
+    previous = np.vstack([best[:1], best[:-1]])
     np.testing.assert_array_equal(updates, (best > previous).sum(1))
     assert np.all(updates[0::2] == 0) and updates.sum() > 0
     # each anchor is the parameters that earned its best score (or the BC member if none did)
