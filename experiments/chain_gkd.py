@@ -28,10 +28,10 @@ that shares the char vocabulary):
 <!-- report: guided.gkd -->
 Expected result (benchmarks/guided.md, from `python benchmarks/guided_distill.py`; raw:
 benchmarks/results/guided_distill.jsonl; CPU AMD EPYC; 200 steps from each seed's chain_grpo SFT
-warm start with that seed's chain_sft_large teacher, 2 seeds (0, 1); held-out greedy exact match of
-the final answer on 500 prompts, each run's mean of its last 3 evaluations): teacher 70.5 ± 14.0%,
-student warm start 47.7 ± 8.1% → GKD 74.4 ± 4.9%; supervised KD (the same divergence on the
-teacher's samples) 71.2 ± 8.5%; GRPO on the verifier 56.4 ± 9.4%.
+warm start with that seed's chain_sft_large teacher, 3 seeds (0, 1, 2); held-out greedy exact match
+of the final answer on 500 prompts, each run's mean of its last 3 evaluations): teacher 66.5 ±
+12.1%, student warm start 48.5 ± 5.9% → GKD 69.7 ± 8.9%; supervised KD (the same divergence on the
+teacher's samples) 68.9 ± 7.2%; GRPO on the verifier 58.0 ± 7.2%.
 <!-- /report -->
 """
 import pathlib
