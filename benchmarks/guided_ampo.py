@@ -29,7 +29,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import statistics
 import sys
@@ -37,10 +36,10 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import algorithms as algorithms_bench  # noqa: E402
+from benchmarks import algorithms as algorithms_bench, companion  # noqa: E402
 from benchmarks.claims import last_evals_mean, paired_runs  # noqa: E402
 from benchmarks.guided_distill import teacher_accuracy, teacher_run  # noqa: E402
-from benchmarks.provenance import append, provenance, read  # noqa: E402
+from benchmarks.provenance import provenance  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
 ARMS = ("ampo", "ampo_single", "grpo")
@@ -114,25 +113,14 @@ def main(argv=None) -> None:
                    help="where finished large-teacher runs large_seed<seed> are copied from (benchmarks/guided.py's workdir)")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "guided_ampo.jsonl"))
     args = p.parse_args(argv)
-    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    unknown = sorted(set(arms) - set(ARMS))
-    if unknown:
-        raise SystemExit(f"--arms: unknown {unknown}; use some of {list(ARMS)}")
+    arms = companion.parse_arms(args.arms, ARMS)
     base = algorithms_bench.prepare(args.workdir)
-    done = [r for r in read(args.results) if r["budget"] == args.steps]
-    have = {(r["arm"], r["seed"]) for r in done}
-    for seed in args.seeds:
-        if all((arm, seed) in have for arm in arms):
-            continue
-        large = teacher_run(seed, base, pathlib.Path(args.teacher_from))
-        for arm in arms:
-            if (arm, seed) in have:
-                continue
-            record = run_arm(arm, seed, args.steps, args.eval_every, base, large)
-            append(args.results, record)
-            done.append(record)
-            print(json.dumps({k: record[k] for k in ("arm", "seed", "seconds", "accuracy", "teacher_accuracy")}), flush=True)
-    print(render(done))
+    done = companion.run_missing(
+        args.results, arms, args.seeds, args.steps,
+        lambda arm, seed, large: run_arm(arm, seed, args.steps, args.eval_every, base, large),
+        ("arm", "seed", "seconds", "accuracy", "teacher_accuracy"),
+        prepare_seed=lambda seed: teacher_run(seed, base, pathlib.Path(args.teacher_from)))
+    print(render([r for r in done if r["budget"] == args.steps]))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import statistics
 import sys
@@ -35,9 +34,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import algorithms as algorithms_bench  # noqa: E402
+from benchmarks import algorithms as algorithms_bench, companion  # noqa: E402
 from benchmarks.claims import last_evals_mean  # noqa: E402
-from benchmarks.provenance import append, provenance, read  # noqa: E402
+from benchmarks.provenance import provenance  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
 ARMS = ("grpo", "ghpo")
@@ -104,21 +103,11 @@ def main(argv=None) -> None:
     p.add_argument("--workdir", default="/tmp/polrl_bench_guided_ghpo")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "guided_ghpo.jsonl"))
     args = p.parse_args(argv)
-    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    unknown = sorted(set(arms) - set(ARMS))
-    if unknown:
-        raise SystemExit(f"--arms: unknown {unknown}; use some of {list(ARMS)}")
+    arms = companion.parse_arms(args.arms, ARMS)
     base = algorithms_bench.prepare(args.workdir)
-    done = read(args.results)
-    have = {(r["arm"], r["seed"], r["budget"]) for r in done}
-    for seed in args.seeds:
-        for arm in arms:
-            if (arm, seed, args.steps) in have:
-                continue
-            record = run_arm(arm, seed, args.steps, args.eval_every, base)
-            append(args.results, record)
-            done.append(record)
-            print(json.dumps({k: record[k] for k in ("arm", "seed", "seconds", "accuracy", "hints")}), flush=True)
+    done = companion.run_missing(args.results, arms, args.seeds, args.steps,
+                                 lambda arm, seed, _: run_arm(arm, seed, args.steps, args.eval_every, base),
+                                 ("arm", "seed", "seconds", "accuracy", "hints"))
     print(render(done))
 
 
