@@ -33,7 +33,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import shutil
 import statistics
@@ -42,9 +41,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import algorithms as algorithms_bench  # noqa: E402
+from benchmarks import algorithms as algorithms_bench, companion  # noqa: E402
 from benchmarks.claims import last_evals_mean, paired_runs  # noqa: E402
-from benchmarks.provenance import append, provenance, read  # noqa: E402
+from benchmarks.provenance import provenance  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
 ARMS = ("gkd", "supervised_kd", "grpo")
@@ -155,27 +154,19 @@ def main(argv=None) -> None:
                    help="where finished student warm starts warm_seed<seed> are copied from ('' = train them here)")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "guided_distill.jsonl"))
     args = p.parse_args(argv)
-    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    unknown = sorted(set(arms) - set(ARMS))
-    if unknown:
-        raise SystemExit(f"--arms: unknown {unknown}; use some of {list(ARMS)}")
+    arms = companion.parse_arms(args.arms, ARMS)
     base = algorithms_bench.prepare(args.workdir)
-    done = [r for r in read(args.results) if r["budget"] == args.steps]
-    have = {(r["arm"], r["seed"]) for r in done}
-    for seed in args.seeds:
-        if all((arm, seed) in have for arm in arms):
-            continue
+
+    def prepare_seed(seed):
         if args.warm_from:
             student_warm_start(seed, base, pathlib.Path(args.warm_from))
-        teacher = teacher_run(seed, base, pathlib.Path(args.teacher_from))
-        for arm in arms:
-            if (arm, seed) in have:
-                continue
-            record = run_arm(arm, seed, args.steps, args.eval_every, base, teacher)
-            append(args.results, record)
-            done.append(record)
-            print(json.dumps({k: record[k] for k in ("arm", "seed", "seconds", "accuracy", "teacher_accuracy")}), flush=True)
-    print(render(done))
+        return teacher_run(seed, base, pathlib.Path(args.teacher_from))
+
+    done = companion.run_missing(
+        args.results, arms, args.seeds, args.steps,
+        lambda arm, seed, teacher: run_arm(arm, seed, args.steps, args.eval_every, base, teacher),
+        ("arm", "seed", "seconds", "accuracy", "teacher_accuracy"), prepare_seed=prepare_seed)
+    print(render([r for r in done if r["budget"] == args.steps]))
 
 
 if __name__ == "__main__":
