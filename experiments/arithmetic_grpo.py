@@ -53,7 +53,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict(dict(num_examples=500, batch_size=256))
     # Data parallel over every device (on a CPU the launcher makes one device per core); e.g.
     # --config.mesh.data=1 runs on one device, --config.mesh.fsdp=-1 shards the weights too.
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1))
     c.guards = ml_collections.ConfigDict(dict(max_nonfinite_steps=5))
 
     if arg == "smoke":

@@ -85,7 +85,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.collector = "group_samples"
     c.rollout = ml_collections.ConfigDict(dict(batch_size=256, group_size=8, max_new_tokens=512, temperature=1.0, top_k=0, top_p=1.0))
     c.eval = ml_collections.ConfigDict(dict(num_examples=1319, batch_size=256))
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))  # data parallel over every device
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1))  # data parallel over every device
     c.guards = ml_collections.ConfigDict(dict(max_nonfinite_steps=5))
 
     if arg in _TPU_MESHES:

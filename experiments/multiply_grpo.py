@@ -44,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.rollout = ml_collections.ConfigDict(dict(batch_size=256, group_size=8, max_new_tokens=0, temperature=1.0, top_k=0, top_p=1.0))
     c.eval = ml_collections.ConfigDict(dict(num_examples=500, batch_size=256))
     # Data parallel over every device (on a CPU the launcher makes one device per core).
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1))
     c.guards = ml_collections.ConfigDict(dict(max_nonfinite_steps=5))
 
     if arg == "smoke":

@@ -1,29 +1,42 @@
 """Device meshes, logical-axis rules, and the shardings of PolicyState, batches and activations.
 
-A mesh has three axes (MaxText / levanter style):
+A mesh has up to four axes (MaxText / levanter style), in this order:
 
     data    pure data parallelism: parameters replicated, batch split;
     fsdp    batch split AND parameters / optimizer state split (ZeRO-3 / FSDP: XLA all-gathers a
             weight where it is used and reduce-scatters its gradient);
+    expert  expert parallelism: mixture-of-experts weights split by expert, batch split;
     tensor  tensor (model) parallelism: heads, MLP width and vocabulary split (Megatron-style).
 
 Models name their parameter axes (``vocab``, ``embed``, ``q_heads``, ``kv_heads``, ``head_dim``,
-``mlp``, ``norm``; see ``polrl.models.transformer``) and activations name their batch axis
-``batch``. An ordered rule set maps logical names to mesh axes; the first rule for a name whose
-mesh axes are unused in that array and whose size divides the dimension wins, and a name with
-no fitting rule is replicated (INFERRED design choice: a dimension the axis does not divide,
-e.g. one KV head over tensor = 2, is replicated rather than padded).
+``mlp``, ``norm``, ``expert``; see ``polrl.models.transformer``) and activations name their batch
+axis ``batch``. An ordered rule set maps logical names to mesh axes; the first rule for a name
+whose mesh axes all exist in the mesh, are unused in that array and whose size divides the
+dimension wins, and a name with no fitting rule is replicated (INFERRED design choice: a
+dimension the axis does not divide, e.g. one KV head over tensor = 2, is replicated rather than
+padded).
 
-Mixture-of-experts weights (``polrl.models.moe``) carry an ``expert`` axis, which both rule sets
-map to an ``expert`` mesh axis (expert parallelism). The meshes ``make_mesh`` builds have no
-such axis, and a rule whose mesh axes a mesh lacks is skipped, so there the experts are
-replicated over that dimension (their ``embed`` / ``mlp`` axes split as usual); a mesh built
-with an ``expert`` axis (``jax.make_mesh``, passed to ``Layout``) splits them.
+Expert parallelism ("GShard: Scaling Giant Models with Conditional Computation and Automatic
+Sharding", arXiv:2006.16668): mixture-of-experts weights (``polrl.models.moe``) carry a logical
+``expert`` axis, which both rule sets map to the ``expert`` mesh axis, so each expert group holds
+E / expert of the experts (their ``embed`` / ``mlp`` axes split over fsdp / tensor as usual).
+Everything outside the experts is not split by expert, so the expert axis also splits the batch:
+the batch rule is data × fsdp × expert, as GShard's tokens are split over the devices that hold
+the experts. ``mesh.expert`` = 1 (the default) builds the three-axis mesh ``(data, fsdp,
+tensor)``, whose rules fall back to the batch over data × fsdp: every PartitionSpec is what it
+is without expert parallelism. INFERRED: the axis order (batch axes first, tensor innermost, as
+in the three-axis mesh, so that a process's batch rows stay one contiguous slice and
+tensor-parallel partners are neighbouring devices); a dimension ``mesh.expert`` does not divide
+(e.g. 3 experts over 2) is replicated like any other, and on a dense model the expert axis is
+a second data axis. The layer computes every expert densely
+(``polrl.models.moe``), so XLA chooses how tokens meet the experts; no all-to-all dispatch is
+written here.
 
-Two rule sets: ``UPDATE_RULES`` (parameters at rest and during the update: FSDP × tensor) and
-``ROLLOUT_RULES`` (parameters while sampling: tensor parallel only, replicated over data and
-fsdp, so the decode loop does not all-gather weights at every token). The sampler reshards
-update → rollout once per rollout inside the jitted step (``reshard_for_rollout``).
+Two rule sets: ``UPDATE_RULES`` (parameters at rest and during the update: FSDP × tensor ×
+expert) and ``ROLLOUT_RULES`` (parameters while sampling: tensor and expert parallel only,
+replicated over data and fsdp, so the decode loop does not all-gather weights at every token).
+The sampler reshards update → rollout once per rollout inside the jitted step
+(``reshard_for_rollout``).
 
 Pure step functions never call mesh APIs: they call ``constrain`` / ``constrain_batch`` /
 ``reshard_for_rollout``, which are identities unless a ``Layout`` is active (``Layout.jit``
@@ -44,13 +57,16 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
-MESH_AXES = ("data", "fsdp", "tensor")
+# Every mesh axis, in mesh order; ``expert`` is left out of a mesh where it has size 1.
+MESH_AXES = ("data", "fsdp", "expert", "tensor")
 
 Rules = tuple[tuple[str, Any], ...]
 
 # Parameters at rest and in the update: FSDP over the model width, tensor parallel over heads,
-# MLP width and vocabulary; activations' batch over data × fsdp.
+# MLP width and vocabulary, expert parallel over experts; activations' batch over data × fsdp ×
+# expert (data × fsdp on a mesh without an expert axis).
 UPDATE_RULES: Rules = (
+    ("batch", ("data", "fsdp", "expert")),
     ("batch", ("data", "fsdp")),
     ("vocab", "tensor"),
     ("embed", "fsdp"),
@@ -60,8 +76,9 @@ UPDATE_RULES: Rules = (
     ("expert", "expert"),
 )
 
-# Parameters while sampling: tensor parallel only (replicated over data and fsdp).
+# Parameters while sampling: tensor and expert parallel only (replicated over data and fsdp).
 ROLLOUT_RULES: Rules = (
+    ("batch", ("data", "fsdp", "expert")),
     ("batch", ("data", "fsdp")),
     ("vocab", "tensor"),
     ("q_heads", "tensor"),
@@ -71,44 +88,49 @@ ROLLOUT_RULES: Rules = (
 )
 
 
-def mesh_shape(data: int, fsdp: int, tensor: int, num_devices: int) -> tuple[int, int, int]:
-    """Resolves ``-1`` (at most one axis: "all remaining devices") and checks the product.
+def mesh_shape(data: int, fsdp: int, tensor: int, num_devices: int, *, expert: int = 1) -> dict[str, int]:
+    """The size of every mesh axis (``MESH_AXES`` order), ``-1`` (at most one axis: "all remaining
+    devices") resolved and the product checked.
 
-    Raises a ValueError naming ``mesh.data`` / ``mesh.fsdp`` / ``mesh.tensor`` when the sizes
-    are not positive or their product is not ``num_devices``.
+    Raises a ValueError naming ``mesh.data`` / ``mesh.fsdp`` / ``mesh.expert`` / ``mesh.tensor``
+    when the sizes are not positive or their product is not ``num_devices``.
     """
-    sizes = {"data": data, "fsdp": fsdp, "tensor": tensor}
+    sizes = {"data": data, "fsdp": fsdp, "expert": expert, "tensor": tensor}
     bad = [f"mesh.{k}={v}" for k, v in sizes.items() if not isinstance(v, int) or (v < 1 and v != -1)]
     if bad:
         raise ValueError(f"{', '.join(bad)}: mesh sizes must be positive ints or -1 (fill)")
     fill = [k for k, v in sizes.items() if v == -1]
     if len(fill) > 1:
-        raise ValueError(f"only one of mesh.data/fsdp/tensor may be -1, got -1 for {fill}")
+        raise ValueError(f"only one of mesh.data/fsdp/expert/tensor may be -1, got -1 for {fill}")
     known = math.prod(v for v in sizes.values() if v != -1)
     if fill:
         if num_devices % known:
             raise ValueError(
                 f"mesh.{fill[0]}=-1 cannot fill {num_devices} devices: the other mesh sizes multiply "
-                f"to {known}, which does not divide {num_devices}; change mesh.data/fsdp/tensor")
+                f"to {known}, which does not divide {num_devices}; change mesh.data/fsdp/expert/tensor")
         sizes[fill[0]] = num_devices // known
     if math.prod(sizes.values()) != num_devices:
+        named = [k for k in sizes if k != "expert" or sizes[k] != 1]  # without expert: the 3-axis message
         raise ValueError(
-            f"mesh.data × mesh.fsdp × mesh.tensor = {sizes['data']} × {sizes['fsdp']} × "
-            f"{sizes['tensor']} = {math.prod(sizes.values())}, but jax.device_count() = "
-            f"{num_devices}; make the product equal the device count (one size may be -1)")
-    return sizes["data"], sizes["fsdp"], sizes["tensor"]
+            f"{' × '.join(f'mesh.{k}' for k in named)} = {' × '.join(str(sizes[k]) for k in named)} = "
+            f"{math.prod(sizes.values())}, but jax.device_count() = {num_devices}; make the product "
+            f"equal the device count (one size may be -1)")
+    return sizes
 
 
-def make_mesh(data: int, fsdp: int, tensor: int, devices: Sequence | None = None) -> jax.sharding.Mesh:
-    """A ``('data', 'fsdp', 'tensor')`` mesh over ``devices`` (default: all), ``-1`` filling.
+def make_mesh(data: int, fsdp: int, tensor: int, devices: Sequence | None = None, *,
+              expert: int = 1) -> jax.sharding.Mesh:
+    """A ``('data', 'fsdp', 'expert', 'tensor')`` mesh over ``devices`` (default: all), ``-1``
+    filling; without the ``expert`` axis where it has size 1 (the three-axis mesh).
 
     Axis types are ``Auto`` (sharding propagated by XLA from the jit in/out shardings and the
     constraints), passed explicitly since recent ``jax.make_mesh`` defaults to ``Explicit``.
     """
     devices = list(jax.devices() if devices is None else devices)
-    shape = mesh_shape(data, fsdp, tensor, len(devices))
+    sizes = mesh_shape(data, fsdp, tensor, len(devices), expert=expert)
+    axes = tuple(a for a in MESH_AXES if a != "expert" or sizes[a] > 1)
     auto = jax.sharding.AxisType.Auto
-    return jax.make_mesh(shape, MESH_AXES, axis_types=(auto,) * 3, devices=devices)
+    return jax.make_mesh(tuple(sizes[a] for a in axes), axes, axis_types=(auto,) * len(axes), devices=devices)
 
 
 def logical_spec(names: Sequence[str | None], shape: Sequence[int], rules: Rules,
@@ -245,12 +267,17 @@ class Layout:
     @property
     def batch_shards(self) -> int:
         """How many slices the batch axis is split into (the product of its mesh axes)."""
-        return math.prod(self.mesh.shape[a] for a in self._batch_axes())
+        return math.prod(self.mesh.shape[a] for a in self.batch_axes)
 
-    def _batch_axes(self) -> tuple[str, ...]:
+    @property
+    def batch_axes(self) -> tuple[str, ...]:
+        """The mesh axes the batch is split over: those of the first ``batch`` update rule whose
+        axes all exist in the mesh (data × fsdp × expert, or data × fsdp without an expert axis)."""
         for name, axes in self.update_rules:
             if name == "batch" and axes is not None:
-                return (axes,) if isinstance(axes, str) else tuple(axes)
+                axes = (axes,) if isinstance(axes, str) else tuple(axes)
+                if set(axes) <= set(self.mesh.axis_names):
+                    return axes
         return ()
 
     @property
@@ -259,7 +286,7 @@ class Layout:
 
     def batch_sharding(self, ndim: int = 1) -> NamedSharding:
         """Leading axis over the batch rule's mesh axes, other axes replicated."""
-        axes = self._batch_axes()
+        axes = self.batch_axes
         lead = None if not axes else (axes[0] if len(axes) == 1 else axes)
         return NamedSharding(self.mesh, PartitionSpec(lead, *([None] * (ndim - 1))))
 
@@ -366,21 +393,21 @@ class Layout:
 def layout_from_config(mesh_config: Any, *, devices: Sequence | None = None) -> Layout:
     """The Layout of a ``mesh`` config section.
 
-    ``mesh`` fields: ``data``, ``fsdp``, ``tensor`` (-1 fills; default 1 each), optional
-    ``update_rules`` / ``rollout_rules`` (sequences of ``(logical name, mesh axes)``). No
-    section, or 1 × 1 × 1, is a 1-device mesh on the first device (single-process runs only);
-    any other shape must use every device.
+    ``mesh`` fields: ``data``, ``fsdp``, ``tensor``, ``expert`` (-1 fills; default 1 each),
+    optional ``update_rules`` / ``rollout_rules`` (sequences of ``(logical name, mesh axes)``).
+    No section, or 1 × 1 × 1 × 1, is a 1-device mesh on the first device (single-process runs
+    only); any other shape must use every device.
     """
     get = (lambda k, d=None: d) if mesh_config is None else (
         mesh_config.get if hasattr(mesh_config, "get") else lambda k, d=None: getattr(mesh_config, k, d))
-    sizes = tuple(get(k, 1) for k in MESH_AXES)
+    sizes = {k: get(k, 1) for k in MESH_AXES}
     devices = list(jax.devices() if devices is None else devices)
-    if sizes == (1, 1, 1):
+    if all(v == 1 for v in sizes.values()):
         if jax.process_count() > 1:
             raise ValueError(f"a multi-process run ({jax.process_count()} processes) needs a mesh over every "
                              f"device; set e.g. mesh.fsdp=-1")
         devices = devices[:1]
-    mesh = make_mesh(*sizes, devices=devices)
+    mesh = make_mesh(sizes["data"], sizes["fsdp"], sizes["tensor"], devices=devices, expert=sizes["expert"])
     return Layout(mesh, _rules(get("update_rules", None), UPDATE_RULES, "mesh.update_rules"),
                   _rules(get("rollout_rules", None), ROLLOUT_RULES, "mesh.rollout_rules"))
 

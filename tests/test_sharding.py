@@ -46,44 +46,57 @@ def test_logical_spec_takes_the_first_fitting_rule():
     assert spec(("x",), (6,), rules) == P("tensor")
 
 
-def test_expert_axis_rule_splits_experts_or_falls_back_to_replicated():
-    """Expert-stacked weights (logical "expert") split over an "expert" mesh axis where the mesh
-    has one and are replicated along it on the standard mesh; a MoE forward with the experts
-    split computes the one-device logits."""
-    auto = jax.sharding.AxisType.Auto
-    expert_mesh = jax.make_mesh((2, 2, 2), ("expert", "fsdp", "tensor"), axis_types=(auto,) * 3)
-    names, shape = ("expert", "embed", "mlp"), (4, 16, 8)
-    assert sharding.logical_spec(names, shape, sharding.UPDATE_RULES, expert_mesh) == P("expert", "fsdp", "tensor")
-    assert sharding.logical_spec(names, shape, sharding.ROLLOUT_RULES, expert_mesh) == P("expert", None, "tensor")
-    assert sharding.logical_spec(names, shape, sharding.UPDATE_RULES, sharding.make_mesh(2, 2, 2)) == P(
+def test_config_built_expert_mesh_splits_experts_and_the_batch():
+    """mesh.expert = 2 adds an expert axis (batch axes first, tensor innermost): experts split over
+    it, the batch over data × fsdp × expert (data × fsdp where 4 does not divide it); without it
+    the mesh and every spec are the three-axis ones."""
+    layout = sharding.layout_from_config(dict(fsdp=2, tensor=2, expert=-1))
+    mesh = layout.mesh
+    assert mesh.axis_names == ("data", "fsdp", "expert", "tensor")
+    assert dict(mesh.shape) == {"data": 1, "fsdp": 2, "expert": 2, "tensor": 2}
+    assert layout.batch_axes == ("data", "fsdp", "expert") and layout.batch_shards == 4
+    assert layout.batch_sharding(2).spec == P(("data", "fsdp", "expert"), None)
+    spec = lambda names, shape, rules=sharding.UPDATE_RULES: sharding.logical_spec(names, shape, rules, mesh)
+    assert spec(("expert", "embed", "mlp"), (4, 16, 8)) == P("expert", "fsdp", "tensor")
+    assert spec(("expert", "embed", "mlp"), (4, 16, 8), sharding.ROLLOUT_RULES) == P("expert", None, "tensor")
+    assert spec(("embed", "expert"), (16, 4)) == P("fsdp", "expert")  # the router
+    assert spec(("expert", "embed", "mlp"), (3, 16, 8)) == P(None, "fsdp", "tensor")  # 3 experts over 2: replicated
+    assert spec(("batch", None), (8, 3)) == P(("data", "fsdp", "expert"), None)
+    assert spec(("batch", None), (6, 3)) == P(("data", "fsdp"), None)
+    for rules in (sharding.UPDATE_RULES, sharding.ROLLOUT_RULES):
+        assert spec(("batch", "vocab"), (8, 16), rules) == P(("data", "fsdp", "expert"), "tensor")
+    plain = sharding.layout_from_config(dict(data=2, fsdp=2, tensor=2, expert=1))
+    assert plain.mesh.axis_names == ("data", "fsdp", "tensor") and plain.batch_axes == ("data", "fsdp")
+    assert sharding.logical_spec(("expert", "embed", "mlp"), (4, 16, 8), sharding.UPDATE_RULES, plain.mesh) == P(
         None, "fsdp", "tensor")
-    config = dataclasses.replace(CFG, qk_norm=True, num_experts=4, experts_per_token=2, expert_mlp_dim=8,
-                                 moe_layers=(0,))
-    graphdef, params = tiny_params(config)
-    layout = sharding.Layout(expert_mesh)
-    split = layout.put(params, layout.state_shardings(params))
-    assert split["layers"][0]["mlp"]["experts_down"].sharding.spec == P("expert", "tensor", "fsdp")
-    assert split["layers"][0]["mlp"]["router"].sharding.spec == P("fsdp", "expert")
-    logits = jax.jit(lambda p, t: nnx.merge(graphdef, p)(t))
-    seq = jnp.asarray(np.random.default_rng(0).integers(0, 16, (2, 6)), jnp.int32)
-    np.testing.assert_allclose(logits(split, seq), logits(params, seq), rtol=1e-5, atol=1e-6)
+    # user rules may name the expert axis
+    own = sharding.layout_from_config(dict(expert=8, update_rules=(("batch", "expert"), ("expert", "expert"))))
+    assert own.batch_axes == ("expert",) and own.batch_shards == 8
 
 
 def test_mesh_shape_fills_and_names_the_fields():
-    assert sharding.mesh_shape(-1, 2, 2, 8) == (2, 2, 2)
-    assert sharding.mesh_shape(1, -1, 1, 8) == (1, 8, 1)
-    with pytest.raises(ValueError, match=r"mesh.data × mesh.fsdp × mesh.tensor = 2 × 2 × 1 = 4.*device_count\(\) = 8"):
+    assert sharding.mesh_shape(-1, 2, 2, 8) == dict(data=2, fsdp=2, expert=1, tensor=2)
+    assert sharding.mesh_shape(1, -1, 1, 8) == dict(data=1, fsdp=8, expert=1, tensor=1)
+    assert sharding.mesh_shape(1, 2, 2, 8, expert=-1) == dict(data=1, fsdp=2, expert=2, tensor=2)
+    assert sharding.mesh_shape(-1, 1, 2, 8, expert=2) == dict(data=2, fsdp=1, expert=2, tensor=2)
+    with pytest.raises(ValueError, match=r"^mesh.data × mesh.fsdp × mesh.tensor = 2 × 2 × 1 = 4.*device_count\(\) = 8"):
         sharding.mesh_shape(2, 2, 1, 8)
+    with pytest.raises(ValueError, match=r"^mesh.data × mesh.fsdp × mesh.expert × mesh.tensor = 1 × 2 × 2 × 1 = 4, "):
+        sharding.mesh_shape(1, 2, 1, 8, expert=2)
     with pytest.raises(ValueError, match=r"mesh.tensor=-1 cannot fill 8 devices"):
         sharding.mesh_shape(3, 1, -1, 8)
-    with pytest.raises(ValueError, match=r"only one of mesh.data/fsdp/tensor may be -1"):
+    with pytest.raises(ValueError, match=r"mesh.expert=-1 cannot fill 8 devices: the other mesh sizes multiply to 3"):
+        sharding.mesh_shape(1, 1, 3, 8, expert=-1)
+    with pytest.raises(ValueError, match=r"only one of mesh.data/fsdp/expert/tensor may be -1"):
         sharding.mesh_shape(-1, -1, 1, 8)
+    with pytest.raises(ValueError, match=r"only one of mesh.data/fsdp/expert/tensor may be -1, got -1 for \['fsdp', 'expert'\]"):
+        sharding.mesh_shape(1, -1, 1, 8, expert=-1)
     with pytest.raises(ValueError, match=r"mesh.fsdp=0"):
         sharding.mesh_shape(1, 0, 1, 8)
 
 
 def test_layout_from_config_default_is_one_device():
-    for default in (None, dict(data=1, fsdp=1, tensor=1)):
+    for default in (None, dict(data=1, fsdp=1, tensor=1), dict(data=1, fsdp=1, tensor=1, expert=1)):
         layout = sharding.layout_from_config(default)
         assert layout.mesh.devices.size == 1 and layout.batch_shards == 1
         assert layout.mesh.devices.flat[0] == jax.devices()[0]
@@ -91,6 +104,9 @@ def test_layout_from_config_default_is_one_device():
     assert dict(layout.mesh.shape) == {"data": 4, "fsdp": 2, "tensor": 1} and layout.batch_shards == 8
     with pytest.raises(ValueError, match=r"mesh.update_rules: rule .* unknown mesh axes \['model'\]"):
         sharding.layout_from_config(dict(data=8, update_rules=(("embed", "model"),)))
+    for bad in (0, "2", 2.0):
+        with pytest.raises(ValueError, match=rf"^mesh.expert={bad}: mesh sizes must be positive ints or -1 \(fill\)$"):
+            sharding.layout_from_config(dict(fsdp=4, expert=bad))
 
 
 def test_helpers_are_identities_without_a_layout():
@@ -196,3 +212,46 @@ def test_continuous_batching_under_a_mesh_matches_one_device():
     np.testing.assert_array_equal(served1.length_s, served.length_s)
     np.testing.assert_array_equal(served1.length_s, np.arange(16) % 4 + 1)  # every budget, exactly
     np.testing.assert_allclose(served1.logp_sn, served.logp_sn, rtol=1e-5, atol=1e-6)
+
+
+def test_moe_forward_and_grpo_update_on_a_config_built_expert_mesh_match_one_device():
+    """A tiny MoE model on mesh.fsdp = tensor = expert = 2: its expert-stacked weights are split
+    over expert (2 of the 4 experts per device), and its logits, one GRPO iteration (reference,
+    π_old, loss, gradient, AdamW) and sampling (rollout rules, rows over data × fsdp × expert)
+    equal the one-device ones (float64: only summation order differs)."""
+    layout = sharding.layout_from_config(dict(fsdp=2, tensor=2, expert=2))
+    with jax.enable_x64(True):
+        config = dataclasses.replace(CFG, qk_norm=True, num_experts=4, experts_per_token=2, expert_mlp_dim=8,
+                                     moe_layers=(0,), dtype=jnp.float64, param_dtype=jnp.float64)
+        graphdef, params = tiny_params(config)
+        split = layout.put(params, layout.state_shardings(params))
+        moe = split["layers"][0]["mlp"]
+        assert moe["experts_gate"].sharding.spec == P("expert", "fsdp", "tensor")
+        assert moe["experts_gate"].addressable_shards[0].data.shape == (2, 8, 4)
+        assert moe["experts_down"].sharding.spec == P("expert", "tensor", "fsdp")
+        assert moe["router"].sharding.spec == P("fsdp", "expert")
+        logits = jax.jit(lambda p, t: nnx.merge(graphdef, p)(t))
+        seq = jnp.asarray(np.random.default_rng(0).integers(0, 16, (4, 6)), jnp.int32)
+        np.testing.assert_allclose(logits(split, seq), logits(params, seq), rtol=1e-12, atol=1e-12)
+
+        train = functools.partial(steps.train_on_batch, algorithm=ALGORITHM, graphdef=graphdef)
+        fresh = lambda: steps.init_state(jax.tree.map(jnp.copy, params), ALGORITHM, jax.random.key(0))
+        state1, metrics1 = jax.device_get(jax.jit(train)(fresh(), _batch()))
+        state = layout.put(fresh(), layout.state_shardings(fresh()))
+        update = layout.jit(train, ("state", "batch"), ("state", "replicated"), donate_argnums=(0,))
+        state, metrics = update(state, _batch())
+        b = _batch()
+        sample_moe = lambda p, prompt, valid, rng: sample(graphdef, p, prompt, valid, rng, SAMPLING)
+        sampled1 = jax.jit(sample_moe)(params, b.prompt_bp[::2], b.prompt_valid_bp[::2], jax.random.key(5))
+        sampler = layout.jit(sample_moe, ("state", "batch", "batch", "replicated"), "batch")
+        sampled = sampler(split, b.prompt_bp[::2], b.prompt_valid_bp[::2], jax.random.key(5))
+    np.testing.assert_array_equal(sampled1.response_bt, sampled.response_bt)
+    np.testing.assert_allclose(sampled1.logp_bt, sampled.logp_bt, rtol=1e-9, atol=1e-12)
+    assert sampled.response_bt.sharding.spec == P(("data", "fsdp", "expert"))
+    assert state.params["layers"][0]["mlp"]["experts_up"].sharding.spec == P("expert", "fsdp", "tensor")
+    assert metrics1.keys() == metrics.keys()
+    for k in metrics1:
+        np.testing.assert_allclose(metrics1[k], metrics[k], rtol=1e-9, atol=1e-12, err_msg=k)
+    for a, b in zip(jax.tree.leaves(state1.params), jax.tree.leaves(state.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert not np.allclose(jax.tree.leaves(state1.params)[0], jax.tree.leaves(params)[0])  # the step moved them

@@ -90,9 +90,10 @@ Config layout (every experiment in ``experiments/`` follows it)::
               n completions per held-out prompt at the rollout's sampling options, logging
               pass@k, sampled accuracy, entropy, distinct answers and lengths
               (polrl.evaluation); pass_k (default [1, samples]): the ks of eval/pass@k
-  mesh:       optional; data, fsdp, tensor (-1 fills; 1 × 1 × 1 or no section = one device),
-              update_rules / rollout_rules (default polrl.sharding.UPDATE_RULES /
-              ROLLOUT_RULES)
+  mesh:       optional; data, fsdp, tensor, expert (default 1 each; one may be -1: fills;
+              1 × 1 × 1 × 1 or no section = one device; expert > 1 splits mixture-of-experts
+              weights by expert, and the batch over data × fsdp × expert), update_rules /
+              rollout_rules (default polrl.sharding.UPDATE_RULES / ROLLOUT_RULES)
   guards:     optional; max_nonfinite_steps (default 5): consecutive steps whose updates were
               skipped for a non-finite loss or gradient before the run stops
 

@@ -136,7 +136,8 @@ def validate(spec: RunSpec) -> None:
         reads = ph.collector.reads(ph.prompts_per_step)
         if reads % shards:
             raise ValueError(
-                f"phase {ph.name!r}: {reads} prompts per step do not split over mesh.data × mesh.fsdp = "
+                f"phase {ph.name!r}: {reads} prompts per step do not split over "
+                f"{' × '.join('mesh.' + a for a in spec.layout.batch_axes)} = "
                 f"{shards} batch shards; make the batch size (demos.batch_size, or rollout.batch_size / "
                 f"rollout.group_size) a multiple of {shards} or change the mesh"
             )
@@ -149,7 +150,8 @@ def validate(spec: RunSpec) -> None:
         raise ValueError(f"eval.pass_k={list(spec.eval_pass_k)} needs eval.samples > 0 (sampled completions per prompt)")
     if spec.eval_batch_size % shards:
         raise ValueError(
-            f"eval.batch_size={spec.eval_batch_size} does not split over mesh.data × mesh.fsdp = {shards} "
+            f"eval.batch_size={spec.eval_batch_size} does not split over "
+            f"{' × '.join('mesh.' + a for a in spec.layout.batch_axes)} = {shards} "
             f"batch shards; make it a multiple of {shards}"
         )
 
