@@ -2,10 +2,12 @@
 the paper's definition on string paths, the noun's prepare by hand, and a training step."""
 import collections
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from polrl import algorithms
+from polrl.core import EXPERT
 from polrl.algorithms.treepo import subgroup_advantages, tree_advantage
 from alg_testing import apply, assert_trained, check_algorithm_transforms, check_transform_contract, hand_batch, rollout_batch
 
@@ -90,6 +92,21 @@ def test_prepare_whitens_over_the_kept_groups_by_hand():
     np.testing.assert_allclose(out.adv_bt[:, 0], [5 / 8 / std, -3 / 8 / std, -1 / 8 / std, -1 / 8 / std, 0, 0, 0, 0],
                                rtol=1e-5)
     np.testing.assert_array_equal(out.mask_bt[:, 0], [1, 1, 1, 1, 0, 0, 0, 0])
+
+
+def test_expert_rows_join_their_group_at_the_root_only():
+    # Group 0 of the hand example with row 3 an expert row whose node entries are padding (0, the
+    # id of a real node): it must count as a row that shares no node, the tree's node −1.
+    node = np.asarray(NODE[:4]).copy()
+    node[3] = 0
+    batch = hand_batch(np.ones((4, 1)), reward_b=REWARD[:4], group_b=GROUP[:4], source_b=[0, 0, 0, EXPERT])
+    expected = np.asarray(NODE[:4]).copy()
+    expected[3] = -1
+    batch = batch.replace(group_size=4)
+    out = apply(tree_advantage(), batch.replace(aux={"tree_node_bd": jnp.asarray(node, jnp.int32)}))
+    np.testing.assert_allclose(out.adv_bt[:, 0], subgroup_advantages(
+        jnp.asarray(REWARD[:4], jnp.float32), jnp.asarray(GROUP[:4]), jnp.asarray(expected, jnp.int32), 4, "average"),
+        rtol=1e-6)
 
 
 def test_missing_tree_is_a_clear_error():

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from polrl import advantages, objectives
 from polrl.algorithms.policy_gradient import check_options, pg_algorithm
 from polrl.collectors.tree import FIELD
-from polrl.core import Algorithm, Batch, Transform, stateless
+from polrl.core import ON_POLICY, Algorithm, Batch, Transform, stateless
 
 WEIGHTINGS = ("average", "size")
 PROVIDER = 'the tree collector: set config.collector = "tree" and collector_kwargs.segment_len'
@@ -53,7 +53,9 @@ def subgroup_advantages(reward_b: jax.Array, group_b: jax.Array, node_bd: jax.Ar
 
 def tree_advantage(*, weighting: str = "average") -> Transform:
     """``subgroup_advantages`` of ``reward_b`` over the tree in ``aux["tree_node_bd"]``,
-    broadcast over the row's tokens (prepare transform; the tree comes from the tree collector)."""
+    broadcast over the row's tokens (prepare transform; the tree comes from the tree collector).
+    Rows not sampled in the tree (``source_b`` other than on-policy: expert rows appended by
+    ``with_expert_rows``, whose node entries are padding) join their group at the root only."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"tree_advantage: weighting={weighting!r}; use one of {WEIGHTINGS}")
 
@@ -64,6 +66,8 @@ def tree_advantage(*, weighting: str = "average") -> Transform:
         if node.ndim != 2 or batch.batch_size % batch.group_size:
             raise ValueError(f"tree_advantage: aux[{FIELD!r}] has shape {node.shape} for {batch.batch_size} rows in groups "
                              f"of {batch.group_size}; it needs [rows, depth] from {PROVIDER}")
+        if batch.source_b is not None:  # rows appended to the tree (expert, replay) hang at its root only
+            node = jnp.where((batch.source_b == ON_POLICY)[:, None], node, -1)
         adv_b = subgroup_advantages(batch.reward_b, batch.group_b, node, batch.group_size, weighting)
         return batch.replace(adv_bt=adv_b[:, None] * batch.mask_bt)
 
