@@ -1,6 +1,7 @@
 """The documented figures agree with the raw results: ``benchmarks/report.py`` regenerates every
 block of measured numbers in the README and the experiments' docstrings, and no measured figure
 lives outside such a block."""
+import importlib
 import re
 
 import pytest
@@ -55,6 +56,12 @@ def test_claims_table_matches_the_raw_results():
     from benchmarks import claims
 
     assert claims.OUT.read_text() == claims.render(), "run python benchmarks/claims.py and commit the result"
+
+
+def test_async_table_matches_the_raw_results():
+    bench = importlib.import_module("benchmarks.async")  # a keyword as a module name: imported by string
+    assert bench.OUT.read_text() == bench.render(bench.latest(bench.read(bench.RESULTS))), \
+        "run python benchmarks/async.py --arms '' and commit the result"
 
 
 def test_claims_statistics_on_hand_values():

@@ -117,49 +117,77 @@ def stale(k: int, *, old_policy: str = "behavior"):
         if k == 0:
             return inner
         template = policy_template(ctx, "stale")
-        behavior = old_policy == "behavior"
-
-        def check(batch: Batch) -> None:
-            if behavior and batch.behavior_logp_bt is None:
-                raise ValueError("stale(old_policy='behavior'): the inner collector's rows carry no behavior_logp_bt "
-                                 "(rows the policy did not sample); use staleness_old_policy='recomputed'")
+        generate = lagged(inner, ctx, old_policy)
 
         def init(prompts):
-            buffer = snapshot_buffer(template, k)
-            return {"snapshots": buffer, "inner": inner.init(prompts)}
+            return {"snapshots": snapshot_buffer(template, k), "inner": inner.init(prompts)}
 
         def collect(cstate, state, data, rng):
-            step = jnp.asarray(state.step, jnp.int32)
-            leaves, treedef = jax.tree.flatten(state.params)
             check_template(state.params, template, "stale")
-            buf_leaves, buf_def = jax.tree.flatten(cstate["snapshots"])
-            # The phase's first step: every slot holds θ_0, the oldest policy there is.
-            buf_leaves = jax.lax.cond(
-                step == 0, lambda: [jnp.broadcast_to(p, b.shape).astype(b.dtype) for p, b in zip(leaves, buf_leaves)],
-                lambda: buf_leaves)
-            slot = step % k
-            old_params = jax.tree.unflatten(treedef, [b[slot] for b in buf_leaves])
-            written = [b.at[slot].set(p.astype(b.dtype)) for b, p in zip(buf_leaves, leaves)]
-            old_state = state.replace(params=old_params, step=jnp.maximum(step - k, 0))
-            batch, inner_state, metrics = inner.collect(cstate["inner"], old_state, data, rng)
-            check(batch)
-            if behavior:
-                old_logp = batch.behavior_logp_bt
-                if batch.source_b is not None:
-                    old_logp = _with_expert_logp(ctx, old_params, batch, old_logp)
-                batch = batch.replace(old_logp_bt=old_logp)
-            return batch, {"snapshots": jax.tree.unflatten(buf_def, written), "inner": inner_state}, metrics
+            old_params = read_snapshot(cstate["snapshots"], state.params, state.step, k)
+            old_state = state.replace(params=old_params, step=jnp.maximum(jnp.asarray(state.step, jnp.int32) - k, 0))
+            batch, inner_state, metrics = generate(cstate["inner"], old_state, data, rng)
+            snapshots = write_snapshot(cstate["snapshots"], state.params, state.step, k)
+            return batch, {"snapshots": snapshots, "inner": inner_state}, metrics
 
         def example(prompts):
             ex = inner.example(prompts)
-            check(ex)
-            if behavior:
+            _check_behavior(ex, old_policy)
+            if old_policy == "behavior":
                 ex = ex.replace(old_logp_bt=jax.ShapeDtypeStruct(ex.behavior_logp_bt.shape, jnp.float32))
             return ex
 
         return inner._replace(init=init, collect=collect, example=example)
 
     return wrap
+
+
+def read_snapshot(snapshots, params, step, k: int):
+    """θ_{max(s−k, 0)} at step s = ``step``: slot ``s mod k`` of the buffer, or ``params`` (θ_0)
+    at the phase's first step, when the buffer is not filled yet."""
+    step = jnp.asarray(step, jnp.int32)
+    leaves, treedef = jax.tree.flatten(params)
+    stored = [b[step % k].astype(p.dtype) for b, p in zip(jax.tree.leaves(snapshots), leaves, strict=True)]
+    return jax.tree.unflatten(treedef, jax.lax.cond(step == 0, lambda: leaves, lambda: stored))
+
+
+def write_snapshot(snapshots, params, step, k: int):
+    """The buffer after step s = ``step`` has read its slot: slot ``s mod k`` holds θ_s
+    (``params``); at s = 0 every other slot is filled with θ_0 too, the oldest policy there is."""
+    step = jnp.asarray(step, jnp.int32)
+    buffers, treedef = jax.tree.flatten(snapshots)
+    written = []
+    for b, p in zip(buffers, jax.tree.leaves(params), strict=True):
+        b = jnp.where(step == 0, jnp.broadcast_to(p, b.shape).astype(b.dtype), b)
+        written.append(b.at[step % k].set(p.astype(b.dtype)))
+    return jax.tree.unflatten(treedef, written)
+
+
+def _check_behavior(batch: Batch, old_policy: str) -> None:
+    if old_policy == "behavior" and batch.behavior_logp_bt is None:
+        raise ValueError("stale(old_policy='behavior'): the inner collector's rows carry no behavior_logp_bt "
+                         "(rows the policy did not sample); use staleness_old_policy='recomputed'")
+
+
+def lagged(inner: Collector, ctx, old_policy: str = "behavior"):
+    """``(inner_state, old_state, data, rng) -> (batch, inner_state, metrics)``: the inner
+    collector run with ``old_state`` (a policy state already holding θ_{s−k} and step
+    ``max(s−k, 0)``), its rows given the π_old that ``old_policy`` names. What ``stale`` runs
+    between reading and writing its snapshot buffer, and what an asynchronous trainer runs ahead
+    of the updates (``polrl.train.pipeline``), where θ_{s−k} comes from the trainer itself."""
+    check_options(1, old_policy)
+
+    def generate(inner_state, old_state, data, rng):
+        batch, inner_state, metrics = inner.collect(inner_state, old_state, data, rng)
+        _check_behavior(batch, old_policy)
+        if old_policy == "behavior":
+            old_logp = batch.behavior_logp_bt
+            if batch.source_b is not None:
+                old_logp = _with_expert_logp(ctx, old_state.params, batch, old_logp)
+            batch = batch.replace(old_logp_bt=old_logp)
+        return batch, inner_state, metrics
+
+    return generate
 
 
 def _with_expert_logp(ctx, old_params, batch, behavior_logp_bt):

@@ -59,7 +59,12 @@ Config layout (every experiment in ``experiments/`` follows it)::
   staleness:  optional, default 0: the rows of every RL phase come from the policy of that many
               updates ago (polrl.collectors.stale wraps the phase's collector, outermost);
               staleness_old_policy (default "behavior"): π_old of those rows is the stale
-              behaviour policy ("behavior") or recomputed by the trainer ("recomputed")
+              behaviour policy ("behavior") or recomputed by the trainer ("recomputed");
+              async_rollouts (default False; needs staleness >= 1, one process): the same
+              batches generated asynchronously, a step's rollouts while the updates before it
+              run (polrl.train.pipeline); async_rollout_devices (default 0: generation shares
+              the update's mesh): n > 0 generates on the first n devices (data parallel), and
+              the mesh section lays out the update over the others
   data:       what the main phase reads: "train" (prompts of the train split,
               rollout.batch_size / rollout.group_size per step; the default), "demos" (the
               fixed labelled set, demos.batch_size per step) or "pairs" (offline preference
@@ -111,14 +116,14 @@ import numpy as np
 from flax import nnx
 
 from polrl import algorithms, collectors, models, sharding
-from polrl.collectors.stale import check_options as check_stale_options
+from polrl.collectors.stale import check_options as check_stale_options, lagged
 from polrl.models.hf_tokenizer import HFTokenizer
 from polrl.models.lora import apply_lora, lora_algorithm
 from polrl.rollout import SamplingConfig
 from polrl.tasks import get_task, preference_data, registry
 from polrl.tasks.closeness import closeness_reward
 from polrl.tasks.data import decode_example
-from polrl.train import auxiliary
+from polrl.train import auxiliary, pipeline
 from polrl.train.auxiliary import frozen_model_structure, reward_model_structure
 from polrl.train.reward_checkpoint import load_params, load_reward_params, policy_source
 from polrl.train.trainer import Phase, RunSpec
@@ -417,10 +422,49 @@ def phase_collector(base, algorithm, ctx, staleness=None):
 
 
 def staleness_options(config) -> tuple[int, str]:
-    """``(staleness, staleness_old_policy)``, defaults ``(0, "behavior")``, validated."""
+    """``(staleness, staleness_old_policy)``, defaults ``(0, "behavior")``, validated (with
+    ``async_rollouts``)."""
     k, old_policy = config.get("staleness", 0), config.get("staleness_old_policy", "behavior")
     check_stale_options(k, old_policy)
+    asynchronous = config.get("async_rollouts", False)
+    if not isinstance(asynchronous, bool):
+        raise ValueError(f"async_rollouts={asynchronous!r} must be True or False")
+    if asynchronous and not k:
+        raise ValueError("async_rollouts=True needs staleness >= 1 (the batch of step s comes from the policy of "
+                         "step s - staleness, generated while the updates in between run); set staleness")
     return k, old_policy
+
+
+def lookahead(config, collector, ctx, rollout_layout) -> pipeline.Lookahead | None:
+    """The asynchronous generator of a phase whose collector (before the ``stale`` wrapper) is
+    ``collector`` (None unless ``config.async_rollouts``), generating on ``rollout_layout``'s
+    devices (None: the update's)."""
+    if not config.get("async_rollouts", False):
+        return None
+    k, old_policy = staleness_options(config)
+    if rollout_layout is not None and collector.host:
+        raise ValueError("async_rollout_devices > 0 needs a collector that runs on the device; this phase's runs host "
+                         "code (a verifier on strings, tools): set async_rollout_devices=0")
+    return pipeline.Lookahead(k, collector, lagged(collector, ctx, old_policy), rollout_layout)
+
+
+def layouts(config) -> tuple[sharding.Layout, sharding.Layout | None]:
+    """``(update layout, rollout layout)``: the ``mesh`` section over every device, and None; or,
+    with ``async_rollout_devices`` = n > 0, the mesh section over all but the first n devices and
+    a data-parallel mesh over those n."""
+    n = config.get("async_rollout_devices", 0)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"async_rollout_devices={n!r} must be an int >= 0 (0: generation shares the update's devices)")
+    if not n:
+        return sharding.layout_from_config(config.get("mesh")), None
+    if not config.get("async_rollouts", False):
+        raise ValueError(f"async_rollout_devices={n} needs async_rollouts=True (and staleness >= 1)")
+    devices = jax.devices()
+    if n >= len(devices):
+        raise ValueError(f"async_rollout_devices={n} leaves none of the {len(devices)} devices for the update; "
+                         f"use fewer rollout devices")
+    update = sharding.layout_from_config(config.get("mesh"), devices=devices[n:])
+    return update, sharding.Layout(sharding.make_mesh(-1, 1, 1, devices=devices[:n]))
 
 
 def staleness_wrapper(config):
@@ -533,7 +577,7 @@ def method_key(section: dict) -> str:
 
 def build_spec(config, *, progress: bool = True) -> RunSpec:
     """Resolves names to real objects and validates what can be checked without compiling."""
-    layout = sharding.layout_from_config(config.get("mesh"))  # mesh vs devices, first
+    layout, rollout_layout = layouts(config)  # mesh vs devices, first
     guard_steps = max_nonfinite_steps(config)
     staleness_options(config)  # a bad staleness fails before the task and the model are built
     model_kw = models.model_kwargs(config.model)
@@ -586,8 +630,10 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
             if i == 0 and "reference" in base.needs and not config.warmup.steps:
                 raise ValueError(f"collector={s['collector']!r} samples from the reference, the warm model: set "
                                  f"warmup.steps > 0")
-            built[key] = (algo, phase_collector(base, algo, ctx, stale))
-        phases.append(Phase(s["name"], *built[key], s["steps"], per_step, source))
+            inner = phase_collector(base, algo, ctx)
+            built[key] = (algo, phase_collector(base, algo, ctx, stale), lookahead(config, inner, ctx, rollout_layout))
+        algo, collector, ahead = built[key]
+        phases.append(Phase(s["name"], algo, collector, s["steps"], per_step, source, lookahead=ahead))
     eval_samples, eval_pass_k = eval_options(config)
     prefix = config.eval.get("prompt_prefix", "")
     return RunSpec(

@@ -48,7 +48,7 @@ from polrl import evaluation, sharding
 from polrl.core import Algorithm, Collector
 from polrl.rollout import SamplingConfig, sample
 from polrl.tasks import BatchIterator, Task, task_batch
-from polrl.train import checkpoint, metrics as metrics_lib, steps
+from polrl.train import checkpoint, metrics as metrics_lib, pipeline, steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +64,9 @@ class Phase:
       prompts_per_step: prompts (or demonstrations) per step; the collector may read more
         (``Collector.reads``).
       source: the examples this phase reads (a random-access sequence of dicts).
+      lookahead: set for asynchronous rollouts (``polrl.train.pipeline``): the batches of later
+        steps are generated while earlier steps update; ``collector`` is then the ``stale``
+        collector whose batches the pipeline reproduces.
     """
 
     name: str
@@ -72,6 +75,7 @@ class Phase:
     steps: int
     prompts_per_step: int
     source: Sequence[dict]
+    lookahead: pipeline.Lookahead | None = None
 
     def __post_init__(self):
         if self.steps < 0:
@@ -142,6 +146,9 @@ def validate(spec: RunSpec) -> None:
                 f"rollout.group_size) a multiple of {shards} or change the mesh"
             )
         check_phase(spec, ph)
+        if ph.lookahead is not None and jax.process_count() > 1:
+            raise ValueError(f"phase {ph.name!r}: async_rollouts runs in one process ({jax.process_count()} here); "
+                             f"set async_rollouts=False for multi-host runs")
     if not isinstance(spec.eval_samples, int) or spec.eval_samples < 0:
         raise ValueError(f"eval.samples={spec.eval_samples!r} must be an int >= 0 (0: greedy evaluation only)")
     if spec.eval_samples:
@@ -422,7 +429,25 @@ class Trainer:
             phase.source, prompts, task=spec.task, seed=spec.seed + 1000 * index, position=position,
             shard_index=shard_index, shard_count=shard_count,
         )
-        step_fn = self._step_fn(phase)
+        step_fn = None if phase.lookahead else self._step_fn(phase)
+        pipe = None if phase.lookahead is None else self._pipeline(phase, state, start, data_iter, prompts)
+        try:
+            return self._loop(phase, state, start, global_step, data_iter, prompts, step_fn, pipe, ckpt)
+        finally:
+            if pipe is not None:
+                pipe.close()
+
+    def _pipeline(self, phase: Phase, state, start: int, data_iter, prompts: int) -> pipeline.Pipeline:
+        """The generator of an asynchronous phase (its jitted steps compiled once per phase method)."""
+        train = functools.partial(steps.train_on_batch, algorithm=phase.algorithm, graphdef=self.spec.graphdef,
+                                  temperature=self.spec.sampling.scoring_temperature)
+        compiled = self._steps.setdefault(("pipeline", id(phase.algorithm), id(phase.collector)), {})
+        return pipeline.Pipeline(lookahead=phase.lookahead, layout=self.layout, train=train, state=state, start=start,
+                                 steps=phase.steps, data_iter=data_iter, rows=prompts, host=phase.collector.host,
+                                 compiled=compiled)
+
+    def _loop(self, phase: Phase, state, start: int, global_step: int, data_iter, prompts: int, step_fn, pipe, ckpt):
+        spec = self.spec
         last_eval = {}
         evaluates = phase.algorithm.trains_policy  # a scorer's phase is not evaluated as a policy
         if start == 0 and evaluates:
@@ -431,9 +456,14 @@ class Trainer:
         bar = tqdm(range(start, phase.steps), desc=phase.name, disable=not (spec.progress and self.is_chief), dynamic_ncols=True)
         nonfinite_streak = 0
         for s in bar:
-            data = next(data_iter)
-            t0 = time.perf_counter()
-            state, m = step_fn(state, self._device_data(data, prompts))
+            if pipe is None:
+                data = next(data_iter)
+                t0 = time.perf_counter()
+                state, m = step_fn(state, self._device_data(data, prompts))
+                position = data_iter.position
+            else:  # the step time counts the wait for the batch, not the generation it overlapped
+                t0 = time.perf_counter()
+                state, m, position = pipe.step(state)
             m = metrics_lib.to_python(sharding.to_host(m))
             dt = time.perf_counter() - t0
             global_step += 1
@@ -462,7 +492,7 @@ class Trainer:
                 )
             stop = self._stop_requested
             if stop or done or (spec.checkpoint_every and (s + 1) % spec.checkpoint_every == 0):
-                ckpt.save(s + 1, checkpoint_item(state), position=data_iter.position, global_step=global_step,
+                ckpt.save(s + 1, checkpoint_item(state), position=position, global_step=global_step,
                           metrics_lines=self.writer.lines)
             if stop:
                 self.preempted = True
