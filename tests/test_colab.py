@@ -1,6 +1,7 @@
 """The Colab notebooks: in sync with their paired .py, and they run (smoke setting)."""
 import json
 import pathlib
+import re
 import sys
 
 import pytest
@@ -11,9 +12,44 @@ from sync import notebook_from_py  # noqa: E402
 
 NOTEBOOKS = sorted(p for p in COLAB.glob("*.ipynb"))
 
+# What each notebook's smoke run must print (regular expressions over its text outputs): the lines
+# that show each part of the tour ran to the end, and the invariants it checks out loud.
+PRINTED = {
+    "quickstart.ipynb": [r"model:", r"answer:"],
+    "preference.ipynb": [
+        r"phase 'dpo_offline': \d+ pairs in the file",
+        r"group 0 .* chosen '[^']*' +\(reward 1\) +rejected '[^']*' +\(reward 0\)",  # the file's pair: chosen scored 1
+        r"phase 'online_dpo': \d+-token answers, G = \d+",
+        r"offline: final pref_accuracy [0-9.]+, pref_margin -?[0-9.]+",
+        r"on-policy: final pref_accuracy [0-9.]+, pref_margin -?[0-9.]+",
+    ],
+    "structured_rollouts.ipynb": [
+        r"treepo with collector 'tree': \d+ leaves per prompt",
+        r"slot 0 prompt .* (eos|length) ",
+        r"the same tokens as polrl\.rollout\.sample: True",  # the hand-written program is group sampling
+        r"source_b +int32",
+        r"tree_node_bd",
+        r"row \d+: group 0 on_policy +version \d+",
+        r"row \d+: group 0 expert +version \d+ reward 1 ",  # the appended label, scored right
+        r"decoded \d+ tokens for the \d+ tokens of the sampled rows",
+        r"last TreePO step: reward_mean [0-9.]+",
+    ],
+    "control.ipynb": [
+        r"observation \(4, 4\) actions 2 time limit 500",
+        r"cartpole_ppo \{'env_steps': \d+, 'num_seeds': 2",
+        r"mpe_spread_mappo \{'env_steps': \d+, 'num_seeds': 2",
+        r"cartpole_ppo: \d+ updates, final return",
+        r"mpe_spread_mappo: \d+ updates, final return",
+    ],
+}
+# Notebooks whose last code cell shows its figure (an image output, whatever the matplotlib backend).
+PLOTTED = {"preference.ipynb", "structured_rollouts.ipynb", "control.ipynb"}
+
 
 def test_there_are_notebooks():
-    assert [p.name for p in NOTEBOOKS] == ["quickstart.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["control.ipynb", "preference.ipynb", "quickstart.ipynb",
+                                           "structured_rollouts.ipynb"]
+    assert sorted(PRINTED) == [p.name for p in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -32,5 +68,9 @@ def test_notebook_runs_in_smoke_setting(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(COLAB)}}).execute()
-    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "model:" in printed and "answer:" in printed
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    printed = "".join(o.get("text", "") for c in code for o in c.get("outputs", []))
+    missing = [marker for marker in PRINTED[path.name] if not re.search(marker, printed)]
+    assert not missing, f"{path.name} did not print {missing}"
+    if path.name in PLOTTED:
+        assert any("image/png" in o.get("data", {}) for o in code[-1].get("outputs", [])), "no figure shown"

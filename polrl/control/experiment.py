@@ -85,14 +85,12 @@ def run(config, workdir: str) -> dict:
 
 def plot_returns(returns: np.ndarray, steps_per_update: int, path: str, title: str) -> str:
     """PNG of the mean return over seeds (± one std) against environment steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) is left alone
 
     x = (np.arange(returns.shape[1]) + 1) * steps_per_update
     mean, std = returns.mean(0), returns.std(0)
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig = Figure(figsize=(5, 3.4))
+    ax = fig.subplots()
     ax.plot(x, mean, color="C0", label=f"mean of {returns.shape[0]} seeds")
     ax.fill_between(x, mean - std, mean + std, color="C0", alpha=0.25)
     ax.set_xlabel("environment steps")
@@ -102,5 +100,4 @@ def plot_returns(returns: np.ndarray, steps_per_update: int, path: str, title: s
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

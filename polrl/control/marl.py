@@ -26,6 +26,8 @@ Rewards are per agent (``simple_spread``: ½ global coverage + ½ own collisions
 """
 from __future__ import annotations
 
+import sys
+
 import functools
 from typing import Any, NamedTuple
 
@@ -134,8 +136,10 @@ def make_env(name: str, num_parallel: int, **env_kwargs) -> MultiAgentVecEnv:
         raise ValueError(f"env_name={name!r} is not supported by polrl.control.marl; use one of {list(SUPPORTED)}")
     if num_parallel < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_parallel}")
+    streams = sys.stdout, sys.stderr
     import jaxmarl  # noqa: PLC0415 (an optional heavy import, only for multi-agent runs)
 
+    sys.stdout, sys.stderr = streams  # its import rebinds them (silencing a dependency): a notebook's output stays
     env = jaxmarl.make(name, **env_kwargs)
     agents = tuple(env.agents)
     spaces = [env.action_space(a) for a in agents]

@@ -105,17 +105,15 @@ CURVES = (
 
 def plot_curves(records: list[dict], path: str) -> str | None:
     """Writes a PNG grid of the standard curves (one colour per phase); returns its path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) is left alone
 
     present = [(k, t) for k, t in CURVES if any(k in r for r in records)]
     if not present:
         return None
     cols = min(3, len(present))
     rows = math.ceil(len(present) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     phases = list(dict.fromkeys(r["phase"] for r in records))
     colors = {phase: f"C{i}" for i, phase in enumerate(phases)}
     for ax, (key, title) in zip(axes.flat, present):
@@ -144,5 +142,4 @@ def plot_curves(records: list[dict], path: str) -> str | None:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
