@@ -445,7 +445,7 @@ def lookahead(config, collector, ctx, rollout_layout) -> pipeline.Lookahead | No
     if rollout_layout is not None and collector.host:
         raise ValueError("async_rollout_devices > 0 needs a collector that runs on the device; this phase's runs host "
                          "code (a verifier on strings, tools): set async_rollout_devices=0")
-    return pipeline.Lookahead(k, collector, lagged(collector, ctx, old_policy), rollout_layout)
+    return pipeline.Lookahead(k, lagged(collector, ctx, old_policy), rollout_layout)
 
 
 def layouts(config) -> tuple[sharding.Layout, sharding.Layout | None]:

@@ -54,7 +54,7 @@ import jax.numpy as jnp
 
 from polrl import sharding
 from polrl.collectors.stale import read_snapshot, write_snapshot
-from polrl.core import Collector, PolicyState
+from polrl.core import PolicyState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,14 +63,13 @@ class Lookahead:
 
     Attributes:
       k: the staleness (the fixed lag, in updates).
-      inner: the phase's collector inside the ``stale`` wrapper.
-      generate: ``collectors.stale.lagged(inner, ctx, old_policy)``.
+      generate: ``collectors.stale.lagged(inner, ctx, old_policy)`` of the phase's collector
+        inside its ``stale`` wrapper.
       rollout_layout: the devices that generate, when they are not the update's
         (``async_rollout_devices``); None: generation shares the update's mesh.
     """
 
     k: int
-    inner: Collector
     generate: Callable
     rollout_layout: sharding.Layout | None = None
 
@@ -86,11 +85,12 @@ def collect_keys(rng, first: int, count: int):
         yield key
 
 
-def old_state(params, step: int, k: int, ref_params, models) -> PolicyState:
+def old_state(params, step: int, k: int, ref_params, models, key, replicated) -> PolicyState:
     """The policy state the generator hands the collector at step s = ``step``: θ_{max(s−k,0)}
-    and its version; the fields no collector reads (optimizer, transforms' states) are None."""
-    return PolicyState(step=jnp.int32(max(step - k, 0)), rng=jax.random.key(0), params=params, opt_state=None,
-                       ref_params=ref_params, models=models)
+    and its version (on the generator's devices: ``replicated``); the fields no collector reads
+    (optimizer, transforms' states) are None, the key is the step's collector key."""
+    return PolicyState(step=jax.device_put(jnp.int32(max(step - k, 0)), replicated), rng=key, params=params,
+                       opt_state=None, ref_params=ref_params, models=models)
 
 
 class Pipeline:
@@ -190,10 +190,8 @@ class Pipeline:
             for s, key in zip(range(self.start, self.steps), self._keys):
                 data = next(self._data_iter)
                 position = self._data_iter.position
-                policy = old_state(self._params_of(s), s, self.k, self._ref, self._models)
-                here = self._rollout.replicated  # the step and the key on the generator's devices too
-                policy = policy.replace(step=jax.device_put(policy.step, here), rng=jax.device_put(policy.rng, here))
-                key = jax.device_put(key, here)
+                key = jax.device_put(key, self._rollout.replicated)
+                policy = old_state(self._params_of(s), s, self.k, self._ref, self._models, key, self._rollout.replicated)
                 t0 = time.perf_counter()
                 if self._host:
                     batch, self._inner, metrics = self._generate(self._inner, policy, self._device_data(data), key)
