@@ -156,11 +156,11 @@ def write_snapshot(snapshots, params, step, k: int):
     (``params``); at s = 0 every other slot is filled with θ_0 too, the oldest policy there is."""
     step = jnp.asarray(step, jnp.int32)
     buffers, treedef = jax.tree.flatten(snapshots)
-    written = []
-    for b, p in zip(buffers, jax.tree.leaves(params), strict=True):
-        b = jnp.where(step == 0, jnp.broadcast_to(p, b.shape).astype(b.dtype), b)
-        written.append(b.at[step % k].set(p.astype(b.dtype)))
-    return jax.tree.unflatten(treedef, written)
+    leaves = jax.tree.leaves(params)
+    buffers = jax.lax.cond(  # the fill happens once: the other steps do not touch the whole buffer
+        step == 0, lambda: [jnp.broadcast_to(p, b.shape).astype(b.dtype) for b, p in zip(buffers, leaves, strict=True)],
+        lambda: buffers)
+    return jax.tree.unflatten(treedef, [b.at[step % k].set(p.astype(b.dtype)) for b, p in zip(buffers, leaves)])
 
 
 def _check_behavior(batch: Batch, old_policy: str) -> None:
