@@ -17,13 +17,13 @@ import pathlib
 import jax
 import pytest
 
+from compile_events import COMPILE_EVENT
 from jax_cache import persistent_cache
 from polrl.tasks import BatchIterator
 from polrl.train.build import build_spec
 from polrl.train.trainer import Trainer, init_phase_state
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 STEPS = 5
 COUNTED = ("arithmetic_grpo", "gsm8k_grpo", "arithmetic_rlhf_grpo")
 

@@ -12,6 +12,7 @@ from polrl.models import Transformer, TransformerConfig
 from polrl.rollout import SamplingConfig, make_sampler
 from polrl.rollout.sampler import sample
 from polrl.rollout.sampling import draw as draw_tokens
+from compile_events import compilations
 
 CONFIG = TransformerConfig(vocab_size=61, d_model=32, num_layers=2, num_heads=4, num_kv_heads=2,
                            mlp_dim=48, max_len=32)
@@ -151,15 +152,9 @@ def test_second_call_does_not_recompile():
     # Fresh values, same shapes; built before counting.
     params2 = jax.tree.map(lambda x: x * 1.5, params)
     prompt2, key2 = (PROMPT + 1) % CONFIG.vocab_size, jax.random.key(7)
-    compiles = []
-    listener = lambda name, *_, **__: compiles.append(name) if "backend_compile" in name else None
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with compilations() as compiled:
         jax.block_until_ready(sample(params2, prompt2, VALID, key2))
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    assert compiles == []
-    assert sample._cache_size() == 1
+    assert compiled == []
 
 
 @pytest.mark.parametrize("top_k, top_p, min_p, support", [
