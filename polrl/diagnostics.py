@@ -7,6 +7,10 @@ Two pure functions the update step calls for every algorithm (no per-algorithm c
       for group-relative advantages);
     - ``staleness_mean`` / ``staleness_max``: policy versions behind, ``step − version_b``, over
       the policy's unaided rows (``core.own_rows``: 0 for fresh rollouts, > 0 for replayed rows);
+      with per-token versions (``aux["version_bt"]``, −1 where no token: partial rollouts, whose
+      rows span several policies) ``step − version_bt`` over those rows' ``mask_bt`` tokens, and
+      ``context_staleness_mean`` / ``_max`` over every token of their responses so far (the
+      context the trained tokens were drawn in);
     - ``mismatch_k1`` / ``mismatch_abs``: sampler vs trainer log-probs of the same tokens,
       mean of ``behavior_logp − old_logp`` and of its absolute value, on those rows (needs
       the trainer's ``old_logp_bt``; the sampler and the training forward differ only by
@@ -37,6 +41,7 @@ from polrl import ops
 from polrl.core import EXPERT, GUIDED, REPLAY, SOURCE_NAMES, TEACHER, Batch, own_rows
 
 PREFIX = "offpolicy/"
+TOKEN_VERSION = "version_bt"  # aux: the policy version that drew each token (int32 [B, T], −1: none)
 APART = (TEACHER, GUIDED)  # sources whose ratios are reported apart from the policy's own rows
 
 
@@ -48,7 +53,15 @@ def batch_diagnostics(batch: Batch, step) -> dict:
         n = batch.batch_size
         zero_b = ops.zero_variance_groups(batch.reward_b, batch.group_b, n).astype(jnp.float32)
         out["zero_variance_frac"] = zero_b.mean()
-    if batch.version_b is not None:
+    if TOKEN_VERSION in batch.aux:
+        version_bt = batch.aux[TOKEN_VERSION]
+        stale_bt = (step - version_bt).astype(jnp.float32)
+        trained, drawn = batch.mask_bt * rows_b[:, None], (version_bt >= 0) * rows_b[:, None]
+        out["staleness_mean"] = ops.masked_mean(stale_bt, trained)
+        out["staleness_max"] = ops.masked_max(stale_bt, trained)
+        out["context_staleness_mean"] = ops.masked_mean(stale_bt, drawn)
+        out["context_staleness_max"] = ops.masked_max(stale_bt, drawn)
+    elif batch.version_b is not None:
         stale_b = (step - batch.version_b).astype(jnp.float32)
         out["staleness_mean"] = ops.masked_mean(stale_b, rows_b)
         out["staleness_max"] = ops.masked_max(stale_b, rows_b)

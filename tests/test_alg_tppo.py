@@ -1,5 +1,6 @@
-"""Tests for T-PPO (polrl.algorithms.tppo): Extended GAE by hand, one window = GAE / PPO,
-jit == no-jit, and a prepare+update on the tiny model with a value head."""
+"""Tests for T-PPO (polrl.algorithms.tppo): Extended GAE by hand (emulated windows over complete
+rows, and real windows of partial rollouts), the finished rows' value loss by hand, one window =
+GAE / PPO, jit == no-jit, and a prepare+update on the tiny model with a value head."""
 import functools
 
 import jax
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from polrl import advantages, algorithms
-from polrl.algorithms.tppo import egae_advantage
+from polrl.algorithms.tppo import egae_advantage, finished_value_loss
 from polrl.core import Batch
 from polrl.models import TransformerConfig
 from polrl.train import steps
@@ -36,6 +37,58 @@ def test_egae_hand_values():
     # one window: plain GAE, Â_1 = .1 + .5·.4 = .3, Â_0 = .1 + .5·.3 = .25
     whole, _ = egae_advantage(window=None, gamma=1.0, lambda_=0.5).apply(batch, ())
     np.testing.assert_allclose(whole.adv_bt[0], [.25, .3, .4, .6], rtol=1e-5)
+
+
+def _partial_batch():
+    """Three rows of a step of partial rollouts (T = 5, this step's window = tokens 2–3):
+    row 0 still running (bootstrap V(s_4) = 1), row 1 finished at token 3 with R = 2, row 2
+    finished at an earlier step (nothing drawn now)."""
+    mask = np.array([[0, 0, 1, 1, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 0]], np.float32)
+    full = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 0], [1, 1, 0, 0, 0]], np.float32)
+    values = np.array([[0, 0, .2, .4, 0], [0, 0, .5, 1.0, 0], [0, 0, 0, 0, 0]], np.float32)
+    return Batch(prompt_bp=np.ones((3, 1), np.int32), prompt_valid_bp=np.ones((3, 1), bool),
+                 response_bt=np.ones((3, 5), np.int32), mask_bt=mask, reward_b=np.array([0, 2, 0], np.float32),
+                 old_value_bt=values,
+                 aux={"finished_b": np.array([0, 1, 0], np.float32), "response_mask_bt": full,
+                      "bootstrap_value_b": np.array([1.0, 0, 0], np.float32)})
+
+
+def test_egae_on_partial_rollouts_by_hand():
+    # γ = 0.9, λ = 0.5 (γλ = 0.45).
+    # Row 0 (running): δ_3 = γ·1 − .4 = .5, δ_2 = γ·.4 − .2 = .16; Â_3 = .5, Â_2 = .16 + .45·.5 = .385.
+    # Row 1 (finished, R = 2): δ_3 = 2 − 1 = 1, δ_2 = γ·1 − .5 = .4; Â_3 = 1, Â_2 = .4 + .45 = .85;
+    #   Monte-Carlo targets on its whole response: G_t = γ^{3−t}·2 = [1.458, 1.62, 1.8, 2].
+    # Row 2: nothing drawn, not finished now: Â = G = 0.
+    out, _ = egae_advantage(window=None, gamma=0.9, lambda_=0.5).apply(_partial_batch(), ())
+    np.testing.assert_allclose(out.adv_bt, [[0, 0, .385, .5, 0], [0, 0, .85, 1, 0], [0] * 5], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out.return_bt, [[0] * 5, [1.458, 1.62, 1.8, 2, 0], [0] * 5], rtol=1e-6, atol=1e-7)
+
+
+def test_finished_value_loss_by_hand():
+    # Row 1 only (the finished one), its 4 tokens; clip 0.1 on this step's tokens 2–3 only:
+    #   t = 0: V = 1.0, G = 1.458 → .458² ;  t = 1: V = 1.7, G = 1.62 → .08²
+    #   t = 2: V = .9, V_old = .5, G = 1.8: max(.9², (.6 − 1.8)² = 1.44) = 1.44
+    #   t = 3: V = 1.05, V_old = 1.0, G = 2: max(.95², (1.05 − 2)²) = .9025
+    # L = 0.5 · 0.5 · mean of the four.
+    batch = _partial_batch()
+    prepared, _ = egae_advantage(window=None, gamma=0.9, lambda_=0.5).apply(batch, ())
+    value = np.array([[5, 5, 5, 5, 5], [1.0, 1.7, .9, 1.05, 9], [5] * 5], np.float32)
+    out, _ = finished_value_loss(coef=0.5, clip=0.1).apply(prepared.replace(value_bt=value), ())
+    errs = [.458 ** 2, .08 ** 2, 1.44, .95 ** 2]
+    np.testing.assert_allclose(out.losses["value"], 0.25 * np.mean(errs), rtol=1e-5)
+    np.testing.assert_allclose(out.metrics["value_error"], np.mean(errs), rtol=1e-5)
+    assert not out.terms
+
+
+def test_partial_rollouts_errors():
+    batch = _partial_batch()
+    with pytest.raises(ValueError, match="window=None"):
+        egae_advantage(window=2).apply(batch, ())
+    with pytest.raises(ValueError, match="value_lambda=1.0"):
+        egae_advantage(window=None, value_lambda=0.9).apply(batch, ())
+    aux = {k: v for k, v in batch.aux.items() if k != "bootstrap_value_b"}
+    with pytest.raises(ValueError, match=r"partial_groups\(values=True\)"):
+        egae_advantage(window=None).apply(batch.replace(aux=aux), ())
 
 
 def test_egae_discount_at_window_end():

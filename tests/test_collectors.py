@@ -134,6 +134,7 @@ CASES = {
     "dialogue_tree": lambda ctx: collectors.dialogue_tree(dataclasses.replace(ctx, task=dataclasses.replace(ctx.task, name="target_says", tokenizer=CharTokenizer())), target="weak", max_turns=1, branch=2, width=2),
     "tree": lambda ctx: collectors.tree(ctx, segment_len=2, init_branches=1, branching=2,
                                         branch_on="uncertainty"),
+    "partial_groups": lambda ctx: collectors.partial_groups(ctx, window=2),
 }
 
 

@@ -14,6 +14,7 @@ scored by the verifier), ``preference_pairs`` (best vs worst of G samples), ``of
 ``dialogue_tree`` (DialTree-RPO: an attacker's dialogues with a frozen target model, branched at every turn and pruned).
 ``hinted_groups`` (GHPO: ``group_samples`` with ``with_hints``, the beginning of the labelled answer after the prompts no sample solves).
 ``masked_groups`` (NLPO: G samples per prompt under the top-p nucleus of a delayed copy of the policy, the mask kept per token).
+``partial_groups`` (T-PPO's partial rollouts: G samples per prompt drawn W tokens per step, unfinished rows continued from their cache).
 Wrappers: ``with_expert_rows`` (labelled answers in every group: CHORD, RL-PLUS),
 ``with_judge_rows`` (SPARK: the step's samples recycled into judge rows for the same model),
 ``with_self_judge`` (the policy's own verdict π("y" | x ++ y ++ " ok?") as the reward),
@@ -47,6 +48,7 @@ from polrl.collectors.hints import hinted_groups, with_hints
 from polrl.collectors.multi_guidance import with_multi_guidance
 from polrl.collectors.judge_rows import with_judge_rows, with_self_judge
 from polrl.collectors.offline_pairs import offline_pairs, offline_unpaired
+from polrl.collectors.partial_rollouts import partial_groups
 from polrl.collectors.group_samples import group_samples, rollout_metrics
 from polrl.collectors.mcts_pairs import mcts_pairs
 from polrl.collectors.preference_pairs import best_and_worst, preference_pairs
@@ -81,6 +83,7 @@ __all__ = [
     "mcts_pairs",
     "offline_pairs",
     "offline_unpaired",
+    "partial_groups",
     "preference_pairs",
     "revised_pairs",
     "rollout_metrics",
