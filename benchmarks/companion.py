@@ -3,9 +3,12 @@ lacks at the requested budget, append each record as it finishes, and return eve
 from __future__ import annotations
 
 import json
+import pathlib
 from typing import Any, Callable, Sequence
 
 from benchmarks.provenance import append, read
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
 def parse_arms(text: str, known: Sequence[str]) -> list[str]:
@@ -36,3 +39,17 @@ def run_missing(path: str, arms: Sequence[str], seeds: Sequence[int], budget: in
             done.append(record)
             print(json.dumps({k: record.get(k) for k in shown}), flush=True)
     return done
+
+
+def records(script: str) -> list[dict]:
+    """The records of ``benchmarks/results/<script>.jsonl``, one per (arm, seed, budget): the last."""
+    last = {(r["arm"], r["seed"], r.get("budget")): r for r in read(str(RESULTS / f"{script}.jsonl"))}
+    return list(last.values())
+
+
+def runs(script: str) -> dict:
+    """``{(arm, seed): record}`` of a companion's results, at each arm's largest budget (empty when absent)."""
+    by_arm_seed = {}
+    for r in sorted(records(script), key=lambda r: r.get("budget") or 0):
+        by_arm_seed[(r["arm"], r["seed"])] = r
+    return by_arm_seed

@@ -48,7 +48,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import algorithms as algorithms_bench  # noqa: E402
+from benchmarks import algorithms as algorithms_bench, companion  # noqa: E402
 from benchmarks.claims import bootstrap, last_evals_mean, paired_runs, sign_test, verdict  # noqa: E402
 from benchmarks.provenance import append, provenance, read  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
@@ -304,26 +304,11 @@ COMPANION_CLAIMS = (
 )
 
 
-def companion_records(script: str) -> list[dict]:
-    """The records of ``benchmarks/results/<script>.jsonl``, one per (arm, seed, budget): the last."""
-    runs = {(r["arm"], r["seed"], r.get("budget")): r
-            for r in read(str(ROOT / "benchmarks" / "results" / f"{script}.jsonl"))}
-    return list(runs.values())
-
-
-def companion_runs(script: str) -> dict:
-    """``{(arm, seed): record}`` of a companion's results, at each arm's largest budget (empty when absent)."""
-    runs = {}
-    for r in sorted(companion_records(script), key=lambda r: r.get("budget") or 0):
-        runs[(r["arm"], r["seed"])] = r
-    return runs
-
-
 def companion_sections() -> list[str]:
     """Each companion script's description and table, from its committed results."""
     lines = []
     for script, (what, table) in COMPANIONS.items():
-        records = companion_records(script)
+        records = companion.records(script)
         if records:
             module = importlib.import_module(f"benchmarks.{script}")
             lines += ["", what, "", getattr(module, table)(records).rstrip("\n")]
@@ -334,7 +319,7 @@ def companion_claims() -> list[str]:
     score = {"accuracy": lambda r: last_evals_mean(r, LAST_EVALS), "success": lambda r: r["success"]}
     lines = []
     for script, arm, base, key, kind, claim in COMPANION_CLAIMS:
-        seeds, diffs = paired_runs(companion_runs(script), arm, base, score[key])
+        seeds, diffs = paired_runs(companion.runs(script), arm, base, score[key])
         if diffs:
             lines.append(_claim_row(claim, f"`{arm}`", f"`{base}`", kind, seeds, diffs))
     return lines
