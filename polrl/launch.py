@@ -74,6 +74,12 @@ def main(argv):
 
         print(json.dumps({"workdir": os.path.abspath(_WORKDIR.value), "summary": run(config, _WORKDIR.value)}))
         return
+    if config.get("trainer") == "diffusion":  # masked-diffusion LM (polrl.diffusion): SFT then BGPO
+        from polrl.diffusion.train import run as run_diffusion
+
+        summary = run_diffusion(config, _WORKDIR.value)
+        print(json.dumps({"workdir": os.path.abspath(_WORKDIR.value), "summary": summary}))
+        return
     from polrl.train.build import build_spec
     from polrl.train.trainer import Trainer
 

@@ -29,10 +29,10 @@ COUNTED = ("arithmetic_grpo", "gsm8k_grpo", "arithmetic_rlhf_grpo")
 
 
 def _llm_configs():
-    """Experiments run by the LLM trainer: those that are not control runs."""
+    """Experiments run by the LLM trainer: not control or diffusion runs."""
     names = []
     for path in sorted((ROOT / "experiments").glob("*.py")):
-        if path.stem != "__init__" and _smoke(path.stem).get("trainer") != "control":
+        if path.stem != "__init__" and _smoke(path.stem).get("trainer", "llm") == "llm":
             names.append(path.stem)
     return names
 

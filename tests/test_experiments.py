@@ -47,6 +47,7 @@ def test_every_experiment_is_covered():
 COMMON_FIELDS = {
     "llm": ("seed", "total_steps", "eval_every", "checkpoint_every"),
     "control": ("seed", "total_timesteps", "num_seeds"),
+    "diffusion": ("seed", "total_steps", "eval_every", "checkpoint_every"),
 }
 
 
