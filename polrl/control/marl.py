@@ -17,7 +17,9 @@ update loop ``polrl.train.update.epochs``). What is multi-agent lives in two pie
   lets shared parameters tell roles apart, e.g. predators and prey in ``MPE_simple_tag_v3``).
   MPE episodes end only at the time limit (``max_steps``), which the observation does not show,
   so episode ends are ``truncated`` and bootstrapped from the observation reached (Pardo et al.
-  2018), unlike JaxMARL's baselines which treat them as terminal.
+  2018), unlike JaxMARL's baselines which treat them as terminal; an environment whose step
+  reports ``info["terminated"]`` (``polrl.control.volleyball``: a decided rally) has those ends
+  terminal.
 * ``SplitActorCritic``: the actor reads the agent part of a row, the critic the agent part
   (IPPO) or the global part (MAPPO).
 
@@ -43,7 +45,7 @@ from polrl.control.seeds import Run
 
 Array = jax.Array
 
-SUPPORTED = ("MPE_simple_spread_v3", "MPE_simple_tag_v3")
+SUPPORTED = ("MPE_simple_spread_v3", "MPE_simple_tag_v3", "Volleyball")
 
 
 class EpisodeLimit(NamedTuple):
@@ -111,7 +113,7 @@ class MultiAgentVecEnv(NamedTuple):
         keys = jax.random.split(key, 2 * self.num_parallel).reshape(2, self.num_parallel)
         per_env = action.reshape(self.num_parallel, self.num_agents)
         acts = {name: per_env[:, i] for i, name in enumerate(self.agents)}
-        obs_st, state_st, reward, dones, _ = jax.vmap(self.env.step_env)(keys[0], state, acts)
+        obs_st, state_st, reward, dones, info = jax.vmap(self.env.step_env)(keys[0], state, acts)
         obs_re, state_re = jax.vmap(self.env.reset)(keys[1])
         done = dones["__all__"]
 
@@ -120,27 +122,34 @@ class MultiAgentVecEnv(NamedTuple):
 
         state = jax.tree.map(pick, state_re, state_st)
         obs = jax.tree.map(pick, obs_re, obs_st)
-        rows_done = jnp.repeat(done, self.num_agents)
+        terminal = done & info.get("terminated", jnp.zeros_like(done))
+        rows_terminal = jnp.repeat(terminal, self.num_agents)
         out = Step(
             reward=jnp.stack([reward[name] for name in self.agents], axis=1).reshape(-1).astype(jnp.float32),
-            terminated=jnp.zeros_like(rows_done),
-            truncated=rows_done,
+            terminated=rows_terminal,
+            truncated=jnp.repeat(done, self.num_agents) & ~rows_terminal,
             final_obs=self.rows(obs_st),
         )
         return self.rows(obs), state, out
 
 
 def make_env(name: str, num_parallel: int, **env_kwargs) -> MultiAgentVecEnv:
-    """``num_parallel`` copies of the JaxMARL MPE task ``name`` (see ``SUPPORTED``)."""
+    """``num_parallel`` copies of the JaxMARL MPE task ``name``, or of ``polrl.control.volleyball``'s
+    court for ``"Volleyball"`` (see ``SUPPORTED``)."""
     if name not in SUPPORTED:
         raise ValueError(f"env_name={name!r} is not supported by polrl.control.marl; use one of {list(SUPPORTED)}")
     if num_parallel < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_parallel}")
-    streams = sys.stdout, sys.stderr
-    import jaxmarl  # noqa: PLC0415 (an optional heavy import, only for multi-agent runs)
+    if name == "Volleyball":
+        from polrl.control import volleyball  # noqa: PLC0415 (it imports this module)
 
-    sys.stdout, sys.stderr = streams  # its import rebinds them (silencing a dependency): a notebook's output stays
-    env = jaxmarl.make(name, **env_kwargs)
+        env = volleyball.Volleyball(**env_kwargs)
+    else:
+        streams = sys.stdout, sys.stderr
+        import jaxmarl  # noqa: PLC0415 (an optional heavy import, only for multi-agent runs)
+
+        sys.stdout, sys.stderr = streams  # its import rebinds them (silencing a dependency): a notebook's output stays
+        env = jaxmarl.make(name, **env_kwargs)
     agents = tuple(env.agents)
     spaces = [env.action_space(a) for a in agents]
     if any(not hasattr(s, "n") or s.n != spaces[0].n for s in spaces):

@@ -1,7 +1,8 @@
 """The protocol of a control trainer module, and training its run over seeds.
 
 A config names the module that trains it, ``config.run = NAME`` for ``polrl.control.NAME``
-(``train``, ``props``, ``marl``, ``relic``, ``unio4``, ``hnpg``); every such module exposes
+(``train``, ``props``, ``marl``, ``volleyball``, ``relic``, ``unio4``, ``hnpg``); every such
+module exposes
 
     make_run(config) -> Run
 

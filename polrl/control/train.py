@@ -136,9 +136,12 @@ def initial_state(algo: Algorithm, params, rng: Array) -> PolicyState:
     )
 
 
-def run_on_policy(s: Setup, rng: Array, hparams: dict | None = None, params=None):
+def run_on_policy(s: Setup, rng: Array, hparams: dict | None = None, params=None, evaluate=None):
     """The jittable body of ``make_train``'s ``train`` (see there); ``params`` replaces the
-    model's initialisation (a run that starts from given parameters)."""
+    model's initialisation (a run that starts from given parameters); ``evaluate(params, key)
+    -> dict`` of scalars, when given, is added to every update's metrics, measured on the updated
+    parameters with a key folded from the update's rollout key (the run's random stream is
+    unchanged)."""
     gamma, kwargs = _hyper(s, hparams)
     algo = s.algorithm(num_updates=s.num_updates, **kwargs)
     rng, init_key, reset_key = jax.random.split(rng, 3)
@@ -165,6 +168,8 @@ def run_on_policy(s: Setup, rng: Array, hparams: dict | None = None, params=None
             mean_return=carry.last_return.mean(),
             episodes=traj.done.sum(),
         )
+        if evaluate is not None:
+            metrics.update(evaluate(params, jax.random.fold_in(rollout_key, 1)))
         state = state.replace(
             step=state.step + 1, rng=rng, params=params, opt_state=opt_state,
             prepare_state=prepare_state, objective_state=objective_state,
