@@ -334,6 +334,9 @@ class Collector(NamedTuple):
         ``PolicyState.models``, needs nothing declared: every phase holds them).
       host: ``collect`` runs host code (a verifier on strings, tools): the trainer calls it
         outside ``jit`` (its device parts jit themselves) instead of compiling it into the step.
+      eval_prefix: None, or ``(collector_state) -> (tokens [L], valid [L])``: tokens the collector
+        keeps in its state to put before every held-out prompt (INSPO's best instruction); the
+        trainer then evaluates with them (``eval/…``) and without them (``eval/bare/…``).
     """
 
     init: Callable[[int], Any]
@@ -342,6 +345,7 @@ class Collector(NamedTuple):
     reads: Callable[[int], int] = lambda prompts: prompts
     needs: frozenset = frozenset()
     host: bool = False
+    eval_prefix: Callable[[Any], tuple[Array, Array]] | None = None
 
 
 def own_rows(batch: Batch) -> Array:

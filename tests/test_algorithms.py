@@ -168,7 +168,9 @@ ALL_NOUNS = {
     "dialtree_rpo",
     "gkd",
     "ampo",
+    "sophia",
     "nlpo",
+    "inspo",
 }
 
 

@@ -106,6 +106,9 @@ CASES = {
     "dynamic_sampling": _wrapped(collectors.dynamic_sampling(2)),
     "with_greedy_baseline": _wrapped(collectors.with_greedy_baseline()),
     "with_hints": _wrapped(collectors.with_hints((0.5,))),
+    "with_instruction_population": lambda ctx: _wrapped(collectors.with_instruction_population(
+        ("ab", "c"), capacity=3, width=2, prune_every=1, num_proposals=1, failure_text="a", proposal_cue="b"))(
+        _with_chars(ctx)),
     "hinted_groups": functools.partial(collectors.hinted_groups, hint_ratios=(0.25, 0.75)),
     "masked_groups": functools.partial(collectors.masked_groups, top_mask=0.8, update_every=2),
     "with_replay": _wrapped(collectors.with_replay(capacity=4, num_replay=1)),
@@ -117,12 +120,17 @@ CASES = {
     "with_reward_model": lambda ctx: collectors.with_reward_model("rm", hidden_score=token_exact_match)(
         collectors.group_samples(ctx), ctx),
     "with_distributional_reward": _wrapped(collectors.with_distributional_reward(bandwidth=1.5)),
+    "with_detectability_penalty": _wrapped(collectors.with_detectability_penalty(0.5, detector="burstiness",
+                                                                                 separator_id=2)),
     "with_judge_rows": lambda ctx: _wrapped(collectors.with_judge_rows())(_with_chars(ctx)),
     "with_self_judge": lambda ctx: _wrapped(collectors.with_self_judge())(_with_chars(ctx)),
     "stale": lambda ctx: collectors.stale(2)(collectors.group_samples(ctx), ctx),
     "with_teacher_logits": _wrapped(collectors.with_teacher_logits("strong")),
     "with_student_fraction": _wrapped(collectors.with_student_fraction("strong", 0.5)),
     "with_multi_guidance": _wrapped(collectors.with_multi_guidance(("strong",), k=1, wrong_teachers="force")),
+    "with_borrowed_reasoning": lambda ctx: _wrapped(collectors.with_borrowed_reasoning("strong", 2, 2))(
+        dataclasses.replace(ctx, task=dataclasses.replace(ctx.task, tokenizer=types.SimpleNamespace(encode=lambda t: [6]),
+                                                          answer_marker="#"))),
     "checkpoint_pool": lambda ctx: collectors.checkpoint_pool(ctx, pool_size=2, refresh_every=1),
     "turns": lambda ctx: collectors.turns(ctx, env=_ECHO, max_turns=2, turn_tokens=2),
     "step_labels": lambda ctx: collectors.step_labels(_with_steps(ctx), continuations=2, max_steps=2),

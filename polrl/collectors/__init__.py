@@ -30,6 +30,9 @@ leave-one-out change of the set score as each sample's reward: the ``dragon`` no
 ``with_teacher_logits`` (a frozen teacher's logits at every response position) and ``with_student_fraction``
 (the student's samples with probability λ, else the teacher's): GKD, the ``gkd`` noun.
 ``with_multi_guidance`` (AMPO: up to k solutions of a pool of frozen teachers, ranked by the policy's comprehension, in the groups no sample solves: the ``ampo`` noun).
+``with_instruction_population`` (INSPO: every question under an instruction drawn from a scored population the policy prunes and refills from its failures: the ``inspo`` noun).
+``with_borrowed_reasoning`` (SOPHIA: a frozen teacher's reasonings continued by the policy, the reasoning credited with the mean outcome of its continuations: the ``sophia`` noun).
+``with_detectability_penalty`` (CT²: the reward minus λ · a detector's score of the response under a frozen scorer, the config's ``detect_penalty``).
 
 A collector that reads another model than the policy takes the model's name (a run's frozen
 models are ``Context.models`` / ``PolicyState.models``, from ``config.models``; "reference" is the
@@ -39,13 +42,16 @@ from polrl.collectors.checkpoint_pool import checkpoint_pool
 from polrl.collectors.action_mask import masked_groups
 from polrl.collectors.context import Context, NamedModel
 from polrl.collectors.density_ratio import with_density_ratio
+from polrl.collectors.detectability_penalty import with_detectability_penalty
 from polrl.collectors.distributional_reward import with_distributional_reward
 from polrl.collectors.demonstrations import demonstration_batch, demonstrations
 from polrl.collectors.dynamic_sampling import dynamic_sampling, keep_informative_groups
 from polrl.collectors.expert_rows import with_expert_rows
 from polrl.collectors.greedy_baseline import with_greedy_baseline
 from polrl.collectors.hints import hinted_groups, with_hints
+from polrl.collectors.instruction_population import with_instruction_population
 from polrl.collectors.multi_guidance import with_multi_guidance
+from polrl.collectors.semi_off_policy import with_borrowed_reasoning
 from polrl.collectors.judge_rows import with_judge_rows, with_self_judge
 from polrl.collectors.offline_pairs import offline_pairs, offline_unpaired
 from polrl.collectors.partial_rollouts import partial_groups
@@ -93,11 +99,14 @@ __all__ = [
     "tree",
     "turns",
     "with_density_ratio",
+    "with_detectability_penalty",
     "with_distributional_reward",
     "with_expert_rows",
     "with_greedy_baseline",
     "with_hints",
+    "with_instruction_population",
     "with_judge_rows",
+    "with_borrowed_reasoning",
     "with_multi_guidance",
     "with_replay",
     "with_reward_goals",

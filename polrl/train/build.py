@@ -94,7 +94,16 @@ Config layout (every experiment in ``experiments/`` follows it)::
               evaluations see it too); samples (default 0 = off):
               n completions per held-out prompt at the rollout's sampling options, logging
               pass@k, sampled accuracy, entropy, distinct answers and lengths
-              (polrl.evaluation); pass_k (default [1, samples]): the ks of eval/pass@k
+              (polrl.evaluation); pass_k (default [1, samples]): the ks of eval/pass@k;
+              detect (default False): CT² detector AUROCs and ADI of the greedy (and sampled)
+              answers against the held-out demonstrations under the frozen policy the phase
+              started from, logged as eval/detect_* (polrl.detectability); detect_separator
+              (default ","): the token that ends a sentence for burstiness
+  detect_penalty: optional; every phase after the warm-up whose reward is "" gets reward −
+              coef · a CT² detector's score of the response (polrl.collectors.
+              with_detectability_penalty): coef (λ >= 0), detector (default "log_likelihood";
+              polrl.detectability.DETECTORS), model (the scorer, default "reference"; or a name
+              of config.models), separator (default ",")
   mesh:       optional; data, fsdp, tensor, expert (default 1 each; one may be -1: fills;
               1 × 1 × 1 × 1 or no section = one device; expert > 1 splits mixture-of-experts
               weights by expert, and the batch over data × fsdp × expert), update_rules /
@@ -523,6 +532,40 @@ def density_ratio_wrapper(config, tokenizer, named: dict, params: dict):
     return collectors.with_density_ratio(*names, strong_prefix=tokenizer.encode(instruction) if instruction else None)
 
 
+DETECT_PENALTY_FIELDS = ("coef", "detector", "model", "separator")
+
+
+def separator_id(tokenizer, text: str, field: str) -> int:
+    """The one token ``text`` encodes to (a sentence separator for burstiness)."""
+    ids = tokenizer.encode(text)
+    if len(ids) != 1:
+        raise ValueError(f"{field}={text!r} encodes to {len(ids)} tokens; give a text of exactly one token")
+    return int(ids[0])
+
+
+def eval_detect_separator(config, tokenizer) -> int | None:
+    """``eval.detect``'s sentence separator id (``eval.detect_separator``, default ","), None when off."""
+    detect = config.eval.get("detect", False)
+    if not isinstance(detect, bool):
+        raise ValueError(f"eval.detect={detect!r} must be True or False (CT² detector metrics at each evaluation)")
+    return separator_id(tokenizer, config.eval.get("detect_separator", ","), "eval.detect_separator") if detect else None
+
+
+def detect_penalty_wrapper(config, tokenizer):
+    """``collectors.with_detectability_penalty`` for ``config.detect_penalty`` (None when absent)."""
+    dp = config.get("detect_penalty")
+    if not dp:
+        return None
+    unknown = sorted(set(dp) - set(DETECT_PENALTY_FIELDS))
+    if unknown:
+        raise ValueError(f"detect_penalty has unknown field(s) {unknown}; it takes {list(DETECT_PENALTY_FIELDS)}")
+    if "coef" not in dp:
+        raise ValueError("detect_penalty needs coef (λ >= 0, the weight of the detector's score in the reward)")
+    return collectors.with_detectability_penalty(
+        dp["coef"], model=dp.get("model", "reference"), detector=dp.get("detector", "log_likelihood"),
+        separator_id=separator_id(tokenizer, dp.get("separator", ","), "detect_penalty.separator"))
+
+
 def scoring_wrapper(config, tokenizer, named: dict, params: dict):
     """The wrapper whose score replaces the verifier's reward in the main phase:
     ``reward_model_wrapper`` or ``density_ratio_wrapper`` (None when neither is configured);
@@ -613,6 +656,7 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
     )
     named, aux_params = auxiliary.load_models(config, task.tokenizer.vocab_size)
     scored_by = scoring_wrapper(config, task.tokenizer, named, aux_params)
+    penalty = detect_penalty_wrapper(config, task.tokenizer)
     ctx = collectors.Context(graphdef=graphdef, task=task, sampling=sampling, group_size=r.group_size, layout=layout,
                              models=named, params_template=jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
                                                                         params))
@@ -627,6 +671,8 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
         if key not in built:
             base = section_call(s, "collector_kwargs", scored_collector, make_collector, ctx, dict(s["collector_kwargs"]),
                                 phase_scorer(s, scored_by))
+            if penalty is not None and s["reward"] == "":
+                base = penalty(base, ctx)
             if i == 0 and "reference" in base.needs and not config.warmup.steps:
                 raise ValueError(f"collector={s['collector']!r} samples from the reference, the warm model: set "
                                  f"warmup.steps > 0")
@@ -655,4 +701,5 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
         eval_samples=eval_samples,
         eval_pass_k=eval_pass_k,
         eval_prompt_prefix=tuple(task.tokenizer.encode(prefix)) if prefix else (),
+        eval_detect_separator=eval_detect_separator(config, task.tokenizer),
     )

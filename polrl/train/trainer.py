@@ -44,7 +44,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from polrl import evaluation, sharding
+from polrl import detectability, evaluation, sharding
 from polrl.core import Algorithm, Collector
 from polrl.rollout import SamplingConfig, sample
 from polrl.tasks import BatchIterator, Task, task_batch
@@ -106,6 +106,7 @@ class RunSpec:
     eval_samples: int = 0  # sampled completions per held-out prompt (0: greedy evaluation only)
     eval_pass_k: tuple[int, ...] = ()  # the ks of eval/pass@k (empty: {1, eval_samples})
     eval_prompt_prefix: tuple[int, ...] = ()  # token ids before every held-out prompt (eval.prompt_prefix)
+    eval_detect_separator: int | None = None  # eval.detect: the sentence separator's id (None: no eval/detect_*)
 
 
 def validate(spec: RunSpec) -> None:
@@ -211,6 +212,15 @@ def with_prefix(data: dict, prefix: tuple[int, ...]) -> dict:
             "prompt_valid_bp": np.concatenate([np.ones((rows, len(prefix)), bool), data["prompt_valid_bp"]], axis=1)}
 
 
+def with_token_prefix(data: dict, tokens, valid) -> dict:
+    """Held-out prompts with the columns ``tokens`` / ``valid`` ([L]) before each left-padded prompt
+    (a fixed width whatever the prefix's length, so the evaluation compiles once)."""
+    rows = data["prompt_bp"].shape[0]
+    tile = lambda x, dtype: np.broadcast_to(np.asarray(x, dtype), (rows, len(x)))
+    return {**data, "prompt_bp": np.concatenate([tile(tokens, data["prompt_bp"].dtype), data["prompt_bp"]], axis=1),
+            "prompt_valid_bp": np.concatenate([tile(valid, bool), data["prompt_valid_bp"]], axis=1)}
+
+
 def init_phase_state(spec: RunSpec, phase: Phase, params, rng):
     """A fresh PolicyState for the phase: its algorithm's and collector's states, the reference
     when a transform or the collector needs it, and a copy of the run's frozen auxiliary models
@@ -252,20 +262,27 @@ class Trainer:
                                                    evaluation.default_pass_k(spec.eval_samples))
             run = evaluation.sampled_completions(spec.graphdef, spec.sampling, spec.eval_samples, spec.task.device_reward)
             self._sampled = self.layout.jit(run, ("params",) + ("batch",) * 4 + ("replicated",), "batch")
+        self._detect = None if spec.eval_detect_separator is None else self.layout.jit(
+            detectability.scored_texts(spec.graphdef, spec.eval_detect_separator), ("params",) + ("batch",) * 4, "batch")
+        self._scorer_params = spec.init_params  # the frozen policy the current phase started from (eval.detect)
         self._eval_data = with_prefix(task_batch(spec.task, [spec.task.test[i] for i in
                                                              range(min(spec.eval_examples, len(spec.task.test)))]),
                                       spec.eval_prompt_prefix)
 
     # ---------------------------------------------------------------- evaluation
-    def evaluate(self, params) -> dict:
+    def evaluate(self, params, prefix=None) -> dict:
         """Greedy exact-match accuracy, mean reward and response length (``eval/greedy_length``)
         on the first ``eval_examples`` held-out prompts; with ``eval_samples`` = n > 0 also the
         metrics of n sampled completions per prompt (``polrl.evaluation``: pass@k, sampled
-        accuracy, entropy, distinct answers, response length)."""
+        accuracy, entropy, distinct answers, response length); with ``eval_detect_separator``
+        (``eval.detect``) the CT² detectors' AUROCs and ADI of the greedy answers
+        (``eval/detect_*``) and of the samples (``eval/detect_sampled_*``) against the held-out
+        demonstrations, under the frozen policy the phase started from (``polrl.detectability``)."""
         task, bs = self.spec.task, self.spec.eval_batch_size
-        data = self._eval_data
+        # prefix: (tokens [L], valid [L]) before every prompt (Collector.eval_prefix, _evaluate_phase)
+        data = self._eval_data if prefix is None else with_token_prefix(self._eval_data, *prefix)
         n = len(data["examples"])
-        rewards, lengths, samples = [], [], []
+        rewards, lengths, samples, detect = [], [], [], []
         for start in range(0, n, bs):
             chunk = {k: v[start : start + bs] for k, v in data.items()}
             size = len(chunk["examples"])
@@ -282,13 +299,51 @@ class Trainer:
             lengths.append(np.asarray(mask_bt, np.float64).sum(-1)[:size])
             if self._sampled is not None:
                 samples.append(self._sample_chunk(params, padded, chunk["examples"], size, start))
+            if self._detect is not None:
+                detect.append(self._detect_chunk(prompts, (out.response_bt, out.mask_bt), padded, size,
+                                                 samples[-1] if samples else None))
         r = np.concatenate(rewards)
         out = {"eval/accuracy": float((r >= 1.0).mean()), "eval/reward": float(r.mean()),
                "eval/greedy_length": float(np.concatenate(lengths).mean())}
         if samples:
             reward, entropy, response, mask = (np.concatenate(x) for x in zip(*samples))
             out.update(evaluation.sampled_metrics(reward, entropy, response, mask, self._pass_k))
+        if detect:
+            stats = {k: {s: np.concatenate([d[k][s] for d in detect]) for s in detectability.STATISTICS}
+                     for k in detect[0]}
+            out.update(detectability.detection_metrics(stats["greedy"], stats["demos"]))
+            if "sampled" in stats:
+                out.update(detectability.detection_metrics(stats["sampled"], stats["demos"], "eval/detect_sampled_"))
         return out
+
+    def _detect_chunk(self, prompts, greedy, padded: dict, size: int, sampled) -> dict:
+        """Per-text statistics (host float64) of the chunk's ``size`` greedy answers, demonstrations
+        (the labelled answers, EOS included) and, with ``sampled`` (``_sample_chunk``'s output), samples."""
+        texts = {"greedy": greedy, "demos": self.layout.from_global((padded["answer_ba"], padded["answer_valid_ba"]))}
+        out = {}
+        for name, (response_bt, mask_bt) in texts.items():
+            stats = sharding.to_host(self._detect(self._scorer_params, *prompts, response_bt, mask_bt))
+            out[name] = {k: np.asarray(v, np.float64)[:size] for k, v in stats.items()}
+        if sampled is not None:
+            _, _, response, mask = sampled
+            n, pad = response.shape[1], (len(padded["prompt_bp"]) - size) * response.shape[1]
+            rows = lambda x: np.concatenate([x.reshape((size * n,) + x.shape[2:]), np.repeat(x[-1:, -1], pad, 0)])
+            repeat = lambda x: np.repeat(x, n, axis=0)
+            arrays = self.layout.from_global((repeat(padded["prompt_bp"]), repeat(padded["prompt_valid_bp"]),
+                                              rows(response), rows(mask)))
+            stats = sharding.to_host(self._detect(self._scorer_params, *arrays))
+            out["sampled"] = {k: np.asarray(v, np.float64)[:size * n] for k, v in stats.items()}
+        return out
+
+    def _evaluate_phase(self, phase: Phase, state) -> dict:
+        """``evaluate`` of the phase's policy; a collector with ``eval_prefix`` is evaluated with its
+        prefix before every held-out prompt (``eval/…``) and without it (``eval/bare/…``)."""
+        if phase.collector.eval_prefix is None:
+            return self.evaluate(state.params)
+        tokens, valid = sharding.to_host(phase.collector.eval_prefix(state.collector_state))
+        bare = self.evaluate(state.params)
+        return {**self.evaluate(state.params, prefix=(tokens, valid)),
+                **{k.replace("eval/", "eval/bare/", 1): v for k, v in bare.items()}}
 
     def _sample_chunk(self, params, padded: dict, examples: list, size: int, start: int):
         """``eval_samples`` completions of each of the chunk's ``size`` real prompts, as host arrays
@@ -408,6 +463,8 @@ class Trainer:
 
     def _run_phase(self, phase: Phase, index: int, params, global_step: int, rng):
         spec = self.spec
+        if self._detect is not None:  # eval.detect's scorer: the policy this phase starts from (a copy: steps donate)
+            self._scorer_params = jax.tree.map(jnp.copy, params)
         state = init_phase_state(spec, phase, params, rng)
         state = self.layout.put(state, self.layout.state_shardings(state))
         ckpt = checkpoint.PhaseCheckpointer(os.path.join(self.workdir, "checkpoints", phase.name))
@@ -451,7 +508,7 @@ class Trainer:
         last_eval = {}
         evaluates = phase.algorithm.trains_policy  # a scorer's phase is not evaluated as a policy
         if start == 0 and evaluates:
-            last_eval = self.evaluate(state.params)
+            last_eval = self._evaluate_phase(phase, state)
             self.writer.write({"step": global_step, "phase": phase.name, **last_eval})
         bar = tqdm(range(start, phase.steps), desc=phase.name, disable=not (spec.progress and self.is_chief), dynamic_ncols=True)
         nonfinite_streak = 0
@@ -477,7 +534,7 @@ class Trainer:
                       "step_time_s": dt, "tokens_per_s": m.get("response_tokens", 0.0) / dt}
             done = s + 1 == phase.steps
             if evaluates and spec.eval_every and ((s + 1) % spec.eval_every == 0 or done):
-                last_eval = self.evaluate(state.params)
+                last_eval = self._evaluate_phase(phase, state)
                 record.update(last_eval)
             if (s + 1) % spec.log_every == 0 or done or "eval/accuracy" in record:
                 self.writer.write(record)

@@ -1,0 +1,42 @@
+"""GRPO on the chain task from an SFT warm start, penalized by a CT² detector and evaluated for
+detectability (the AI Detectability Index of "Counter Turing Test (CT^2): AI-Generated Text
+Detection is Not as Easy as You May Think -- Introducing AI Detectability Index", arXiv 2310.05030).
+
+The recipe of experiments/chain_grpo.py (500 SFT steps on 500 demonstrations, then GRPO with 16
+prompts × 8 samples, lr 3e-4, no KL, zero-variance groups masked out, token-mean loss) with:
+  * reward = the verifier's final-answer reward − λ · the mean token log-likelihood of the response
+    under the SFT warm start (the phase's reference; ``config.detect_penalty``, λ = 0.05): the
+    likelihood detector's score, so the policy is paid for answers the warm start finds less
+    typical of itself (``polrl.collectors.with_detectability_penalty``);
+  * at every evaluation, ``eval/detect_auroc_<detector>`` (log-likelihood, perplexity, log-rank,
+    entropy, burstiness; sentences end at ",") and ``eval/detect_adi`` of the greedy answers
+    against the held-out demonstrations under the same scorer, and ``eval/detect_sampled_*`` of
+    4 samples per prompt (``config.eval.detect``; ``polrl.detectability``).
+
+Launch (CPU):
+  python -m polrl.launch --config experiments/chain_grpo_ct2.py --workdir runs/chain_grpo_ct2
+Smoke (seconds, run by the test suite):
+  python -m polrl.launch --config experiments/chain_grpo_ct2.py:smoke --workdir /tmp/polrl/chain_ct2_smoke
+
+<!-- report: frontier.ct2 -->
+Expected result (benchmarks/frontier.md, from `python benchmarks/frontier_ct2.py`; raw:
+benchmarks/results/frontier_ct2.jsonl; CPU AMD EPYC; the benchmark's small chain setting, 30 GRPO
+steps from each seed's SFT warm start, 3 seeds (0, 1, 2)): AUROC of the log-likelihood detector on
+greedy answers against the demonstrations: warm start 0.86 ± 0.06, after GRPO 0.23 ± 0.06, after
+GRPO with the detectability penalty 0.00 ± 0.00; held-out accuracy warm 20.2 ± 2.6%, GRPO 13.2 ±
+2.9%, with the penalty 7.0 ± 1.0% (GRPO loses accuracy at this budget; the penalty collapses the
+policy).
+<!-- /report -->"""
+import ml_collections
+
+from experiments import chain_grpo
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = chain_grpo.get_config(arg)
+    c.detect_penalty = ml_collections.ConfigDict(dict(coef=0.05, detector="log_likelihood", model="reference",
+                                                      separator=","))
+    c.eval.update(detect=True, detect_separator=",", samples=4)
+    if arg == "smoke":
+        c.eval.samples = 2
+    return c
