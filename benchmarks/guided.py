@@ -282,6 +282,16 @@ COMPANIONS = {
     "guided_nlpo": ("NLPO (arXiv 2210.01241) on arithmetic: PPO on the policy renormalised over the top-p nucleus of "
                     "a copy of itself refreshed every 5 steps, against the same PPO without the mask, at two budgets; "
                     "held-out prompts answered by the unmasked policy (`benchmarks/guided_nlpo.py`):", "render"),
+    "guided_ampo": ("AMPO (arXiv 2510.02227) on the chain task: GRPO whose all-fail groups get right answers from a "
+                    "pool of two frozen teachers ranked by the policy's comprehension of them, against GRPO and the "
+                    "single-teacher ablation, same steps (`benchmarks/guided_ampo.py`):", "render"),
+    "guided_inspo": ("INSPO (arXiv 2512.01945) on arithmetic: GRPO on prompts led by instructions drawn "
+                     "from a population that the policy itself extends from its failures and that is pruned by "
+                     "attributed reward, against GRPO on the bare prompts, same steps; held-out prompts answered under "
+                     "the population's best instruction and bare (`benchmarks/guided_inspo.py`):", "render"),
+    "guided_sophia": ("SOPHIA (arXiv 2507.16814) on the chain task: semi-off-policy rows (a larger teacher's "
+                      "scratchpad, the policy's own answers after it, the answers' outcomes propagated to the "
+                      "scratchpad) against GRPO, same steps (`benchmarks/guided_sophia.py`):", "render"),
 }
 # (script, arm, baseline, the run's score, "better" | "parity", claim), judged like the claims above
 COMPANION_CLAIMS = (
@@ -299,6 +309,14 @@ COMPANION_CLAIMS = (
      "GHPO: hints for the prompts no sample solves beat GRPO at the same steps (arXiv 2507.10628)"),
     ("guided_distill", "gkd", "supervised_kd", "accuracy", "better",
      "GKD: distilling on the student's own samples beats the same divergence on the teacher's (arXiv 2306.13649)"),
+    ("guided_ampo", "ampo", "grpo", "accuracy", "better",
+     "AMPO: multi-teacher guidance for all-fail groups beats GRPO (arXiv 2510.02227)"),
+    ("guided_ampo", "ampo", "ampo_single", "accuracy", "better",
+     "AMPO: a pool of teachers beats a single teacher (arXiv 2510.02227)"),
+    ("guided_inspo", "inspo", "grpo", "accuracy", "better",
+     "INSPO: co-evolving a population of instructions with the policy beats GRPO on bare prompts (arXiv 2512.01945)"),
+    ("guided_sophia", "sophia", "grpo", "accuracy", "better",
+     "SOPHIA: semi-off-policy rows from a teacher's reasoning beat GRPO (arXiv 2507.16814)"),
     ("guided_nlpo", "nlpo", "ppo", "accuracy", "better",
      "NLPO: PPO under a delayed copy's top-p action mask beats PPO (arXiv 2210.01241; the longer budget)"),
 )

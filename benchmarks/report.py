@@ -614,6 +614,21 @@ def guided_method_block(method: str) -> Callable[[], str]:
                     f"prompts, each run's mean of its last 3 evaluations): teacher "
                     f"{ms([r['teacher_accuracy'] for r in gkd])}%, student warm start "
                     f"{ms([r['warm_accuracy'] for r in gkd])}% → GKD {ms([acc(r) for r in gkd])}%; {others}.")
+        if method == "ampo":
+            a = by_arm(results("guided_ampo"))
+            ampo, grpo, single = a["ampo"], a["grpo"], a.get("ampo_single", [])
+            guide = lambda key: percent([r["means"][key] for r in ampo])
+            ablation = (f", single-teacher AMPO {percent([acc(r) for r in single])} (paired differences "
+                        f"{_paired(ampo, single, acc)} points)" if single else "")
+            return (f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_ampo.py`; raw: "
+                    f"benchmarks/results/guided_ampo.jsonl; {where(ampo)}; {ampo[0]['budget']} steps of this config and "
+                    f"of chain_grpo.py from each seed's SFT warm start, {seeds_phrase(r['seed'] for r in ampo)}; held-out "
+                    f"greedy exact match of the final answer on 500 prompts, the policy alone, each run's mean of its "
+                    f"last 3 evaluations): warm start {percent([r['warm_accuracy'] for r in ampo])} → AMPO "
+                    f"{percent([acc(r) for r in ampo])}, GRPO {percent([acc(r) for r in grpo])} (paired differences "
+                    f"{_paired(ampo, grpo, acc)} points){ablation}. Over training {guide('guidance/unsolved_frac')} of "
+                    f"the groups had no right sample and {guide('guidance/injected_frac')} were given teacher rows, "
+                    f"{guide('guidance/large_share')} of them from the large teacher.")
         if method == "nlpo":
             records = results("guided_nlpo")
             if not records:
@@ -691,16 +706,45 @@ def readme_guided_methods() -> str:
         parts.append(f"GKD {acc(distill['gkd'])}%{skd} ({seeds_phrase(r['seed'] for r in distill['gkd'])})")
     if nlpo.get("nlpo") and nlpo.get("ppo"):
         parts.append(f"NLPO {acc(nlpo['nlpo'])}% vs PPO {acc(nlpo['ppo'])}% ({seeds_phrase(r['seed'] for r in nlpo['nlpo'])})")
+    ampo, inspo = by_arm(results("guided_ampo")), by_arm(results("guided_inspo"))
+    if ampo.get("ampo") and ampo.get("grpo"):
+        parts.append(f"AMPO {percent([last_evals_mean(r, 3) for r in ampo['ampo']])} vs GRPO "
+                     f"{percent([last_evals_mean(r, 3) for r in ampo['grpo']])} ({seeds_phrase(r['seed'] for r in ampo['ampo'])})")
+    if inspo.get("inspo") and inspo.get("grpo"):
+        parts.append(f"INSPO {acc(inspo['inspo'])}% vs GRPO {acc(inspo['grpo'])}% ({seeds_phrase(r['seed'] for r in inspo['inspo'])})")
     if not parts:
         return ""
     return ("| `experiments/arithmetic_spark.py`, `arithmetic_spark_self_reward.py`, `chain_digi_q.py`, "
-            "`target_says_dialtree_rpo.py`, `chain_ghpo.py`, `chain_gkd.py`, `arithmetic_nlpo.py` | SPARK (the policy "
+            "`target_says_dialtree_rpo.py`, `chain_ghpo.py`, `chain_gkd.py`, `arithmetic_nlpo.py`, `chain_ampo.py`, "
+            "`arithmetic_inspo.py` | SPARK (the policy "
             "also trained as a judge of its own samples, then that judge as the reward), Digi-Q (a TD critic on frozen "
             "features, best-of-N extraction), DialTree-RPO (tree search over dialogue turns against a frozen target), "
             "GHPO (hints for the prompts no sample solves), GKD (on-policy distillation from a larger teacher), NLPO "
-            "(PPO under a delayed copy's top-p action mask) against "
+            "(PPO under a delayed copy's top-p action mask), AMPO (a pool of teachers for the groups no sample "
+            "solves), INSPO (a population of instructions co-evolved with the policy) against "
             "their papers' baselines | "
             + "; ".join(parts) + " ([`benchmarks/guided.md`](benchmarks/guided.md)) |")
+
+
+def readme_frontier() -> str:
+    """The README row of benchmarks/frontier.md: BGPO, CT² detectability, the volleyball court."""
+    bgpo = [r for r in results("frontier_bgpo") if r["kind"] == "training" and r["arm"] == "bgpo"]
+    memory = {(r["arm"], r["num_mc"]): r["temp_bytes"] / 2 ** 20 for r in results("frontier_bgpo") if r["kind"] == "memory"}
+    k = max(n for _, n in memory)
+    ct2 = by_arm(results("frontier_ct2"))
+    volley = {r["arm"]: r for r in results("frontier_volleyball")}
+    auroc = lambda rs, part: ms([r[part]["eval/detect_auroc_log_likelihood"] for r in rs], 1.0, 2)
+    return ("| `experiments/arithmetic_bgpo.py`, `chain_grpo_ct2.py`, `volleyball_{mappo,ippo,selfplay}.py` | BGPO on a "
+            "masked-diffusion LM; the CT² detectors before and after RL and as a reward penalty; MAPPO / IPPO / self-play "
+            f"on a volleyball court | BGPO after SFT {ms([r['warm_accuracy'] for r in bgpo])}% → "
+            f"{ms([r['accuracy'] for r in bgpo])}% ({seeds_phrase(r['seed'] for r in bgpo)}), update memory at K = {k} "
+            f"masks {memory[('bgpo', k)]:.1f} MiB vs {memory[('elbo_ratio', k)]:.1f} MiB for the non-linear objective; "
+            f"log-likelihood detector AUROC {auroc(ct2['grpo'], 'warm')} (warm start) → {auroc(ct2['grpo'], 'last')} "
+            f"(GRPO) → {auroc(ct2['grpo_ct2'], 'last')} (with the penalty, which collapses accuracy); win rate against "
+            f"the scripted team MAPPO {ms(volley['mappo']['last10_win_rate_scripted_by_seed'])}%, IPPO "
+            f"{ms(volley['ippo']['last10_win_rate_scripted_by_seed'])}%, self-play "
+            f"{ms(volley['selfplay']['last10_win_rate_scripted_by_seed'])}% ({volley['mappo']['num_seeds']} seeds, "
+            "[`benchmarks/frontier.md`](benchmarks/frontier.md)) |")
 
 
 def readme_experiments() -> str:
@@ -742,6 +786,7 @@ def readme_experiments() -> str:
     rows.append(readme_length())
     rows.append(readme_preference())
     rows += [row for row in (readme_guided(), readme_guided_methods()) if row]
+    rows.append(readme_frontier())
     cat = _catalogue()
     added = [n for n in cat if n not in ("grpo", "rover", "mdpo", "dpo", *PAIR_NOUNS)]  # rover, mdpo: fidelity re-runs
     gains = {n: statistics.mean(r["accuracy"] - r["warm_accuracy"] for r in cat[n]) for n in cat}
@@ -951,6 +996,69 @@ def readme_memory() -> str:
     return para(text)
 
 
+def inspo_block() -> str:
+    """INSPO against GRPO (benchmarks/guided_inspo.py)."""
+    a = by_arm(results("guided_inspo"))
+    inspo, grpo = a["inspo"], a["grpo"]
+    acc = lambda r: last_evals_mean(r, 3)
+    from benchmarks.guided_inspo import bare_accuracy as bare
+    return para(
+        f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_inspo.py`; raw: "
+        f"benchmarks/results/guided_inspo.jsonl; {where(inspo)}; {inspo[0]['budget']} steps of this config and of "
+        f"arithmetic_grpo.py from each seed's SFT warm start, {seeds_phrase(r['seed'] for r in inspo)}; held-out greedy "
+        f"exact match on 500 prompts, each run's mean of its last 3 evaluations): warm start "
+        f"{ms([r['warm_accuracy'] for r in inspo])}% → INSPO {ms([acc(r) for r in inspo])}% under the population's best "
+        f"instruction ({ms([bare(r) for r in inspo])}% on bare prompts), GRPO {ms([acc(r) for r in grpo])}% (paired "
+        f"differences {_paired(inspo, grpo, acc)} points): not better than GRPO on this task.")
+
+
+def frontier_block(name: str) -> Callable[[], str]:
+    """The expected-result block of an experiment measured by a benchmarks/frontier_<...>.py companion."""
+
+    def block() -> str:
+        if name == "bgpo":
+            rs = results("frontier_bgpo")
+            memory = {(r["arm"], r["num_mc"]): r["temp_bytes"] for r in rs if r["kind"] == "memory"}
+            runs = [r for r in rs if r["kind"] == "training" and r["arm"] == "bgpo"]
+            other = [r for r in rs if r["kind"] == "training" and r["arm"] == "elbo_ratio"]
+            ks = sorted({k for _, k in memory})
+            mib = lambda o, k: f"{memory[(o, k)] / 2 ** 20:.1f}"
+            return para(
+                f"Expected result (benchmarks/frontier.md, from `python benchmarks/frontier_bgpo.py`; raw: "
+                f"benchmarks/results/frontier_bgpo.jsonl; {where(rs)}; K = {runs[0]['num_mc']} masks, "
+                f"{seeds_phrase(r['seed'] for r in runs)}; held-out greedy exact match): after SFT "
+                f"{ms([r['warm_accuracy'] for r in runs])}% → after {runs[0]['budget']} BGPO steps "
+                f"{ms([r['accuracy'] for r in runs])}% (the non-linear ELBO-ratio objective: "
+                f"{ms([r['accuracy'] for r in other])}%). Temporary memory of one update (XLA's buffer assignment) for "
+                f"K = {ks[0]} … {ks[-1]}: BGPO {mib('bgpo', ks[0])} … {mib('bgpo', ks[-1])} MiB, the non-linear "
+                f"objective {mib('elbo_ratio', ks[0])} … {mib('elbo_ratio', ks[-1])} MiB.")
+        if name == "ct2":
+            a = by_arm(results("frontier_ct2"))
+            grpo, pen = a["grpo"], a["grpo_ct2"]
+            au = lambda rs, part, key: ms([r[part][f"eval/detect_auroc_{key}"] for r in rs], 1.0, 2)
+            return para(
+                f"Expected result (benchmarks/frontier.md, from `python benchmarks/frontier_ct2.py`; raw: "
+                f"benchmarks/results/frontier_ct2.jsonl; {where(grpo)}; the benchmark's small chain setting, "
+                f"{pen[0]['budget']} GRPO steps from each seed's SFT warm start, {seeds_phrase(r['seed'] for r in pen)}): "
+                f"AUROC of the log-likelihood detector on greedy answers against the demonstrations: warm start "
+                f"{au(grpo, 'warm', 'log_likelihood')}, after GRPO {au(grpo, 'last', 'log_likelihood')}, after GRPO with "
+                f"the detectability penalty {au(pen, 'last', 'log_likelihood')}; held-out accuracy warm "
+                f"{ms([r['warm']['eval/accuracy'] for r in grpo])}%, GRPO {ms([last_evals_mean(r, 3) for r in grpo])}%, with "
+                f"the penalty {ms([last_evals_mean(r, 3) for r in pen])}% (GRPO loses accuracy at this budget; the penalty collapses "
+                f"the policy).")
+        arm = name.removeprefix("volleyball_")
+        (r,) = [x for x in results("frontier_volleyball") if x["arm"] == arm]
+        return para(
+            f"Expected result (benchmarks/frontier.md, from `python benchmarks/frontier_volleyball.py`; raw: "
+            f"benchmarks/results/frontier_volleyball.jsonl; {where([r])}; {r['num_seeds']} seeds in one vmapped call, "
+            f"{r['env_steps']:,} environment steps; mean ± std over seeds of the last 10 updates' win rates, 64 rallies "
+            f"per opponent each): against the scripted team {ms(r['last10_win_rate_scripted_by_seed'])}% won, "
+            f"{ms(r['last10_loss_rate_scripted_by_seed'])}% lost; against a random team "
+            f"{ms(r['last10_win_rate_random_by_seed'])}% won.")
+
+    return block
+
+
 # ------------------------------------------------------------------------------ registry
 
 BLOCKS: dict[str, Callable[[], str]] = {
@@ -971,7 +1079,10 @@ BLOCKS: dict[str, Callable[[], str]] = {
     **{f"preference.{a}": chain_preference_block(a) for a in ("chain_dpo_revised", "chain_opa_dpo")},
     **{f"guided.{a}": guided_block(a) for a in ("prm", "mcts_dpo")},
     **{f"guided.{m}": guided_method_block(m) for m in ("spark", "spark_self_reward", "digi_q", "dialtree_rpo", "ghpo",
-                                                       "gkd", "nlpo")},
+                                                       "gkd", "nlpo", "ampo")},
+    "guided.inspo": inspo_block,
+    **{f"frontier.{n}": frontier_block(n) for n in ("bgpo", "ct2", "volleyball_mappo", "volleyball_ippo",
+                                                    "volleyball_selfplay")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),
     **{f"arithmetic.{n}": arithmetic_noun(n) for n in (

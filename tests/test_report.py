@@ -155,6 +155,13 @@ def test_guided_table_matches_the_raw_results():
         "run python benchmarks/guided.py"
 
 
+def test_frontier_page_matches_the_raw_results():
+    from benchmarks import frontier
+
+    assert (report.ROOT / "benchmarks" / "frontier.md").read_text() == frontier.render(), \
+        "run python benchmarks/frontier.py"
+
+
 def test_guided_selector_is_calibrated_on_one_half_and_scored_on_the_other():
     """Four prompts, difficulty 1, 1, 2, 2; halves by index parity. Calibrated on prompts 0, 2: bin 1 →
     beam@4 (accuracy 1 within the budget 10; best_of_n@16 is as accurate but spends 50), bin 2 →
