@@ -28,7 +28,6 @@ Usage (from the repository root)::
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 import statistics
 import sys
@@ -37,8 +36,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import algorithms as algorithms_bench, companion  # noqa: E402
-from benchmarks.claims import last_evals_mean, paired_runs  # noqa: E402
-from benchmarks.guided_distill import teacher_accuracy, teacher_run  # noqa: E402
+from benchmarks.claims import last_evals_mean  # noqa: E402
+from benchmarks.guided_distill import teacher_accuracy  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
@@ -93,34 +92,13 @@ def render(records: list[dict]) -> str:
                         f"{col(lambda r: r['warm_accuracy'])} | {col(lambda r: last_evals_mean(r, LAST_EVALS))} | "
                         f"{col(lambda r: mean(r, 'accuracy'))} | {col(lambda r: mean(r, 'guidance/unsolved_frac'))} | "
                         f"{col(lambda r: mean(r, 'guidance/injected_frac'))} | {col(lambda r: mean(r, 'guidance/large_share'))} |")
-    by_key = {(r["arm"], r["seed"]): r for r in records}
     for base, name in (("grpo", "GRPO"), ("ampo_single", "single-teacher AMPO")):
-        seeds, diffs = paired_runs(by_key, "ampo", base, lambda r: last_evals_mean(r, LAST_EVALS))
-        if seeds:
-            rows += ["", f"AMPO − {name}, held-out accuracy, paired by seed ({', '.join(map(str, seeds))}): "
-                         f"{mean_std(diffs, 100.0, 1)} points; AMPO ahead on {sum(d > 0 for d in diffs)} of {len(diffs)}."]
+        rows += companion.paired_sentence(records, "ampo", base, "AMPO", name, lambda r: last_evals_mean(r, LAST_EVALS))
     return "\n".join(rows)
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--arms", default=",".join(ARMS))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=200, help="main-phase steps of every arm")
-    p.add_argument("--eval_every", type=int, default=50)
-    p.add_argument("--workdir", default="/tmp/polrl_bench_guided_ampo")
-    p.add_argument("--teacher_from", default="/tmp/polrl_bench_guided",
-                   help="where finished large-teacher runs large_seed<seed> are copied from (benchmarks/guided.py's workdir)")
-    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "guided_ampo.jsonl"))
-    args = p.parse_args(argv)
-    arms = companion.parse_arms(args.arms, ARMS)
-    base = algorithms_bench.prepare(args.workdir)
-    done = companion.run_missing(
-        args.results, arms, args.seeds, args.steps,
-        lambda arm, seed, large: run_arm(arm, seed, args.steps, args.eval_every, base, large),
-        ("arm", "seed", "seconds", "accuracy", "teacher_accuracy"),
-        prepare_seed=lambda seed: teacher_run(seed, base, pathlib.Path(args.teacher_from)))
-    print(render([r for r in done if r["budget"] == args.steps]))
+    companion.teacher_main(argv, __doc__, "guided_ampo", ARMS, run_arm, render)
 
 
 if __name__ == "__main__":

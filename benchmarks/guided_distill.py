@@ -32,7 +32,6 @@ Usage (from the repository root)::
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 import shutil
 import statistics
@@ -42,7 +41,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import algorithms as algorithms_bench, companion  # noqa: E402
-from benchmarks.claims import last_evals_mean, paired_runs  # noqa: E402
+from benchmarks.claims import last_evals_mean  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
@@ -133,40 +132,13 @@ def render(records: list[dict]) -> str:
             col = lambda f: mean_std([f(r) for r in runs], 100.0, 1)
             rows.append(f"| {arm} (mean ± std) | {len(runs)} seeds | | {col(lambda r: r['teacher_accuracy'])} | "
                         f"{col(lambda r: r['warm_accuracy'])} | {col(lambda r: last_evals_mean(r, LAST_EVALS))} | |")
-    by_key = {(r["arm"], r["seed"]): r for r in records}
-    seeds, diffs = paired_runs(by_key, "gkd", "supervised_kd", lambda r: last_evals_mean(r, LAST_EVALS))
-    if seeds:
-        rows += ["", f"GKD − supervised KD, held-out accuracy, paired by seed ({', '.join(map(str, seeds))}): "
-                     f"{mean_std(diffs, 100.0, 1)} points; GKD ahead on {sum(d > 0 for d in diffs)} of {len(diffs)}."]
+    rows += companion.paired_sentence(records, "gkd", "supervised_kd", "GKD", "supervised KD",
+                                      lambda r: last_evals_mean(r, LAST_EVALS))
     return "\n".join(rows)
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--arms", default=",".join(ARMS))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=200, help="main-phase steps of every arm")
-    p.add_argument("--eval_every", type=int, default=50)
-    p.add_argument("--workdir", default="/tmp/polrl_bench_guided_distill")
-    p.add_argument("--teacher_from", default="/tmp/polrl_bench_guided",
-                   help="where finished teacher runs large_seed<seed> are copied from (benchmarks/guided.py's workdir)")
-    p.add_argument("--warm_from", default="",
-                   help="where finished student warm starts warm_seed<seed> are copied from ('' = train them here)")
-    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "guided_distill.jsonl"))
-    args = p.parse_args(argv)
-    arms = companion.parse_arms(args.arms, ARMS)
-    base = algorithms_bench.prepare(args.workdir)
-
-    def prepare_seed(seed):
-        if args.warm_from:
-            student_warm_start(seed, base, pathlib.Path(args.warm_from))
-        return teacher_run(seed, base, pathlib.Path(args.teacher_from))
-
-    done = companion.run_missing(
-        args.results, arms, args.seeds, args.steps,
-        lambda arm, seed, teacher: run_arm(arm, seed, args.steps, args.eval_every, base, teacher),
-        ("arm", "seed", "seconds", "accuracy", "teacher_accuracy"), prepare_seed=prepare_seed)
-    print(render([r for r in done if r["budget"] == args.steps]))
+    companion.teacher_main(argv, __doc__, "guided_distill", ARMS, run_arm, render)
 
 
 if __name__ == "__main__":
