@@ -6,5 +6,6 @@ Diffusion Large Language Models" (BGPO, arXiv 2510.11683).
 * :mod:`polrl.diffusion.elbo`    — Monte-Carlo ELBO of log π(y | x) from K drawn masks;
 * :mod:`polrl.diffusion.sampler` — iterative unmasking with low-confidence remasking;
 * :mod:`polrl.diffusion.bgpo`    — BGPO's linear lower bound and the ELBO-ratio objective, gradients;
+* :mod:`polrl.diffusion.preference` — DPO on shared-mask ELBO log-ratios: SePPO and DRAGON;
 * :mod:`polrl.diffusion.train`   — SFT warm start then BGPO on arithmetic (``trainer = "diffusion"``).
 """

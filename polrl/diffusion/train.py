@@ -11,7 +11,13 @@ Launched by ``python -m polrl.launch --config experiments/arithmetic_bgpo.py`` (
   EOS) and 0 otherwise, takes GRPO's group advantages and one optimizer step on ``objective``:
   ``"bgpo"`` (the linear bound, gradient accumulated over ``num_mc`` masks) or ``"elbo_ratio"``
   (the non-linear objective, all masks in one graph); π_old = π_θ at the step (one update per
-  batch), scored on the same masks.
+  batch), scored on the same masks. ``"seppo"`` / ``"dragon"`` (:mod:`polrl.diffusion.preference`,
+  DPO losses on ELBO log-ratios, ``beta``): SePPO pairs each prompt's labelled answer with
+  ``group_size`` samples of a member of a pool of ``pool_size`` earlier parameters (a snapshot every
+  ``refresh_every`` steps, ``checkpoint_pool``'s schedule), the member as reference; DRAGON scores
+  each prompt's ``group_size`` on-policy samples as a set against its answer (Gaussian kernel
+  ``bandwidth``) and contrasts positive- and negative-credit samples, the phase's starting
+  parameters as reference. Their pool / reference lives in the phase state (checkpointed).
 
 Every ``eval_every`` steps and at the end of each phase the greedy sampler (temperature 0) answers
 ``eval_prompts`` held-out prompts (``eval/accuracy``). Metrics go to ``<workdir>/metrics.jsonl``;
@@ -34,13 +40,15 @@ import optax
 from flax import nnx
 
 from polrl import ops
-from polrl.diffusion import bgpo, elbo, sampler
+from polrl.collectors.checkpoint_pool import choose_slot, pool_schedule
+from polrl.diffusion import bgpo, elbo, preference, sampler
 from polrl.diffusion.model import MaskedDiffusionLM, diffusion_config, mask_id
 from polrl.tasks.arithmetic import ArithmeticConfig, make_splits
 from polrl.tasks.tokenizer import EOS_ID, PAD_ID, CharTokenizer
 from polrl.train.checkpoint import PhaseCheckpointer
 
 OBJECTIVES = {"bgpo": bgpo.bgpo_value_and_grad, "elbo_ratio": bgpo.elbo_ratio_value_and_grad}
+PREFERENCE = ("seppo", "dragon")
 
 
 def encode(examples: list[dict], tokenizer: CharTokenizer, prompt_length: int, response_length: int):
@@ -69,8 +77,10 @@ class Setup:
     """The model's functional form, the data and the jitted steps of one config."""
 
     def __init__(self, config):
-        if config.objective not in OBJECTIVES:
-            raise ValueError(f"config.objective={config.objective!r}; use one of {sorted(OBJECTIVES)}.")
+        if config.objective not in (*OBJECTIVES, *PREFERENCE):
+            raise ValueError(f"config.objective={config.objective!r}; use one of {sorted((*OBJECTIVES, *PREFERENCE))}.")
+        if config.objective in PREFERENCE:
+            check_preference(config)
         self.config = config
         tokenizer = CharTokenizer()
         task = ArithmeticConfig(**config.task.to_dict())
@@ -134,11 +144,79 @@ class Setup:
                    "elbo": jnp.mean(old_kb)}
         return optax.apply_updates(params, updates), opt_state, metrics
 
+    def phase_state(self, name, params) -> dict:
+        """The RL phase's extra state: SePPO's empty pool, DRAGON's reference (the starting parameters); else {}."""
+        c = self.config
+        if name != "rl" or c.objective not in PREFERENCE:
+            return {}
+        if c.objective == "dragon":
+            return {"reference": params}
+        return {"pool": {"snapshots": jax.tree.map(lambda x: jnp.zeros((c.pool_size, *x.shape), x.dtype), params),
+                         "versions": jnp.full((c.pool_size,), -1, jnp.int32)}}
+
+    @functools.partial(jax.jit, static_argnums=(0, 4))
+    def preference_step(self, state, key, step, optimizer):
+        """One SePPO / DRAGON step (module docstring) at RL step ``step``; (state, metrics)."""
+        c = self.config
+        data_key, sample_key, mask_key, choice_key = jax.random.split(key, 4)
+        prompt, valid, target, answer_len = [jnp.repeat(x, c.group_size, axis=0)
+                                             for x in self.batch(data_key, c.batch_prompts, self.train[0].shape[0])]
+        params, extra = state["params"], {}
+        if c.objective == "seppo":
+            write, slot, filled = pool_schedule(step, c.pool_size, c.refresh_every)
+            pool = state["pool"]
+            snapshots = jax.tree.map(lambda b, p: b.at[slot].set(jnp.where(write, p, b[slot])), pool["snapshots"],
+                                     params)
+            versions = jnp.where(write, pool["versions"].at[slot].set(step), pool["versions"])
+            member_slot = choose_slot(choice_key, filled)
+            reference = jax.tree.map(lambda b: b[member_slot], snapshots)
+            response = self.draw(reference, prompt, valid, sample_key, c.temperature)
+            objective = lambda p: preference.seppo_loss(self.apply, p, reference, prompt, valid, target, response,
+                                                        mask_key, c.num_mc, self.mask, beta=c.beta, flip=c.flip)
+            extra = {"pool": {"snapshots": snapshots, "versions": versions}}
+            metrics = {"pool_slot": member_slot, "pool_staleness": step - versions[member_slot]}
+        else:
+            reference = extra["reference"] = state["reference"]
+            response = self.draw(params, prompt, valid, sample_key, c.temperature)
+            credit = preference.set_credits(response, target, c.group_size, c.bandwidth)
+            objective = lambda p: preference.dragon_loss(self.apply, p, reference, prompt, valid, response, credit,
+                                                         mask_key, c.num_mc, self.mask, group_size=c.group_size,
+                                                         beta=c.beta)
+            metrics = {"credit_positive_frac": jnp.mean(credit > 0), "credit_negative_frac": jnp.mean(credit < 0)}
+        (value, pref_metrics), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], params)
+        reward = exact_match(response, target, answer_len)
+        metrics = {"loss": value, "reward_mean": jnp.mean(reward), "accuracy": jnp.mean(reward), **metrics,
+                   **pref_metrics}
+        return {"params": optax.apply_updates(params, updates), "opt_state": opt_state, **extra}, metrics
+
     @functools.partial(jax.jit, static_argnums=0)
     def evaluate(self, params):
         prompt, valid, target, answer_len = self.test
         response = self.draw(params, prompt, valid, jax.random.key(0), 0.0)
         return jnp.mean(exact_match(response, target, answer_len))
+
+
+def check_preference(config) -> None:
+    """One-line errors naming the field for SePPO's / DRAGON's options."""
+    beta = config.get("beta")
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < float("inf"):
+        raise ValueError(f"config.beta={beta!r} must be a finite number > 0 (the DPO inverse temperature of "
+                         f"objective {config.objective!r}).")
+    if config.objective == "seppo":
+        for name in ("pool_size", "refresh_every"):
+            value = config.get(name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"config.{name}={value!r} must be an int >= 1 (SePPO's checkpoint pool).")
+        if not isinstance(config.get("flip"), bool):
+            raise ValueError(f"config.flip={config.get('flip')!r} must be True (SePPO's anchor flip) or False (DPO).")
+    else:
+        if config.group_size < 2:
+            raise ValueError(f"config.group_size={config.group_size} must be >= 2: DRAGON's leave-one-out credit "
+                             "scores each prompt's samples as a set.")
+        bandwidth = config.get("bandwidth")
+        if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) or not 0 < bandwidth < float("inf"):
+            raise ValueError(f"config.bandwidth={bandwidth!r} must be a finite number > 0 (DRAGON's kernel width).")
 
 
 def _log(path: str, record: dict) -> None:
@@ -158,7 +236,8 @@ def run_phase(s: Setup, name: str, steps: int, learning_rate: float, params, wor
     """``steps`` steps of phase ``name`` from ``params`` (or its latest checkpoint); (params, summary)."""
     c = s.config
     optimizer = optax.chain(optax.clip_by_global_norm(c.max_grad_norm), optax.adam(learning_rate))
-    state = {"params": params, "opt_state": optimizer.init(params)}
+    extra = s.phase_state(name, params)
+    state = {"params": params, "opt_state": optimizer.init(params), **extra}
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     ckpt = PhaseCheckpointer(os.path.join(workdir, "checkpoints", name))
     start = 0
@@ -171,9 +250,12 @@ def run_phase(s: Setup, name: str, steps: int, learning_rate: float, params, wor
     key = jax.random.fold_in(jax.random.key(c.seed), first_step)
     summary = {}
     for step in range(start, steps):
-        params, opt_state, metrics = step_fn(state["params"], state["opt_state"], jax.random.fold_in(key, step),
-                                             optimizer)
-        state = {"params": params, "opt_state": opt_state}
+        if extra:
+            state, metrics = s.preference_step(state, jax.random.fold_in(key, step), jnp.int32(step), optimizer)
+        else:
+            params, opt_state, metrics = step_fn(state["params"], state["opt_state"], jax.random.fold_in(key, step),
+                                                 optimizer)
+            state = {"params": params, "opt_state": opt_state}
         record = {"phase": name, "step": first_step + step + 1, **{k: float(v) for k, v in metrics.items()}}
         if (step + 1) % c.eval_every == 0 or step + 1 == steps:
             record["eval/accuracy"] = float(s.evaluate(state["params"]))
