@@ -41,13 +41,26 @@ PRINTED = {
         r"cartpole_ppo: \d+ updates, final return",
         r"mpe_spread_mappo: \d+ updates, final return",
     ],
+    "diffusion.ipynb": [
+        r"model: \d+ parameters, \d+ real ids \+ mask id \d+",
+        r"t = 0\.50: ",
+        r"K = +1: ELBO -?[0-9.]+ +spread over 8 keys",
+        r"K = 256: ELBO -?[0-9.]+ +spread over 8 keys",
+        r"exact \(all 7 mask sets\): -?[0-9.]+",
+        r"step 1/\d+: .*\(committed positions \[\d",
+        r"the same tokens as polrl\.diffusion\.sampler\.unmask: True",  # the written-out loop is the sampler
+        r"held-out accuracy: initial [0-9.]+, after SFT [0-9.]+, after RL [0-9.]+",
+        r"K = 2: bgpo \d+ bytes .* elbo_ratio \d+ bytes",
+        r"K = 8: bgpo \d+ bytes .* elbo_ratio \d+ bytes",
+        r"rl: \d+ steps, final reward_mean [0-9.]+",
+    ],
 }
 # Notebooks whose last code cell shows its figure (an image output, whatever the matplotlib backend).
-PLOTTED = {"preference.ipynb", "structured_rollouts.ipynb", "control.ipynb"}
+PLOTTED = {"preference.ipynb", "structured_rollouts.ipynb", "control.ipynb", "diffusion.ipynb"}
 
 
 def test_there_are_notebooks():
-    assert [p.name for p in NOTEBOOKS] == ["control.ipynb", "preference.ipynb", "quickstart.ipynb",
+    assert [p.name for p in NOTEBOOKS] == ["control.ipynb", "diffusion.ipynb", "preference.ipynb", "quickstart.ipynb",
                                            "structured_rollouts.ipynb"]
     assert sorted(PRINTED) == [p.name for p in NOTEBOOKS]
 
