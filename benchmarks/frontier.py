@@ -4,6 +4,7 @@ Each section is its companion script's ``render`` of every record in its committ
 
 * ``frontier_bgpo``        BGPO on the masked-diffusion LM (``polrl.diffusion``): update memory against
                            the number of Monte-Carlo masks K, and arithmetic accuracy before and after RL;
+* ``frontier_diffusion_preference``  SePPO and DRAGON on that model against BGPO;
 * ``frontier_ct2``         the CT² detectors (``polrl.detectability``) on a policy before and after GRPO,
                            with and without the detectability penalty as a reward term;
 * ``frontier_volleyball``  MAPPO, IPPO and self-play on the volleyball court (``polrl.control.volleyball``),
@@ -29,6 +30,10 @@ COMPANIONS = {
     "frontier_bgpo": ("BGPO (arXiv 2510.11683) on a masked-diffusion language model, arithmetic: the linear lower "
                       "bound taken one Monte-Carlo mask at a time against the non-linear ELBO-ratio objective "
                       "(`benchmarks/frontier_bgpo.py`):"),
+    "frontier_diffusion_preference": ("SePPO (arXiv 2410.05255) and DRAGON (arXiv 2504.15217) on the same masked-diffusion "
+                                      "model, the sequence log-ratio replaced by the ELBO difference on shared masks, "
+                                      "against BGPO from the same SFT warm start at the same RL steps "
+                                      "(`benchmarks/frontier_diffusion_preference.py`):"),
     "frontier_ct2": ("CT² detectability (arXiv 2310.05030) on the chain task: each detector's AUROC between the "
                      "policy's answers and the demonstrations (1: always told apart, ½: indistinguishable) and the AI "
                      "Detectability Index, before and after GRPO, with and without the penalty "

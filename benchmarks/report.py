@@ -733,12 +733,17 @@ def readme_frontier() -> str:
     k = max(n for _, n in memory)
     ct2 = by_arm(results("frontier_ct2"))
     volley = {r["arm"]: r for r in results("frontier_volleyball")}
+    pref = by_arm(results("frontier_diffusion_preference"))
+    steps = pref["bgpo"][0]["budget"]
     auroc = lambda rs, part: ms([r[part]["eval/detect_auroc_log_likelihood"] for r in rs], 1.0, 2)
-    return ("| `experiments/arithmetic_bgpo.py`, `chain_grpo_ct2.py`, `volleyball_{mappo,ippo,selfplay}.py` | BGPO on a "
-            "masked-diffusion LM; the CT² detectors before and after RL and as a reward penalty; MAPPO / IPPO / self-play "
+    return ("| `experiments/arithmetic_bgpo.py`, `arithmetic_diffusion_{seppo,dragon}.py`, `chain_grpo_ct2.py`, "
+            "`volleyball_{mappo,ippo,selfplay}.py` | BGPO, SePPO and DRAGON on a masked-diffusion LM; the CT² detectors before and after RL and as a reward penalty; MAPPO / IPPO / self-play "
             f"on a volleyball court | BGPO after SFT {ms([r['warm_accuracy'] for r in bgpo])}% → "
             f"{ms([r['accuracy'] for r in bgpo])}% ({seeds_phrase(r['seed'] for r in bgpo)}), update memory at K = {k} "
             f"masks {memory[('bgpo', k)]:.1f} MiB vs {memory[('elbo_ratio', k)]:.1f} MiB for the non-linear objective; "
+            f"at {steps} RL steps SePPO {ms([r['accuracy'] for r in pref['seppo']])}%, DRAGON "
+            f"{ms([r['accuracy'] for r in pref['dragon']])}%, BGPO {ms([r['accuracy'] for r in pref['bgpo']])}% on the "
+            "same model; "
             f"log-likelihood detector AUROC {auroc(ct2['grpo'], 'warm')} (warm start) → {auroc(ct2['grpo'], 'last')} "
             f"(GRPO) → {auroc(ct2['grpo_ct2'], 'last')} (with the penalty, which collapses accuracy); win rate against "
             f"the scripted team MAPPO {ms(volley['mappo']['last10_win_rate_scripted_by_seed'])}%, IPPO "
@@ -1032,6 +1037,18 @@ def frontier_block(name: str) -> Callable[[], str]:
                 f"{ms([r['accuracy'] for r in other])}%). Temporary memory of one update (XLA's buffer assignment) for "
                 f"K = {ks[0]} … {ks[-1]}: BGPO {mib('bgpo', ks[0])} … {mib('bgpo', ks[-1])} MiB, the non-linear "
                 f"objective {mib('elbo_ratio', ks[0])} … {mib('elbo_ratio', ks[-1])} MiB.")
+        if name in ("diffusion_seppo", "diffusion_dragon"):
+            a = by_arm(results("frontier_diffusion_preference"))
+            arm = name.removeprefix("diffusion_")
+            runs, base = a[arm], a["bgpo"]
+            return para(
+                f"Expected result (benchmarks/frontier.md, from `python benchmarks/frontier_diffusion_preference.py "
+                f"--steps {runs[0]['budget']}`; raw: benchmarks/results/frontier_diffusion_preference.jsonl; {where(runs)}; "
+                f"{runs[0]['budget']} RL steps (this config runs 300) from each seed's SFT warm start, K = "
+                f"{runs[0]['num_mc']} masks, {seeds_phrase(r['seed'] for r in runs)}; held-out greedy exact match): "
+                f"warm start {ms([r['warm_accuracy'] for r in runs])}% → {dict(seppo='SePPO', dragon='DRAGON')[arm]} "
+                f"{ms([r['accuracy'] for r in runs])}%, BGPO at the same steps {ms([r['accuracy'] for r in base])}% "
+                f"(paired differences {_paired(runs, base, lambda r: r['accuracy'])} points).")
         if name == "ct2":
             a = by_arm(results("frontier_ct2"))
             grpo, pen = a["grpo"], a["grpo_ct2"]
@@ -1081,8 +1098,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     **{f"guided.{m}": guided_method_block(m) for m in ("spark", "spark_self_reward", "digi_q", "dialtree_rpo", "ghpo",
                                                        "gkd", "nlpo", "ampo")},
     "guided.inspo": inspo_block,
-    **{f"frontier.{n}": frontier_block(n) for n in ("bgpo", "ct2", "volleyball_mappo", "volleyball_ippo",
-                                                    "volleyball_selfplay")},
+    **{f"frontier.{n}": frontier_block(n) for n in ("bgpo", "diffusion_seppo", "diffusion_dragon", "ct2",
+                                                    "volleyball_mappo", "volleyball_ippo", "volleyball_selfplay")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),
     **{f"arithmetic.{n}": arithmetic_noun(n) for n in (
