@@ -39,7 +39,7 @@ def control_configs() -> list[str]:
 
 
 def test_every_control_config_names_the_module_that_trains_it():
-    assert experiment.trainer_names() == ["hnpg", "marl", "props", "relic", "train", "unio4", "volleyball"]
+    assert experiment.trainer_names() == ["hnpg", "marl", "pgd", "props", "relic", "train", "unio4", "volleyball"]
     names = control_configs()
     assert set(CONTROL) | {"cartpole_unio4", "lock_hnpg", "mpe_spread_mappo", "mpe_spread_ippo", "bandit_relic"} <= set(names)
     for name in names:

@@ -8,8 +8,8 @@ Trainer modules, each with ``make_run(config) -> seeds.Run`` (a config picks one
 ``config.run``): ``train`` (on-policy PPO / MDPO: one jitted run, vmappable over seeds and hyper-
 parameters; ``make_train``), ``props`` (PROPS: adaptive behaviour policy), ``marl`` (MAPPO / IPPO),
 ``volleyball`` (a two-team court game, MAPPO / IPPO / self-play), ``relic`` (in-context RL with
-partial updates), ``unio4`` (offline then online), ``hnpg`` (hybrid NPG). ``experiment.run(config,
-workdir)`` is the launcher's entry.
+partial updates), ``unio4`` (offline then online), ``hnpg`` (hybrid NPG), ``pgd`` (policy-guided
+trajectory diffusion as offline data). ``experiment.run(config, workdir)`` is the launcher's entry.
 """
 from polrl.control import algorithms, envs, policies, rollout
 from polrl.control.batch import ControlBatch

@@ -1,7 +1,7 @@
 """The protocol of a control trainer module, and training its run over seeds.
 
 A config names the module that trains it, ``config.run = NAME`` for ``polrl.control.NAME``
-(``train``, ``props``, ``marl``, ``volleyball``, ``relic``, ``unio4``, ``hnpg``); every such
+(``train``, ``props``, ``marl``, ``volleyball``, ``relic``, ``unio4``, ``hnpg``, ``pgd``); every such
 module exposes
 
     make_run(config) -> Run
