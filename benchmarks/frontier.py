@@ -5,6 +5,7 @@ Each section is its companion script's ``render`` of every record in its committ
 * ``frontier_bgpo``        BGPO on the masked-diffusion LM (``polrl.diffusion``): update memory against
                            the number of Monte-Carlo masks K, and arithmetic accuracy before and after RL;
 * ``frontier_diffusion_preference``  SePPO and DRAGON on that model against BGPO;
+* ``frontier_pgd``         policy-guided trajectory diffusion as synthetic data for offline RL on CartPole;
 * ``frontier_ct2``         the CT² detectors (``polrl.detectability``) on a policy before and after GRPO,
                            with and without the detectability penalty as a reward term;
 * ``frontier_volleyball``  MAPPO, IPPO and self-play on the volleyball court (``polrl.control.volleyball``),
@@ -34,6 +35,9 @@ COMPANIONS = {
                                       "model, the sequence log-ratio replaced by the ELBO difference on shared masks, "
                                       "against BGPO from the same SFT warm start at the same RL steps "
                                       "(`benchmarks/frontier_diffusion_preference.py`):"),
+    "frontier_pgd": ("Policy-Guided Diffusion (arXiv 2404.06356) on CartPole's offline data: an IQL agent on real "
+                     "transitions alone, and on real + synthetic ones from a trajectory diffusion model, unguided and "
+                     "guided by the target policy's action likelihood (`benchmarks/frontier_pgd.py`):"),
     "frontier_ct2": ("CT² detectability (arXiv 2310.05030) on the chain task: each detector's AUROC between the "
                      "policy's answers and the demonstrations (1: always told apart, ½: indistinguishable) and the AI "
                      "Detectability Index, before and after GRPO, with and without the penalty "

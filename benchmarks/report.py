@@ -734,16 +734,19 @@ def readme_frontier() -> str:
     ct2 = by_arm(results("frontier_ct2"))
     volley = {r["arm"]: r for r in results("frontier_volleyball")}
     pref = by_arm(results("frontier_diffusion_preference"))
+    pgd = {r["arm"]: ms(r["final_return_by_seed"], 1.0, 0) for r in results("frontier_pgd")}
     steps = pref["bgpo"][0]["budget"]
     auroc = lambda rs, part: ms([r[part]["eval/detect_auroc_log_likelihood"] for r in rs], 1.0, 2)
-    return ("| `experiments/arithmetic_bgpo.py`, `arithmetic_diffusion_{seppo,dragon}.py`, `chain_grpo_ct2.py`, "
-            "`volleyball_{mappo,ippo,selfplay}.py` | BGPO, SePPO and DRAGON on a masked-diffusion LM; the CT² detectors before and after RL and as a reward penalty; MAPPO / IPPO / self-play "
+    return ("| `experiments/arithmetic_bgpo.py`, `arithmetic_diffusion_{seppo,dragon}.py`, `cartpole_pgd.py`, "
+            "`chain_grpo_ct2.py`, `volleyball_{mappo,ippo,selfplay}.py` | BGPO, SePPO and DRAGON on a masked-diffusion "
+            "LM; policy-guided trajectory diffusion as offline data; the CT² detectors before and after RL and as a reward penalty; MAPPO / IPPO / self-play "
             f"on a volleyball court | BGPO after SFT {ms([r['warm_accuracy'] for r in bgpo])}% → "
             f"{ms([r['accuracy'] for r in bgpo])}% ({seeds_phrase(r['seed'] for r in bgpo)}), update memory at K = {k} "
             f"masks {memory[('bgpo', k)]:.1f} MiB vs {memory[('elbo_ratio', k)]:.1f} MiB for the non-linear objective; "
             f"at {steps} RL steps SePPO {ms([r['accuracy'] for r in pref['seppo']])}%, DRAGON "
             f"{ms([r['accuracy'] for r in pref['dragon']])}%, BGPO {ms([r['accuracy'] for r in pref['bgpo']])}% on the "
-            "same model; "
+            f"same model; CartPole offline IQL return on real data {pgd['real_only']}, + guided synthetic "
+            f"{pgd['guided']}, + unguided {pgd['unguided']}; "
             f"log-likelihood detector AUROC {auroc(ct2['grpo'], 'warm')} (warm start) → {auroc(ct2['grpo'], 'last')} "
             f"(GRPO) → {auroc(ct2['grpo_ct2'], 'last')} (with the penalty, which collapses accuracy); win rate against "
             f"the scripted team MAPPO {ms(volley['mappo']['last10_win_rate_scripted_by_seed'])}%, IPPO "
@@ -1049,6 +1052,17 @@ def frontier_block(name: str) -> Callable[[], str]:
                 f"warm start {ms([r['warm_accuracy'] for r in runs])}% → {dict(seppo='SePPO', dragon='DRAGON')[arm]} "
                 f"{ms([r['accuracy'] for r in runs])}%, BGPO at the same steps {ms([r['accuracy'] for r in base])}% "
                 f"(paired differences {_paired(runs, base, lambda r: r['accuracy'])} points).")
+        if name == "pgd":
+            a = {r["arm"]: r for r in results("frontier_pgd")}
+            ret = lambda arm: ms(a[arm]["final_return_by_seed"], 1.0, 1)
+            return para(
+                f"Expected result (benchmarks/frontier.md, from `python benchmarks/frontier_pgd.py`; raw: "
+                f"benchmarks/results/frontier_pgd.jsonl; {where(list(a.values()))}; {a['guided']['num_seeds']} seeds in "
+                f"one vmapped call; final return with sampled actions, mean ± std over seeds): IQL on real data alone "
+                f"{ret('real_only')}; with unguided synthetic trajectories {ret('unguided')}; with guided ones (λ = "
+                f"{a['guided']['guidance']}) {ret('guided')}. Guidance raises the target policy's mean log π on the "
+                f"synthetic rows from {a['unguided']['synthetic_logp']:.2f} to {a['guided']['synthetic_logp']:.2f} "
+                f"(real rows: {a['real_only']['real_logp']:.2f}), but synthetic data still lowers the return here.")
         if name == "ct2":
             a = by_arm(results("frontier_ct2"))
             grpo, pen = a["grpo"], a["grpo_ct2"]
@@ -1098,7 +1112,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     **{f"guided.{m}": guided_method_block(m) for m in ("spark", "spark_self_reward", "digi_q", "dialtree_rpo", "ghpo",
                                                        "gkd", "nlpo", "ampo")},
     "guided.inspo": inspo_block,
-    **{f"frontier.{n}": frontier_block(n) for n in ("bgpo", "diffusion_seppo", "diffusion_dragon", "ct2",
+    **{f"frontier.{n}": frontier_block(n) for n in ("bgpo", "diffusion_seppo", "diffusion_dragon", "pgd", "ct2",
                                                     "volleyball_mappo", "volleyball_ippo", "volleyball_selfplay")},
     "multiply.flow_grpo": multiply_block("tool"),
     "multiply.grpo": multiply_block("no_tool"),
