@@ -27,7 +27,8 @@ A window x ∈ R^{H×D} holds H consecutive steps of a trajectory, each row the 
 
       ε̂ = ε_θ(x_k, k) − λ·√(1 − ᾱ_k)·∇_{x_k} Σ_t log π(a_t|s_t)
 
-  (the noise scale σ_k of the guidance term is √(1 − ᾱ_k); the sign makes the step climb log π). λ = 0 gives the unguided sampler exactly.
+  (the noise scale σ_k of the guidance term is √(1 − ᾱ_k); the sign makes the step climb
+  log π). λ = 0 gives the unguided sampler exactly.
 
 The denoiser ε_θ is an MLP on the flattened window concatenated with a sinusoidal embedding of
 k/K (SiLU hidden layers, zero-initialised output layer).
