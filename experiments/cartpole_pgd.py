@@ -10,11 +10,11 @@ Smoke (run by tests/test_control_pgd.py):
 Offline data: cartpole_unio4's (``polrl.control.offline_data``: 8 PPO "expert" environments and
 8 ε = 0.5 noisy ones, 16k transitions).
 
-Recipe: IQL (expectile 0.7, γ 0.99, Polyak 0.005) with AWR (β = 3, weights clipped at 100),
-3000 Adam steps of 3e-4, batch 256, for each agent; DDPM with a cosine schedule of 50 steps and
-an MLP denoiser (256, 256), 3000 Adam steps of 1e-3, x̂_0 clipped to ±3 standard deviations; 2000 synthetic rows guided with λ = 1;
-half of each minibatch of the augmented agent synthetic. Returns measured every 500 gradient
-steps over 1000 steps of 4 environments with sampled actions.
+Recipe: IQL (expectile 0.7, γ 0.99, Polyak 0.005) with AWR (β = 3, weights clipped at 100), 3000
+Adam steps of 3e-4, batch 256, for each agent; DDPM with a cosine schedule of 50 steps and an MLP
+denoiser (256, 256), 3000 Adam steps of 1e-3, x̂_0 clipped at 3 standard deviations either side;
+2000 synthetic rows guided with λ = 1; half of each minibatch of the augmented agent synthetic.
+Returns measured every 500 gradient steps over 1000 steps of 4 environments with sampled actions.
 
 <!-- report: frontier.pgd -->
 Expected result (benchmarks/frontier.md, from `python benchmarks/frontier_pgd.py`; raw:
