@@ -28,49 +28,14 @@ greedy exact match): warm start 26.0 ± 2.6% → SePPO 39.7 ± 4.2%, BGPO at the
 <!-- /report -->"""
 import ml_collections
 
+from experiments import arithmetic_bgpo
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.trainer = "diffusion"  # polrl.diffusion.train runs this config
-    c.seed = 0
-    c.sft_steps = 150
-    c.total_steps = 300  # RL steps
-    c.eval_every = 25
-    c.checkpoint_every = 50
-    c.task = ml_collections.ConfigDict(dict(num_digits=1, num_operands=3, ops="+", num_train=900, num_test=100,
-                                            seed=0))
-    c.demonstrations = 300  # labelled train rows of the SFT phase
-    c.model = ml_collections.ConfigDict(dict(d_model=64, num_layers=2, num_heads=4, num_kv_heads=2, mlp_dim=192))
-    c.prompt_length = 6
-    c.response_length = 3
-    c.sft_learning_rate = 2e-3
-    c.learning_rate = 3e-4
-    c.max_grad_norm = 1.0
-    c.batch_prompts = 16
-    c.group_size = 8
-    c.sampler_steps = 3
-    c.temperature = 1.0
-    c.num_mc = 8
+    c = arithmetic_bgpo.get_config(arg)  # the same model, task, warm start and RL budget
     c.objective = "seppo"
     c.beta = 0.1  # DPO's inverse temperature
     c.flip = True  # SePPO's anchor-based adaptive flipper
-    c.pool_size = 4  # snapshots in the checkpoint pool
-    c.refresh_every = 25  # RL steps between snapshots
-    c.eval_prompts = 100
-    if arg == "smoke":
-        c.sft_steps = 2
-        c.total_steps = 2
-        c.eval_every = 1
-        c.checkpoint_every = 1
-        c.model.update(d_model=16, num_layers=1, num_heads=2, num_kv_heads=1, mlp_dim=32)
-        c.batch_prompts = 2
-        c.group_size = 2
-        c.num_mc = 2
-        c.task.update(num_train=90, num_test=10)
-        c.demonstrations = 16
-        c.eval_prompts = 8
-        c.pool_size = 2
-        c.refresh_every = 1
-    elif arg:
-        raise ValueError(f"unknown config arg {arg!r}; use '' or 'smoke'")
+    c.pool_size = 2 if arg == "smoke" else 4  # snapshots in the checkpoint pool
+    c.refresh_every = 1 if arg == "smoke" else 25  # RL steps between snapshots
     return c
