@@ -107,6 +107,29 @@ def run_arm(arm: str, seed: int, steps: int, warm: pathlib.Path, base: pathlib.P
             "seconds": round(time.time() - start, 1), **provenance()}
 
 
+COLUMNS = {"initial_accuracy": "initial", "warm_accuracy": "warm start", "accuracy": "after RL",
+           "reward_first": "reward, first 10 steps", "reward_last": "reward, last 10 steps"}
+
+
+def training_rows(records: list[dict], arms, keys) -> list[str]:
+    """A markdown table of the training records: one row per run, then each arm's mean ± std over seeds at
+    each budget; ``keys`` (of ``COLUMNS``) are the fractions shown, in percent."""
+    runs = sorted((r for r in records if r.get("kind") == "training"),
+                  key=lambda r: (arms.index(r["arm"]), r["budget"], r["seed"]))
+    rows = ["| objective | seed | RL steps | K | " + " | ".join(COLUMNS[k] for k in keys) + " |",
+            "|" + "---|" * (4 + len(keys))]
+    for r in runs:
+        rows.append(f"| {r['arm']} | {r['seed']} | {r['budget']} | {r['num_mc']} | "
+                    + " | ".join(f"{100 * r[k]:.1f}%" for k in keys) + " |")
+    for arm in arms:
+        for budget in sorted({r["budget"] for r in runs if r["arm"] == arm}):
+            group = [r for r in runs if r["arm"] == arm and r["budget"] == budget]
+            if len(group) > 1:
+                rows.append(f"| {arm} (mean ± std) | {len(group)} seeds | {budget} | {group[0]['num_mc']} | "
+                            + " | ".join(mean_std([r[k] for r in group], 100.0) for k in keys) + " |")
+    return rows
+
+
 def render(records: list[dict]) -> str:
     """Two markdown tables: an update's temp memory against K, then accuracy/reward per run and seed mean."""
     memory = {(r["arm"], r["num_mc"]): r["temp_bytes"] for r in records if r.get("kind") == "memory"}
@@ -115,23 +138,8 @@ def render(records: list[dict]) -> str:
     mib = lambda arm, k: "–" if (arm, k) not in memory else f"{memory[arm, k] / 2**20:.2f} MiB"
     for arm in ARMS:
         rows.append(f"| {arm} | " + " | ".join(mib(arm, k) for k in ks) + " |")
-    runs = sorted((r for r in records if r.get("kind") == "training"),
-                  key=lambda r: (ARMS.index(r["arm"]), r["budget"], r["seed"]))
-    rows += ["", "| objective | seed | RL steps | K | initial | warm start | after RL | reward, first 10 steps | "
-             "reward, last 10 steps |", "|" + "---|" * 9]
-    pct = lambda x: f"{100 * x:.1f}%"
-    for r in runs:
-        rows.append(f"| {r['arm']} | {r['seed']} | {r['budget']} | {r['num_mc']} | {pct(r['initial_accuracy'])} | "
-                    f"{pct(r['warm_accuracy'])} | {pct(r['accuracy'])} | {pct(r['reward_first'])} | "
-                    f"{pct(r['reward_last'])} |")
-    for arm in ARMS:
-        for budget in sorted({r["budget"] for r in runs if r["arm"] == arm}):
-            group = [r for r in runs if r["arm"] == arm and r["budget"] == budget]
-            if len(group) > 1:
-                col = lambda key: mean_std([r[key] for r in group], 100.0)
-                rows.append(f"| {arm} (mean ± std) | {len(group)} seeds | {budget} | {group[0]['num_mc']} | "
-                            f"{col('initial_accuracy')} | {col('warm_accuracy')} | {col('accuracy')} | "
-                            f"{col('reward_first')} | {col('reward_last')} |")
+    rows += [""] + training_rows(records, ARMS, ("initial_accuracy", "warm_accuracy", "accuracy", "reward_first",
+                                                  "reward_last"))
     return "\n".join(rows)
 
 

@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import companion, frontier_bgpo  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
-from benchmarks.stats import mean_std  # noqa: E402
 from polrl.diffusion import train  # noqa: E402
 from polrl.train.metrics import read_metrics  # noqa: E402
 
@@ -66,22 +65,7 @@ def run_arm(arm: str, seed: int, steps: int, warm: pathlib.Path, base: pathlib.P
 
 def render(records: list[dict]) -> str:
     """Accuracy and sample reward per run, then the mean ± std over seeds of each arm and budget."""
-    runs = sorted((r for r in records if r.get("kind") == "training"),
-                  key=lambda r: (ARMS.index(r["arm"]), r["budget"], r["seed"]))
-    rows = ["| objective | seed | RL steps | K | warm start | after RL | reward, first 10 steps | "
-            "reward, last 10 steps |", "|" + "---|" * 8]
-    pct = lambda x: f"{100 * x:.1f}%"
-    for r in runs:
-        rows.append(f"| {r['arm']} | {r['seed']} | {r['budget']} | {r['num_mc']} | {pct(r['warm_accuracy'])} | "
-                    f"{pct(r['accuracy'])} | {pct(r['reward_first'])} | {pct(r['reward_last'])} |")
-    for arm in ARMS:
-        for budget in sorted({r["budget"] for r in runs if r["arm"] == arm}):
-            group = [r for r in runs if r["arm"] == arm and r["budget"] == budget]
-            if len(group) > 1:
-                col = lambda key: mean_std([r[key] for r in group], 100.0)
-                rows.append(f"| {arm} (mean ± std) | {len(group)} seeds | {budget} | {group[0]['num_mc']} | "
-                            f"{col('warm_accuracy')} | {col('accuracy')} | {col('reward_first')} | "
-                            f"{col('reward_last')} |")
+    rows = frontier_bgpo.training_rows(records, ARMS, ("warm_accuracy", "accuracy", "reward_first", "reward_last"))
     return "\n".join(rows)
 
 
