@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import statistics
 from typing import Any, Callable, Sequence
 
 from benchmarks.provenance import append, read
@@ -103,3 +104,17 @@ def teacher_main(argv, doc: str, name: str, arms: Sequence[str], run_arm: Callab
                        lambda arm, seed, teacher: run_arm(arm, seed, args.steps, args.eval_every, base, teacher),
                        ("arm", "seed", "seconds", "accuracy", "teacher_accuracy"), prepare_seed=prepare)
     print(render([r for r in done if r["budget"] == args.steps]))
+
+
+def summarised(run: dict, series: Sequence[str]) -> dict:
+    """``algorithms.run_one``'s record with its metric log replaced by a summary: the evaluations
+    (``evals``), each of ``series`` per step (``series``, 5 decimals) and its mean over the steps (``means``)."""
+    r = dict(run)
+    records = r.pop("records")
+    r.pop("run_means", None)
+    steps_log = [x for x in records if "loss" in x]
+    logged = [k for k in series if any(k in x for x in steps_log)]
+    r["evals"] = [{"step": x["step"], "eval/accuracy": x["eval/accuracy"]} for x in records if "eval/accuracy" in x]
+    r["series"] = {k: [round(float(x[k]), 5) for x in steps_log if k in x] for k in logged}
+    r["means"] = {k: statistics.mean(float(x[k]) for x in steps_log if k in x) for k in logged}
+    return r

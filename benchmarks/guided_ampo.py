@@ -29,7 +29,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import pathlib
-import statistics
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -61,15 +60,8 @@ def run_arm(arm: str, seed: int, steps: int, eval_every: int, base: pathlib.Path
     tag = "" if arm == noun else f"_{arm.split('_', 1)[1]}"
     r = algorithms_bench.run_one(noun, seed, steps, base, overrides={**changes, **(teachers if noun == "ampo" else {})},
                                  tag=tag, family="chain", eval_every=eval_every)
-    records = r.pop("records")
-    r.pop("run_means", None)
-    steps_log = [x for x in records if "loss" in x]
-    r["evals"] = [{"step": x["step"], "eval/accuracy": x["eval/accuracy"]} for x in records if "eval/accuracy" in x]
-    r["series"] = {k: [round(float(x[k]), 5) for x in steps_log if k in x] for k in SERIES
-                   if any(k in x for x in steps_log)}
-    r["means"] = {k: statistics.mean(float(x[k]) for x in steps_log if k in x) for k in SERIES
-                  if any(k in x for x in steps_log)}
-    return {**r, "arm": arm, "budget": steps, "teacher_accuracy": teacher_accuracy(large), **provenance()}
+    return {**companion.summarised(r, SERIES), "arm": arm, "budget": steps, "teacher_accuracy": teacher_accuracy(large),
+            **provenance()}
 
 
 def render(records: list[dict]) -> str:

@@ -100,15 +100,8 @@ def run_arm(arm: str, seed: int, steps: int, eval_every: int, base: pathlib.Path
     tag = "" if arm == noun else f"_{arm}"
     r = algorithms_bench.run_one(noun, seed, steps, base, overrides=overrides, tag=tag, family="chain",
                                  eval_every=eval_every)
-    records = r.pop("records")
-    r.pop("run_means", None)
-    steps_log = [x for x in records if "loss" in x]
-    r["evals"] = [{"step": x["step"], "eval/accuracy": x["eval/accuracy"]} for x in records if "eval/accuracy" in x]
-    r["series"] = {k: [round(float(x[k]), 5) for x in steps_log if k in x] for k in SERIES
-                   if any(k in x for x in steps_log)}
-    r["means"] = {k: statistics.mean(float(x[k]) for x in steps_log if k in x) for k in SERIES
-                  if any(k in x for x in steps_log)}
-    return {**r, "arm": arm, "budget": steps, "teacher_accuracy": teacher_accuracy(teacher), **provenance()}
+    return {**companion.summarised(r, SERIES), "arm": arm, "budget": steps, "teacher_accuracy": teacher_accuracy(teacher),
+            **provenance()}
 
 
 def render(records: list[dict]) -> str:
