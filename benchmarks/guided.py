@@ -273,8 +273,9 @@ COMPANIONS = {
                         "the same target-call budget; held-out goals, greedy attacker, no tree "
                         "(`benchmarks/guided_dialtree.py`):", "table"),
     "guided_ghpo": ("GHPO (arXiv 2507.10628) on the chain task: GRPO whose all-fail groups are sampled again with a "
-                    "growing prefix of the labelled solution in the prompt, against GRPO at the same steps; held-out "
-                    "prompts answered without hints (`benchmarks/guided_ghpo.py`):", "render"),
+                    "growing prefix of the labelled solution in the prompt, against GRPO at the same steps and against "
+                    "its label control (`ghpo_labels`: the same prompts given their labelled answer as one row of the "
+                    "group, no hint); held-out prompts answered without hints (`benchmarks/guided_ghpo.py`):", "render"),
     "guided_distill": ("On-policy distillation (GKD, arXiv 2306.13649) on the chain task: the chain_grpo student "
                        "trained on its own samples toward a larger SFT teacher's token distributions, against the same "
                        "divergence on the teacher's samples (supervised KD) and GRPO on the verifier, same steps "
@@ -307,6 +308,10 @@ COMPANION_CLAIMS = (
      "DialTree-RPO: the dialogue tree beats independent dialogues at equal target calls (arXiv 2510.02286)"),
     ("guided_ghpo", "ghpo", "grpo", "accuracy", "better",
      "GHPO: hints for the prompts no sample solves beat GRPO at the same steps (arXiv 2507.10628)"),
+    ("guided_ghpo", "ghpo", "ghpo_labels", "accuracy", "better",
+     "GHPO's hints beat giving the same unsolved prompts their labelled answer as a row (label control)"),
+    ("guided_ghpo", "ghpo_labels", "grpo", "accuracy", "better",
+     "The labelled answers alone, as rows of the groups no sample solves, beat GRPO"),
     ("guided_distill", "gkd", "supervised_kd", "accuracy", "better",
      "GKD: distilling on the student's own samples beats the same divergence on the teacher's (arXiv 2306.13649)"),
     ("guided_ampo", "ampo", "grpo", "accuracy", "better",

@@ -8,7 +8,10 @@ prompts and loss:
 * ``grpo``  ``experiments/chain_grpo.py`` (the baseline);
 * ``ghpo``  ``experiments/chain_ghpo.py``: the same GRPO on ``hinted_groups`` — every prompt none of
             whose 8 samples is right is drawn again after the first 25%, then 50%, then 75% of
-            its labelled scratchpad (arXiv 2507.10628; ``polrl.collectors.hints``).
+            its labelled scratchpad (arXiv 2507.10628; ``polrl.collectors.hints``);
+* ``ghpo_labels``  ``experiments/chain_ghpo_labels.py``, the label control: the same prompts (none
+            of whose 8 samples is right) get their labelled answer in place of one sample, no hint
+            (``polrl.collectors.unsolved_labels``) — the labels GHPO reads, without its mechanism.
 
 Each run is evaluated every ``--eval_every`` steps on the 500 held-out prompts (greedy exact match,
 no hints); its accuracy is the mean of its last ``LAST_EVALS`` evaluations. The ghpo record also
@@ -16,7 +19,8 @@ holds, over its steps, the mean fraction of groups drawn with a hint (``hinted_f
 fraction of the hinted groups that the hint made solvable (``hinted_solved``, pooled over steps:
 Σ hinted_frac · solved_frac / Σ hinted_frac), the hinted rows' accuracy (``guided_accuracy``,
 pooled the same way) and the fraction of groups left unsolved after the last stage
-(``unsolved_frac``); both arms hold the mean training accuracy of the policy's own samples. One
+(``unsolved_frac``); the ghpo_labels record the mean fraction of groups given the label
+(``labelled_frac``); every arm holds the mean training accuracy of the policy's own samples. One
 JSON line per run is appended to ``--results``; runs already there are not run again; a markdown
 table is printed (``render``).
 
@@ -39,15 +43,19 @@ from benchmarks.claims import last_evals_mean  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
-ARMS = ("grpo", "ghpo")
+ARMS = ("grpo", "ghpo", "ghpo_labels")
 LAST_EVALS = 3
 # per-step metrics kept as series
 SERIES = ("accuracy", "reward_mean", "hint/hinted_frac", "hint/solved_frac", "hint/unsolved_frac", "guided_accuracy",
-          "offpolicy/zero_variance_frac")
+          "offpolicy/zero_variance_frac", "label/injected_frac")
 
 
 def hint_summary(steps_log: list[dict]) -> dict:
-    """The module docstring's hint figures over a run's logged steps (empty for a run without hints)."""
+    """The module docstring's hint (or label) figures over a run's logged steps (empty for a run
+    with neither)."""
+    labelled = [float(x["label/injected_frac"]) for x in steps_log if "label/injected_frac" in x]
+    if labelled:
+        return {"labelled_frac": statistics.mean(labelled)}
     hinted = [float(x["hint/hinted_frac"]) for x in steps_log if "hint/hinted_frac" in x]
     if not hinted:
         return {}
@@ -74,14 +82,14 @@ def run_arm(arm: str, seed: int, steps: int, eval_every: int, base: pathlib.Path
 def render(done: list[dict]) -> str:
     """A markdown table: one row per run, then the seed mean ± std of each arm."""
     rows = ["| arm | seed | steps | warm start | held-out accuracy | training accuracy (own samples) | groups hinted | "
-            "hinted groups solved | hinted rows right | unsolved after hints |", "|" + "---|" * 10]
+            "hinted groups solved | hinted rows right | unsolved after hints | groups given the label |", "|" + "---|" * 11]
     pct = lambda x: "–" if x is None else f"{100 * x:.1f}%"
     hint = lambda r, k: r["hints"].get(k)
     for r in sorted(done, key=lambda r: (ARMS.index(r["arm"]), r["budget"], r["seed"])):
         rows.append(f"| {r['arm']} | {r['seed']} | {r['budget']} | {pct(r['warm_accuracy'])} | "
                     f"{pct(last_evals_mean(r, LAST_EVALS))} | {pct(r['train_accuracy'])} | {pct(hint(r, 'hinted_frac'))} | "
                     f"{pct(hint(r, 'hinted_solved'))} | {pct(hint(r, 'guided_accuracy'))} | "
-                    f"{pct(hint(r, 'unsolved_frac'))} |")
+                    f"{pct(hint(r, 'unsolved_frac'))} | {pct(hint(r, 'labelled_frac'))} |")
     for arm in ARMS:
         for budget in sorted({r["budget"] for r in done if r["arm"] == arm}):
             runs = [r for r in done if r["arm"] == arm and r["budget"] == budget]
@@ -90,7 +98,8 @@ def render(done: list[dict]) -> str:
                 rows.append(f"| {arm} (mean ± std) | {len(runs)} seeds | {budget} | {col(lambda r: r['warm_accuracy'])} | "
                             f"{col(lambda r: last_evals_mean(r, LAST_EVALS))} | {col(lambda r: r['train_accuracy'])} | "
                             f"{col(lambda r: hint(r, 'hinted_frac'))} | {col(lambda r: hint(r, 'hinted_solved'))} | "
-                            f"{col(lambda r: hint(r, 'guided_accuracy'))} | {col(lambda r: hint(r, 'unsolved_frac'))} |")
+                            f"{col(lambda r: hint(r, 'guided_accuracy'))} | {col(lambda r: hint(r, 'unsolved_frac'))} | "
+                            f"{col(lambda r: hint(r, 'labelled_frac'))} |")
     return "\n".join(rows)
 
 

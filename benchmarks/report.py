@@ -547,6 +547,16 @@ def _paired(rs_a, rs_b, fn) -> str:
     return ", ".join(f"{100 * (fn(r) - fn(b[r['seed']])):+.1f}" for r in rs_a if r["seed"] in b)
 
 
+def label_control(arms: dict, ghpo: list) -> str:
+    """The sentence comparing GHPO with its label control (empty before the control is measured)."""
+    labels = arms.get("ghpo_labels")
+    if not labels:
+        return ""
+    acc = lambda r: last_evals_mean(r, 3)
+    return (f" GHPO against its label control (the same unsolved prompts given the labelled answer as a row, "
+            f"experiments/chain_ghpo_labels.py): {_paired(ghpo, labels, acc)} points, paired by seed.")
+
+
 def guided_method_block(method: str) -> Callable[[], str]:
     """The expected-result block of a guided benchmark companion method's experiment."""
 
@@ -600,7 +610,23 @@ def guided_method_block(method: str) -> Callable[[], str]:
                     f"its last 3 evaluations): warm start {ms([r['warm_accuracy'] for r in ghpo])}% → GHPO "
                     f"{ms([acc(r) for r in ghpo])}%, GRPO {ms([acc(r) for r in grpo])}% (paired differences "
                     f"{_paired(ghpo, grpo, acc)} points). Over training {hints('hinted_frac')}% of the groups were sampled "
-                    f"again with a hint, and {hints('hinted_solved')}% of those hinted groups had a right sample.")
+                    f"again with a hint, and {hints('hinted_solved')}% of those hinted groups had a right sample."
+                    f"{label_control(a, ghpo)}")
+        if method == "ghpo_labels":
+            a = by_arm(results("guided_ghpo"))
+            if not a.get("ghpo_labels"):
+                return ("Expected result: not measured yet (`python benchmarks/guided_ghpo.py --arms ghpo_labels` "
+                        "writes it).")
+            labels, grpo = a["ghpo_labels"], a["grpo"]
+            return (f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_ghpo.py`; raw: "
+                    f"benchmarks/results/guided_ghpo.jsonl; {where(labels)}; {labels[0]['budget']} steps of this config, "
+                    f"of chain_ghpo.py and of chain_grpo.py from each seed's SFT warm start, "
+                    f"{seeds_phrase(r['seed'] for r in labels)}; held-out greedy exact match of the final answer on 500 "
+                    f"prompts, each run's mean of its last 3 evaluations): warm start "
+                    f"{ms([r['warm_accuracy'] for r in labels])}% → {ms([acc(r) for r in labels])}%, GRPO "
+                    f"{ms([acc(r) for r in grpo])}% (paired differences {_paired(labels, grpo, acc)} points). "
+                    f"{ms([r['hints']['labelled_frac'] for r in labels])}% of the groups were given the label."
+                    f"{label_control(a, a['ghpo'])}")
         if method == "gkd":
             a = by_arm(results("guided_distill"))
             gkd, skd, grpo = a["gkd"], a.get("supervised_kd", []), a.get("grpo", [])
@@ -1109,7 +1135,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     **{f"preference.{a}": programs_preference_block(a) for a in ("programs_grpo", "programs_gepo")},
     **{f"preference.{a}": chain_preference_block(a) for a in ("chain_dpo_revised", "chain_opa_dpo")},
     **{f"guided.{a}": guided_block(a) for a in ("prm", "mcts_dpo")},
-    **{f"guided.{m}": guided_method_block(m) for m in ("spark", "spark_self_reward", "digi_q", "dialtree_rpo", "ghpo",
+    **{f"guided.{m}": guided_method_block(m) for m in ("spark", "spark_self_reward", "digi_q", "dialtree_rpo", "ghpo", "ghpo_labels",
                                                        "gkd", "nlpo", "ampo")},
     "guided.inspo": inspo_block,
     **{f"frontier.{n}": frontier_block(n) for n in ("bgpo", "diffusion_seppo", "diffusion_dragon", "pgd", "ct2",

@@ -110,6 +110,8 @@ CASES = {
         ("ab", "c"), capacity=3, width=2, prune_every=1, num_proposals=1, failure_text="a", proposal_cue="b"))(
         _with_chars(ctx)),
     "hinted_groups": functools.partial(collectors.hinted_groups, hint_ratios=(0.25, 0.75)),
+    "with_unsolved_labels": _wrapped(collectors.with_unsolved_labels(1)),
+    "label_guided_groups": collectors.label_guided_groups,
     "masked_groups": functools.partial(collectors.masked_groups, top_mask=0.8, update_every=2),
     "with_replay": _wrapped(collectors.with_replay(capacity=4, num_replay=1)),
     "with_score_position": _wrapped(collectors.with_score_position()),

@@ -13,6 +13,7 @@ scored by the verifier), ``preference_pairs`` (best vs worst of G samples), ``of
 ``step_labels`` (Math-Shepherd: the reference's samples with Monte-Carlo labels of their steps, for a PRM).
 ``dialogue_tree`` (DialTree-RPO: an attacker's dialogues with a frozen target model, branched at every turn and pruned).
 ``hinted_groups`` (GHPO: ``group_samples`` with ``with_hints``, the beginning of the labelled answer after the prompts no sample solves).
+``label_guided_groups`` (GHPO's label control: ``group_samples`` with ``with_unsolved_labels``, the labelled answer in place of k samples of the groups no sample solves).
 ``masked_groups`` (NLPO: G samples per prompt under the top-p nucleus of a delayed copy of the policy, the mask kept per token).
 ``partial_groups`` (T-PPO's partial rollouts: G samples per prompt drawn W tokens per step, unfinished rows continued from their cache).
 Wrappers: ``with_expert_rows`` (labelled answers in every group: CHORD, RL-PLUS),
@@ -49,6 +50,7 @@ from polrl.collectors.dynamic_sampling import dynamic_sampling, keep_informative
 from polrl.collectors.expert_rows import with_expert_rows
 from polrl.collectors.greedy_baseline import with_greedy_baseline
 from polrl.collectors.hints import hinted_groups, with_hints
+from polrl.collectors.unsolved_labels import label_guided_groups, with_unsolved_labels
 from polrl.collectors.instruction_population import with_instruction_population
 from polrl.collectors.multi_guidance import with_multi_guidance
 from polrl.collectors.semi_off_policy import with_borrowed_reasoning
@@ -85,6 +87,7 @@ __all__ = [
     "group_samples",
     "hinted_groups",
     "keep_informative_groups",
+    "label_guided_groups",
     "masked_groups",
     "mcts_pairs",
     "offline_pairs",
@@ -115,6 +118,7 @@ __all__ = [
     "with_self_judge",
     "with_student_fraction",
     "with_teacher_logits",
+    "with_unsolved_labels",
 ]
 
 

@@ -180,6 +180,22 @@ def check_one_group_per_prompt(batch: Batch, prompts: int, who: str) -> None:
                          f"of {batch.group_size}; it must return one group per prompt")
 
 
+def substitute_rows(batch: Batch, take_b, *, response_bt, mask_bt, behavior_logp_bt, reward_b, source: int,
+                    version) -> Batch:
+    """``batch`` with the rows where ``take_b`` (bool [B]) is set taken from the given [B, …] arrays
+    (response, mask, behaviour log-probs, reward), ``source_b`` = ``source``, ``version_b`` =
+    ``version`` and zeros in every ``aux`` field; ``batch`` has ``source_b`` and ``version_b``."""
+    pick = lambda new, old: jnp.where(take_b.reshape((-1,) + (1,) * (old.ndim - 1)), new.astype(old.dtype), old)
+    return batch.replace(
+        response_bt=pick(response_bt, batch.response_bt),
+        mask_bt=pick(mask_bt, batch.mask_bt),
+        behavior_logp_bt=pick(behavior_logp_bt, batch.behavior_logp_bt),
+        reward_b=pick(reward_b, batch.reward_b),
+        source_b=jnp.where(take_b, source, batch.source_b),
+        version_b=jnp.where(take_b, version, batch.version_b),
+        aux={name: pick(jnp.zeros_like(x), x) for name, x in batch.aux.items()})
+
+
 def check_rewards_shape(reward, rows: int, name: str) -> None:
     """A reward function's output must be one float per sequence (checked while tracing)."""
     if getattr(reward, "shape", None) != (rows,):

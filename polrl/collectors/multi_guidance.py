@@ -51,7 +51,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from polrl.collectors.context import Context, check_named_model, check_one_group_per_prompt, reads_reference
+from polrl.collectors.context import (Context, check_named_model, check_one_group_per_prompt, reads_reference,
+                                      substitute_rows)
 from polrl.collectors.group_samples import group_samples, rollout_metrics
 from polrl.collectors.hints import unsolved_groups
 from polrl.core import ON_POLICY, TEACHER, Batch, Collector
@@ -149,17 +150,9 @@ def inject(batch: Batch, teacher_rows: Batch, teacher_pg, injected_pg, num_teach
     their response, mask, log-probs, reward max(r, 1), ``source_b`` TEACHER, version 0, aux 0."""
     p, g = injected_pg.shape
     rows_b = (jnp.arange(p)[:, None] * num_teachers + teacher_pg).reshape(-1)
-    injected_b = injected_pg.reshape(-1)
-    pick = lambda new, old: jnp.where(injected_b.reshape((-1,) + (1,) * (old.ndim - 1)), new[rows_b], old)
-    return batch.replace(
-        response_bt=pick(teacher_rows.response_bt, batch.response_bt),
-        mask_bt=pick(teacher_rows.mask_bt, batch.mask_bt),
-        behavior_logp_bt=pick(teacher_rows.behavior_logp_bt, batch.behavior_logp_bt),
-        reward_b=pick(jnp.maximum(teacher_rows.reward_b, 1.0), batch.reward_b),
-        source_b=jnp.where(injected_b, TEACHER, batch.source_b),
-        version_b=jnp.where(injected_b, 0, batch.version_b),
-        aux={name: jnp.where(injected_b.reshape((-1,) + (1,) * (x.ndim - 1)), jnp.zeros_like(x), x)
-             for name, x in batch.aux.items()})
+    return substitute_rows(batch, injected_pg.reshape(-1), response_bt=teacher_rows.response_bt[rows_b],
+                           mask_bt=teacher_rows.mask_bt[rows_b], behavior_logp_bt=teacher_rows.behavior_logp_bt[rows_b],
+                           reward_b=jnp.maximum(teacher_rows.reward_b, 1.0)[rows_b], source=TEACHER, version=0)
 
 
 def guidance_metrics(batch: Batch, names: Sequence[str], unsolved_p, injected_pg, teacher_pg, reward_pm,
