@@ -725,7 +725,9 @@ def readme_guided_methods() -> str:
         parts.append(f"DialTree-RPO held-out success {success(tree['dialtree_rpo'])}% vs {success(tree['no_tree'])}% "
                      f"without the tree ({seeds_phrase(r['seed'] for r in tree['dialtree_rpo'])})")
     if ghpo.get("ghpo") and ghpo.get("grpo"):
-        parts.append(f"GHPO {acc(ghpo['ghpo'])}% vs GRPO {acc(ghpo['grpo'])}% ({seeds_phrase(r['seed'] for r in ghpo['ghpo'])})")
+        parts.append(f"GHPO {acc(ghpo['ghpo'])}% vs GRPO {acc(ghpo['grpo'])}% ({seeds_phrase(r['seed'] for r in ghpo['ghpo'])})"
+                     + (f", and its label control (the labelled answer as a row of the same unsolved groups, no hint) "
+                        f"{acc(ghpo['ghpo_labels'])}%" if ghpo.get("ghpo_labels") else ""))
     if distill.get("gkd"):
         skd = (f", supervised KD {percent([last_evals_mean(r, 3) for r in distill['supervised_kd']])}"
                if distill.get("supervised_kd") else "")
@@ -741,15 +743,29 @@ def readme_guided_methods() -> str:
     if not parts:
         return ""
     return ("| `experiments/arithmetic_spark.py`, `arithmetic_spark_self_reward.py`, `chain_digi_q.py`, "
-            "`target_says_dialtree_rpo.py`, `chain_ghpo.py`, `chain_gkd.py`, `arithmetic_nlpo.py`, `chain_ampo.py`, "
+            "`target_says_dialtree_rpo.py`, `chain_ghpo.py`, `chain_ghpo_labels.py`, `chain_gkd.py`, `arithmetic_nlpo.py`, `chain_ampo.py`, "
             "`arithmetic_inspo.py` | SPARK (the policy "
             "also trained as a judge of its own samples, then that judge as the reward), Digi-Q (a TD critic on frozen "
             "features, best-of-N extraction), DialTree-RPO (tree search over dialogue turns against a frozen target), "
-            "GHPO (hints for the prompts no sample solves), GKD (on-policy distillation from a larger teacher), NLPO "
+            "GHPO (hints for the prompts no sample solves; its label control gives those prompts the labelled answer as a row), GKD (on-policy distillation from a larger teacher), NLPO "
             "(PPO under a delayed copy's top-p action mask), AMPO (a pool of teachers for the groups no sample "
             "solves), INSPO (a population of instructions co-evolved with the policy) against "
             "their papers' baselines | "
             + "; ".join(parts) + " ([`benchmarks/guided.md`](benchmarks/guided.md)) |")
+
+
+def ct2_without_std(arms: dict) -> str:
+    """The CT² block's sentence on the arms whose advantage is not divided by the group's std
+    (empty before they are measured)."""
+    mean, pen = arms.get("grpo_mean"), arms.get("grpo_mean_ct2")
+    if not (mean and pen):
+        return ""
+    au = lambda rs: ms([r["last"]["eval/detect_auroc_log_likelihood"] for r in rs], 1.0, 2)
+    acc = lambda rs: ms([last_evals_mean(r, 3) for r in rs])
+    return (f" With the advantage r − mean_g(r), not divided by the group's std (which rescales the penalty to full "
+            f"strength in groups whose answers are all right or all wrong): GRPO {acc(mean)}%, AUROC {au(mean)}; with "
+            f"the penalty {acc(pen)}%, AUROC {au(pen)} (paired accuracy differences "
+            f"{_paired(pen, mean, lambda r: last_evals_mean(r, 3))} points).")
 
 
 def readme_frontier() -> str:
@@ -1102,7 +1118,7 @@ def frontier_block(name: str) -> Callable[[], str]:
                 f"the detectability penalty {au(pen, 'last', 'log_likelihood')}; held-out accuracy warm "
                 f"{ms([r['warm']['eval/accuracy'] for r in grpo])}%, GRPO {ms([last_evals_mean(r, 3) for r in grpo])}%, with "
                 f"the penalty {ms([last_evals_mean(r, 3) for r in pen])}% (GRPO loses accuracy at this budget; the penalty collapses "
-                f"the policy).")
+                f"the policy).{ct2_without_std(a)}")
         arm = name.removeprefix("volleyball_")
         (r,) = [x for x in results("frontier_volleyball") if x["arm"] == arm]
         return para(
