@@ -40,8 +40,8 @@ COMPANIONS = {
                      "guided by the target policy's action likelihood (`benchmarks/frontier_pgd.py`):"),
     "frontier_ct2": ("CT² detectability (arXiv 2310.05030) on the chain task: each detector's AUROC between the "
                      "policy's answers and the demonstrations (1: always told apart, ½: indistinguishable) and the AI "
-                     "Detectability Index, before and after GRPO, with and without the penalty "
-                     "(`benchmarks/frontier_ct2.py`):"),
+                     "Detectability Index, before and after GRPO, with and without the penalty, with GRPO's advantage "
+                     "divided by the group's std (`grpo…`) and not (`grpo_mean…`) (`benchmarks/frontier_ct2.py`):"),
     "frontier_volleyball": ("VolleyBots-style court (arXiv 2502.01932): MAPPO, IPPO and self-play, 2 vs 2 (and MAPPO "
                             "1 vs 1), scored against a scripted and a random team (`benchmarks/frontier_volleyball.py`):"),
 }

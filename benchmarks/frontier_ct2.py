@@ -5,28 +5,37 @@ detectability penalty, each beside its accuracy.
 Introducing AI Detectability Index" (arXiv 2310.05030) scores how detectable a generator's texts
 are; here the texts are the policy's answers to held-out chain prompts, the reference ("human")
 texts the task's labelled demonstrations of the same prompts, and the scorer the SFT warm start
-(``polrl.detectability``). The budget is small (``SMALL``: a 2-layer d_model 64 model, chains of 3–6
-operands, ``--warmup`` SFT steps on 500 demonstrations, 8 prompts × 8 samples per GRPO step), so all
-of it runs in CPU-minutes. For every seed both arms start from that seed's SFT warm start (the
+(``polrl.detectability``). The setting is experiments/chain_grpo.py's (its model, demonstrations,
+``--warmup`` SFT steps, 16 prompts × 8 samples per GRPO step, learning rate), with ``EVAL_PROMPTS``
+held-out prompts. For every seed the arms start from that seed's SFT warm start (the
 ``sft_warmup`` phase, trained once under ``--workdir`` and copied into each run, as
 ``benchmarks/algorithms.py`` does) and run ``--steps`` GRPO steps:
 
 * ``grpo``      ``experiments/chain_grpo.py`` with the detectability evaluation on;
-* ``grpo_ct2``  ``experiments/chain_grpo_ct2.py``: the same GRPO, the reward minus λ = 0.05 × the
-                answer's mean token log-likelihood under the warm start (``config.detect_penalty``);
-* ``grpo_ct2_weak``  the same with λ = 0.01.
+* ``grpo_ct2``  ``experiments/chain_grpo_ct2.py`` with GRPO's advantage divided by the group's std
+                (``algorithm_kwargs.scale = "std"``): the reward minus λ = 0.05 × the answer's mean
+                token log-likelihood under the warm start (``config.detect_penalty``);
+* ``grpo_mean``  ``grpo`` with the advantage r − mean_g(r), not divided by the group's std
+                 (``algorithm_kwargs.scale = "none"``, Dr.GRPO's advantage; the loss is unchanged);
+* ``grpo_mean_ct2``  ``experiments/chain_grpo_ct2.py`` as it ships: the penalty with that advantage.
+
+GRPO's std normalisation makes a group whose answers are all right or all wrong — most groups at
+this budget — carry the penalty at full strength: its only reward spread is λ·d, and dividing by
+that spread's std undoes λ. Without the std the penalty moves the advantage by λ·(d − mean_g d),
+small beside the verifier's ±1, so the ``grpo_mean`` arms compare the penalty at the strength λ
+says.
 
 Every run evaluates on ``EVAL_PROMPTS`` held-out prompts every ``--eval_every`` steps: greedy exact
 match, and per detector (log-likelihood, perplexity, log-rank, entropy, burstiness) the AUROC of
 generated against reference texts and the ADI, for the greedy answers and for 4 samples per prompt.
 The warm start's row is the first evaluation of the main phase (the same parameters and scorer in
-both arms); a run's accuracy is the mean of its last ``LAST_EVALS`` evaluations, its detectability
+every arm); a run's accuracy is the mean of its last ``LAST_EVALS`` evaluations, its detectability
 the last evaluation's. One JSON line per run is appended to ``--results``; runs already there are
 not run again; a markdown table is printed (``render``).
 
 Usage (from the repository root)::
 
-  python benchmarks/frontier_ct2.py --seeds 0 1 2 --steps 30 --warmup 200
+  python benchmarks/frontier_ct2.py --seeds 0 1 2 --steps 100 --warmup 500
 """
 from __future__ import annotations
 
@@ -45,28 +54,29 @@ from benchmarks.claims import last_evals_mean  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
-# arm → (experiment experiments/chain_<name>.py, λ of its detectability penalty or None for the experiment's)
-ARMS = {"grpo": ("grpo", None), "grpo_ct2": ("grpo_ct2", None), "grpo_ct2_weak": ("grpo_ct2", 0.01)}
+# arm → (experiment experiments/chain_<name>.py, λ of its detectability penalty or None for the experiment's,
+#        algorithm_kwargs overrides)
+ARMS = {"grpo": ("grpo", None, {}), "grpo_ct2": ("grpo_ct2", None, {"scale": "std"}),
+        "grpo_mean": ("grpo", None, {"scale": "none"}), "grpo_mean_ct2": ("grpo_ct2", None, {"scale": "none"})}
 LAST_EVALS = 2
 EVAL_PROMPTS = 200
 DETECTORS = ("log_likelihood", "perplexity", "log_rank", "entropy", "burstiness")
 # the evaluation keys a record keeps, for the warm start (first evaluation) and the last one
 KEYS = ("eval/accuracy", *(f"eval/detect_{s}auroc_{d}" for s in ("", "sampled_") for d in DETECTORS),
         "eval/detect_adi", "eval/detect_sampled_adi")
-SMALL = {"model": dict(d_model=64, num_layers=2, num_heads=4, num_kv_heads=2, mlp_dim=192),
-         "task": dict(max_terms=6, num_train=5_000, num_test=EVAL_PROMPTS),
-         "demos": dict(num=500, batch_size=32), "rollout": dict(batch_size=64, group_size=8),
-         "eval": dict(num_examples=EVAL_PROMPTS, batch_size=EVAL_PROMPTS, detect=True, detect_separator=",", samples=4)}
+SETTING = {"task": dict(num_test=EVAL_PROMPTS),
+           "eval": dict(num_examples=EVAL_PROMPTS, batch_size=EVAL_PROMPTS, detect=True, detect_separator=",", samples=4)}
 
 
 def config(arm: str, seed: int, steps: int, warmup: int, eval_every: int):
-    """The arm's experiment at the ``SMALL`` budget: ``warmup`` SFT steps, ``steps`` GRPO steps."""
-    experiment, coef = ARMS[arm]
+    """The arm's experiment in the benchmark's ``SETTING``: ``warmup`` SFT steps, ``steps`` GRPO steps."""
+    experiment, coef, algorithm = ARMS[arm]
     c = importlib.import_module(f"experiments.chain_{experiment}").get_config()
-    for section, fields in SMALL.items():
+    for section, fields in SETTING.items():
         c[section].update(fields)
     if coef is not None:
         c.detect_penalty.coef = coef
+    c.algorithm_kwargs.update(algorithm)
     c.warmup.steps = warmup
     c.update(seed=seed, total_steps=steps, eval_every=eval_every, checkpoint_every=0, log_every=1)
     return c
@@ -100,6 +110,7 @@ def run_arm(arm: str, seed: int, steps: int, warmup: int, eval_every: int, base:
     mean = lambda k: sum(r[k] for r in steps_log if k in r) / max(1, sum(k in r for r in steps_log))
     return {"arm": arm, "seed": seed, "budget": steps, "warmup": warmup, "seconds": seconds,
             "detect_penalty_coef": c.detect_penalty.coef if "detect_penalty" in c else None,
+            "advantage_scale": c.algorithm_kwargs.get("scale", "std"),
             "evals": [{"step": r["step"], "phase": r["phase"], "eval/accuracy": r["eval/accuracy"]} for r in evals],
             "accuracy": evals[-1]["eval/accuracy"], "warm": {k: evals[0][k] for k in KEYS},
             "last": {k: evals[-1][k] for k in KEYS}, "reward_mean": mean("reward_mean"),
@@ -138,9 +149,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=30, help="GRPO steps of every arm")
-    p.add_argument("--warmup", type=int, default=200, help="SFT warm-start steps (shared by the arms of a seed)")
-    p.add_argument("--eval_every", type=int, default=15)
+    p.add_argument("--steps", type=int, default=100, help="GRPO steps of every arm")
+    p.add_argument("--warmup", type=int, default=500, help="SFT warm-start steps (shared by the arms of a seed)")
+    p.add_argument("--eval_every", type=int, default=25)
     p.add_argument("--workdir", default="/tmp/polrl_bench_frontier_ct2")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "frontier_ct2.jsonl"))
     args = p.parse_args(argv)

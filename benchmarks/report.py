@@ -25,7 +25,7 @@ from typing import Callable
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import provenance, treepo  # noqa: E402
+from benchmarks import frontier_ct2, provenance, treepo  # noqa: E402
 from benchmarks.claims import last_evals_mean  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
@@ -754,20 +754,6 @@ def readme_guided_methods() -> str:
             + "; ".join(parts) + " ([`benchmarks/guided.md`](benchmarks/guided.md)) |")
 
 
-def ct2_without_std(arms: dict) -> str:
-    """The CT² block's sentence on the arms whose advantage is not divided by the group's std
-    (empty before they are measured)."""
-    mean, pen = arms.get("grpo_mean"), arms.get("grpo_mean_ct2")
-    if not (mean and pen):
-        return ""
-    au = lambda rs: ms([r["last"]["eval/detect_auroc_log_likelihood"] for r in rs], 1.0, 2)
-    acc = lambda rs: ms([last_evals_mean(r, 3) for r in rs])
-    return (f" With the advantage r − mean_g(r), not divided by the group's std (which rescales the penalty to full "
-            f"strength in groups whose answers are all right or all wrong): GRPO {acc(mean)}%, AUROC {au(mean)}; with "
-            f"the penalty {acc(pen)}%, AUROC {au(pen)} (paired accuracy differences "
-            f"{_paired(pen, mean, lambda r: last_evals_mean(r, 3))} points).")
-
-
 def readme_frontier() -> str:
     """The README row of benchmarks/frontier.md: BGPO, CT² detectability, the volleyball court."""
     bgpo = [r for r in results("frontier_bgpo") if r["kind"] == "training" and r["arm"] == "bgpo"]
@@ -779,6 +765,7 @@ def readme_frontier() -> str:
     pgd = {r["arm"]: ms(r["final_return_by_seed"], 1.0, 0) for r in results("frontier_pgd")}
     steps = pref["bgpo"][0]["budget"]
     auroc = lambda rs, part: ms([r[part]["eval/detect_auroc_log_likelihood"] for r in rs], 1.0, 2)
+    ct2_acc = lambda rs: ms([last_evals_mean(r, frontier_ct2.LAST_EVALS) for r in rs])
     return ("| `experiments/arithmetic_bgpo.py`, `arithmetic_diffusion_{seppo,dragon}.py`, `cartpole_pgd.py`, "
             "`chain_grpo_ct2.py`, `volleyball_{mappo,ippo,selfplay}.py` | BGPO, SePPO and DRAGON on a masked-diffusion "
             "LM; policy-guided trajectory diffusion as offline data; the CT² detectors before and after RL and as a reward penalty; MAPPO / IPPO / self-play "
@@ -790,7 +777,9 @@ def readme_frontier() -> str:
             f"same model; CartPole offline IQL return on real data {pgd['real_only']}, + guided synthetic "
             f"{pgd['guided']}, + unguided {pgd['unguided']}; "
             f"log-likelihood detector AUROC {auroc(ct2['grpo'], 'warm')} (warm start) → {auroc(ct2['grpo'], 'last')} "
-            f"(GRPO) → {auroc(ct2['grpo_ct2'], 'last')} (with the penalty, which collapses accuracy); win rate against "
+            f"(GRPO, {ct2_acc(ct2['grpo'])}%) → {auroc(ct2['grpo_mean_ct2'], 'last')} (GRPO without the std in its "
+            f"advantage, with the detectability penalty, {ct2_acc(ct2['grpo_mean_ct2'])}%; the penalty with GRPO's "
+            f"std-normalised advantage: {ct2_acc(ct2['grpo_ct2'])}%); win rate against "
             f"the scripted team MAPPO {ms(volley['mappo']['last10_win_rate_scripted_by_seed'])}%, IPPO "
             f"{ms(volley['ippo']['last10_win_rate_scripted_by_seed'])}%, self-play "
             f"{ms(volley['selfplay']['last10_win_rate_scripted_by_seed'])}% ({volley['mappo']['num_seeds']} seeds, "
@@ -1107,18 +1096,19 @@ def frontier_block(name: str) -> Callable[[], str]:
                 f"(real rows: {a['real_only']['real_logp']:.2f}), but synthetic data still lowers the return here.")
         if name == "ct2":
             a = by_arm(results("frontier_ct2"))
-            grpo, pen = a["grpo"], a["grpo_ct2"]
-            au = lambda rs, part, key: ms([r[part][f"eval/detect_auroc_{key}"] for r in rs], 1.0, 2)
+            grpo, mean, shipped, std = a["grpo"], a["grpo_mean"], a["grpo_mean_ct2"], a["grpo_ct2"]
+            au = lambda rs, part="last": ms([r[part]["eval/detect_auroc_log_likelihood"] for r in rs], 1.0, 2)
+            acc = lambda rs: ms([last_evals_mean(r, frontier_ct2.LAST_EVALS) for r in rs])
             return para(
                 f"Expected result (benchmarks/frontier.md, from `python benchmarks/frontier_ct2.py`; raw: "
-                f"benchmarks/results/frontier_ct2.jsonl; {where(grpo)}; the benchmark's small chain setting, "
-                f"{pen[0]['budget']} GRPO steps from each seed's SFT warm start, {seeds_phrase(r['seed'] for r in pen)}): "
-                f"AUROC of the log-likelihood detector on greedy answers against the demonstrations: warm start "
-                f"{au(grpo, 'warm', 'log_likelihood')}, after GRPO {au(grpo, 'last', 'log_likelihood')}, after GRPO with "
-                f"the detectability penalty {au(pen, 'last', 'log_likelihood')}; held-out accuracy warm "
-                f"{ms([r['warm']['eval/accuracy'] for r in grpo])}%, GRPO {ms([last_evals_mean(r, 3) for r in grpo])}%, with "
-                f"the penalty {ms([last_evals_mean(r, 3) for r in pen])}% (GRPO loses accuracy at this budget; the penalty collapses "
-                f"the policy).{ct2_without_std(a)}")
+                f"benchmarks/results/frontier_ct2.jsonl; {where(grpo)}; {shipped[0]['budget']} GRPO steps from each "
+                f"seed's SFT warm start, {seeds_phrase(r['seed'] for r in shipped)}; {frontier_ct2.EVAL_PROMPTS} "
+                f"held-out prompts, accuracy the mean of each run's last {frontier_ct2.LAST_EVALS} evaluations, AUROC "
+                f"of the log-likelihood detector on greedy answers against the demonstrations at the last one): warm "
+                f"start {ms([r['warm']['eval/accuracy'] for r in grpo])}%, AUROC {au(grpo, 'warm')}; this config "
+                f"{acc(shipped)}%, AUROC {au(shipped)}; the same without the penalty {acc(mean)}%, AUROC {au(mean)}; "
+                f"chain_grpo.py (GRPO's std-normalised advantage) {acc(grpo)}%, AUROC {au(grpo)}; the penalty with "
+                f"the std-normalised advantage {acc(std)}%, AUROC {au(std)}.")
         arm = name.removeprefix("volleyball_")
         (r,) = [x for x in results("frontier_volleyball") if x["arm"] == arm]
         return para(
