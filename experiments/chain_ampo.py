@@ -34,11 +34,11 @@ never solve a chain, so the smoke injects their wrong answers, ``wrong_teachers=
 <!-- report: guided.ampo -->
 Expected result (benchmarks/guided.md, from `python benchmarks/guided_ampo.py`; raw:
 benchmarks/results/guided_ampo.jsonl; CPU AMD EPYC; 200 steps of this config and of chain_grpo.py
-from each seed's SFT warm start, seed 2 only; held-out greedy exact match of the final answer on 500
-prompts, the policy alone, each run's mean of its last 3 evaluations): warm start 50.2% (1 seed) →
-AMPO 60.5% (1 seed), GRPO 61.2% (1 seed) (paired differences -0.7 points), single-teacher AMPO 61.7%
-(1 seed) (paired differences -1.2 points). Over training 28.4% (1 seed) of the groups had no right
-sample and 12.5% (1 seed) were given teacher rows, 66.0% (1 seed) of them from the large teacher.
+from each seed's SFT warm start, 2 seeds (0, 2); held-out greedy exact match of the final answer on
+500 prompts, the policy alone, each run's mean of its last 3 evaluations): warm start 51.8 ± 2.3% →
+AMPO 65.4 ± 6.8%, GRPO 62.1 ± 1.3% (paired differences +7.1, -0.7 points), single-teacher AMPO 66.4
+± 6.6% (paired differences -0.9, -1.2 points). Over training 25.1 ± 4.7% of the groups had no right
+sample and 10.4 ± 2.9% were given teacher rows, 58.3 ± 10.9% of them from the large teacher.
 <!-- /report -->
 """
 import pathlib
