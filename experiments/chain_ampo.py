@@ -34,11 +34,12 @@ never solve a chain, so the smoke injects their wrong answers, ``wrong_teachers=
 <!-- report: guided.ampo -->
 Expected result (benchmarks/guided.md, from `python benchmarks/guided_ampo.py`; raw:
 benchmarks/results/guided_ampo.jsonl; CPU AMD EPYC; 200 steps of this config and of chain_grpo.py
-from each seed's SFT warm start, 2 seeds (0, 2); held-out greedy exact match of the final answer on
-500 prompts, the policy alone, each run's mean of its last 3 evaluations): warm start 51.8 ± 2.3% →
-AMPO 65.4 ± 6.8%, GRPO 62.1 ± 1.3% (paired differences +7.1, -0.7 points), single-teacher AMPO 66.4
-± 6.6% (paired differences -0.9, -1.2 points). Over training 25.1 ± 4.7% of the groups had no right
-sample and 10.4 ± 2.9% were given teacher rows, 58.3 ± 10.9% of them from the large teacher.
+from each seed's SFT warm start, 3 seeds (0, 1, 2); held-out greedy exact match of the final answer
+on 500 prompts, the policy alone, each run's mean of its last 3 evaluations): warm start 48.5 ± 5.9%
+→ AMPO 62.9 ± 6.4%, GRPO 58.0 ± 7.2% (paired differences +7.1, +8.3, -0.7 points), single-teacher
+AMPO 61.4 ± 9.9% (paired differences -0.9, +6.7, -1.2 points). Over training 27.2 ± 5.0% of the
+groups had no right sample and 13.8 ± 6.2% were given teacher rows, 66.5 ± 16.1% of them from the
+large teacher.
 <!-- /report -->
 """
 import pathlib
