@@ -60,11 +60,13 @@ Config layout (every experiment in ``experiments/`` follows it)::
               updates ago (polrl.collectors.stale wraps the phase's collector, outermost);
               staleness_old_policy (default "behavior"): π_old of those rows is the stale
               behaviour policy ("behavior") or recomputed by the trainer ("recomputed");
-              async_rollouts (default False; needs staleness >= 1, one process): the same
-              batches generated asynchronously, a step's rollouts while the updates before it
-              run (polrl.train.pipeline); async_rollout_devices (default 0: generation shares
+              async_rollouts (default False; needs staleness >= 1): the same batches generated
+              asynchronously, a step's rollouts while the updates before it run
+              (polrl.train.pipeline); async_rollout_devices (default 0: generation shares
               the update's mesh): n > 0 generates on the first n devices (data parallel), and
-              the mesh section lays out the update over the others
+              the mesh section lays out the update over the others; in a multi-process run n
+              is the first process's device count: that process generates, the others update
+              (polrl.train.process_pipeline; staleness 0 allowed: the two take turns)
   data:       what the main phase reads: "train" (prompts of the train split,
               rollout.batch_size / rollout.group_size per step; the default), "demos" (the
               fixed labelled set, demos.batch_size per step) or "pairs" (offline preference
@@ -438,42 +440,58 @@ def staleness_options(config) -> tuple[int, str]:
     asynchronous = config.get("async_rollouts", False)
     if not isinstance(asynchronous, bool):
         raise ValueError(f"async_rollouts={asynchronous!r} must be True or False")
-    if asynchronous and not k:
+    by_process = config.get("async_rollout_devices", 0) and jax.process_count() > 1
+    if asynchronous and not k and not by_process:
         raise ValueError("async_rollouts=True needs staleness >= 1 (the batch of step s comes from the policy of "
-                         "step s - staleness, generated while the updates in between run); set staleness")
+                         "step s - staleness, generated while the updates in between run); set staleness (0 only "
+                         "where generation has a process of its own: multi-process runs with async_rollout_devices)")
     return k, old_policy
 
 
-def lookahead(config, collector, ctx, rollout_layout) -> pipeline.Lookahead | None:
+def lookahead(config, collector, ctx, rollout_layout, update_layout=None) -> pipeline.Lookahead | None:
     """The asynchronous generator of a phase whose collector (before the ``stale`` wrapper) is
     ``collector`` (None unless ``config.async_rollouts``), generating on ``rollout_layout``'s
-    devices (None: the update's)."""
+    devices (None: the update's), updating on ``update_layout``'s (None: the trainer's)."""
     if not config.get("async_rollouts", False):
         return None
     k, old_policy = staleness_options(config)
     if rollout_layout is not None and collector.host:
         raise ValueError("async_rollout_devices > 0 needs a collector that runs on the device; this phase's runs host "
                          "code (a verifier on strings, tools): set async_rollout_devices=0")
-    return pipeline.Lookahead(k, lagged(collector, ctx, old_policy), rollout_layout)
+    generate = lagged(collector, ctx, old_policy) if k else collector.collect
+    return pipeline.Lookahead(k, generate, rollout_layout, update_layout)
 
 
-def layouts(config) -> tuple[sharding.Layout, sharding.Layout | None]:
-    """``(update layout, rollout layout)``: the ``mesh`` section over every device, and None; or,
-    with ``async_rollout_devices`` = n > 0, the mesh section over all but the first n devices and
-    a data-parallel mesh over those n."""
+def layouts(config) -> tuple[sharding.Layout, sharding.Layout | None, sharding.Layout | None]:
+    """``(trainer layout, rollout layout, update layout)`` of the asynchronous phases.
+
+    * ``async_rollout_devices`` = 0: the ``mesh`` section over every device, None, None;
+    * n > 0, one process: the mesh section over all but the first n devices (the trainer's layout,
+      where the updates run), a data-parallel mesh over those n, None;
+    * n > 0, several processes: n must be the first process's device count. The mesh section over
+      every device (the synchronous phases, evaluation, checkpoints), a data-parallel mesh over the
+      first process's devices (generation) and one over the other processes' (the updates:
+      ``polrl.train.process_pipeline``).
+    """
     n = config.get("async_rollout_devices", 0)
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"async_rollout_devices={n!r} must be an int >= 0 (0: generation shares the update's devices)")
     if not n:
-        return sharding.layout_from_config(config.get("mesh")), None
+        return sharding.layout_from_config(config.get("mesh")), None, None
     if not config.get("async_rollouts", False):
         raise ValueError(f"async_rollout_devices={n} needs async_rollouts=True (and staleness >= 1)")
     devices = jax.devices()
     if n >= len(devices):
         raise ValueError(f"async_rollout_devices={n} leaves none of the {len(devices)} devices for the update; "
                          f"use fewer rollout devices")
-    update = sharding.layout_from_config(config.get("mesh"), devices=devices[n:])
-    return update, sharding.Layout(sharding.make_mesh(-1, 1, 1, devices=devices[:n]))
+    data_parallel = lambda part: sharding.Layout(sharding.make_mesh(-1, 1, 1, devices=part))
+    if jax.process_count() == 1:
+        return sharding.layout_from_config(config.get("mesh"), devices=devices[n:]), data_parallel(devices[:n]), None
+    first = [d for d in devices if d.process_index == devices[0].process_index]
+    if devices[:n] != first:
+        raise ValueError(f"async_rollout_devices={n}: in a multi-process run the first process generates and the "
+                         f"others update; set it to the first process's device count ({len(first)})")
+    return sharding.layout_from_config(config.get("mesh")), data_parallel(devices[:n]), data_parallel(devices[n:])
 
 
 def staleness_wrapper(config):
@@ -620,7 +638,7 @@ def method_key(section: dict) -> str:
 
 def build_spec(config, *, progress: bool = True) -> RunSpec:
     """Resolves names to real objects and validates what can be checked without compiling."""
-    layout, rollout_layout = layouts(config)  # mesh vs devices, first
+    layout, rollout_layout, update_layout = layouts(config)  # mesh vs devices, first
     guard_steps = max_nonfinite_steps(config)
     staleness_options(config)  # a bad staleness fails before the task and the model are built
     model_kw = models.model_kwargs(config.model)
@@ -677,7 +695,8 @@ def build_spec(config, *, progress: bool = True) -> RunSpec:
                 raise ValueError(f"collector={s['collector']!r} samples from the reference, the warm model: set "
                                  f"warmup.steps > 0")
             inner = phase_collector(base, algo, ctx)
-            built[key] = (algo, phase_collector(base, algo, ctx, stale), lookahead(config, inner, ctx, rollout_layout))
+            ahead = lookahead(config, inner, ctx, rollout_layout, update_layout)
+            built[key] = (algo, phase_collector(base, algo, ctx, stale), ahead)
         algo, collector, ahead = built[key]
         phases.append(Phase(s["name"], algo, collector, s["steps"], per_step, source, lookahead=ahead))
     eval_samples, eval_pass_k = eval_options(config)

@@ -39,7 +39,8 @@ How the pieces line up with the synchronous stale collector, at step s:
   to the update's devices. Only device collectors run there.
 
 One process only: two threads launching collectives in a different order on different hosts
-would deadlock, so multi-host runs stay synchronous (``validate`` refuses the combination).
+would deadlock. Multi-process runs give generation a process of its own instead
+(``polrl.train.process_pipeline``).
 """
 from __future__ import annotations
 
@@ -67,11 +68,15 @@ class Lookahead:
         inside its ``stale`` wrapper.
       rollout_layout: the devices that generate, when they are not the update's
         (``async_rollout_devices``); None: generation shares the update's mesh.
+      update_layout: the devices that update, when they are not the trainer's: a multi-process
+        run whose first process generates and whose other processes update
+        (``polrl.train.process_pipeline``); None: the trainer's layout.
     """
 
     k: int
     generate: Callable
     rollout_layout: sharding.Layout | None = None
+    update_layout: sharding.Layout | None = None
 
 
 def collect_keys(rng, first: int, count: int):
@@ -91,6 +96,35 @@ def old_state(params, step: int, k: int, ref_params, models, key, replicated) ->
     (optimizer, transforms' states) are None, the key is the step's collector key."""
     return PolicyState(step=jax.device_put(jnp.int32(max(step - k, 0)), replicated), rng=key, params=params,
                        opt_state=None, ref_params=ref_params, models=models)
+
+
+def commit_and_train(train: Callable, k: int) -> Callable:
+    """``(state, batch, inner_state, metrics) -> (state, metrics)``: what the synchronous step does
+    around its collector, then the update. With k ≥ 1 it writes θ_s into the snapshot buffer of
+    ``collectors.stale`` and takes the generator's inner collector state; with k = 0 (generation
+    on processes of its own, ``process_pipeline``) the collector state is the inner state itself.
+    The state's key is split as the synchronous step splits it before collecting."""
+
+    def commit(state, batch, inner_state, metrics):
+        rng, _ = jax.random.split(state.rng)
+        if k:
+            snapshots = write_snapshot(state.collector_state["snapshots"], state.params, state.step, k)
+            inner_state = {"snapshots": snapshots, "inner": inner_state}
+        state, train_metrics = train(state.replace(rng=rng, collector_state=inner_state), batch)
+        return state, {**metrics, **train_metrics}
+
+    return commit
+
+
+def generator_jit(layout: sharding.Layout, generate: Callable, inner) -> Callable:
+    """``generate`` jitted on ``layout``'s devices; its outputs are laid out as the update step
+    takes them (the batch split over the batch axes, the inner state like the state's)."""
+
+    def traced(*args):
+        with layout.active():
+            return generate(*args)
+
+    return jax.jit(traced, out_shardings=(layout.batch_sharding(1), layout.state_shardings(inner), layout.replicated))
 
 
 class Pipeline:
@@ -117,8 +151,9 @@ class Pipeline:
         self._inner = self._to_rollout(state.collector_state["inner"])
         self._keys = collect_keys(jnp.copy(state.rng), start, steps - start)
         if "commit" not in compiled:
-            compiled["commit"] = self._commit_fn(train)
-            compiled["generate"] = None if host else self._generate_fn()
+            compiled["commit"] = layout.jit(commit_and_train(train, k), ("state", "batch", "params", "replicated"),
+                                            ("state", "replicated"), donate_argnums=(0,))
+            compiled["generate"] = None if host else generator_jit(self._rollout, self._generate, self._inner)
         self._commit, self._generate_jit = compiled["commit"], compiled["generate"]
         self._ready = threading.Condition()
         self._stopped = False
@@ -126,19 +161,6 @@ class Pipeline:
         self._next = start
         self._thread = threading.Thread(target=self._run_generator, name="polrl-rollouts", daemon=True)
         self._thread.start()
-
-    def _commit_fn(self, train: Callable) -> Callable:
-        k = self.k
-
-        def commit_and_train(state, batch, inner_state, metrics):
-            rng, _ = jax.random.split(state.rng)
-            snapshots = write_snapshot(state.collector_state["snapshots"], state.params, state.step, k)
-            state = state.replace(rng=rng, collector_state={"snapshots": snapshots, "inner": inner_state})
-            state, train_metrics = train(state, batch)
-            return state, {**metrics, **train_metrics}
-
-        return self._layout.jit(commit_and_train, ("state", "batch", "params", "replicated"), ("state", "replicated"),
-                                donate_argnums=(0,))
 
     def _to_rollout(self, tree):
         """A copy of ``tree`` for the generator: on the rollout devices, laid out by the update
@@ -160,19 +182,6 @@ class Pipeline:
         """The step's prompts as arrays on the generator's devices (the example dicts stay on the host)."""
         arrays = self._rollout.from_process_rows({k: v for k, v in data.items() if k != "examples"}, self._rows)
         return {**arrays, "examples": data["examples"]}
-
-    def _generate_fn(self) -> Callable:
-        """The jitted generator step; its outputs are laid out as the update step takes them (the
-        batch split over the batch axes, the inner state like the state's), on the generator's
-        devices."""
-        layout, generate = self._rollout, self._generate
-
-        def traced(*args):
-            with layout.active():
-                return generate(*args)
-
-        out = (layout.batch_sharding(1), layout.state_shardings(self._inner), layout.replicated)
-        return jax.jit(traced, out_shardings=out)
 
     # ------------------------------------------------------------------ generator thread
     def _params_of(self, step: int):
@@ -230,6 +239,10 @@ class Pipeline:
                 self._versions[version] = params
                 self._ready.notify_all()
         return state, metrics, position
+
+    def home(self, state: PolicyState) -> PolicyState:
+        """The current state in the trainer's layout (it already is: the updates run there)."""
+        return state
 
     def close(self) -> None:
         """Stops the generator thread (after its current collect) and waits for it."""

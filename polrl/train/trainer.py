@@ -48,7 +48,7 @@ from polrl import detectability, evaluation, sharding
 from polrl.core import Algorithm, Collector
 from polrl.rollout import SamplingConfig, sample
 from polrl.tasks import BatchIterator, Task, task_batch
-from polrl.train import checkpoint, metrics as metrics_lib, pipeline, steps
+from polrl.train import checkpoint, metrics as metrics_lib, pipeline, process_pipeline, steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,9 +147,10 @@ def validate(spec: RunSpec) -> None:
                 f"rollout.group_size) a multiple of {shards} or change the mesh"
             )
         check_phase(spec, ph)
-        if ph.lookahead is not None and jax.process_count() > 1:
-            raise ValueError(f"phase {ph.name!r}: async_rollouts runs in one process ({jax.process_count()} here); "
-                             f"set async_rollouts=False for multi-host runs")
+        if ph.lookahead is not None and jax.process_count() > 1 and ph.lookahead.update_layout is None:
+            raise ValueError(f"phase {ph.name!r}: async_rollouts in a multi-process run ({jax.process_count()} "
+                             f"processes) gives generation a process of its own; set async_rollout_devices to the "
+                             f"first process's device count ({jax.local_device_count()})")
     if not isinstance(spec.eval_samples, int) or spec.eval_samples < 0:
         raise ValueError(f"eval.samples={spec.eval_samples!r} must be an int >= 0 (0: greedy evaluation only)")
     if spec.eval_samples:
@@ -481,7 +482,8 @@ class Trainer:
         # checkpointed), so a resumed run's metrics.jsonl equals an uninterrupted run's.
         self.writer.truncate(lines)
         prompts = phase.collector.reads(phase.prompts_per_step)
-        shard_index, shard_count = self._data_shard(prompts)
+        by_process = phase.lookahead is not None and phase.lookahead.update_layout is not None
+        shard_index, shard_count = (0, 1) if by_process else self._data_shard(prompts)  # the generator reads it all
         data_iter = BatchIterator(
             phase.source, prompts, task=spec.task, seed=spec.seed + 1000 * index, position=position,
             shard_index=shard_index, shard_count=shard_count,
@@ -494,11 +496,18 @@ class Trainer:
             if pipe is not None:
                 pipe.close()
 
-    def _pipeline(self, phase: Phase, state, start: int, data_iter, prompts: int) -> pipeline.Pipeline:
-        """The generator of an asynchronous phase (its jitted steps compiled once per phase method)."""
+    def _pipeline(self, phase: Phase, state, start: int, data_iter, prompts: int):
+        """The generator of an asynchronous phase (its jitted steps compiled once per phase method):
+        a thread of this process, or the first process of a multi-process run
+        (``process_pipeline``)."""
         train = functools.partial(steps.train_on_batch, algorithm=phase.algorithm, graphdef=self.spec.graphdef,
                                   temperature=self.spec.sampling.scoring_temperature)
         compiled = self._steps.setdefault(("pipeline", id(phase.algorithm), id(phase.collector)), {})
+        if phase.lookahead.update_layout is not None:
+            return process_pipeline.ProcessPipeline(
+                lookahead=phase.lookahead, layout=self.layout, train=train, state=state, start=start,
+                steps=phase.steps, data_iter=data_iter, rows=prompts, data_shapes=data_shapes(self.spec.task, prompts),
+                compiled=compiled)
         return pipeline.Pipeline(lookahead=phase.lookahead, layout=self.layout, train=train, state=state, start=start,
                                  steps=phase.steps, data_iter=data_iter, rows=prompts, host=phase.collector.host,
                                  compiled=compiled)
@@ -533,7 +542,12 @@ class Trainer:
             record = {"step": global_step, "phase": phase.name, "phase_step": s + 1, **m,
                       "step_time_s": dt, "tokens_per_s": m.get("response_tokens", 0.0) / dt}
             done = s + 1 == phase.steps
-            if evaluates and spec.eval_every and ((s + 1) % spec.eval_every == 0 or done):
+            stop = self._stop_requested
+            evaluating = evaluates and spec.eval_every and ((s + 1) % spec.eval_every == 0 or done)
+            if pipe is not None and (evaluating or stop or done or
+                                     (spec.checkpoint_every and (s + 1) % spec.checkpoint_every == 0)):
+                state = pipe.home(state)  # the state in this trainer's layout, where it is read next
+            if evaluating:
                 last_eval = self._evaluate_phase(phase, state)
                 record.update(last_eval)
             if (s + 1) % spec.log_every == 0 or done or "eval/accuracy" in record:
@@ -547,7 +561,6 @@ class Trainer:
                     f"{spec.max_nonfinite_steps}); lower the learning rate, check the rewards and inputs, or "
                     f"raise guards.max_nonfinite_steps"
                 )
-            stop = self._stop_requested
             if stop or done or (spec.checkpoint_every and (s + 1) % spec.checkpoint_every == 0):
                 ckpt.save(s + 1, checkpoint_item(state), position=position, global_step=global_step,
                           metrics_lines=self.writer.lines)
