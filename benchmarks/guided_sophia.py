@@ -22,7 +22,7 @@ already there are not run again; a markdown table is printed (``render``).
 
 Usage (from the repository root)::
 
-  python benchmarks/guided_sophia.py --seeds 0 1 2 --steps 200
+  python benchmarks/guided_sophia.py --seeds 0 1 2 --steps 100 --eval_every 25
 """
 from __future__ import annotations
 

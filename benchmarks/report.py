@@ -655,6 +655,24 @@ def guided_method_block(method: str) -> Callable[[], str]:
                     f"{_paired(ampo, grpo, acc)} points){ablation}. Over training {guide('guidance/unsolved_frac')} of "
                     f"the groups had no right sample and {guide('guidance/injected_frac')} were given teacher rows, "
                     f"{guide('guidance/large_share')} of them from the large teacher.")
+        if method == "sophia":
+            a = by_arm(results("guided_sophia"))
+            if not a.get("sophia"):
+                return "Expected result: not measured yet (`python benchmarks/guided_sophia.py --seeds 0 1 2` writes it)."
+            sophia, grpo = a["sophia"], a["grpo"]
+            semi = lambda key, scale=100.0, digits=1: ms([r["means"][key] for r in sophia], scale, digits)
+            return (f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_sophia.py --steps "
+                    f"{sophia[0]['budget']} --eval_every {sophia[0]['evals'][1]['step'] - sophia[0]['evals'][0]['step']}`; "
+                    f"raw: benchmarks/results/guided_sophia.jsonl; {where(sophia)}; "
+                    f"{sophia[0]['budget']} steps of this config and of chain_grpo.py from each seed's SFT warm start, "
+                    f"{seeds_phrase(r['seed'] for r in sophia)}; held-out greedy exact match of the final answer on 500 "
+                    f"prompts, the policy alone, each run's mean of its last 3 evaluations): large teacher "
+                    f"{ms([r['teacher_accuracy'] for r in sophia])}%, warm start {ms([r['warm_accuracy'] for r in sophia])}% "
+                    f"→ SOPHIA {ms([acc(r) for r in sophia])}%, GRPO {ms([acc(r) for r in grpo])}% (paired differences "
+                    f"{_paired(sophia, grpo, acc)} points). Over training {semi('teacher_accuracy')}% of the "
+                    f"semi-off-policy rows (the teacher's scratchpad, the policy's total) were right; the teacher's "
+                    f"tokens had importance weight {semi('correction/ratio_mean', 1.0, 3)} on average, "
+                    f"{semi('correction/truncated_frac', 100.0, 2)}% of them truncated at C = 2.")
         if method == "nlpo":
             records = results("guided_nlpo")
             if not records:
@@ -740,16 +758,21 @@ def readme_guided_methods() -> str:
                      f"{percent([last_evals_mean(r, 3) for r in ampo['grpo']])} ({seeds_phrase(r['seed'] for r in ampo['ampo'])})")
     if inspo.get("inspo") and inspo.get("grpo"):
         parts.append(f"INSPO {acc(inspo['inspo'])}% vs GRPO {acc(inspo['grpo'])}% ({seeds_phrase(r['seed'] for r in inspo['inspo'])})")
+    sophia = by_arm(results("guided_sophia"))
+    if sophia.get("sophia") and sophia.get("grpo"):
+        parts.append(f"SOPHIA {acc(sophia['sophia'])}% vs GRPO {acc(sophia['grpo'])}% at {sophia['sophia'][0]['budget']} "
+                     f"steps ({seeds_phrase(r['seed'] for r in sophia['sophia'])})")
     if not parts:
         return ""
     return ("| `experiments/arithmetic_spark.py`, `arithmetic_spark_self_reward.py`, `chain_digi_q.py`, "
             "`target_says_dialtree_rpo.py`, `chain_ghpo.py`, `chain_ghpo_labels.py`, `chain_gkd.py`, `arithmetic_nlpo.py`, `chain_ampo.py`, "
-            "`arithmetic_inspo.py` | SPARK (the policy "
+            "`arithmetic_inspo.py`, `chain_sophia.py` | SPARK (the policy "
             "also trained as a judge of its own samples, then that judge as the reward), Digi-Q (a TD critic on frozen "
             "features, best-of-N extraction), DialTree-RPO (tree search over dialogue turns against a frozen target), "
             "GHPO (hints for the prompts no sample solves; its label control gives those prompts the labelled answer as a row), GKD (on-policy distillation from a larger teacher), NLPO "
             "(PPO under a delayed copy's top-p action mask), AMPO (a pool of teachers for the groups no sample "
-            "solves), INSPO (a population of instructions co-evolved with the policy) against "
+            "solves), INSPO (a population of instructions co-evolved with the policy), SOPHIA (a larger teacher's "
+            "reasoning finished by the policy, the outcome credited back to the reasoning) against "
             "their papers' baselines | "
             + "; ".join(parts) + " ([`benchmarks/guided.md`](benchmarks/guided.md)) |")
 
@@ -1142,7 +1165,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     **{f"preference.{a}": chain_preference_block(a) for a in ("chain_dpo_revised", "chain_opa_dpo")},
     **{f"guided.{a}": guided_block(a) for a in ("prm", "mcts_dpo")},
     **{f"guided.{m}": guided_method_block(m) for m in ("spark", "spark_self_reward", "digi_q", "dialtree_rpo", "ghpo", "ghpo_labels",
-                                                       "gkd", "nlpo", "ampo")},
+                                                       "gkd", "nlpo", "ampo", "sophia")},
     "guided.inspo": inspo_block,
     **{f"frontier.{n}": frontier_block(n) for n in ("bgpo", "diffusion_seppo", "diffusion_dragon", "pgd", "ct2",
                                                     "volleyball_mappo", "volleyball_ippo", "volleyball_selfplay")},
