@@ -85,6 +85,22 @@ class _Crash(Exception):
 
 
 @pytest.mark.slow
+def test_async_run_on_a_shared_multi_device_mesh(tmp_path):
+    """Generation and updates on one mesh of every device (programs with collectives from two
+    threads): they take turns on the devices, evaluations included, and the run equals the
+    synchronous stale run on that mesh."""
+    def config(asynchronous):
+        c = _config(asynchronous)
+        c.mesh.data, c.rollout.batch_size, c.eval_every = -1, 8 * c.rollout.group_size, 2  # 8 prompts: one per device
+        c.warmup.steps = 20
+        return c
+
+    Trainer(build_spec(config(False), progress=False), str(tmp_path / "sync")).run()
+    Trainer(build_spec(config(True), progress=False), str(tmp_path / "async")).run()
+    _assert_same_run(_records(tmp_path / "async"), _records(tmp_path / "sync"))
+
+
+@pytest.mark.slow
 def test_crash_then_resume_reproduces_the_run(synchronous, tmp_path):
     """Killed after RL step 3 (checkpointed at 2): the relaunch reads θ_0 and θ_1 for its first
     two batches from the checkpointed snapshot buffer and continues as if never stopped."""

@@ -44,6 +44,7 @@ would deadlock. Multi-process runs give generation a process of its own instead
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import threading
@@ -155,6 +156,10 @@ class Pipeline:
                                             ("state", "replicated"), donate_argnums=(0,))
             compiled["generate"] = None if host else generator_jit(self._rollout, self._generate, self._inner)
         self._commit, self._generate_jit = compiled["commit"], compiled["generate"]
+        # Two threads dispatching programs with collectives to the same devices can deadlock (each
+        # device may run them in another order), so on a shared mesh of several devices they take turns.
+        shared = self._rollout is layout and layout.mesh.devices.size > 1
+        self._turn = threading.Lock() if shared else contextlib.nullcontext()
         self._ready = threading.Condition()
         self._stopped = False
         self._queue: queue.Queue = queue.Queue()
@@ -202,12 +207,13 @@ class Pipeline:
                 key = jax.device_put(key, self._rollout.replicated)
                 policy = old_state(self._params_of(s), s, self.k, self._ref, self._models, key, self._rollout.replicated)
                 t0 = time.perf_counter()
-                if self._host:
-                    batch, self._inner, metrics = self._generate(self._inner, policy, self._device_data(data), key)
-                else:
-                    arrays = {n: v for n, v in self._device_data(data).items() if n != "examples"}
-                    batch, self._inner, metrics = self._generate_jit(self._inner, policy, arrays, key)
-                jax.block_until_ready(batch)  # this thread only: the time the batch took
+                with self._turn:
+                    if self._host:
+                        batch, self._inner, metrics = self._generate(self._inner, policy, self._device_data(data), key)
+                    else:
+                        arrays = {n: v for n, v in self._device_data(data).items() if n != "examples"}
+                        batch, self._inner, metrics = self._generate_jit(self._inner, policy, arrays, key)
+                    jax.block_until_ready((batch, self._inner, metrics))  # this thread only: the time the batch took
                 self._queue.put((batch, self._inner, {**metrics, "pipeline/generate_s": time.perf_counter() - t0},
                                  position))
         except _Stopped:
@@ -229,7 +235,9 @@ class Pipeline:
             raise item
         batch, inner_state, metrics, position = item
         timings = {"pipeline/generate_s": metrics.pop("pipeline/generate_s"), "pipeline/wait_s": wait}
-        state, metrics = self._commit(state, *self._to_update(batch, inner_state, metrics))
+        with self._turn:
+            state, metrics = self._commit(state, *self._to_update(batch, inner_state, metrics))
+            jax.block_until_ready((state, metrics))
         metrics = {**metrics, **timings}
         self._next += 1
         version = self._next
@@ -243,6 +251,11 @@ class Pipeline:
     def home(self, state: PolicyState) -> PolicyState:
         """The current state in the trainer's layout (it already is: the updates run there)."""
         return state
+
+    def exclusive(self):
+        """A context in which the caller's programs run alone on the devices (the trainer's
+        evaluations): held against the generator on a shared mesh of several devices."""
+        return self._turn
 
     def close(self) -> None:
         """Stops the generator thread (after its current collect) and waits for it."""

@@ -27,6 +27,7 @@ shapes known in advance, which the collectives need).
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
 from typing import Any, Callable
 
@@ -185,6 +186,10 @@ class ProcessPipeline:
         source = jax.process_index() == self._first_updater
         host = broadcast(sharding.to_host(self._state) if source else self._state_template, source)
         return self._home.put(host, self._home.state_shardings(host))
+
+    def exclusive(self):
+        """Nothing runs beside the caller on its devices (the sides meet in collectives only)."""
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         """Nothing runs in the background."""

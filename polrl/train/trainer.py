@@ -517,7 +517,8 @@ class Trainer:
         last_eval = {}
         evaluates = phase.algorithm.trains_policy  # a scorer's phase is not evaluated as a policy
         if start == 0 and evaluates:
-            last_eval = self._evaluate_phase(phase, state)
+            with contextlib.nullcontext() if pipe is None else pipe.exclusive():
+                last_eval = self._evaluate_phase(phase, state)
             self.writer.write({"step": global_step, "phase": phase.name, **last_eval})
         bar = tqdm(range(start, phase.steps), desc=phase.name, disable=not (spec.progress and self.is_chief), dynamic_ncols=True)
         nonfinite_streak = 0
@@ -548,7 +549,8 @@ class Trainer:
                                      (spec.checkpoint_every and (s + 1) % spec.checkpoint_every == 0)):
                 state = pipe.home(state)  # the state in this trainer's layout, where it is read next
             if evaluating:
-                last_eval = self._evaluate_phase(phase, state)
+                with contextlib.nullcontext() if pipe is None else pipe.exclusive():
+                    last_eval = self._evaluate_phase(phase, state)
                 record.update(last_eval)
             if (s + 1) % spec.log_every == 0 or done or "eval/accuracy" in record:
                 self.writer.write(record)
