@@ -12,10 +12,13 @@ The long chain task (``experiments/chain_long_grpo.py``: 28–113-token scratchp
 
 each on the meshes of the same machine: ``one`` (one XLA device, the experiment's own layout;
 XLA's intra-op threads use the cores), ``data`` (one CPU device per core, the batch split over
-them: the launcher's ``mesh.data = -1``) and, asynchronous only, ``split``
+them: the launcher's ``mesh.data = -1``), asynchronous only, ``split``
 (``async_rollout_devices = 1``: the first CPU device generates, the second updates, the weights
-pushed to the first after every update). Every arm runs in this process, one after the other,
-from the same warm start and with the same prompts.
+pushed to the first after every update), and ``processes``: two processes of one CPU device each
+(``jax.distributed``, gloo), the first generating and the second updating
+(``polrl.train.process_pipeline``; at k = 0 the two take turns). Every arm runs one after the
+other, from the same warm start and with the same prompts; the ``processes`` arms in two child
+processes, the others in this one.
 
 Timing: the median ``step_time_s`` of a run's steps after the first ``SKIP`` (compilation, and
 the batches an asynchronous run generates before its first update). An asynchronous step's
@@ -46,9 +49,18 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.provenance import append, provenance, read  # noqa: E402
 from polrl.devices import use_every_core  # noqa: E402
 
-MESHES = ("one", "data", "split")
+MESHES = ("one", "data", "split", "processes")
 KS = (0, 1, 2)
 ARMS = tuple(f"{mesh}_k{k}" for mesh in MESHES for k in KS if mesh != "split" or k)
+WORKER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from polrl.launch import initialize_distributed
+initialize_distributed(multihost=False, coordinator=sys.argv[2], num_processes=2, process_id=int(sys.argv[3]),
+                       cpu_collectives="gloo")
+import importlib
+importlib.import_module("benchmarks.async").train(*sys.argv[4:])
+"""
 SKIP = 5
 RESULTS = ROOT / "benchmarks" / "results" / "async.jsonl"
 OUT = ROOT / "benchmarks" / "async.md"
@@ -62,10 +74,39 @@ def config(arm: str, seed: int, steps: int, eval_every: int):
     mesh, k = arm.rsplit("_k", 1)
     c = chain_long_grpo.get_config()
     c.seed, c.total_steps, c.eval_every, c.checkpoint_every = seed, steps, eval_every, 0
-    c.staleness, c.async_rollouts = int(k), int(k) > 0
-    c.mesh = ml_collections.ConfigDict(dict(data=-1 if mesh == "data" else 1, fsdp=1, tensor=1, expert=1))
-    c.async_rollout_devices = 1 if mesh == "split" else 0
+    c.staleness, c.async_rollouts = int(k), int(k) > 0 or mesh == "processes"
+    c.mesh = ml_collections.ConfigDict(dict(data=-1 if mesh in ("data", "processes") else 1, fsdp=1, tensor=1,
+                                            expert=1))
+    c.async_rollout_devices = 1 if mesh in ("split", "processes") else 0
     return c
+
+
+def train(arm: str, seed: str, steps: str, eval_every: str, workdir: str) -> None:
+    """One arm's training run in ``workdir`` (the work of this process, or of each child process)."""
+    from polrl.train.build import build_spec
+    from polrl.train.trainer import Trainer
+
+    Trainer(build_spec(config(arm, int(seed), int(steps), int(eval_every)), progress=False), workdir).run()
+
+
+def two_processes(arm: str, seed: int, steps: int, eval_every: int, workdir: pathlib.Path) -> None:
+    """``train`` in two child processes of one CPU device each, over jax.distributed."""
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f)
+    env = dict(os.environ, XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count=1".strip(), JAX_PLATFORMS="cpu")
+    args = [str(a) for a in (arm, seed, steps, eval_every, workdir)]
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(ROOT), f"127.0.0.1:{port}", str(i), *args], env=env,
+                              cwd=ROOT, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode:
+            raise SystemExit(f"{arm}: a training process failed:\n{err[-3000:]}")
 
 
 def warm_start(base: pathlib.Path, seed: int) -> pathlib.Path:
@@ -84,8 +125,6 @@ def warm_start(base: pathlib.Path, seed: int) -> pathlib.Path:
 
 def run_arm(arm: str, seed: int, steps: int, eval_every: int, base: pathlib.Path) -> dict:
     from polrl.train import metrics as metrics_lib
-    from polrl.train.build import build_spec
-    from polrl.train.trainer import Trainer
 
     warm = warm_start(base, seed)
     workdir = base / f"{arm}_seed{seed}"
@@ -93,7 +132,10 @@ def run_arm(arm: str, seed: int, steps: int, eval_every: int, base: pathlib.Path
     (workdir / "checkpoints").mkdir(parents=True)
     shutil.copytree(warm / "checkpoints" / "sft_warmup", workdir / "checkpoints" / "sft_warmup")
     shutil.copy(warm / "metrics.jsonl", workdir / "metrics.jsonl")
-    Trainer(build_spec(config(arm, seed, steps, eval_every), progress=False), str(workdir)).run()
+    if arm.startswith("processes"):
+        two_processes(arm, seed, steps, eval_every, workdir)
+    else:
+        train(arm, seed, steps, eval_every, str(workdir))
     records = [r for r in metrics_lib.read_metrics(str(workdir)) if r["phase"] != "sft_warmup"]
     trained = [r for r in records if "loss" in r]
     times = [r["step_time_s"] for r in trained]
@@ -112,6 +154,8 @@ def run_arm(arm: str, seed: int, steps: int, eval_every: int, base: pathlib.Path
 
 
 def speedup(records: list[dict]) -> dict:
+    if not {0, 1} <= {r["k"] for r in records}:
+        return {}
     best = lambda k: min((r for r in records if r["k"] == k), key=lambda r: r["step_time_median_s"])
     sync, k1 = best(0), best(1)
     return {"speedup_vs_sync": round(sync["step_time_median_s"] / k1["step_time_median_s"], 3),
@@ -141,8 +185,9 @@ def render(records: list[dict]) -> str:
                      f"{fmt(r['generate_median_s'])} | {fmt(r['wait_median_s'])} | {r['train_s']:.0f} | "
                      f"{100 * r['warm_accuracy']:.1f}% → {100 * r['accuracy']:.1f}% |")
     s = speedup(records)
-    lines += ["", f"speedup_vs_sync (fastest synchronous arm `{s['sync_arm']}` over fastest k = 1 arm "
-              f"`{s['async_arm']}`): **{s['speedup_vs_sync']:.2f}×**."]
+    if s:
+        lines += ["", f"speedup_vs_sync (fastest synchronous arm `{s['sync_arm']}` over fastest k = 1 arm "
+                  f"`{s['async_arm']}`): **{s['speedup_vs_sync']:.2f}×**."]
     step = {(r["mesh"], r["k"]): r["step_time_median_s"] for r in records if r["seed"] == seeds[0]}
     ratios = [f"{mesh} k = {k}: {step[(mesh, 0)] / step[(mesh, k)]:.2f}×" for mesh in MESHES for k in KS[1:]
               if (mesh, 0) in step and (mesh, k) in step]

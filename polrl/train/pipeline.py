@@ -32,8 +32,10 @@ How the pieces line up with the synchronous stale collector, at step s:
 * on the update's mesh (``Lookahead.rollout_layout`` None): both threads dispatch to the same
   devices (the sampler reshards the weights to the rollout layout inside its step, as in the
   synchronous step), and the two programs overlap only where the runtime executes them side by
-  side — XLA's CPU client does on a one-device mesh; a multi-device mesh, and an accelerator
-  with its one compute stream per device, runs them in turn;
+  side — XLA's CPU client does on a one-device mesh. On a mesh of several devices the threads
+  take turns (``exclusive``: a lock from a program's dispatch to its completion): programs with
+  collectives dispatched from two threads can start in different orders on different devices
+  and wait on each other forever;
 * on devices of its own (``async_rollout_devices``): the copy is pushed to the rollout devices
   after every update and each batch (with the collector's state and metrics) is brought back
   to the update's devices. Only device collectors run there.
