@@ -14,12 +14,11 @@ worker that runs hundreds of test modules keeps thousands of programs (jitted mo
 cache one per model and shape). Linux caps a process's mappings (``vm.max_map_count``, 65530 by
 default); past the cap the next compilation cannot map its code and the worker dies with a
 segmentation fault. After each module, once the worker holds more than half the cap, the jit caches
-are cleared (``jax.clear_caches``): later modules recompile what they use, nothing else changes.
+are cleared (``polrl.train.programs``): later modules recompile what they use, nothing else changes.
 
 XLA reads its flags once, when the backend starts, so they are set before anything imports jax;
 test subprocesses (multi-host, relaunches) inherit them.
 """
-import gc
 import os
 
 flags = os.environ.get("XLA_FLAGS", "")
@@ -34,20 +33,10 @@ import pytest  # noqa: E402
 jax.config.update("jax_default_matmul_precision", "float32")
 
 
-def _mappings() -> tuple[int, int] | None:
-    """(memory mappings of this process, the kernel's cap), or None where /proc does not tell."""
-    try:
-        with open("/proc/self/maps") as maps, open("/proc/sys/vm/max_map_count") as cap:
-            return sum(1 for _ in maps), int(cap.read())
-    except OSError:
-        return None
-
-
 @pytest.fixture(scope="module", autouse=True)
 def bounded_memory_mappings():
     """After the module: the jit caches cleared when the worker holds over half its mapping cap."""
     yield
-    counts = _mappings()
-    if counts is not None and counts[0] > counts[1] // 2:
-        jax.clear_caches()
-        gc.collect()
+    from polrl.train.programs import bound_compiled_programs
+
+    bound_compiled_programs()

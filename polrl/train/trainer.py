@@ -48,7 +48,7 @@ from polrl import detectability, evaluation, sharding
 from polrl.core import Algorithm, Collector
 from polrl.rollout import SamplingConfig, sample
 from polrl.tasks import BatchIterator, Task, task_batch
-from polrl.train import checkpoint, metrics as metrics_lib, pipeline, process_pipeline, steps
+from polrl.train import checkpoint, metrics as metrics_lib, pipeline, process_pipeline, programs, steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -425,9 +425,12 @@ class Trainer:
 
         The final parameters are kept in ``self.params`` (e.g. to sample from the model).
         SIGTERM (preemption) makes the run save a checkpoint at the next step boundary and
-        return early with ``self.preempted = True``; a relaunch resumes from there.
+        return early with ``self.preempted = True``; a relaunch resumes from there. A process that
+        holds over ¾ of its memory-mapping cap in compiled programs (many runs in one notebook)
+        has its jit caches cleared first (``polrl.train.programs``).
         """
         spec = self.spec
+        programs.bound_compiled_programs(0.75)  # a long-lived process (a notebook) stays under its mapping cap
         params = spec.init_params
         global_step = 0
         summary = {}
