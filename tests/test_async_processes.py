@@ -9,7 +9,6 @@ program on another process), so float metrics are compared to float32 rounding; 
 tokens, and therefore every count and length, must be equal exactly.
 """
 import importlib
-import math
 import os
 import pathlib
 import shutil
@@ -23,10 +22,10 @@ import pytest
 from polrl.train import metrics as metrics_lib
 from polrl.train.build import build_spec
 from polrl.train.trainer import Trainer
+from test_async import _assert_same_run, _records  # the equality of two runs' logs, as there
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WARMUP, RL_STEPS = 20, 4
-TIMING = ("step_time_s", "tokens_per_s", "pipeline/generate_s", "pipeline/wait_s")
 WORKER = """
 import sys
 from polrl.launch import initialize_distributed
@@ -69,21 +68,6 @@ def _two_processes(workdir, k: int):
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]
-
-
-def _records(workdir):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in metrics_lib.read_metrics(str(workdir))]
-
-
-def _assert_same_run(a, b):
-    assert len(a) == len(b)
-    for x, y in zip(a, b, strict=True):
-        assert x.keys() == y.keys()
-        for key in x:
-            if isinstance(x[key], float) and not float(x[key]).is_integer():
-                assert math.isclose(x[key], y[key], rel_tol=1e-5, abs_tol=1e-6), (x["step"], key, x[key], y[key])
-            else:
-                assert x[key] == y[key], (x["step"], key, x[key], y[key])
 
 
 def _assert_same_params(workdir, reference):
