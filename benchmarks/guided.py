@@ -293,6 +293,10 @@ COMPANIONS = {
     "guided_sophia": ("SOPHIA (arXiv 2507.16814) on the chain task: semi-off-policy rows (a larger teacher's "
                       "scratchpad, the policy's own answers after it, the answers' outcomes propagated to the "
                       "scratchpad) against GRPO, same steps (`benchmarks/guided_sophia.py`):", "render"),
+    "guided_tppo": ("T-PPO (arXiv 2506.15050) on the long chain task: responses drawn 32 tokens per step, "
+                    "unfinished ones continued at the next step from their cache, the policy trained on each window "
+                    "with Extended GAE and the value head on the finished responses, against PPO on complete "
+                    "responses with the same loss, value head and steps (`benchmarks/guided_tppo.py`):", "render"),
 }
 # (script, arm, baseline, the run's score, "better" | "parity", claim), judged like the claims above
 COMPANION_CLAIMS = (
@@ -322,6 +326,8 @@ COMPANION_CLAIMS = (
      "INSPO: co-evolving a population of instructions with the policy beats GRPO on bare prompts (arXiv 2512.01945)"),
     ("guided_sophia", "sophia", "grpo", "accuracy", "better",
      "SOPHIA: semi-off-policy rows from a teacher's reasoning beat GRPO (arXiv 2507.16814)"),
+    ("guided_tppo", "tppo", "ppo", "accuracy", "parity",
+     "T-PPO: PPO's accuracy from partial rollouts, in less training time (arXiv 2506.15050; the time is in the table)"),
     ("guided_nlpo", "nlpo", "ppo", "accuracy", "better",
      "NLPO: PPO under a delayed copy's top-p action mask beats PPO (arXiv 2210.01241; the longer budget)"),
 )

@@ -673,6 +673,23 @@ def guided_method_block(method: str) -> Callable[[], str]:
                     f"semi-off-policy rows (the teacher's scratchpad, the policy's total) were right; the teacher's "
                     f"tokens had importance weight {semi('correction/ratio_mean', 1.0, 3)} on average, "
                     f"{semi('correction/truncated_frac', 100.0, 2)}% of them truncated at C = 2.")
+        if method in ("tppo", "tppo_ppo"):
+            a = by_arm(results("guided_tppo"))
+            if not (a.get("tppo") and a.get("ppo")):
+                return "Expected result: not measured yet (`python benchmarks/guided_tppo.py --seeds 0 1 2` writes it)."
+            tppo, ppo = a["tppo"], a["ppo"]
+            seconds = lambda rs: ms([r["train_seconds"] for r in rs], 1.0, 0)
+            finished = lambda rs: ms([r["means"].get("partial/finished_rows", r["rows"]) for r in rs], 1.0, 1)
+            return (f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_tppo.py --steps "
+                    f"{tppo[0]['budget']} --eval_every {tppo[0]['evals'][1]['step'] - tppo[0]['evals'][0]['step']}`; raw: "
+                    f"benchmarks/results/guided_tppo.jsonl; {where(tppo)}; {tppo[0]['budget']} steps of chain_long_tppo.py "
+                    f"and of chain_long_ppo.py from each seed's SFT warm start, {seeds_phrase(r['seed'] for r in tppo)}; "
+                    f"held-out greedy exact match of the final answer on 500 prompts, each run's mean of its last 3 "
+                    f"evaluations): warm start {ms([r['warm_accuracy'] for r in tppo])}% → T-PPO "
+                    f"{ms([acc(r) for r in tppo])}%, PPO {ms([acc(r) for r in ppo])}% (paired differences "
+                    f"{_paired(tppo, ppo, acc)} points). Training time (the steps' collect + update, evaluations "
+                    f"excluded): T-PPO {seconds(tppo)} s, PPO {seconds(ppo)} s; responses finished per step: "
+                    f"{finished(tppo)} and {finished(ppo)}.")
         if method == "nlpo":
             records = results("guided_nlpo")
             if not records:
@@ -762,17 +779,24 @@ def readme_guided_methods() -> str:
     if sophia.get("sophia") and sophia.get("grpo"):
         parts.append(f"SOPHIA {acc(sophia['sophia'])}% vs GRPO {acc(sophia['grpo'])}% at {sophia['sophia'][0]['budget']} "
                      f"steps ({seeds_phrase(r['seed'] for r in sophia['sophia'])})")
+    tppo = by_arm(results("guided_tppo"))
+    if tppo.get("tppo") and tppo.get("ppo"):
+        seconds = lambda rs: ms([r["train_seconds"] for r in rs], 1.0, 0)
+        parts.append(f"T-PPO {acc(tppo['tppo'])}% vs PPO {acc(tppo['ppo'])}% at {tppo['tppo'][0]['budget']} steps, "
+                     f"training time {seconds(tppo['tppo'])} s vs {seconds(tppo['ppo'])} s "
+                     f"({seeds_phrase(r['seed'] for r in tppo['tppo'])})")
     if not parts:
         return ""
     return ("| `experiments/arithmetic_spark.py`, `arithmetic_spark_self_reward.py`, `chain_digi_q.py`, "
             "`target_says_dialtree_rpo.py`, `chain_ghpo.py`, `chain_ghpo_labels.py`, `chain_gkd.py`, `arithmetic_nlpo.py`, `chain_ampo.py`, "
-            "`arithmetic_inspo.py`, `chain_sophia.py` | SPARK (the policy "
+            "`arithmetic_inspo.py`, `chain_sophia.py`, `chain_long_tppo.py` | SPARK (the policy "
             "also trained as a judge of its own samples, then that judge as the reward), Digi-Q (a TD critic on frozen "
             "features, best-of-N extraction), DialTree-RPO (tree search over dialogue turns against a frozen target), "
             "GHPO (hints for the prompts no sample solves; its label control gives those prompts the labelled answer as a row), GKD (on-policy distillation from a larger teacher), NLPO "
             "(PPO under a delayed copy's top-p action mask), AMPO (a pool of teachers for the groups no sample "
             "solves), INSPO (a population of instructions co-evolved with the policy), SOPHIA (a larger teacher's "
-            "reasoning finished by the policy, the outcome credited back to the reasoning) against "
+            "reasoning finished by the policy, the outcome credited back to the reasoning), T-PPO (responses drawn "
+            "32 tokens per step, trained on as they grow) against "
             "their papers' baselines | "
             + "; ".join(parts) + " ([`benchmarks/guided.md`](benchmarks/guided.md)) |")
 
@@ -1165,7 +1189,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     **{f"preference.{a}": chain_preference_block(a) for a in ("chain_dpo_revised", "chain_opa_dpo")},
     **{f"guided.{a}": guided_block(a) for a in ("prm", "mcts_dpo")},
     **{f"guided.{m}": guided_method_block(m) for m in ("spark", "spark_self_reward", "digi_q", "dialtree_rpo", "ghpo", "ghpo_labels",
-                                                       "gkd", "nlpo", "ampo", "sophia")},
+                                                       "gkd", "nlpo", "ampo", "sophia", "tppo", "tppo_ppo")},
     "guided.inspo": inspo_block,
     **{f"frontier.{n}": frontier_block(n) for n in ("bgpo", "diffusion_seppo", "diffusion_dragon", "pgd", "ct2",
                                                     "volleyball_mappo", "volleyball_ippo", "volleyball_selfplay")},

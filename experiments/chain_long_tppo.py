@@ -1,0 +1,56 @@
+"""T-PPO on the long chain task: responses generated 32 tokens per step and trained on as they grow.
+
+"Truncated Proximal Policy Optimization" (arXiv 2506.15050) on the recipe of
+``experiments/chain_long_ppo.py`` (the chain_long_grpo task, model, warm start, 16 prompts × 8
+samples and 160-token budget; value head, γ = 1, λ = 0.95, clip 0.2 with dual clip 3, clipped value
+loss, lr 1e-4, one update per batch). What T-PPO changes:
+
+* partial rollouts (``collectors.partial_groups``): each step draws at most 32 tokens of every
+  running response; a response unfinished at the window's end keeps its KV cache and continues at
+  the next step with the updated policy; a group of 8 takes a new prompt once all its samples have
+  finished;
+* Extended GAE: each step trains the policy on the tokens just drawn; a response that finished
+  this step is credited with its reward, one still running bootstraps from the value head at the
+  window's end;
+* the value head trains on the finished responses only, every token of them, towards Monte-Carlo
+  returns (λ_v = 1).
+
+Advantages are not whitened (in both recipes): until the zero-initialised value head has learnt,
+the windows of running responses get advantages near 0 and whitening would shift all of them by
+the batch mean.
+
+Where the time goes: a step draws at most 32 tokens per row instead of the longest response, but
+its update still runs the policy over every row's whole response so far at the static width of
+the budget (the window's tokens are selected by the mask, not cut out), as PPO's does; the paper's
+second saving, computing only the window's tokens in the update, is not made here. So a T-PPO step
+saves generation only, and each response needs about two steps.
+
+Launch (CPU):
+  python -m polrl.launch --config experiments/chain_long_tppo.py --workdir runs/chain_long_tppo
+Smoke (run by the test suite):
+  python -m polrl.launch --config experiments/chain_long_tppo.py:smoke --workdir /tmp/polrl/chain_long_tppo_smoke
+
+<!-- report: guided.tppo -->
+Expected result (benchmarks/guided.md, from `python benchmarks/guided_tppo.py --steps 100
+--eval_every 25`; raw: benchmarks/results/guided_tppo.jsonl; CPU AMD EPYC; 100 steps of
+chain_long_tppo.py and of chain_long_ppo.py from each seed's SFT warm start, 3 seeds (0, 1, 2);
+held-out greedy exact match of the final answer on 500 prompts, each run's mean of its last 3
+evaluations): warm start 73.5 ± 12.2% → T-PPO 60.8 ± 3.3%, PPO 91.2 ± 2.4% (paired differences
+-29.7, -33.4, -28.0 points). Training time (the steps' collect + update, evaluations excluded):
+T-PPO 171 ± 10 s, PPO 193 ± 12 s; responses finished per step: 53.3 ± 1.1 and 128.0 ± 0.0.
+<!-- /report -->
+"""
+import ml_collections
+
+from experiments import chain_long_ppo
+
+WINDOW = 32  # tokens drawn per response and step, of the 160-token budget
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = chain_long_ppo.get_config(arg)
+    c.algorithm = "tppo"
+    c.algorithm_kwargs = ml_collections.ConfigDict(dict(chain_long_ppo.PPO_KWARGS, value_lambda=1.0))
+    c.collector = "partial_groups"
+    c.collector_kwargs = ml_collections.ConfigDict(dict(window=WINDOW, values=True))
+    return c
