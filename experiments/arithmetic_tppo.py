@@ -23,7 +23,8 @@ budget: 56.6 ± 3.6%).
 <!-- /report -->
 
 With 2–3-token answers a 2-token window mostly removes the reward from the digits' advantages; T-PPO
-is meant for long responses.
+is meant for long responses: ``experiments/chain_long_tppo.py`` runs it on partial rollouts of the
+long chain task.
 """
 import ml_collections
 

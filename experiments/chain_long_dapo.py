@@ -20,8 +20,8 @@ Smoke (run by the test suite):
 Expected result (benchmarks/length.md, written by `python benchmarks/length.py` from
 benchmarks/results/length.jsonl; CPU AMD EPYC; held-out greedy exact match of the final answer on
 500 prompts, the mean of a run's last 3 evaluations; every arm of a seed from the same warm start;
-200 steps; mean ± std over 4 seeds (0, 1, 2, 3)): 91.7 ± 2.7% at 1.29 ± 0.03× GRPO's counted compute
-(GRPO 84.4 ± 11.4%); GRPO with DAPO's token-level loss alone: 89.7 ± 3.1%.
+200 steps; mean ± std over 5 seeds (0, 1, 2, 3, 4)): 90.2 ± 4.0% at 1.30 ± 0.03× GRPO's counted
+compute (GRPO 84.2 ± 9.9%); GRPO with DAPO's token-level loss alone: 88.1 ± 4.6%.
 <!-- /report -->
 """
 import ml_collections

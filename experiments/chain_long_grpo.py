@@ -23,8 +23,8 @@ Smoke (seconds, run by the test suite):
 Expected result (benchmarks/length.md, written by `python benchmarks/length.py` from
 benchmarks/results/length.jsonl; CPU AMD EPYC; held-out greedy exact match of the final answer on
 500 prompts, the mean of a run's last 3 evaluations; every arm of a seed from the same warm start;
-200 steps; mean ± std over 4 seeds (0, 1, 2, 3)): SFT warm start 72.4 ± 10.2% → 84.4 ± 11.4% after
-200 GRPO steps; SFT continued on the same demonstrations instead: 81.5 ± 6.8%.
+200 steps; mean ± std over 5 seeds (0, 1, 2, 3, 4)): SFT warm start 71.5 ± 9.1% → 84.2 ± 9.9% after
+200 GRPO steps; SFT continued on the same demonstrations instead: 78.8 ± 8.4%.
 <!-- /report -->
 
 Per-seed curves, response lengths of right and wrong samples and counted compute are in
