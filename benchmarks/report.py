@@ -25,7 +25,7 @@ from typing import Callable
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import frontier_ct2, provenance, treepo  # noqa: E402
+from benchmarks import frontier_ct2, guided_tppo, provenance, treepo  # noqa: E402
 from benchmarks.claims import last_evals_mean  # noqa: E402
 from benchmarks.stats import mean_std  # noqa: E402
 
@@ -679,7 +679,7 @@ def guided_method_block(method: str) -> Callable[[], str]:
                 return "Expected result: not measured yet (`python benchmarks/guided_tppo.py --seeds 0 1 2` writes it)."
             tppo, ppo = a["tppo"], a["ppo"]
             seconds = lambda rs: ms([r["train_seconds"] for r in rs], 1.0, 0)
-            finished = lambda rs: ms([r["means"].get("partial/finished_rows", r["rows"]) for r in rs], 1.0, 1)
+            finished = lambda rs: ms([guided_tppo.finished_per_step(r) for r in rs], 1.0, 1)
             return (f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_tppo.py --steps "
                     f"{tppo[0]['budget']} --eval_every {tppo[0]['evals'][1]['step'] - tppo[0]['evals'][0]['step']}`; raw: "
                     f"benchmarks/results/guided_tppo.jsonl; {where(tppo)}; {tppo[0]['budget']} steps of chain_long_tppo.py "
