@@ -43,6 +43,10 @@ Array = jax.Array
 #   "ref_logp"        — log-probs of the response under the frozen reference parameters;
 #   "values"          — the value head at rollout time (``old_value_bt``) and during the update
 #                       (``value_bt``);
+#   "detached_values" — with "values": the update's ``value_bt`` is computed on the hidden states
+#                       under stop_gradient, so the value loss trains the value head alone and
+#                       the policy's parameters get the policy loss's gradient only (a critic
+#                       optimized apart from the policy, ``optim.with_value_head_optimizer``);
 #   "old_logp"        — π_old recomputed by the trainer (``old_logp_bt``) even with one update per
 #                       batch (importance corrections between sampler and trainer, replay);
 #   "logits"          — the full next-token logits at each response position in the update
@@ -57,7 +61,8 @@ Array = jax.Array
 #                       ``aux["mean_logp_bt"]`` from the update's scoring forward. Only when π_old
 #                       is recomputed: with ``old_logp_bt`` None, π_old = π_θ and neither is
 #                       filled (ROVER's next-state value ρ·(m_θ − m_old)).
-KNOWN_NEEDS = frozenset({"ref_logp", "values", "old_logp", "logits", "kl_to_old", "old_mean_logp"})
+KNOWN_NEEDS = frozenset(
+    {"ref_logp", "values", "detached_values", "old_logp", "logits", "kl_to_old", "old_mean_logp"})
 
 # Where a row of a Batch comes from (``Batch.source_b``): the policy's own sample of this step
 # (ON_POLICY) or of an earlier version (REPLAY), a labelled answer with no sampling policy

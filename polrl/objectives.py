@@ -124,10 +124,13 @@ def entropy_bonus(*, coef: float) -> Transform:
     return stateless(fn)
 
 
-def value_loss(*, coef: float = 0.5, clip: float | None = 0.2) -> Transform:
+def value_loss(*, coef: float = 0.5, clip: float | None = 0.2, detached: bool = False) -> Transform:
     """Clipped value regression (PPO), term ``"value"``.
 
         L_t = c · ½ max((V_t − G_t)², (V_old,t + clip(V_t − V_old,t, −ε_v, ε_v) − G_t)²)
+
+    ``detached`` asks for values computed on the hidden states under stop_gradient (the need
+    ``"detached_values"``): the loss then trains the value head alone, not the shared trunk.
     """
 
     def fn(batch: Batch) -> Batch:
@@ -139,7 +142,12 @@ def value_loss(*, coef: float = 0.5, clip: float | None = 0.2) -> Transform:
         batch = batch.add_metrics(value_error=ops.masked_mean(jax.lax.stop_gradient(err), batch.mask_bt))
         return batch.add_term("value", 0.5 * coef * err)
 
-    return stateless(fn, needs=("values",))
+    return stateless(fn, needs=value_needs(detached))
+
+
+def value_needs(detached: bool) -> tuple[str, ...]:
+    """The trainer needs of a value loss: values, and with ``detached`` their detached form."""
+    return ("values", "detached_values") if detached else ("values",)
 
 
 def nll() -> Transform:

@@ -173,7 +173,8 @@ def tree_shardings(tree: Any, rules: Rules, mesh: jax.sharding.Mesh) -> Any:
 
     ``nnx.Variable`` leaves with logical axis names (``out_sharding`` metadata) follow
     ``rules``, wherever they sit (parameters, the reference, optax moments, which optax builds
-    with the parameters' Variable wrappers); every other array is replicated.
+    with the parameters' Variable wrappers); every other array is replicated. A Variable holding
+    no array (the other parts' places in ``optax.multi_transform``'s states) is kept as it is.
     """
     replicated = NamedSharding(mesh, PartitionSpec())
 
@@ -181,6 +182,8 @@ def tree_shardings(tree: Any, rules: Rules, mesh: jax.sharding.Mesh) -> Any:
         if _is_variable(x):
             names = x.get_metadata().get("out_sharding")
             value = x.get_value()
+            if not hasattr(value, "shape"):  # no array: e.g. optax's MaskedNode of a part's state
+                return x
             if names is None or len(names) != len(value.shape):
                 return x.replace(replicated)
             return x.replace(NamedSharding(mesh, logical_spec(names, value.shape, rules, mesh)))

@@ -148,6 +148,10 @@ def test_noun_and_errors():
     assert algorithms.tppo(kl_coef=0.1).needs == frozenset({"values", "ref_logp"})
     with pytest.raises(ValueError, match="window"):
         egae_advantage(window=0)
+    # the sampler/trainer correction is taken (it weighs the window's tokens); a KL in the reward is not
+    assert "old_logp" in algorithms.tppo(correction="token_truncate").needs
+    with pytest.raises(TypeError, match="kl_in"):
+        algorithms.tppo(kl_in="reward")
 
 
 def test_tiny_model_prepare_and_update():

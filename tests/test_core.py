@@ -159,7 +159,8 @@ def test_stateless_ignores_unknown_extras_and_missing_ones_are_an_error():
 
 
 def test_stateless_rejects_unknown_needs():
-    assert KNOWN_NEEDS == {"ref_logp", "values", "old_logp", "logits", "kl_to_old", "old_mean_logp"}  # computations, not data
+    assert KNOWN_NEEDS == {"ref_logp", "values", "detached_values", "old_logp", "logits", "kl_to_old",
+                           "old_mean_logp"}  # computations, not data
     with pytest.raises(ValueError, match="unknown needs"):
         stateless(lambda b: b, needs=("ref_logp", "reward_model"))
     with pytest.raises(ValueError, match="reward_model"):

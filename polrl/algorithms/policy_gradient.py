@@ -186,6 +186,7 @@ def ppo(
     lambda_: float = 0.95,
     value_coef: float = 0.5,
     value_clip: float | None = 0.2,
+    critic_learning_rate: float | None = None,
     whiten: bool = True,
     num_epochs: int = 2,
     num_minibatches: int = 2,
@@ -205,16 +206,41 @@ def ppo(
     rewards, so the KL return-to-go uses the discount γλ, ``polrl.kl_control``), before
     whitening.
 
+    ``critic_learning_rate`` (None: off) optimizes the critic apart from the policy
+    (``separate_critic``): the value loss reaches the value head only, which has its own AdamW at
+    this rate; with None the value loss also trains the trunk the policy shares, at the policy's rate.
+
     Other keywords: see ``pg_algorithm`` (β = 0, k3, ``kl_in="loss"``, no entropy bonus, no
     correction).
     """
     check_options("ppo", options)
-    return pg_algorithm(
+    return separate_critic(critic_learning_rate, options, pg_algorithm(
         [advantages.gae_advantage(gamma=gamma, lambda_=lambda_)],
         objectives.clipped_policy_gradient(
             eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip, seq_mask_delta=seq_mask_delta
         ),
-        objectives.value_loss(coef=value_coef, clip=value_clip),
+        objectives.value_loss(coef=value_coef, clip=value_clip, detached=critic_learning_rate is not None),
         learning_rate=learning_rate, num_epochs=num_epochs, num_minibatches=num_minibatches,
         whiten=whiten, kl_discount=gamma * lambda_, **options,
-    )
+    ))
+
+
+def separate_critic(critic_learning_rate: float | None, options: dict, algorithm: Algorithm) -> Algorithm:
+    """``algorithm`` (whose value loss is ``detached``) with its value head optimized apart.
+
+    With a ``critic_learning_rate`` the policy's parameters keep ``algorithm.optimizer`` and the
+    value head gets its own AdamW at that rate, clipped by its own gradient norm (``max_grad_norm``
+    of ``options``), ``optim.with_value_head_optimizer``; the value loss, computed on the trunk's
+    hidden states under stop_gradient, trains the value head only. The critic is then a head on
+    the policy's features rather than a model of its own: its loss never moves the policy. None
+    returns ``algorithm`` as it is.
+    """
+    if critic_learning_rate is None:
+        return algorithm
+    if critic_learning_rate <= 0:
+        raise ValueError(f"critic_learning_rate={critic_learning_rate} must be > 0 (or None: the value head "
+                         f"trains with the policy's optimizer and its loss reaches the shared trunk)")
+    if "detached_values" not in algorithm.needs:
+        raise ValueError("separate_critic: the algorithm's value loss must be detached (detached=True)")
+    critic = optim.adamw(critic_learning_rate, max_grad_norm=options.get("max_grad_norm", 1.0))
+    return algorithm._replace(optimizer=optim.with_value_head_optimizer(algorithm.optimizer, critic))

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from polrl import objectives, ops
-from polrl.algorithms.policy_gradient import REWARD_SIDE_OPTIONS, check_options, pg_algorithm
+from polrl.algorithms.policy_gradient import check_options, pg_algorithm, separate_critic
 from polrl.collectors.partial_rollouts import BOOTSTRAP, FINISHED, RESPONSE_MASK
 from polrl.core import Algorithm, Batch, Transform, stateless
 
@@ -88,7 +88,7 @@ def egae_advantage(
     return stateless(fn, needs=("values",))
 
 
-def finished_value_loss(*, coef: float = 0.5, clip: float | None = 0.2) -> Transform:
+def finished_value_loss(*, coef: float = 0.5, clip: float | None = 0.2, detached: bool = False) -> Transform:
     """The value loss of T-PPO: on partial rollouts, over the finished rows' whole responses.
 
     With ``aux["finished_b"]`` (``partial_groups``) the loss ``"value"`` is the token mean over
@@ -100,9 +100,10 @@ def finished_value_loss(*, coef: float = 0.5, clip: float | None = 0.2) -> Trans
     where the clipped branch applies on this step's tokens only (``mask_bt``: the rollout-time
     values V_old the trainer computed) and ℓ_t = (V_t − G_t)² on the earlier windows' tokens. A
     minibatch without finished rows has no value loss. On complete rows this is
-    ``objectives.value_loss`` (a per-token term aggregated with the policy loss).
+    ``objectives.value_loss`` (a per-token term aggregated with the policy loss). ``detached``: the
+    values are computed under stop_gradient of the trunk (see ``objectives.value_loss``).
     """
-    complete = objectives.value_loss(coef=coef, clip=clip)
+    complete = objectives.value_loss(coef=coef, clip=clip, detached=detached)
 
     def fn(batch: Batch) -> Batch:
         if FINISHED not in batch.aux:
@@ -116,7 +117,7 @@ def finished_value_loss(*, coef: float = 0.5, clip: float | None = 0.2) -> Trans
         batch = batch.add_metrics(value_error=ops.masked_mean(jax.lax.stop_gradient(err), weight))
         return batch.add_loss("value", 0.5 * coef * ops.masked_mean(err, weight))
 
-    return stateless(fn, needs=("values",))
+    return stateless(fn, needs=objectives.value_needs(detached))
 
 
 def tppo(
@@ -131,6 +132,7 @@ def tppo(
     value_lambda: float = 1.0,
     value_coef: float = 0.5,
     value_clip: float | None = 0.2,
+    critic_learning_rate: float | None = None,
     whiten: bool = True,
     num_epochs: int = 2,
     num_minibatches: int = 2,
@@ -154,19 +156,29 @@ def tppo(
     (``egae_advantage``) and ``window=None`` is PPO with decoupled value targets (with
     ``value_lambda = lambda_`` it is ``ppo``).
 
+    The paper optimizes the policy and the value model independently. ``critic_learning_rate``
+    (None: off) does so with the value head (``policy_gradient.separate_critic``): its loss is
+    computed on the trunk's hidden states under stop_gradient and trains the head alone, with its
+    own AdamW at that rate, so no critic update moves the policy. The critic reads the policy's
+    features rather than being a model of its own (the paper's): it costs no second forward pass,
+    and it is as good as those features.
+
     Defaults are ``polrl.algorithms.ppo``'s (verl's PPO for LLMs: γ = 1, λ = 0.95, ε = 0.2,
     dual clip 3, value clip 0.2, ``token_mean``) plus Monte-Carlo value targets (λ_v = 1). The
     paper's window length and λ values were not reachable (INFERRED, see ``egae_advantage``).
     The model needs a value head (``"values"``; the builder adds it).
 
     Other keywords: see ``pg_algorithm`` (β = 0, k3, no entropy bonus, ``token_mean``), all but
-    the prepare-side ``kl_in``, ``kl_target``, ``correction`` and ``correction_threshold``.
+    ``kl_in`` and ``kl_target`` (a KL in the reward would need its return-to-go across windows).
+    ``correction`` weighs each window's tokens by ρ = π_old/μ (``polrl.correction``): on partial
+    rollouts μ, the sampler's log-prob, differs from π_old through the earlier windows' keys and
+    values, cached by earlier policies.
     """
-    check_options("tppo", options, without=REWARD_SIDE_OPTIONS)
-    return pg_algorithm(
+    check_options("tppo", options, without=("kl_in", "kl_target"))
+    return separate_critic(critic_learning_rate, options, pg_algorithm(
         [egae_advantage(window=window, gamma=gamma, lambda_=lambda_, value_lambda=value_lambda)],
         objectives.clipped_policy_gradient(eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip),
-        finished_value_loss(coef=value_coef, clip=value_clip),
+        finished_value_loss(coef=value_coef, clip=value_clip, detached=critic_learning_rate is not None),
         learning_rate=learning_rate, num_epochs=num_epochs, num_minibatches=num_minibatches, whiten=whiten,
         **options,
-    )
+    ))

@@ -117,8 +117,9 @@ def fits_packed(config, batch: Batch) -> jax.Array:
     return jnp.all(jax.vmap(lambda n: packing.next_fit(n, config.pack_length, config.pack_rows)[2])(parts))
 
 
-def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: bool = False, full_logits: bool = False,
-          chunk_size: int | None = None, mean_logp: bool = False, micro_batches: int | None = None,
+def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: bool = False,
+          detach_values: bool = False, full_logits: bool = False, chunk_size: int | None = None,
+          mean_logp: bool = False, micro_batches: int | None = None,
           pack: bool = False, pack_fallback: bool = True) -> dict:
     """One forward: per-response-token log-prob, entropy and (optionally) value and logits.
 
@@ -130,6 +131,9 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
     ``chunk_size`` (None → ``model.config.logits_chunk_size``; 0 → off) runs the LM head on that
     many positions at a time (``ops.token_logp_and_entropy``), so [B, T, V] float32 logits never
     exist; same values and gradients. Ignored when ``full_logits`` asks for the whole array.
+
+    ``detach_values`` computes ``value_bt`` from the hidden states under ``stop_gradient``: a loss on
+    the values then trains the value head's own parameters only, never the trunk the policy shares.
 
     ``mean_logp`` also returns ``mean_logp_bt``, the vocabulary mean of the log-probs at each
     position (``ops.mean_log_prob_from_logits``; the need ``"old_mean_logp"``), from the same LM-head
@@ -154,8 +158,8 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
     model = nnx.merge(graphdef, params)
     config = getattr(model, "config", None)  # models without a config: no chunking, no micro-batches
     micro = getattr(config, "micro_batches", 1) if micro_batches is None else micro_batches
-    kwargs = dict(temperature=temperature, values=values, full_logits=full_logits, chunk_size=chunk_size,
-                  mean_logp=mean_logp, pack=pack, pack_fallback=pack_fallback)
+    kwargs = dict(temperature=temperature, values=values, detach_values=detach_values, full_logits=full_logits,
+                  chunk_size=chunk_size, mean_logp=mean_logp, pack=pack, pack_fallback=pack_fallback)
     if micro > 1:
         return _score_micro_batches(graphdef, params, batch, micro, kwargs)
     pack_length = getattr(config, "pack_length", 0) if pack else 0
@@ -180,7 +184,7 @@ def score(graphdef, params, batch: Batch, *, temperature: float = 1.0, values: b
         if mean_logp:
             out["mean_logp_bt"] = ops.mean_log_prob_from_logits(logits)
     if values:
-        out["value_bt"] = model.value(h)
+        out["value_bt"] = model.value(jax.lax.stop_gradient(h) if detach_values else h)
     if full_logits:
         out["logits_btv"] = logits
     if pack_length:  # positions past a row's last masked-in token are not scored
@@ -264,6 +268,7 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
     per position, without gradient.
     """
     want_values, want_logits = "values" in algorithm.needs, "logits" in algorithm.needs
+    detach_values = "detached_values" in algorithm.needs
     want_mean = "old_mean_logp" in algorithm.needs and batch.old_logp_bt is not None
     rng, perm_rng = jax.random.split(state.rng)
 
@@ -271,8 +276,9 @@ def update(state: PolicyState, batch: Batch, *, algorithm: Algorithm, graphdef, 
     packs = bool(getattr(config, "pack_length", 0))
 
     def scored(params, mb: Batch, pack: bool = packs, micro_batches: int | None = None) -> Batch:
-        out = score(graphdef, params, mb, temperature=temperature, values=want_values, full_logits=want_logits,
-                    mean_logp=want_mean, pack=pack, pack_fallback=False, micro_batches=micro_batches)
+        out = score(graphdef, params, mb, temperature=temperature, values=want_values, detach_values=detach_values,
+                    full_logits=want_logits, mean_logp=want_mean, pack=pack, pack_fallback=False,
+                    micro_batches=micro_batches)
         if want_mean:
             mean = jax.lax.stop_gradient(out.pop("mean_logp_bt"))
             mb = mb.replace(aux={**mb.aux, "mean_logp_bt": mean})
