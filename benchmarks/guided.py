@@ -295,8 +295,10 @@ COMPANIONS = {
                       "scratchpad) against GRPO, same steps (`benchmarks/guided_sophia.py`):", "render"),
     "guided_tppo": ("T-PPO (arXiv 2506.15050) on the long chain task: responses drawn 32 tokens per step, "
                     "unfinished ones continued at the next step from their cache, the policy trained on each window "
-                    "with Extended GAE and the value head on the finished responses, against PPO on complete "
-                    "responses with the same loss, value head and steps (`benchmarks/guided_tppo.py`):", "render"),
+                    "with Extended GAE (λ = 1) and the value head on the finished responses, against PPO on "
+                    "complete responses (λ = 0.95) with the same loss, steps and critic: a value head optimized apart "
+                    "from the policy, at lr 1e-3 on the policy's detached features (`benchmarks/guided_tppo.py`):",
+                    "render"),
 }
 # (script, arm, baseline, the run's score, "better" | "parity", claim), judged like the claims above
 COMPANION_CLAIMS = (
