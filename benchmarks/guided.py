@@ -295,7 +295,9 @@ COMPANIONS = {
                       "scratchpad) against GRPO, same steps (`benchmarks/guided_sophia.py`):", "render"),
     "guided_tppo": ("T-PPO (arXiv 2506.15050) on the long chain task: responses drawn 32 tokens per step, "
                     "unfinished ones continued at the next step from their cache, the policy trained on each window "
-                    "with Extended GAE (λ = 1) and the value head on the finished responses, against PPO on "
+                    "with Extended GAE (λ = 1), each token's advantage weighted by min(π_old/μ, 2) (TIS: the sampler's "
+                    "μ differs where earlier policies cached the context), and the value head on the finished "
+                    "responses, against PPO on "
                     "complete responses (λ = 0.95) with the same loss, steps and critic: a value head optimized apart "
                     "from the policy, at lr 1e-3 on the policy's detached features (`benchmarks/guided_tppo.py`):",
                     "render"),

@@ -9,13 +9,15 @@ from the policy, ``critic_learning_rate``):
 * ``tppo``  ``experiments/chain_long_tppo.py``: "Truncated Proximal Policy Optimization" (arXiv
             2506.15050) — each step draws at most 32 tokens of every running response (unfinished
             ones continue at the next step from their cache), trains the policy on those tokens with
-            Extended GAE (λ = 1), and the value head on the responses that finished;
+            Extended GAE (λ = 1) and the sampler/trainer correction (TIS), and the value head on
+            the responses that finished;
 * ``ppo``   ``experiments/chain_long_ppo.py``: the same PPO on complete responses (every response
             drawn to its end in its step; GAE λ = 0.95), the paper's baseline.
 
 The first form of this comparison let the value loss reach the policy's trunk (the default); its
-runs are kept in ``benchmarks/results/guided_tppo_shared_critic.jsonl`` (``--results`` wrote them);
-``render`` sets them beside these (``critic_table``).
+runs are kept in ``benchmarks/results/guided_tppo_shared_critic.jsonl``, and T-PPO's runs with the
+critic apart but without the correction in ``benchmarks/results/guided_tppo_no_correction.jsonl``
+(``--results`` wrote both); ``render`` sets them beside these (``ablation_table``).
 
 Each run is evaluated every ``--eval_every`` steps on the 500 held-out prompts (greedy exact match of
 the final answer); its accuracy is the mean of its last ``LAST_EVALS`` evaluations. The records hold
@@ -49,6 +51,7 @@ from benchmarks.stats import mean_std  # noqa: E402
 
 ARMS = ("tppo", "ppo")
 SHARED_CRITIC = "guided_tppo_shared_critic"  # the runs of the first form, value loss through the trunk
+NO_CORRECTION = "guided_tppo_no_correction"  # T-PPO with the critic apart, without the sampler/trainer correction
 LAST_EVALS = 3
 SERIES = ("accuracy", "reward_mean", "response_length", "response_tokens", "update_tokens", "step_time_s",
           "value_error", "entropy", "partial/finished_rows", "offpolicy/context_staleness_mean")
@@ -88,9 +91,15 @@ def render(records: list[dict]) -> str:
                         f"{col(finished_per_step, 1.0)} | {col(lambda r: r['means']['response_tokens'], 1.0, 0)} | "
                         f"{col(lambda r: r['median_step_s'], 1.0, 2)} | {col(lambda r: r['train_seconds'], 1.0, 0)} |")
     rows += companion.paired_sentence(records, "tppo", "ppo", "T-PPO", "PPO", lambda r: last_evals_mean(r, LAST_EVALS))
-    shared = companion.records(SHARED_CRITIC)
-    if shared:
-        rows += ["", critic_table(records, shared)]
+    shared, uncorrected = companion.records(SHARED_CRITIC), companion.records(NO_CORRECTION)
+    if shared or uncorrected:
+        rows += ["", f"Ablations of the recipe (a quarter = 25% of the steps): the first form of this comparison "
+                     f"(`benchmarks/results/{SHARED_CRITIC}.jsonl`: the value loss through the policy's trunk, "
+                     f"value head at the policy's optimizer and learning rate, T-PPO's GAE λ = 0.95, no correction) "
+                     f"and T-PPO with the critic apart but no correction (`benchmarks/results/{NO_CORRECTION}.jsonl`), "
+                     f"beside the runs above:", "",
+                 ablation_table([("shared trunk", {}, shared), ("apart", {}, uncorrected),
+                                 ("apart", {"tppo": "TIS"}, records)])]
     return "\n".join(rows)
 
 
@@ -100,22 +109,19 @@ def quarter(r: dict, series: str, last: bool = True) -> float:
     return statistics.fmean(values[-n:] if last else values[:n])
 
 
-def critic_table(apart: list[dict], shared: list[dict]) -> str:
-    """Seed means of each arm with the critic apart (``apart``, this file's runs) and with the value
-    loss reaching the shared trunk (``shared``, the first form of the comparison): held-out accuracy,
-    the token entropy over the first and the last quarter of the steps, and the training accuracy
-    over the last."""
-    rows = [f"The same arms with the value loss reaching the policy's trunk (`benchmarks/results/{SHARED_CRITIC}.jsonl`, "
-            "the first form of this comparison: value head trained with the policy's optimizer at its learning rate, "
-            "T-PPO's GAE λ = 0.95), against the critic apart (above); a quarter = 25% of the steps:", "",
-            "| arm | critic | seeds | held-out accuracy | token entropy, first quarter | token entropy, last quarter | "
-            "training accuracy, last quarter |", "|" + "---|" * 7]
+def ablation_table(variants: list[tuple[str, dict, list[dict]]]) -> str:
+    """Seed means of each arm under each variant ``(critic, {arm: correction}, records)``: held-out
+    accuracy, the token entropy over the first and the last quarter of the steps, and the training
+    accuracy over the last."""
+    rows = ["| arm | critic | correction | seeds | held-out accuracy | token entropy, first quarter | "
+            "token entropy, last quarter | training accuracy, last quarter |", "|" + "---|" * 8]
     for arm in ARMS:
-        for critic, records in (("shared trunk", shared), ("apart", apart)):
+        for critic, correction, records in variants:
             runs = [r for r in records if r["arm"] == arm]
             if runs:
                 col = lambda f, scale=100.0, digits=1: mean_std([f(r) for r in runs], scale, digits)
-                rows.append(f"| {arm} | {critic} | {len(runs)} | {col(lambda r: last_evals_mean(r, LAST_EVALS))}% | "
+                rows.append(f"| {arm} | {critic} | {correction.get(arm, 'none')} | {len(runs)} | "
+                            f"{col(lambda r: last_evals_mean(r, LAST_EVALS))}% | "
                             f"{col(lambda r: quarter(r, 'entropy', last=False), 1.0, 3)} | "
                             f"{col(lambda r: quarter(r, 'entropy'), 1.0, 3)} | {col(lambda r: quarter(r, 'accuracy'))}% |")
     return "\n".join(rows)

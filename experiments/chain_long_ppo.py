@@ -26,9 +26,9 @@ Expected result (benchmarks/guided.md, from `python benchmarks/guided_tppo.py --
 --eval_every 25`; raw: benchmarks/results/guided_tppo.jsonl; CPU AMD EPYC; 100 steps of
 chain_long_tppo.py and of chain_long_ppo.py from each seed's SFT warm start, 3 seeds (0, 1, 2);
 held-out greedy exact match of the final answer on 500 prompts, each run's mean of its last 3
-evaluations): warm start 73.5 ± 12.2% → T-PPO 37.3 ± 9.8%, PPO 91.6 ± 6.0% (paired differences
--71.6, -47.9, -43.3 points). Training time (the steps' collect + update, evaluations excluded):
-T-PPO 191 ± 7 s, PPO 207 ± 12 s; responses finished per step: 52.9 ± 7.1 and 128.0 ± 0.0.
+evaluations): warm start 73.5 ± 12.2% → T-PPO 82.4 ± 2.2%, PPO 91.6 ± 6.0% (paired differences
+-14.3, -11.8, -1.5 points). Training time (the steps' collect + update, evaluations excluded): T-PPO
+182 ± 5 s, PPO 207 ± 12 s; responses finished per step: 55.7 ± 0.6 and 128.0 ± 0.0.
 <!-- /report -->
 """
 import ml_collections

@@ -13,17 +13,23 @@ samples and 160-token budget; value head optimized apart from the policy at lr 1
   this step is credited with its reward, one still running bootstraps from the value head at the
   window's end; λ = 1 (PPO keeps 0.95): Â_t = V(s_{e+1}) − V(s_t) on a running response's window,
   R − V(s_t) on its last (λ = 0.95 credits every token of a window through the critic's values at
-  the tokens after it; in a single-seed trial of this recipe it lost accuracy sooner);
+  the tokens after it; in a single-seed trial without the correction it lost accuracy sooner);
 * the value head trains on the finished responses only, every token of them, towards Monte-Carlo
-  returns (λ_v = 1).
+  returns (λ_v = 1);
+* the sampler/trainer correction ``token_truncate`` (TIS): a window after a response's first was
+  drawn over keys and values cached by earlier policies, so its sampler log-probs μ differ from
+  π_old = π_θ recomputed over the whole prefix; each token's advantage is weighted by
+  min(π_old/μ, 2). PPO's complete responses are drawn by one policy (ρ = 1 up to rounding), so
+  its recipe has none.
 
-What the records show (benchmarks/guided.md, the critic table): with the critic apart, PPO on
-complete responses holds or gains accuracy, while T-PPO's runs gain at their first evaluation,
-then lose it and end below their warm start; the value loss no longer reaches the policy, so what
-remains is the credit the windows of running responses take from the critic, V(s_{e+1}) − V(s_t),
-which no reward has checked yet. In seed 0 the responses then grow towards the budget, and those
-that reach it end without an answer (reward 0). With the value loss through the shared trunk (the first form of this
-comparison) T-PPO lost less and PPO gained less.
+What the records show (benchmarks/guided.md, its ablation table): the recipe's three parts each
+matter. With the value loss through the shared trunk (the first form of this comparison) the
+token entropy of both arms rose over the run, T-PPO's most. With the critic apart but no
+correction, T-PPO's runs gained at their first evaluation and then lost it and more, seed 0's
+responses growing towards the budget: the windows of running responses take their credit from the
+critic, V(s_{e+1}) − V(s_t), on tokens drawn over another policy's cache. With the correction
+(this config) T-PPO's entropy stays flat and its accuracy stays near or above its warm start,
+still below PPO's on every seed.
 
 Advantages are not whitened (in both recipes): until the zero-initialised value head has learnt,
 the windows of running responses get advantages near 0 and whitening would shift all of them by
@@ -45,9 +51,9 @@ Expected result (benchmarks/guided.md, from `python benchmarks/guided_tppo.py --
 --eval_every 25`; raw: benchmarks/results/guided_tppo.jsonl; CPU AMD EPYC; 100 steps of
 chain_long_tppo.py and of chain_long_ppo.py from each seed's SFT warm start, 3 seeds (0, 1, 2);
 held-out greedy exact match of the final answer on 500 prompts, each run's mean of its last 3
-evaluations): warm start 73.5 ± 12.2% → T-PPO 37.3 ± 9.8%, PPO 91.6 ± 6.0% (paired differences
--71.6, -47.9, -43.3 points). Training time (the steps' collect + update, evaluations excluded):
-T-PPO 191 ± 7 s, PPO 207 ± 12 s; responses finished per step: 52.9 ± 7.1 and 128.0 ± 0.0.
+evaluations): warm start 73.5 ± 12.2% → T-PPO 82.4 ± 2.2%, PPO 91.6 ± 6.0% (paired differences
+-14.3, -11.8, -1.5 points). Training time (the steps' collect + update, evaluations excluded): T-PPO
+182 ± 5 s, PPO 207 ± 12 s; responses finished per step: 55.7 ± 0.6 and 128.0 ± 0.0.
 <!-- /report -->
 """
 import ml_collections
@@ -60,7 +66,8 @@ WINDOW = 32  # tokens drawn per response and step, of the 160-token budget
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = chain_long_ppo.get_config(arg)
     c.algorithm = "tppo"
-    c.algorithm_kwargs = ml_collections.ConfigDict(dict(chain_long_ppo.PPO_KWARGS, lambda_=1.0, value_lambda=1.0))
+    c.algorithm_kwargs = ml_collections.ConfigDict(dict(chain_long_ppo.PPO_KWARGS, lambda_=1.0, value_lambda=1.0,
+                                                        correction="token_truncate"))
     c.collector = "partial_groups"
     c.collector_kwargs = ml_collections.ConfigDict(dict(window=WINDOW, values=True))
     return c
