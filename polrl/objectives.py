@@ -142,12 +142,7 @@ def value_loss(*, coef: float = 0.5, clip: float | None = 0.2, detached: bool = 
         batch = batch.add_metrics(value_error=ops.masked_mean(jax.lax.stop_gradient(err), batch.mask_bt))
         return batch.add_term("value", 0.5 * coef * err)
 
-    return stateless(fn, needs=value_needs(detached))
-
-
-def value_needs(detached: bool) -> tuple[str, ...]:
-    """The trainer needs of a value loss: values, and with ``detached`` their detached form."""
-    return ("values", "detached_values") if detached else ("values",)
+    return stateless(fn, needs=("values", "detached_values") if detached else ("values",))
 
 
 def nll() -> Transform:

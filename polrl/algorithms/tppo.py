@@ -117,7 +117,7 @@ def finished_value_loss(*, coef: float = 0.5, clip: float | None = 0.2, detached
         batch = batch.add_metrics(value_error=ops.masked_mean(jax.lax.stop_gradient(err), weight))
         return batch.add_loss("value", 0.5 * coef * ops.masked_mean(err, weight))
 
-    return stateless(fn, needs=objectives.value_needs(detached))
+    return stateless(fn, needs=tuple(complete.needs))
 
 
 def tppo(
