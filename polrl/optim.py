@@ -37,9 +37,11 @@ def with_value_head_optimizer(
     one measures that part alone: a critic optimized apart from the policy, at its own learning
     rate (with the need ``"detached_values"`` no loss reaches both parts).
     """
-    def labels(params):
-        def label(path, _):
-            return "value_head" if any(getattr(k, "key", None) in VALUE_HEAD for k in path) else "policy"
-        return jax.tree_util.tree_map_with_path(label, params)
+    return optax.multi_transform({"policy": policy, "value_head": value_head}, value_head_labels)
 
-    return optax.multi_transform({"policy": policy, "value_head": value_head}, labels)
+
+def value_head_labels(params):
+    """The tree of ``params`` with "value_head" at the value head's leaves and "policy" elsewhere."""
+    def label(path, _):
+        return "value_head" if any(getattr(k, "key", None) in VALUE_HEAD for k in path) else "policy"
+    return jax.tree_util.tree_map_with_path(label, params)
