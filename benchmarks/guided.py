@@ -293,6 +293,11 @@ COMPANIONS = {
     "guided_sophia": ("SOPHIA (arXiv 2507.16814) on the chain task: semi-off-policy rows (a larger teacher's "
                       "scratchpad, the policy's own answers after it, the answers' outcomes propagated to the "
                       "scratchpad) against GRPO, same steps (`benchmarks/guided_sophia.py`):", "render"),
+    "guided_ded": ("DED (arXiv 2508.09883) on the programs task: the student distilled by SFT on up to 4 distinct "
+                   "right programs per prompt of the teacher a quick distillation test picks from a pool of two "
+                   "(a larger model and the student's own model trained longer), against the corpus of each teacher "
+                   "alone, same steps; held-out prompts answered by the student alone (`benchmarks/guided_ded.py`):",
+                   "render"),
     "guided_tppo": ("T-PPO (arXiv 2506.15050) on the long chain task: responses drawn 32 tokens per step, "
                     "unfinished ones continued at the next step from their cache, the policy trained on each window "
                     "with Extended GAE (λ = 1), each token's advantage weighted by min(π_old/μ, 2) (TIS: the sampler's "
@@ -332,6 +337,8 @@ COMPANION_CLAIMS = (
      "SOPHIA: semi-off-policy rows from a teacher's reasoning beat GRPO (arXiv 2507.16814)"),
     ("guided_tppo", "tppo", "ppo", "accuracy", "parity",
      "T-PPO: PPO's accuracy from partial rollouts, in less training time (arXiv 2506.15050; the time is in the table)"),
+    ("guided_ded", "ded", "ded_large", "accuracy", "better",
+     "DED: the teacher picked by a quick distillation test distils better than the larger teacher (arXiv 2508.09883)"),
     ("guided_nlpo", "nlpo", "ppo", "accuracy", "better",
      "NLPO: PPO under a delayed copy's top-p action mask beats PPO (arXiv 2210.01241; the longer budget)"),
 )

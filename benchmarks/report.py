@@ -655,6 +655,23 @@ def guided_method_block(method: str) -> Callable[[], str]:
                     f"{_paired(ampo, grpo, acc)} points){ablation}. Over training {guide('guidance/unsolved_frac')} of "
                     f"the groups had no right sample and {guide('guidance/injected_frac')} were given teacher rows, "
                     f"{guide('guidance/large_share')} of them from the large teacher.")
+        if method == "ded":
+            a = by_arm(results("guided_ded"))
+            if not a.get("ded"):
+                return "Expected result: not measured yet (`python benchmarks/guided_ded.py --seeds 0 1 2` writes it)."
+            ded, large, small = a["ded"], a["ded_large"], a["ded_small"]
+            chosen = ", ".join(f"{r['chosen']} (seed {r['seed']})" for r in ded)
+            corpus = lambda key, scale=100.0, digits=1: ms([r["means"][key] for r in ded], scale, digits)
+            return (f"Expected result (benchmarks/guided.md, from `python benchmarks/guided_ded.py`; raw: "
+                    f"benchmarks/results/guided_ded.jsonl; {where(ded)}; {ded[0]['budget']} steps of this config from each "
+                    f"seed's SFT warm start, {seeds_phrase(r['seed'] for r in ded)}; held-out greedy accuracy (every unit "
+                    f"test passed) on 500 prompts, the student alone, each run's mean of its last 3 evaluations): warm "
+                    f"start {percent([r['warm_accuracy'] for r in ded])} → DED {percent([acc(r) for r in ded])}, the "
+                    f"large teacher's corpus alone {percent([acc(r) for r in large])} (paired differences "
+                    f"{_paired(ded, large, acc)} points), the small teacher's alone {percent([acc(r) for r in small])} "
+                    f"(paired differences {_paired(ded, small, acc)} points). The probe chose {chosen}. The chosen "
+                    f"teacher's samples were right {corpus('corpus/teacher_accuracy')}% of the time, with "
+                    f"{corpus('corpus/distinct_right', 1.0, 2)} different right programs per prompt.")
         if method == "sophia":
             a = by_arm(results("guided_sophia"))
             if not a.get("sophia"):
@@ -779,6 +796,10 @@ def readme_guided_methods() -> str:
     if sophia.get("sophia") and sophia.get("grpo"):
         parts.append(f"SOPHIA {acc(sophia['sophia'])}% vs GRPO {acc(sophia['grpo'])}% at {sophia['sophia'][0]['budget']} "
                      f"steps ({seeds_phrase(r['seed'] for r in sophia['sophia'])})")
+    ded = by_arm(results("guided_ded"))
+    if ded.get("ded"):
+        parts.append(f"DED {acc(ded['ded'])}% vs the large teacher's corpus {acc(ded['ded_large'])}% and the small "
+                     f"teacher's {acc(ded['ded_small'])}% ({seeds_phrase(r['seed'] for r in ded['ded'])})")
     tppo = by_arm(results("guided_tppo"))
     if tppo.get("tppo") and tppo.get("ppo"):
         seconds = lambda rs: ms([r["train_seconds"] for r in rs], 1.0, 0)
@@ -789,16 +810,30 @@ def readme_guided_methods() -> str:
         return ""
     return ("| `experiments/arithmetic_spark.py`, `arithmetic_spark_self_reward.py`, `chain_digi_q.py`, "
             "`target_says_dialtree_rpo.py`, `chain_ghpo.py`, `chain_ghpo_labels.py`, `chain_gkd.py`, `arithmetic_nlpo.py`, `chain_ampo.py`, "
-            "`arithmetic_inspo.py`, `chain_sophia.py`, `chain_long_tppo.py` | SPARK (the policy "
+            "`arithmetic_inspo.py`, `chain_sophia.py`, `chain_long_tppo.py`, `programs_ded.py` | SPARK (the policy "
             "also trained as a judge of its own samples, then that judge as the reward), Digi-Q (a TD critic on frozen "
             "features, best-of-N extraction), DialTree-RPO (tree search over dialogue turns against a frozen target), "
             "GHPO (hints for the prompts no sample solves; its label control gives those prompts the labelled answer as a row), GKD (on-policy distillation from a larger teacher), NLPO "
             "(PPO under a delayed copy's top-p action mask), AMPO (a pool of teachers for the groups no sample "
             "solves), INSPO (a population of instructions co-evolved with the policy), SOPHIA (a larger teacher's "
             "reasoning finished by the policy, the outcome credited back to the reasoning), T-PPO (responses drawn "
-            "32 tokens per step, trained on as they grow) against "
+            "32 tokens per step, trained on as they grow), DED (distillation on several distinct right answers of the "
+            "teacher a quick distillation test picks) against "
             "their papers' baselines | "
             + "; ".join(parts) + " ([`benchmarks/guided.md`](benchmarks/guided.md)) |")
+
+
+def ded_teachers_block() -> str:
+    """The expected-result block of DED's two teacher configs (experiments/programs_sft_{large,small}.py)."""
+    ded = by_arm(results("guided_ded")).get("ded")
+    if not ded:
+        return para("Expected result: not measured yet (`python benchmarks/guided_ded.py --seeds 0 1 2` trains these "
+                    "teachers and writes their accuracy).")
+    acc = lambda name: percent([r["teacher_accuracy"][name] for r in ded])
+    return para(f"Expected result (from `python benchmarks/guided_ded.py`, which trains both teachers of each seed; raw: "
+                f"benchmarks/results/guided_ded.jsonl; {where(ded)}; {seeds_phrase(r['seed'] for r in ded)}; held-out "
+                f"greedy accuracy, every unit test passed, on 500 prompts): programs_sft_large {acc('large')}, "
+                f"programs_sft_small {acc('small')}.")
 
 
 def readme_frontier() -> str:
@@ -1189,8 +1224,10 @@ BLOCKS: dict[str, Callable[[], str]] = {
     **{f"preference.{a}": chain_preference_block(a) for a in ("chain_dpo_revised", "chain_opa_dpo")},
     **{f"guided.{a}": guided_block(a) for a in ("prm", "mcts_dpo")},
     **{f"guided.{m}": guided_method_block(m) for m in ("spark", "spark_self_reward", "digi_q", "dialtree_rpo", "ghpo", "ghpo_labels",
-                                                       "gkd", "nlpo", "ampo", "sophia", "tppo", "tppo_ppo")},
+                                                       "gkd", "nlpo", "ampo", "sophia", "tppo", "tppo_ppo",
+                                                       "ded")},
     "guided.inspo": inspo_block,
+    "guided.ded_teachers": ded_teachers_block,
     **{f"frontier.{n}": frontier_block(n) for n in ("bgpo", "diffusion_seppo", "diffusion_dragon", "pgd", "ct2",
                                                     "volleyball_mappo", "volleyball_ippo", "volleyball_selfplay")},
     "multiply.flow_grpo": multiply_block("tool"),

@@ -167,6 +167,7 @@ ALL_NOUNS = {
     "digi_q",
     "dialtree_rpo",
     "gkd",
+    "ded",
     "ampo",
     "sophia",
     "nlpo",

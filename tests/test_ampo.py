@@ -23,6 +23,7 @@ from polrl.core import ON_POLICY, TEACHER, Batch, PolicyState
 from polrl.models import TransformerConfig
 from polrl.rollout import SamplingConfig
 from polrl.tasks import Task
+from held_out_testing import check_evaluation_sees_the_policy_alone
 from tiny_models import tiny_params
 
 V, MARK, EOS, PAD, G = 8, 6, 7, 0, 2
@@ -337,23 +338,6 @@ def test_held_out_evaluation_never_sees_the_teachers(tmp_path, monkeypatch):
     its greedy sampler gets exactly task_batch's test prompts and the parameters it was given, never
     a teacher's."""
     from experiments import chain_ampo
-    from polrl.tasks.data import task_batch
-    from polrl.train.build import build_spec
-    from polrl.train.trainer import Trainer
 
-    monkeypatch.setenv("POLRL_DATA_DIR", str(tmp_path / "data"))
-    with jax.enable_x64(False):
-        config = chain_ampo.get_config("smoke")
-        spec = build_spec(config, progress=False)
-        trainer = Trainer(spec, str(tmp_path / "run"))
-        seen = []
-        greedy = trainer._greedy
-        trainer._greedy = lambda params, prompt_bp, valid_bp, rng: seen.append(
-            (params, np.asarray(prompt_bp), np.asarray(valid_bp))) or greedy(params, prompt_bp, valid_bp, rng)
-        trainer.evaluate(spec.init_params)
-    plain = task_batch(spec.task, [spec.task.test[i] for i in range(config.eval.num_examples)])
+    spec = check_evaluation_sees_the_policy_alone(chain_ampo.get_config("smoke"), tmp_path, monkeypatch)
     assert set(spec.models) == set(chain_ampo.TEACHERS)  # the run holds both teachers
-    assert len(seen) == 1
-    assert seen[0][0] is spec.init_params
-    np.testing.assert_array_equal(seen[0][1], plain["prompt_bp"])
-    np.testing.assert_array_equal(seen[0][2], plain["prompt_valid_bp"])

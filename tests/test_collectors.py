@@ -129,6 +129,8 @@ CASES = {
     "stale": lambda ctx: collectors.stale(2)(collectors.group_samples(ctx), ctx),
     "with_teacher_logits": _wrapped(collectors.with_teacher_logits("strong")),
     "with_student_fraction": _wrapped(collectors.with_student_fraction("strong", 0.5)),
+    "with_distilled_corpus": _wrapped(collectors.with_distilled_corpus(("strong", "weak"), samples=2, keep=2,
+                                                                       select_steps=1, probe_steps=1, probe_samples=1)),
     "with_multi_guidance": _wrapped(collectors.with_multi_guidance(("strong",), k=1, wrong_teachers="force")),
     "with_borrowed_reasoning": lambda ctx: _wrapped(collectors.with_borrowed_reasoning("strong", 2, 2))(
         dataclasses.replace(ctx, task=dataclasses.replace(ctx.task, tokenizer=types.SimpleNamespace(encode=lambda t: [6]),

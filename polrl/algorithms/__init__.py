@@ -13,6 +13,7 @@ from polrl.algorithms.entropy_cov import clip_cov, kl_cov
 from polrl.algorithms.gmpo import gmpo
 from polrl.algorithms.gepo import gepo
 from polrl.algorithms.gkd import gkd
+from polrl.algorithms.ded import ded
 from polrl.algorithms.nlpo import nlpo
 from polrl.algorithms.inspo import inspo
 from polrl.algorithms.ampo import ampo
@@ -49,7 +50,7 @@ from polrl.algorithms.seppo import seppo
 from polrl.algorithms.spark import spark
 from polrl.algorithms.supervised import sft
 
-__all__ = ["dpo", "simpo", "orpo", "kto", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "reward_model", "process_reward_model", "gepo", "opa_dpo", "seppo", "dragon", "ra_dpo", "spark", "digi_q", "dialtree_rpo", "gkd", "ampo", "nlpo", "sophia", "inspo"]
+__all__ = ["dpo", "simpo", "orpo", "kto", "grpo", "ppo", "sft", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "remax", "sapo", "opmd", "asymre", "rec", "chord", "lp_reg", "rover", "mdpo", "remix", "tppo", "otr", "copg", "drpo", "rl_plus", "flow_grpo", "treepo", "clip_cov", "kl_cov", "gmpo", "gpg", "opo", "passk_grpo", "otb", "reward_model", "process_reward_model", "gepo", "opa_dpo", "seppo", "dragon", "ra_dpo", "spark", "digi_q", "dialtree_rpo", "gkd", "ded", "ampo", "nlpo", "sophia", "inspo"]
 
 
 def get(name: str):

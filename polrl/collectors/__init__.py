@@ -30,6 +30,7 @@ leave-one-out change of the set score as each sample's reward: the ``dragon`` no
 ``with_reward_goals`` (RA-DPO: each pair relabelled into two goal-conditioned pairs: the ``ra_dpo`` noun).
 ``with_teacher_logits`` (a frozen teacher's logits at every response position) and ``with_student_fraction``
 (the student's samples with probability λ, else the teacher's): GKD, the ``gkd`` noun.
+``with_distilled_corpus`` (DED: the student's samples replaced by several distinct right answers of the teacher whose quick distillation helps the student most: the ``ded`` noun).
 ``with_multi_guidance`` (AMPO: up to k solutions of a pool of frozen teachers, ranked by the policy's comprehension, in the groups no sample solves: the ``ampo`` noun).
 ``with_instruction_population`` (INSPO: every question under an instruction drawn from a scored population the policy prunes and refills from its failures: the ``inspo`` noun).
 ``with_borrowed_reasoning`` (SOPHIA: a frozen teacher's reasonings continued by the policy, the reasoning credited with the mean outcome of its continuations: the ``sophia`` noun).
@@ -45,6 +46,7 @@ from polrl.collectors.context import Context, NamedModel
 from polrl.collectors.density_ratio import with_density_ratio
 from polrl.collectors.detectability_penalty import with_detectability_penalty
 from polrl.collectors.distributional_reward import with_distributional_reward
+from polrl.collectors.distilled_corpus import with_distilled_corpus
 from polrl.collectors.demonstrations import demonstration_batch, demonstrations
 from polrl.collectors.dynamic_sampling import dynamic_sampling, keep_informative_groups
 from polrl.collectors.expert_rows import with_expert_rows
@@ -104,6 +106,7 @@ __all__ = [
     "with_density_ratio",
     "with_detectability_penalty",
     "with_distributional_reward",
+    "with_distilled_corpus",
     "with_expert_rows",
     "with_greedy_baseline",
     "with_hints",

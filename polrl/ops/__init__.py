@@ -5,6 +5,7 @@ Suffixes give shapes: ``_b`` per sequence [B], ``_bt`` per token [B, T], ``_btv`
 vocabulary entry [B, T, V]; ``mask_bt`` is 1 on loss-bearing tokens, rows are right-padded.
 """
 from polrl.ops.aggregation import AGGREGATION_MODES, aggregate
+from polrl.ops.edit_distance import edit_distance, pairwise_edit_distance
 from polrl.ops.distributions import entropy_from_logits, log_softmax_at, mean_log_prob_from_logits, token_logp_and_entropy
 from polrl.ops.group import (
     GROUP_SCALES,
@@ -35,6 +36,7 @@ __all__ = (
     "aggregate",
     "clipped_surrogate",
     "discounted_returns",
+    "edit_distance",
     "entropy_from_logits",
     "gae",
     "gae_bt",
@@ -55,6 +57,7 @@ __all__ = (
     "masked_whiten",
     "mean_log_prob_from_logits",
     "min_p_log_prob",
+    "pairwise_edit_distance",
     "safe_div",
     "token_logp_and_entropy",
     "zero_variance_groups",
