@@ -355,14 +355,41 @@ def companion_sections() -> list[str]:
     return lines
 
 
-def companion_claims() -> list[str]:
+def companion_differences() -> list[tuple[str, str, str, str, list, list]]:
+    """``(claim, arm, base, kind, seeds, paired differences)`` of every companion claim measured."""
     score = {"accuracy": lambda r: last_evals_mean(r, LAST_EVALS), "success": lambda r: r["success"]}
-    lines = []
+    out = []
     for script, arm, base, key, kind, claim in COMPANION_CLAIMS:
         seeds, diffs = paired_runs(companion.runs(script), arm, base, score[key])
         if diffs:
-            lines.append(_claim_row(claim, f"`{arm}`", f"`{base}`", kind, seeds, diffs))
-    return lines
+            out.append((claim, arm, base, kind, seeds, diffs))
+    return out
+
+
+def companion_claims() -> list[str]:
+    return [_claim_row(claim, f"`{arm}`", f"`{base}`", kind, seeds, diffs)
+            for claim, arm, base, kind, seeds, diffs in companion_differences()]
+
+
+def plot_companions(path_png: pathlib.Path) -> None:
+    """Each companion claim's paired differences (points; one dot per seed, the bar at their mean),
+    method against its paper's baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = companion_differences()
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 1.2))
+    for i, (_, arm, base, _, _, diffs) in enumerate(rows):
+        y = len(rows) - 1 - i
+        ax.scatter([100 * d for d in diffs], [y] * len(diffs), s=18, color="tab:blue", zorder=3)
+        ax.plot([100 * statistics.mean(diffs)] * 2, [y - 0.3, y + 0.3], color="k", lw=2)
+    ax.axvline(0.0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(rows)), [f"{arm} − {base}" for _, arm, base, *_ in reversed(rows)], fontsize=8)
+    ax.set(xlabel="paired difference, points (dots: seeds; bar: mean)")
+    fig.tight_layout()
+    fig.savefig(path_png, dpi=110)
 
 
 def _claim_row(claim, arm, base, kind, seeds, diffs, scale=100.0, digits=1):
@@ -464,6 +491,8 @@ def render(done: list[dict]) -> str:
                                 "better", ms, [acc(runs[("mcts_dpo", s)]) - runs[("mcts_dpo", s)]["warm_accuracy"]
                                                for s in ms]))
     lines += companion_claims()
+    lines += ["", "The companion claims' paired differences, seed by seed: [`guided_methods.png`](guided_methods.png); "
+                  "the search frontier: [`guided.png`](guided.png)."]
     return "\n".join(lines) + "\n"
 
 
@@ -520,6 +549,7 @@ def main(argv=None) -> None:
     report = pathlib.Path(args.report)
     report.write_text(render(done))
     plot(done, report.with_suffix(".png"))
+    plot_companions(report.with_name("guided_methods.png"))
     print(report.read_text())
 
 
