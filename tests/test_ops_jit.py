@@ -68,6 +68,8 @@ CASES = {
         functools.partial(ops.min_p_log_prob, threshold=0.3), (_f32(B, T, V), TOKENS_BT),
     ),
     "masked_sum": (ops.masked_sum, (_f32(B, T), MASK_BT)),
+    "edit_distance": (ops.edit_distance, (TOKENS_BT[0], jnp.int32(4), TOKENS_BT[1], jnp.int32(5))),
+    "pairwise_edit_distance": (ops.pairwise_edit_distance, (TOKENS_BT, jnp.array([5, 2, 0], jnp.int32))),
     "masked_mean": (functools.partial(ops.masked_mean, axis=1), (_f32(B, T), MASK_BT)),
     "masked_var": (ops.masked_var, (_f32(B, T), MASK_BT)),
     "masked_whiten": (ops.masked_whiten, (_f32(B, T), MASK_BT)),
