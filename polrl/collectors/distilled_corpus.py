@@ -84,6 +84,16 @@ def distinct_right(distance_ss: jax.Array, right_s: jax.Array) -> jax.Array:
     return (right_s & ~repeats).sum().astype(jnp.int32)
 
 
+def verified_samples(ctx: Context, graphdef, params, data: dict, rng, samples: int):
+    """(``SampleOutput``, float mask, reward) of ``samples`` samples per prompt of ``data`` from the
+    model ``(graphdef, params)`` at the run's sampling, scored by the task's device reward."""
+    out = sample(graphdef, params, data["prompt_bp"], data["prompt_valid_bp"], rng, ctx.sampling, samples)
+    mask = out.mask_bt.astype(jnp.float32)
+    reward = device_reward(ctx, out.response_bt, mask, repeat_rows(data["answer_ba"], samples),
+                           repeat_rows(data["answer_valid_ba"], samples))
+    return out, mask, reward
+
+
 def corpus_rows(ctx: Context, graphdef, params, data: dict, rng, samples: int, keep: int) -> tuple[Batch, dict]:
     """The corpus rows of one teacher ``(graphdef, params)`` for the prompts of ``data`` (module
     docstring) and their statistics: ``corpus/teacher_accuracy`` (right fraction of all its
@@ -92,10 +102,7 @@ def corpus_rows(ctx: Context, graphdef, params, data: dict, rng, samples: int, k
     ``corpus/distance_mean`` (mean edit distance between the rows of a prompt, over the prompts
     with two or more)."""
     p, s, k = data["prompt_bp"].shape[0], samples, keep
-    out = sample(graphdef, params, data["prompt_bp"], data["prompt_valid_bp"], rng, ctx.sampling, s)
-    mask = out.mask_bt.astype(jnp.float32)
-    reward = device_reward(ctx, out.response_bt, mask, repeat_rows(data["answer_ba"], s),
-                           repeat_rows(data["answer_valid_ba"], s))
+    out, mask, reward = verified_samples(ctx, graphdef, params, data, rng, s)
     tokens_pst = out.response_bt.reshape(p, s, -1)
     length_ps = mask.sum(axis=1).astype(jnp.int32).reshape(p, s)
     right_ps = (reward >= 1.0).reshape(p, s)
@@ -146,9 +153,7 @@ def quick_distillation(graphdef, params, rows: Batch, steps: int, learning_rate:
 def sampled_accuracy(ctx: Context, params, data: dict, rng, samples: int) -> jax.Array:
     """The fraction of right answers among ``samples`` samples per prompt of the student with
     parameters ``params``."""
-    out = sample(ctx.graphdef, params, data["prompt_bp"], data["prompt_valid_bp"], rng, ctx.sampling, samples)
-    reward = device_reward(ctx, out.response_bt, out.mask_bt.astype(jnp.float32),
-                           repeat_rows(data["answer_ba"], samples), repeat_rows(data["answer_valid_ba"], samples))
+    reward = verified_samples(ctx, ctx.graphdef, params, data, rng, samples)[2]
     return (reward >= 1.0).astype(jnp.float32).mean()
 
 
